@@ -1,0 +1,223 @@
+"""Command-line interface: ``napari-lowdose SUBCOMMAND ...``.
+
+The same steps as the napari widgets, headless (for batch work on a cluster
+node). Errors are printed as one line on stderr with a non-zero exit status.
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .io.errors import LowdoseError
+
+__all__ = ["main", "parse_roi"]
+
+PROG = "napari-lowdose"
+
+
+class CliError(LowdoseError):
+    """A usage error detected after argument parsing."""
+
+
+def parse_roi(text: str) -> tuple[int, int, int, int]:
+    """Parse ``"Y0:Y1,X0:X1"`` (pixels, end exclusive) into ``(y0, y1, x0, x1)``."""
+    try:
+        rows, cols = text.split(",")
+        y0, y1 = (int(v) for v in rows.split(":"))
+        x0, x1 = (int(v) for v in cols.split(":"))
+    except ValueError:
+        raise CliError(f"region {text!r} must look like Y0:Y1,X0:X1 (pixels)") from None
+    if y1 <= y0 or x1 <= x0 or min(y0, x0) < 0:
+        raise CliError(f"region {text!r} is empty or negative")
+    return y0, y1, x0, x1
+
+
+def _add_dose_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("dose per frame (overrides what the file states)")
+    group.add_argument("--dose", metavar="CSV", type=Path,
+                       help="dose table: CSV with a dose_e_per_A2 column, one row per frame")
+    group.add_argument("--dose-source", default="auto",
+                       choices=["auto", "metadata", "table", "rate_x_exposure", "counts"],
+                       help="force one source instead of the priority order "
+                            "metadata > table > rate×exposure > counts (default: auto)")
+    group.add_argument("--dose-rate", type=float, metavar="E_PER_A2_S",
+                       help="dose rate at the specimen in e⁻/Å²/s")
+    group.add_argument("--exposure-s", type=float, metavar="S",
+                       help="exposure time of one frame in s")
+    group.add_argument("--counts-per-electron", type=float, metavar="G",
+                       help="detector counts per electron (dose from mean counts)")
+    group.add_argument("--counts-roi", type=parse_roi, metavar="Y0:Y1,X0:X1",
+                       help="vacuum region for the counts source (default: whole frame)")
+    parser.add_argument("--pixel-size-A", type=float, metavar="S",
+                        help="pixel size in Å/px (overrides the file's calibration)")
+
+
+def _open_calibrated(args: argparse.Namespace):
+    from .io.calibrate import calibrate_frame_dose
+    from .io.readers import read_series
+
+    series = read_series(args.series)
+    if args.pixel_size_A is not None:
+        if not args.pixel_size_A > 0:
+            raise CliError("--pixel-size-A must be positive")
+        series.pixel_size_A = (args.pixel_size_A, args.pixel_size_A)
+        series.pixel_size_source = "command line --pixel-size-A"
+    user_given = any(v is not None for v in (args.dose, args.dose_rate, args.exposure_s,
+                                             args.counts_per_electron))
+    if user_given or args.dose_source != "auto" or args.pixel_size_A is not None:
+        series.frame_dose = calibrate_frame_dose(
+            series.data,
+            pixel_area_A2=series.pixel_area_A2,
+            hints=series.dose_hints.to_metadata(),
+            source=args.dose_source,
+            dose_table=args.dose,
+            dose_rate_e_per_A2_s=args.dose_rate,
+            exposure_time_s=args.exposure_s,
+            counts_per_electron=args.counts_per_electron,
+            roi=args.counts_roi,
+        )
+    return series
+
+
+def series_info(series) -> dict[str, Any]:
+    """A JSON-serialisable summary of an opened series."""
+    dose = series.frame_dose
+    info: dict[str, Any] = {
+        "file": str(series.path),
+        "format": series.format,
+        "shape": list(series.data.shape),
+        "axes": list(series.axis_labels),
+        "dtype": str(series.data.dtype),
+        "pixel_size_A": None if series.pixel_size_A is None else list(series.pixel_size_A),
+        "pixel_size_source": series.pixel_size_source,
+        "n_frames": series.n_frames,
+        "dose": None,
+        "dose_hints": series.dose_hints.to_metadata(),
+        "warnings": list(series.warnings),
+    }
+    if dose is not None:
+        d = dose.dose_e_per_A2
+        info["dose"] = {
+            "source": dose.source,
+            "detail": dose.detail,
+            "min_e_per_A2": float(d.min()),
+            "max_e_per_A2": float(d.max()),
+            "total_e_per_A2": float(d.sum()),
+            "dose_e_per_A2": [float(v) for v in d],
+        }
+    return info
+
+
+def _format_info(info: dict[str, Any]) -> str:
+    shape = " × ".join(str(n) for n in info["shape"])
+    lines = [
+        f"file:        {info['file']}",
+        f"format:      {info['format']}",
+        f"shape:       {shape} ({', '.join(info['axes'])})",
+        f"dtype:       {info['dtype']}",
+    ]
+    px = info["pixel_size_A"]
+    if px is None:
+        lines.append("pixel size:  uncalibrated (the file states no length calibration)")
+    else:
+        size = f"{px[0]:.6g} Å/px" if px[0] == px[1] else f"{px[0]:.6g} × {px[1]:.6g} Å/px (y × x)"
+        lines.append(f"pixel size:  {size}  [{info['pixel_size_source']}]")
+    dose = info["dose"]
+    if dose is None:
+        lines.append("dose:        unknown (give --dose CSV, --dose-rate with --exposure-s, "
+                     "or --counts-per-electron)")
+    else:
+        per_px = ""
+        if px is not None:
+            area = px[0] * px[1]
+            per_px = (f"; {dose['min_e_per_A2'] * area:.4g} … {dose['max_e_per_A2'] * area:.4g}"
+                      " e⁻/px")
+        lines.append(f"dose:        {dose['min_e_per_A2']:.4g} … {dose['max_e_per_A2']:.4g} "
+                     f"e⁻/Å² per frame{per_px}, total {dose['total_e_per_A2']:.4g} e⁻/Å²")
+        detail = f" ({dose['detail']})" if dose["detail"] else ""
+        lines.append(f"dose source: {dose['source']}{detail}")
+    for note in info["dose_hints"].get("notes", []):
+        lines.append(f"note:        {note}")
+    for warning in info["warnings"]:
+        lines.append(f"warning:     {warning}")
+    return "\n".join(lines)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print format, shape, dtype, pixel size and dose summary of a series."""
+    info = series_info(_open_calibrated(args))
+    print(json.dumps(info, indent=2) if args.json else _format_info(info))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Make the built-in synthetic dose series, save it, and run ``info`` on the file."""
+    from .io.dose import write_dose_table
+    from .io.readers import read_series
+    from .io.writers import write_series_tiff
+    from .simulate.synthetic_series import make_synthetic_dose_series
+
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="lowdose-demo-"))
+    series = make_synthetic_dose_series(seed=args.seed)
+    p = series.parameters
+    tiff = write_series_tiff(
+        out / "synthetic_dose_series.tif", series.counts, p.sampling_A,
+        dose_e_per_A2=series.dose_e_per_A2,
+        extra_metadata={"counts_per_electron": p.counts_per_electron,
+                        "synthetic": series.metadata()},
+    )
+    write_series_tiff(out / "particle_truth_mask.tif", series.particle_mask, p.sampling_A)
+    write_dose_table(out / "dose.csv", series.dose_e_per_A2)
+    print(f"wrote {tiff}, {out / 'particle_truth_mask.tif'} and {out / 'dose.csv'}\n")
+    print(_format_info(series_info(read_series(tiff))))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``napari-lowdose`` command."""
+    parser = argparse.ArgumentParser(prog=PROG, description="Low-dose HR-TEM analysis, headless.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    info = sub.add_parser("info", help="format, shape, pixel size and dose of a series")
+    info.add_argument("series", type=Path, metavar="SERIES")
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _add_dose_options(info)
+    info.set_defaults(func=cmd_info)
+
+    demo = sub.add_parser("demo", help="run on the built-in synthetic dose series")
+    demo.add_argument("--out", type=Path, metavar="DIR",
+                      help="output folder (default: a new temporary folder)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``napari-lowdose`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except LowdoseError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        print(f"{PROG}: internal error: {type(err).__name__}: {err} "
+              "(rerun with --debug for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

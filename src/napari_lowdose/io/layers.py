@@ -1,0 +1,81 @@
+"""Turn a :class:`Series` into napari layer data, without importing napari.
+
+Layer metadata layout (shared by every widget of the plugin)::
+
+    metadata["lowdose"] = {
+        "format", "path", "pixel_size_A", "pixel_size_source",
+        "dose": FrameDose.to_metadata() or None,
+        "dose_hints": DoseHints.to_metadata(), "warnings": [...],
+    }
+    metadata["source_metadata"] = the file's own metadata
+"""
+
+from typing import Any
+
+from .dose import FrameDose
+from .series import Series
+
+__all__ = [
+    "LOWDOSE_KEY",
+    "image_layer_kwargs",
+    "layer_frame_dose",
+    "series_to_layer_data",
+    "with_frame_dose",
+]
+
+LOWDOSE_KEY = "lowdose"
+
+
+def image_layer_kwargs(
+    pixel_size_A: tuple[float, float] | None, ndim: int
+) -> dict[str, Any]:
+    """``scale``, ``units`` and ``axis_labels`` for an image of ``ndim`` axes.
+
+    The last two axes are (y, x) in Å (or pixels if uncalibrated); a leading
+    axis is the frame index.
+    """
+    if pixel_size_A is None:
+        spatial_scale, spatial_unit = (1.0, 1.0), "pixel"
+    else:
+        spatial_scale, spatial_unit = tuple(float(v) for v in pixel_size_A), "angstrom"
+    lead = ndim - 2
+    return {
+        "scale": (1.0,) * lead + spatial_scale,
+        "units": ("dimensionless",) * lead + (spatial_unit, spatial_unit),
+        "axis_labels": (("frame",) if lead == 1 else tuple(f"axis{i}" for i in range(lead)))
+        + ("y", "x"),
+    }
+
+
+def series_to_layer_data(series: Series) -> list[tuple[Any, dict[str, Any], str]]:
+    """Return the napari ``LayerDataTuple`` list for an opened series."""
+    lowdose = {
+        "format": series.format,
+        "path": str(series.path),
+        "pixel_size_A": None if series.pixel_size_A is None else list(series.pixel_size_A),
+        "pixel_size_source": series.pixel_size_source,
+        "dose": None if series.frame_dose is None else series.frame_dose.to_metadata(),
+        "dose_hints": series.dose_hints.to_metadata(),
+        "warnings": list(series.warnings),
+    }
+    kwargs = {
+        "name": series.path.stem,
+        "metadata": {LOWDOSE_KEY: lowdose, "source_metadata": series.source_metadata},
+        **image_layer_kwargs(series.pixel_size_A, series.data.ndim),
+    }
+    return [(series.data, kwargs, "image")]
+
+
+def layer_frame_dose(metadata: dict[str, Any]) -> FrameDose | None:
+    """Return the per-frame dose stored in a layer's metadata, or None."""
+    record = (metadata or {}).get(LOWDOSE_KEY, {}).get("dose")
+    return None if record is None else FrameDose.from_metadata(record)
+
+
+def with_frame_dose(metadata: dict[str, Any], dose: FrameDose | None) -> dict[str, Any]:
+    """Return a copy of layer ``metadata`` with ``dose`` recorded (input unchanged)."""
+    new = dict(metadata or {})
+    lowdose = dict(new.get(LOWDOSE_KEY, {}))
+    lowdose["dose"] = None if dose is None else dose.to_metadata()
+    new[LOWDOSE_KEY] = lowdose
+    return new
