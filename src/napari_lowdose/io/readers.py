@@ -8,11 +8,13 @@ with a one-line message.
 """
 
 import json
+import logging
 import math
 import re
 import threading
 import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -138,26 +140,53 @@ def read_tiff(path: str | Path) -> Series:
     import tifffile
 
     path = Path(path)
+    with _capture_log_errors("tifffile") as log_errors:
+        try:
+            tif = tifffile.TiffFile(path)
+        except Exception as err:  # tifffile raises many kinds for broken files
+            raise SeriesReadError(f"{path.name}: not a readable TIFF ({_short(err)})") from None
+        with tif:
+            series = _read_open_tiff(tif, path)
+    if log_errors:
+        raise SeriesReadError(f"{path.name}: TIFF is damaged or truncated ({log_errors[0]})")
+    return series
+
+
+@contextmanager
+def _capture_log_errors(logger_name: str):
+    """Collect ERROR records a library logs (tifffile logs, rather than raises, on bad tags)."""
+    messages: list[str] = []
+
+    class _Collector(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage()[:160])
+
+    handler = _Collector(level=logging.ERROR)
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(handler)
     try:
-        tif = tifffile.TiffFile(path)
-    except Exception as err:  # tifffile raises many kinds for broken files
-        raise SeriesReadError(f"{path.name}: not a readable TIFF ({_short(err)})") from None
-    with tif:
-        if not tif.series:
-            raise SeriesReadError(f"{path.name}: TIFF holds no image")
-        series0 = tif.series[0]
-        axes, shape, dtype = series0.axes, tuple(series0.shape), series0.dtype
-        if "S" in axes or "C" in axes and shape[axes.index("C")] in (3, 4):
-            raise SeriesReadError(f"{path.name}: colour (RGB) TIFF is not a TEM image series")
-        page0 = series0.pages[0]
-        tags = {tag.code: tag.value for tag in page0.tags.values()}
-        ij_meta = tif.imagej_metadata or {}
-        ome_xml = tif.ome_metadata if tif.is_ome else None
-        n_pages = len(series0.pages)
-        source_meta = _tiff_metadata(tags, ij_meta)
-        kind = "OME-TIFF" if tif.is_ome else "ImageJ TIFF" if tif.is_imagej else "TIFF"
-        if 65003 in tags:
-            kind = "TIFF (Gatan DigitalMicrograph)"
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+
+
+def _read_open_tiff(tif: Any, path: Path) -> Series:
+    if not tif.series:
+        raise SeriesReadError(f"{path.name}: TIFF holds no image")
+    series0 = tif.series[0]
+    axes, shape, dtype = series0.axes, tuple(series0.shape), series0.dtype
+    if "S" in axes or "C" in axes and shape[axes.index("C")] in (3, 4):
+        raise SeriesReadError(f"{path.name}: colour (RGB) TIFF is not a TEM image series")
+    page0 = series0.pages[0]
+    tags = {tag.code: tag.value for tag in page0.tags.values()}
+    ij_meta = tif.imagej_metadata or {}
+    ome_xml = tif.ome_metadata if tif.is_ome else None
+    n_pages = len(series0.pages)
+    source_meta = _tiff_metadata(tags, ij_meta)
+    kind = "OME-TIFF" if tif.is_ome else "ImageJ TIFF" if tif.is_imagej else "TIFF"
+    if 65003 in tags:
+        kind = "TIFF (Gatan DigitalMicrograph)"
+    _check_tiff_complete(series0, path)
     data = _tiff_data(path, shape, dtype, n_pages)
     warn: list[str] = []
     own = _lowdose_tiff_record(ij_meta)
@@ -175,6 +204,20 @@ def read_tiff(path: str | Path) -> Series:
         _to_frames(data), pixel_size, kind, path, where, source_meta, hints, warnings=warn
     )
     return _finish(series)
+
+
+def _check_tiff_complete(series0: Any, path: Path) -> None:
+    """Refuse a TIFF whose last frame's data run past the end of the file."""
+    file_size = path.stat().st_size
+    if series0.dataoffset is not None:  # contiguous: one block of data
+        end = series0.dataoffset + series0.size * series0.dtype.itemsize
+    else:
+        page = series0.pages[len(series0.pages) - 1]
+        page = page.aspage() if hasattr(page, "aspage") else page
+        ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=False)]
+        end = max(ends) if ends else 0
+    if end > file_size:
+        raise SeriesReadError(f"{path.name}: TIFF is truncated (image data missing)")
 
 
 def _short(err: BaseException) -> str:
@@ -308,7 +351,9 @@ def read_dm(path: str | Path) -> Series:
         raise SeriesReadError(f"{path.name}: not a readable DigitalMicrograph file "
                               f"({_short(err)})") from None
     warn: list[str] = []
-    pixel_size = _pixel_size((scale[-2], scale[-1]), (units[-2], units[-1]), warn, "DM calibration")
+    pixel_size = _pixel_size(
+        (scale[-2], scale[-1]), (units[-2], units[-1]), warn, "DM calibration"
+    )
     meta = {k: _jsonable(v) for k, v in tags.items() if not isinstance(v, np.ndarray)}
     hints = DoseHints()
     for key, value in tags.items():
@@ -432,7 +477,8 @@ def _read_berkeley(h5: Any, path: Path) -> Series:
     groups: list[Any] = []
 
     def visit(_name: str, obj: Any) -> None:
-        if isinstance(obj, h5py.Group) and int(np.asarray(obj.attrs.get("emd_group_type", 0)) or 0) == 1:
+        group_type = np.asarray(obj.attrs.get("emd_group_type", 0)) if hasattr(obj, "attrs") else 0
+        if isinstance(obj, h5py.Group) and int(group_type) == 1:
             groups.append(obj)
 
     h5.visititems(visit)

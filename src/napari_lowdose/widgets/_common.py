@@ -1,0 +1,28 @@
+"""Small helpers shared by the dock widgets (napari-side glue only)."""
+
+import numpy as np
+
+
+def rectangle_roi_px(shapes_layer, image_layer) -> tuple[int, int, int, int]:
+    """Pixel bounds ``(y0, y1, x0, x1)`` of the first rectangle of a Shapes layer.
+
+    The rectangle is converted from world coordinates to the image's data
+    (pixel) coordinates, so it does not matter how either layer is scaled.
+
+    Raises
+    ------
+    ValueError
+        If the Shapes layer holds no shape.
+    """
+    if len(shapes_layer.data) == 0:
+        raise ValueError(f"'{shapes_layer.name}' has no shape: draw a rectangle over vacuum")
+    vertices = np.asarray(shapes_layer.data[0], dtype=np.float64)
+    pixels = []
+    for vertex in vertices:
+        world = np.asarray(shapes_layer.data_to_world(vertex), dtype=np.float64)[-2:]
+        position = np.concatenate([np.zeros(image_layer.ndim - 2), world])
+        pixels.append(np.asarray(image_layer.world_to_data(position))[-2:])
+    pixels = np.array(pixels)
+    y0, x0 = np.floor(pixels.min(axis=0) + 0.5).astype(int)
+    y1, x1 = np.floor(pixels.max(axis=0) + 0.5).astype(int)
+    return int(y0), int(y1), int(x0), int(x1)

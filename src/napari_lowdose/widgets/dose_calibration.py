@@ -1,0 +1,282 @@
+"""'Dose calibration' dock widget: show and set the per-frame dose of an image layer.
+
+Thin: it gathers inputs and calls :mod:`napari_lowdose.io.calibrate`; the
+dose is stored in the layer's ``metadata["lowdose"]["dose"]`` (the image data
+are never touched).
+"""
+
+from pathlib import Path
+
+import napari
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton
+from napari.qt.threading import thread_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info
+
+from ..io.calibrate import calibrate_frame_dose, iter_frame_mean_counts
+from ..io.dose import FrameDose, write_dose_table
+from ..io.errors import LowdoseError
+from ..io.layers import LOWDOSE_KEY, layer_frame_dose, with_frame_dose
+from ._common import rectangle_roi_px
+
+SOURCE_CHOICES = [
+    ("Automatic (metadata > table > rate × exposure > counts)", "auto"),
+    ("File metadata", "metadata"),
+    ("Dose table (CSV)", "table"),
+    ("Dose rate × exposure time", "rate_x_exposure"),
+    ("Mean counts ÷ counts-per-electron ÷ pixel area", "counts"),
+]
+WHOLE_FRAME = "whole frame"
+
+
+class DoseCalibrationWidget(Container):
+    """Show the dose of every frame of an image layer, and set it from several sources."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, *, use_thread: bool = True):
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self.use_thread = use_thread
+        self._worker = None
+        self.layer_combo = ComboBox(label="image", choices=self._image_layers, nullable=True)
+        self.status = Label(label="dose")
+        self.frame_status = Label(label="this frame")
+        self.source = ComboBox(label="source", choices=SOURCE_CHOICES, value="auto")
+        self.table = FileEdit(label="dose table", mode="r", filter="*.csv", value="")
+        self.dose_rate = FloatSpinBox(label="dose rate (e⁻/Å²/s)", min=0, max=1e9, step=0.1,
+                                      value=0)
+        self.exposure = FloatSpinBox(label="exposure / frame (s)", min=0, max=1e5, step=0.001,
+                                     value=0)
+        self.counts_per_electron = FloatSpinBox(label="counts per e⁻", min=0, max=1e6,
+                                                step=0.1, value=0)
+        self.roi_combo = ComboBox(label="vacuum region", choices=self._shapes_choices)
+        self.pixel_size = FloatSpinBox(label="pixel size (Å/px)", min=0, max=1e7, step=0.001,
+                                       value=0)
+        self.set_pixel_button = PushButton(text="Set pixel size")
+        self.apply_button = PushButton(text="Apply dose")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.save_button = PushButton(text="Save dose table…")
+        self.extend([
+            self.layer_combo, self.status, self.frame_status, self.pixel_size,
+            self.set_pixel_button, self.source, self.table, self.dose_rate, self.exposure,
+            self.counts_per_electron, self.roi_combo, self.apply_button, self.cancel_button,
+            self.save_button,
+        ])
+        self.layer_combo.changed.connect(self._on_layer_changed)
+        self.apply_button.changed.connect(self.apply)
+        self.cancel_button.changed.connect(self.cancel)
+        self.set_pixel_button.changed.connect(self.set_pixel_size)
+        self.save_button.changed.connect(self._save_dialog)
+        viewer.layers.events.inserted.connect(self._reset_choices)
+        viewer.layers.events.removed.connect(self._reset_choices)
+        viewer.dims.events.current_step.connect(self._update_frame_status)
+        self._on_layer_changed()
+
+    # -- choices --------------------------------------------------------------------------
+    def _image_layers(self, _widget=None):
+        return [layer for layer in self._viewer.layers if isinstance(layer, napari.layers.Image)]
+
+    def _shapes_choices(self, _widget=None):
+        layers = self._viewer.layers
+        shapes = [layer for layer in layers if isinstance(layer, napari.layers.Shapes)]
+        return [(WHOLE_FRAME, None)] + [(layer.name, layer) for layer in shapes]
+
+    def _reset_choices(self, _event=None):
+        self.layer_combo.reset_choices()
+        self.roi_combo.reset_choices()
+
+    # -- display --------------------------------------------------------------------------
+    @property
+    def layer(self):
+        """The selected image layer, or None."""
+        return self.layer_combo.value
+
+    def _on_layer_changed(self, _value=None):
+        layer = self.layer
+        if layer is not None:
+            hints = layer.metadata.get(LOWDOSE_KEY, {}).get("dose_hints", {}) or {}
+            self.pixel_size.value = float(layer.scale[-1]) if self._is_calibrated(layer) else 0
+            self.dose_rate.value = hints.get("dose_rate_e_per_A2_s") or 0
+            self.exposure.value = hints.get("exposure_time_s") or 0
+            self.counts_per_electron.value = hints.get("counts_per_electron") or 0
+        self._update_status()
+
+    @staticmethod
+    def _is_calibrated(layer) -> bool:
+        units = getattr(layer, "units", None)
+        return units is not None and str(units[-1]) == "angstrom"
+
+    def _update_status(self):
+        layer = self.layer
+        if layer is None:
+            self.status.value = "no image layer"
+        else:
+            try:
+                dose = layer_frame_dose(layer.metadata)
+            except LowdoseError as err:
+                dose = None
+                show_error(f"{layer.name}: {err}")
+            self.status.value = "not set" if dose is None else _wrap(dose.summary())
+        self._update_frame_status()
+
+    def _update_frame_status(self, _event=None):
+        layer = self.layer
+        dose = None if layer is None else _safe_dose(layer)
+        if dose is None:
+            self.frame_status.value = "—"
+            return
+        frame = int(self._viewer.dims.current_step[0]) if layer.ndim == 3 else 0
+        frame = min(max(frame, 0), dose.n_frames - 1)
+        self.frame_status.value = (
+            f"frame {frame}: {dose.dose_e_per_A2[frame]:.4g} e⁻/Å² "
+            f"(cumulative {dose.cumulative_dose_e_per_A2[frame]:.4g})"
+        )
+
+    # -- actions --------------------------------------------------------------------------
+    def set_pixel_size(self, _event=None):
+        """Set the selected layer's (y, x) scale to the pixel size in Å."""
+        layer = self.layer
+        size = float(self.pixel_size.value)
+        if layer is None or size <= 0:
+            show_error("Choose an image layer and a positive pixel size (Å/px).")
+            return
+        layer.scale = tuple(layer.scale[:-2]) + (size, size)
+        layer.units = tuple(layer.units[:-2]) + ("angstrom", "angstrom")
+        meta = dict(layer.metadata)
+        lowdose = dict(meta.get(LOWDOSE_KEY, {}))
+        lowdose.update(pixel_size_A=[size, size], pixel_size_source="set by user")
+        meta[LOWDOSE_KEY] = lowdose
+        layer.metadata = meta
+        show_info(f"{layer.name}: pixel size set to {size:g} Å/px")
+
+    def _inputs(self) -> dict:
+        table = self.table.value
+        return {
+            "source": self.source.value,
+            "dose_table": table if table and str(table) not in ("", ".") and Path(table).is_file()
+            else None,
+            "dose_rate_e_per_A2_s": self.dose_rate.value or None,
+            "exposure_time_s": self.exposure.value or None,
+            "counts_per_electron": self.counts_per_electron.value or None,
+        }
+
+    def apply(self, _event=None):
+        """Compute the dose from the chosen source and store it on the layer."""
+        layer = self.layer
+        if layer is None:
+            show_error("Choose an image layer first.")
+            return
+        inputs = self._inputs()
+        if inputs["source"] == "table" and inputs["dose_table"] is None:
+            show_error("Choose a dose table (CSV with a dose_e_per_A2 column).")
+            return
+        try:
+            roi = self._roi(layer)
+        except ValueError as err:
+            show_error(str(err))
+            return
+        needs_counts = inputs["source"] == "counts" or (
+            inputs["source"] == "auto" and self._auto_falls_to_counts(layer, inputs))
+        if not needs_counts:
+            self._finish(layer, inputs, None, roi)
+            return
+        gen = self._count_frames(layer, roi)
+        if not self.use_thread:
+            means = None
+            for item in gen:
+                means = item
+            self._finish(layer, inputs, means, roi)
+            return
+        self._worker = thread_worker(lambda: (yield from gen))()
+        self._worker.yielded.connect(lambda item: self._on_counts(layer, inputs, item, roi))
+        self._worker.errored.connect(lambda err: show_error(f"Dose from counts failed: {err}"))
+        self._worker.finished.connect(self._on_worker_done)
+        self.apply_button.enabled, self.cancel_button.enabled = False, True
+        self._worker.start()
+
+    def _auto_falls_to_counts(self, layer, inputs) -> bool:
+        hints = layer.metadata.get(LOWDOSE_KEY, {}).get("dose_hints", {}) or {}
+        has_rate = (inputs["dose_rate_e_per_A2_s"] or hints.get("dose_rate_e_per_A2_s")) and (
+            inputs["exposure_time_s"] or hints.get("exposure_time_s"))
+        return not (hints.get("frame_dose_e_per_A2") is not None or inputs["dose_table"]
+                    or has_rate)
+
+    def _count_frames(self, layer, roi):
+        """Generator: yields the array of mean counts once all frames are read."""
+        n = layer.data.shape[0] if layer.ndim == 3 else 1
+        means = np.empty(n)
+        with progress(total=n, desc="Mean counts per frame") as pbar:
+            for i, value in enumerate(iter_frame_mean_counts(layer.data, roi)):
+                means[i] = value
+                pbar.update(1)
+                yield None
+        yield means
+
+    def _on_counts(self, layer, inputs, item, roi):
+        if item is not None:
+            self._finish(layer, inputs, item, roi)
+
+    def _on_worker_done(self):
+        self.apply_button.enabled, self.cancel_button.enabled = True, False
+        self._worker = None
+
+    def cancel(self, _event=None):
+        """Stop a running counts computation; the layer's dose stays as it was."""
+        if self._worker is not None:
+            self._worker.quit()
+            show_info("Dose calibration cancelled; the previous dose is kept.")
+
+    def _roi(self, layer):
+        shapes = self.roi_combo.value
+        return None if shapes is None else rectangle_roi_px(shapes, layer)
+
+    def _finish(self, layer, inputs, mean_counts, roi):
+        pixel_area = float(layer.scale[-1] * layer.scale[-2]) if self._is_calibrated(layer) \
+            else None
+        hints = layer.metadata.get(LOWDOSE_KEY, {}).get("dose_hints", {}) or {}
+        try:
+            dose = calibrate_frame_dose(
+                layer.data, pixel_area_A2=pixel_area, hints=hints, mean_counts=mean_counts,
+                roi=roi, **inputs,
+            )
+        except LowdoseError as err:
+            show_error(f"Dose not set: {err}")
+            return
+        if dose is None:
+            show_error("No dose source has what it needs: give a dose table, a dose rate and "
+                       "exposure time, or counts per electron.")
+            return
+        layer.metadata = with_frame_dose(layer.metadata, dose)
+        self._update_status()
+        show_info(f"{layer.name}: {dose.summary()}")
+
+    def save_dose_table(self, path: str | Path) -> Path:
+        """Write the selected layer's dose as a CSV dose table and return its path."""
+        dose = None if self.layer is None else _safe_dose(self.layer)
+        if dose is None:
+            raise LowdoseError("the selected layer has no dose to save")
+        write_dose_table(path, dose.dose_e_per_A2)
+        return Path(path)
+
+    def _save_dialog(self, _event=None):
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(None, "Save dose table", "dose.csv", "CSV (*.csv)")
+        if path:
+            try:
+                show_info(f"Saved {self.save_dose_table(path)}")
+            except (LowdoseError, OSError) as err:
+                show_error(f"Dose table not saved: {err}")
+
+
+def _safe_dose(layer) -> FrameDose | None:
+    try:
+        return layer_frame_dose(layer.metadata)
+    except LowdoseError:
+        return None
+
+
+def _wrap(text: str, width: int = 48) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))

@@ -1,0 +1,31 @@
+"""Shared fixtures: the real-format files and switches for slow and GUI tests."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REAL_FORMATS = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-formats"
+REAL_FORMATS = Path(os.environ.get("LOWDOSE_REAL_FORMATS", REAL_FORMATS))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def real_formats() -> Path:
+    """Folder of real microscope files (shared/data/real-formats)."""
+    if not REAL_FORMATS.is_dir():
+        pytest.skip(f"real-format test files not found at {REAL_FORMATS} "
+                    "(set LOWDOSE_REAL_FORMATS to their folder)")
+    return REAL_FORMATS
