@@ -22,6 +22,7 @@ def synthetic_dose_series():
     }
     image_kwargs = {
         "name": "synthetic dose series",
+        "auto_contrast": True,
         "metadata": {LOWDOSE_KEY: lowdose, "source_metadata": series.metadata()},
         **image_layer_kwargs((p.sampling_A, p.sampling_A), 3),
     }

@@ -60,6 +60,8 @@ def series_to_layer_data(series: Series) -> list[tuple[Any, dict[str, Any], str]
     }
     kwargs = {
         "name": series.path.stem,
+        # Frame dose spans decades: follow each frame's own range when sliding.
+        "auto_contrast": series.data.ndim == 3,
         "metadata": {LOWDOSE_KEY: lowdose, "source_metadata": series.source_metadata},
         **image_layer_kwargs(series.pixel_size_A, series.data.ndim),
     }
