@@ -1,0 +1,650 @@
+"""Detector noise models: fitted, preset (Table 3) and training models, with JSON I/O.
+
+A :class:`NoiseModel` holds the ranges that the noise of Larsen et al. (2023)
+is drawn from when training data are simulated — the MTF parameters ``c0`` and
+``c3`` of Eq. 1 and the readout noise ``N0`` of Eqs. 2–3, each uniform — and,
+for a model fitted to data, the per-frame fit table and a series summary
+(N0 with its Eq. 2 R², spectrum kind, model kind, sampling, dose range).
+
+* :data:`PRESETS` — MTF 1 … MTF 5 of the paper's Table 3
+  (``N0 ∈ [0.005, 0.015]`` for all).
+* :meth:`NoiseModel.from_fit` — a model from a :class:`~.fitting.NoiseFitResult`.
+* :meth:`NoiseModel.training_model` — the paper's MTF 4 recipe applied to a
+  model: the c0 range widened so that its upper end reaches at least
+  0.5 q_N (spatial frequencies up to half-Nyquist kept at half maximum), the
+  c3 range kept, and N0 ± 50 % (the paper's 0.01 → [0.005, 0.015]).
+* :meth:`NoiseModel.sample` — seeded uniform draws of (c0, c3, N0) for
+  :func:`~.synthesis.apply_detector_noise` (Eq. 3).
+
+JSON files carry ``"format": "napari-lowdose/noise-model"`` and a version;
+they round-trip exactly (floats are written with ``repr`` precision, NaN as
+``null``) and are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .fitting import MODEL_KINDS, NoiseFitResult
+from .spectrum import SPECTRUM_KINDS
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "PRESETS",
+    "NoiseDraw",
+    "NoiseModel",
+    "preset",
+    "training_model_from_fit",
+]
+
+FORMAT = "napari-lowdose/noise-model"
+FORMAT_VERSION = 1
+SOURCES: tuple[str, ...] = ("preset", "fit", "training", "user")
+
+_KEYS: tuple[str, ...] = (
+    "format",
+    "version",
+    "name",
+    "source",
+    "model_kind",
+    "spectrum_kind",
+    "sampling_A",
+    "c0_range",
+    "c3_range",
+    "n0_range_e_per_px",
+    "n0_e_per_px",
+    "n0_r2",
+    "dose_range_e_per_A2",
+    "description",
+    "n_frames",
+    "frames",
+)
+_INT_COLUMNS = {"frame"}
+_BOOL_COLUMNS = {"ok"}
+_STR_COLUMNS = {"message"}
+
+
+@dataclass(frozen=True)
+class NoiseDraw:
+    """Noise parameters drawn from a :class:`NoiseModel`.
+
+    Attributes
+    ----------
+    c0, c3 : float or ndarray
+        MTF parameters of Eq. 1.
+    n0_e_per_px : float or ndarray
+        Readout noise in electrons per pixel (Eqs. 2–3).
+    """
+
+    c0: float | np.ndarray
+    c3: float | np.ndarray
+    n0_e_per_px: float | np.ndarray
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`~.synthesis.apply_detector_noise`."""
+        return {"c0": self.c0, "c3": self.c3, "n0_e_per_px": self.n0_e_per_px}
+
+
+def _range(value: Any, name: str, *, positive: bool) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair of numbers, got {value!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{name} must be finite, got {(lo, hi)}")
+    if lo > hi:
+        raise ValueError(f"{name} must have low <= high, got {(lo, hi)}")
+    if positive and lo <= 0:
+        raise ValueError(f"{name} must be positive, got {(lo, hi)}")
+    if not positive and lo < 0:
+        raise ValueError(f"{name} must be non-negative, got {(lo, hi)}")
+    return (lo, hi)
+
+
+def _opt_float(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number or null, got {value!r}") from None
+
+
+def _column(name: str, values: Any) -> np.ndarray:
+    if name in _STR_COLUMNS:
+        return np.asarray([str(v) for v in values], dtype=str)
+    if name in _BOOL_COLUMNS:
+        if not all(isinstance(v, bool | np.bool_) for v in values):
+            raise ValueError(f"column {name!r} must hold booleans")
+        return np.asarray(values, dtype=bool)
+    if name in _INT_COLUMNS:
+        return np.asarray(values, dtype=np.int64)
+    out = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+    return out
+
+
+def _column_to_json(arr: np.ndarray) -> list[Any]:
+    if arr.dtype.kind == "f":
+        return [None if not math.isfinite(v) else v for v in arr.tolist()]
+    return arr.tolist()
+
+
+def _float_to_json(v: float | None) -> float | None:
+    if v is None or not math.isfinite(v):
+        return None
+    return v
+
+
+def _eq_float(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return (a == b) or (math.isnan(a) and math.isnan(b))
+
+
+@dataclass(frozen=True, eq=False)
+class NoiseModel:
+    """Ranges of the detector noise parameters, optionally with the fit they came from.
+
+    Parameters
+    ----------
+    name : str
+        Label (e.g. ``"MTF4"`` or ``"fit: series.tif"``).
+    c0_range, c3_range : tuple of float
+        Uniform ranges of the MTF parameters of Eq. 1 (``c0`` in ``q / q_N``).
+    n0_range_e_per_px : tuple of float
+        Uniform range of the readout noise ``N0`` (e⁻/px, Eqs. 2–3).
+    n0_e_per_px : float, optional
+        Central / fitted N0 (NaN if unknown).
+    source : {"preset", "fit", "training", "user"}
+        Where the model comes from.
+    model_kind : {"paper", "physical"} or None
+        For fitted models: Eq. 4 or Eq. 3 fit.
+    spectrum_kind : {"magnitude", "power"} or None
+        For fitted models: the spectrum that was fitted.
+    sampling_A : float or None
+        Pixel size of the fitted data in Å/px.
+    dose_range_e_per_A2 : tuple of float or None
+        Frame-dose range of the fitted data.
+    n0_r2 : float or None
+        R² of the series Eq. 2 fit.
+    description : str
+        Free text.
+    frames : dict of str to ndarray, optional
+        Per-frame fit table (columns of :meth:`NoiseFitResult.to_columns`).
+    """
+
+    name: str
+    c0_range: tuple[float, float]
+    c3_range: tuple[float, float]
+    n0_range_e_per_px: tuple[float, float]
+    n0_e_per_px: float = float("nan")
+    source: str = "user"
+    model_kind: str | None = None
+    spectrum_kind: str | None = None
+    sampling_A: float | None = None
+    dose_range_e_per_A2: tuple[float, float] | None = None
+    n0_r2: float | None = None
+    description: str = ""
+    frames: Mapping[str, np.ndarray] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError("name must be a non-empty string")
+        set_(self, "c0_range", _range(self.c0_range, "c0_range", positive=True))
+        set_(self, "c3_range", _range(self.c3_range, "c3_range", positive=True))
+        set_(
+            self,
+            "n0_range_e_per_px",
+            _range(self.n0_range_e_per_px, "n0_range_e_per_px", positive=False),
+        )
+        n0 = _opt_float(self.n0_e_per_px, "n0_e_per_px")
+        set_(self, "n0_e_per_px", float("nan") if n0 is None else n0)
+        if self.source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, got {self.source!r}")
+        if self.model_kind is not None and self.model_kind not in MODEL_KINDS:
+            raise ValueError(f"model_kind must be one of {MODEL_KINDS} or None")
+        if self.spectrum_kind is not None and self.spectrum_kind not in SPECTRUM_KINDS:
+            raise ValueError(f"spectrum_kind must be one of {SPECTRUM_KINDS} or None")
+        if self.model_kind == "physical" and self.spectrum_kind not in (None, "power"):
+            raise ValueError("a physical (Eq. 3) fit is made on the power spectrum")
+        s = _opt_float(self.sampling_A, "sampling_A")
+        if s is not None and not s > 0:
+            raise ValueError(f"sampling_A must be positive, got {s}")
+        set_(self, "sampling_A", s)
+        if self.dose_range_e_per_A2 is not None:
+            lo, hi = (float(v) for v in self.dose_range_e_per_A2)
+            set_(self, "dose_range_e_per_A2", (lo, hi))
+        set_(self, "n0_r2", _opt_float(self.n0_r2, "n0_r2"))
+        if not isinstance(self.description, str):
+            raise ValueError("description must be a string")
+        if self.frames is not None:
+            if not isinstance(self.frames, Mapping):
+                raise ValueError("frames must be a mapping of column name to values")
+            cols = {str(k): _column(str(k), v) for k, v in self.frames.items()}
+            lengths = {k: v.shape for k, v in cols.items()}
+            if len({s for s in lengths.values()}) > 1 or any(
+                len(s) != 1 for s in lengths.values()
+            ):
+                raise ValueError(f"frame table columns must be 1-D of equal length: {lengths}")
+            set_(self, "frames", cols)
+
+    # -- comparison ---------------------------------------------------------
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NoiseModel):
+            return NotImplemented
+        scalars = ("name", "source", "model_kind", "spectrum_kind", "description")
+        if any(getattr(self, k) != getattr(other, k) for k in scalars):
+            return False
+        for k in ("c0_range", "c3_range", "n0_range_e_per_px", "dose_range_e_per_A2"):
+            a, b = getattr(self, k), getattr(other, k)
+            if (a is None) != (b is None):
+                return False
+            if a is not None and not all(_eq_float(x, y) for x, y in zip(a, b, strict=True)):
+                return False
+        for k in ("n0_e_per_px", "sampling_A", "n0_r2"):
+            if not _eq_float(getattr(self, k), getattr(other, k)):
+                return False
+        fa, fb = self.frames, other.frames
+        if (fa is None) != (fb is None):
+            return False
+        if fa is not None and fb is not None:
+            if list(fa) != list(fb):
+                return False
+            for k in fa:
+                a, b = fa[k], fb[k]
+                if a.dtype != b.dtype:
+                    return False
+                nan_ok = a.dtype.kind == "f"
+                if not np.array_equal(a, b, equal_nan=nan_ok):
+                    return False
+        return True
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # -- construction -------------------------------------------------------
+
+    @classmethod
+    def from_fit(
+        cls,
+        result: NoiseFitResult,
+        *,
+        name: str = "fitted",
+        quantiles: tuple[float, float] = (0.05, 0.95),
+        r2_min: float | None = None,
+        description: str = "",
+    ) -> NoiseModel:
+        """Model from a series (or one-frame) fit.
+
+        Parameters
+        ----------
+        result : NoiseFitResult
+            Output of :func:`~.fitting.fit_noise`.
+        name : str, optional
+            Model name.
+        quantiles : tuple of float, optional
+            The c0 and c3 ranges are these quantiles of the successfully
+            fitted frames (``(0, 1)`` for min–max); quantiles keep a few badly
+            constrained frames from stretching the range.
+        r2_min : float, optional
+            Only frames with R² ≥ this enter the ranges (the paper marks
+            R² ≥ 0.98 as good); ignored if no frame passes.
+        description : str, optional
+            Free text.
+
+        Returns
+        -------
+        NoiseModel
+            ``source="fit"``; ``N0`` is the series value of Eq. 2 and its range
+            that single value (``(0, 0)`` and NaN if the fit had no dose).
+
+        Raises
+        ------
+        ValueError
+            If no frame was fitted successfully.
+        """
+        use = np.asarray(result.ok, dtype=bool).copy()
+        if not use.any():
+            raise ValueError("no successfully fitted frame: cannot build a noise model")
+        if r2_min is not None:
+            better = use & (np.asarray(result.r2) >= r2_min)
+            if better.any():
+                use = better
+        q_lo, q_hi = quantiles
+        c0 = np.quantile(result.c0[use], [q_lo, q_hi])
+        c3 = np.quantile(result.c3[use], [q_lo, q_hi])
+        n0 = float(result.readout.n0_e_per_px)
+        n0_range = (n0, n0) if math.isfinite(n0) else (0.0, 0.0)
+        dose = np.asarray(result.dose_e_per_A2, dtype=np.float64)
+        dose = dose[np.isfinite(dose)]
+        dose_range = (float(dose.min()), float(dose.max())) if dose.size else None
+        r2 = result.readout.r2
+        return cls(
+            name=name,
+            c0_range=(float(c0[0]), float(c0[1])),
+            c3_range=(float(c3[0]), float(c3[1])),
+            n0_range_e_per_px=n0_range,
+            n0_e_per_px=n0,
+            source="fit",
+            model_kind=result.model,
+            spectrum_kind=result.spectrum_kind,
+            sampling_A=result.sampling_A,
+            dose_range_e_per_A2=dose_range,
+            n0_r2=None if not math.isfinite(r2) else float(r2),
+            description=description,
+            frames=result.to_columns(),
+        )
+
+    def training_model(
+        self,
+        *,
+        c0_upper_at_least: float = 0.5,
+        n0_rel_spread: float = 0.5,
+        name: str | None = None,
+    ) -> NoiseModel:
+        """The paper's MTF 4 recipe: a training model built on this one.
+
+        The c0 range is widened so its upper end is at least
+        ``c0_upper_at_least`` (half-Nyquist by default), the c3 range is kept,
+        and ``N0`` becomes ``n0_e_per_px · (1 ± n0_rel_spread)`` (± 50 %: the
+        paper's fitted 0.01 gives Table 3's [0.005, 0.015]). If this model
+        has no central N0, its N0 range is kept.
+
+        Parameters
+        ----------
+        c0_upper_at_least : float, optional
+            Lowest allowed upper end of the c0 range, in ``q / q_N``.
+        n0_rel_spread : float, optional
+            Relative half-width of the N0 range (0 ≤ spread ≤ 1).
+        name : str, optional
+            Name of the new model (default: ``"<name> (training)"``).
+
+        Returns
+        -------
+        NoiseModel
+            ``source="training"``, with this model's fit summary and table.
+        """
+        if not 0 <= n0_rel_spread <= 1:
+            raise ValueError(f"n0_rel_spread must be in [0, 1], got {n0_rel_spread}")
+        lo, hi = self.c0_range
+        c0_range = (lo, max(hi, float(c0_upper_at_least)))
+        n0 = self.n0_e_per_px
+        if math.isfinite(n0):
+            n0_range = (n0 * (1.0 - n0_rel_spread), n0 * (1.0 + n0_rel_spread))
+        else:
+            n0_range = self.n0_range_e_per_px
+        desc = (
+            f"MTF 4 recipe applied to {self.name!r}: c0 upper end >= {c0_upper_at_least} q_N, "
+            f"N0 ± {100 * n0_rel_spread:g} %"
+        )
+        return NoiseModel(
+            name=name or f"{self.name} (training)",
+            c0_range=c0_range,
+            c3_range=self.c3_range,
+            n0_range_e_per_px=n0_range,
+            n0_e_per_px=n0,
+            source="training",
+            model_kind=self.model_kind,
+            spectrum_kind=self.spectrum_kind,
+            sampling_A=self.sampling_A,
+            dose_range_e_per_A2=self.dose_range_e_per_A2,
+            n0_r2=self.n0_r2,
+            description=desc,
+            frames=self.frames,
+        )
+
+    # -- sampling -----------------------------------------------------------
+
+    def sample(
+        self, rng: np.random.Generator | int | None = None, size: int | None = None
+    ) -> NoiseDraw:
+        """Draw ``(c0, c3, N0)`` uniformly from the model's ranges.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator or int or None
+            Generator or seed (same seed → same draws).
+        size : int, optional
+            Number of draws; ``None`` gives Python floats.
+
+        Returns
+        -------
+        NoiseDraw
+            Use ``apply_detector_noise(..., **draw.as_kwargs())`` for one draw.
+        """
+        rng = np.random.default_rng(rng)
+        vals = [
+            rng.uniform(lo, hi, size=size)
+            for lo, hi in (self.c0_range, self.c3_range, self.n0_range_e_per_px)
+        ]
+        if size is None:
+            vals = [float(v) for v in vals]
+        return NoiseDraw(c0=vals[0], c3=vals[1], n0_e_per_px=vals[2])
+
+    # -- serialisation ------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (NaN written as ``None``)."""
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "name": self.name,
+            "source": self.source,
+            "model_kind": self.model_kind,
+            "spectrum_kind": self.spectrum_kind,
+            "sampling_A": self.sampling_A,
+            "c0_range": list(self.c0_range),
+            "c3_range": list(self.c3_range),
+            "n0_range_e_per_px": list(self.n0_range_e_per_px),
+            "n0_e_per_px": _float_to_json(self.n0_e_per_px),
+            "n0_r2": _float_to_json(self.n0_r2),
+            "dose_range_e_per_A2": (
+                None if self.dose_range_e_per_A2 is None else list(self.dose_range_e_per_A2)
+            ),
+            "description": self.description,
+            "n_frames": None if self.frames is None else _n_rows(self.frames),
+            "frames": (
+                None
+                if self.frames is None
+                else {k: _column_to_json(v) for k, v in self.frames.items()}
+            ),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NoiseModel:
+        """Inverse of :meth:`to_dict`; raises ``ValueError`` for invalid input."""
+        if not isinstance(data, Mapping):
+            raise ValueError("a noise model must be a JSON object")
+        fmt = data.get("format")
+        if fmt != FORMAT:
+            raise ValueError(f"not a napari-lowdose noise model (format={fmt!r}, want {FORMAT!r})")
+        version = data.get("version")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ValueError(f"bad noise-model version {version!r}")
+        if version > FORMAT_VERSION:
+            raise ValueError(
+                f"noise-model version {version} is newer than supported ({FORMAT_VERSION})"
+            )
+        required = ("name", "c0_range", "c3_range", "n0_range_e_per_px")
+        missing = [k for k in required if k not in data]
+        if missing:
+            raise ValueError(f"noise model is missing required keys: {missing}")
+        unknown = sorted(set(data) - set(_KEYS))
+        if unknown:
+            raise ValueError(f"noise model has unknown keys: {unknown}")
+        frames = data.get("frames")
+        if frames is not None:
+            if not isinstance(frames, Mapping) or not all(
+                isinstance(v, list) for v in frames.values()
+            ):
+                raise ValueError("'frames' must map column names to lists")
+            n_rows = data.get("n_frames")
+            lengths = {len(v) for v in frames.values()}
+            if n_rows is not None and lengths and lengths != {n_rows}:
+                raise ValueError(
+                    f"frame table has {sorted(lengths)} rows but n_frames is {n_rows}"
+                )
+        dose = data.get("dose_range_e_per_A2")
+        n0 = data.get("n0_e_per_px")
+        try:
+            return cls(
+                name=data["name"],
+                c0_range=tuple(data["c0_range"]),
+                c3_range=tuple(data["c3_range"]),
+                n0_range_e_per_px=tuple(data["n0_range_e_per_px"]),
+                n0_e_per_px=float("nan") if n0 is None else n0,
+                source=data.get("source", "user"),
+                model_kind=data.get("model_kind"),
+                spectrum_kind=data.get("spectrum_kind"),
+                sampling_A=data.get("sampling_A"),
+                dose_range_e_per_A2=None if dose is None else tuple(dose),
+                n0_r2=data.get("n0_r2"),
+                description=data.get("description", ""),
+                frames=frames,
+            )
+        except (TypeError, KeyError) as exc:
+            raise ValueError(f"invalid noise model: {exc}") from exc
+
+    def to_json(self, path: str | os.PathLike[str]) -> Path:
+        """Write the model as JSON, atomically (temporary file + ``os.replace``).
+
+        Parameters
+        ----------
+        path : str or path-like
+            Destination file.
+
+        Returns
+        -------
+        pathlib.Path
+            The written path.
+        """
+        path = Path(path)
+        text = json.dumps(self.to_dict(), indent=1, allow_nan=False, ensure_ascii=False)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return path
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike[str]) -> NoiseModel:
+        """Read a model written by :meth:`to_json`.
+
+        Raises
+        ------
+        ValueError
+            If the file is not valid JSON, not a noise model, or inconsistent.
+        """
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: not a valid JSON noise model ({exc})") from exc
+        try:
+            return cls.from_dict(data)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+
+
+def _n_rows(frames: Mapping[str, np.ndarray]) -> int:
+    return int(next(iter(frames.values())).shape[0]) if frames else 0
+
+
+def _preset(number: int, c0: tuple[float, float], c3: tuple[float, float]) -> NoiseModel:
+    return NoiseModel(
+        name=f"MTF{number}",
+        c0_range=c0,
+        c3_range=c3,
+        n0_range_e_per_px=(0.005, 0.015),
+        n0_e_per_px=0.01,
+        source="preset",
+        description=f"Larsen et al. (2023), Table 3, MTF {number}",
+    )
+
+
+#: The MTF models of Larsen et al. (2023), Table 3 (MTF 4 performed best).
+PRESETS: dict[str, NoiseModel] = {
+    m.name: m
+    for m in (
+        _preset(1, (0.4, 0.6), (2.0, 3.0)),
+        _preset(2, (0.4, 0.6), (1.0, 5.0)),
+        _preset(3, (0.2, 0.3), (1.0, 5.0)),
+        _preset(4, (0.25, 0.6), (2.0, 5.0)),
+        _preset(5, (0.6, 0.8), (2.0, 5.0)),
+    )
+}
+
+
+def preset(name: str) -> NoiseModel:
+    """Table 3 preset by name (``"MTF4"``, ``"MTF 4"``, ``"mtf4"`` or ``"4"``).
+
+    Parameters
+    ----------
+    name : str
+        Preset name.
+
+    Returns
+    -------
+    NoiseModel
+        The preset.
+    """
+    key = str(name).replace(" ", "").upper()
+    if not key.startswith("MTF"):
+        key = "MTF" + key
+    try:
+        return PRESETS[key]
+    except KeyError:
+        raise ValueError(f"unknown noise preset {name!r}; choose from {list(PRESETS)}") from None
+
+
+def training_model_from_fit(
+    result: NoiseFitResult,
+    *,
+    name: str = "fitted (training)",
+    c0_upper_at_least: float = 0.5,
+    n0_rel_spread: float = 0.5,
+    **from_fit_kwargs: Any,
+) -> NoiseModel:
+    """Fit result → training model by the MTF 4 recipe.
+
+    Shorthand for ``NoiseModel.from_fit(result, **from_fit_kwargs)
+    .training_model(...)``; see :meth:`NoiseModel.training_model`.
+
+    Parameters
+    ----------
+    result : NoiseFitResult
+        Series fit.
+    name : str, optional
+        Name of the training model.
+    c0_upper_at_least, n0_rel_spread : float, optional
+        Recipe parameters (0.5 q_N, ± 50 %).
+    **from_fit_kwargs
+        Passed to :meth:`NoiseModel.from_fit`.
+
+    Returns
+    -------
+    NoiseModel
+        The training model.
+    """
+    fitted = NoiseModel.from_fit(result, **from_fit_kwargs)
+    return fitted.training_model(
+        c0_upper_at_least=c0_upper_at_least, n0_rel_spread=n0_rel_spread, name=name
+    )
