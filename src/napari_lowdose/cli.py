@@ -37,6 +37,14 @@ def parse_roi(text: str) -> tuple[int, int, int, int]:
     return y0, y1, x0, x1
 
 
+def _roi_argument(text: str) -> tuple[int, int, int, int]:
+    """argparse ``type=`` for a region: a bad value becomes a usage error."""
+    try:
+        return parse_roi(text)
+    except CliError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _add_dose_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("dose per frame (overrides what the file states)")
     group.add_argument("--dose", metavar="CSV", type=Path,
@@ -51,7 +59,7 @@ def _add_dose_options(parser: argparse.ArgumentParser) -> None:
                        help="exposure time of one frame in s")
     group.add_argument("--counts-per-electron", type=float, metavar="G",
                        help="detector counts per electron (dose from mean counts)")
-    group.add_argument("--counts-roi", type=parse_roi, metavar="Y0:Y1,X0:X1",
+    group.add_argument("--counts-roi", type=_roi_argument, metavar="Y0:Y1,X0:X1",
                        help="vacuum region for the counts source (default: whole frame)")
     parser.add_argument("--pixel-size-A", type=float, metavar="S",
                         help="pixel size in Å/px (overrides the file's calibration)")
@@ -178,6 +186,104 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Per-frame CSV columns of ``fit-noise`` for each model, after frame and dose.
+FIT_COLUMNS = {
+    "paper": ("c0", "c1", "c2", "c3", "floor_C", "n0_e_per_px", "r2", "ok", "message"),
+    "physical": ("c0", "c3", "amplitude_A", "background_B", "floor_C", "n0_e_per_px", "r2",
+                 "ok", "message"),
+}
+MIN_ROI_PX = 32
+
+
+def _roi_stack(data: Any, roi: tuple[int, int, int, int]):
+    """Read the ROI of every frame (frame by frame, so a lazy series stays on disk)."""
+    import numpy as np
+
+    y0, y1, x0, x1 = roi
+    ny, nx = data.shape[-2:]
+    if y1 > ny or x1 > nx:
+        raise CliError(f"region {y0}:{y1},{x0}:{x1} reaches outside the {ny}×{nx} px frame")
+    if y1 - y0 < MIN_ROI_PX or x1 - x0 < MIN_ROI_PX:
+        raise CliError(f"region is {y1 - y0}×{x1 - x0} px; the noise fit needs at least "
+                       f"{MIN_ROI_PX}×{MIN_ROI_PX} px of vacuum")
+    frames = data if data.ndim == 3 else data[None]
+    stack = np.empty((frames.shape[0], y1 - y0, x1 - x0), dtype=np.float32)
+    for i in range(frames.shape[0]):
+        stack[i] = np.asarray(frames[i, y0:y1, x0:x1])
+    return stack
+
+
+def _write_fit_table(path: Path, result, model: str) -> None:
+    import numpy as np
+
+    from .io.writers import atomic_write_text
+
+    names = ("frame", "dose_e_per_A2", "dose_e_per_px") + FIT_COLUMNS[model]
+    columns = result.to_columns()
+    columns["dose_e_per_px"] = columns["frame_dose_e_per_px"]
+    lines = [",".join(names)]
+    for i in range(result.n_frames):
+        cells = []
+        for name in names:
+            value = columns[name][i]
+            if isinstance(value, (bool, np.bool_)):
+                cells.append(str(bool(value)).lower())
+            elif isinstance(value, (str, np.str_)):
+                cells.append(f'"{value}"' if "," in value else str(value))
+            elif isinstance(value, (int, np.integer)):
+                cells.append(str(int(value)))
+            else:
+                cells.append(repr(float(value)))
+        lines.append(",".join(cells))
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def cmd_fit_noise(args: argparse.Namespace) -> int:
+    """Fit the detector noise model (Larsen Eqs. 1–4) in a vacuum ROI of every frame."""
+    import numpy as np
+
+    from .io.writers import atomic_path
+    from .noise import NoiseModel, fit_noise
+    from .plots.noise import noise_fit_figure
+
+    if args.model == "physical" and args.spectrum == "magnitude":
+        raise CliError("the physical model (Eq. 3) is fitted to the power spectrum; "
+                       "use --spectrum power or leave it out")
+    spectrum = args.spectrum or ("magnitude" if args.model == "paper" else "power")
+    series = _open_calibrated(args)
+    sampling = None if series.pixel_size_A is None else float(np.mean(series.pixel_size_A))
+    dose = None if series.frame_dose is None else series.frame_dose.dose_e_per_A2
+    if dose is None:
+        print(f"{PROG}: warning: no dose calibration; c0, c3 and C are fitted but N0 (Eq. 2) "
+              "needs --dose, --dose-rate/--exposure-s or --counts-per-electron", file=sys.stderr)
+    if sampling is None and dose is not None:
+        raise CliError("the dose per pixel needs a pixel size: give --pixel-size-A")
+    stack = _roi_stack(series.data, args.roi)
+    result = fit_noise(stack, dose, sampling, model=args.model, spectrum_kind=spectrum)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_fit_table(out / "noise_fits.csv", result, args.model)
+    NoiseModel.from_fit(result, name=f"fit of {series.path.name}",
+                        description=f"ROI {args.roi}, {args.model} model, {spectrum} spectrum"
+                        ).to_json(out / "noise_model.json")
+    with atomic_path(out / "noise_fit.png") as tmp:
+        noise_fit_figure(result).savefig(tmp, format="png", dpi=110)
+    summary = result.summary()
+    print(f"fitted {summary['n_ok']} of {summary['n_frames']} frames "
+          f"({args.model} model, {spectrum} spectrum)")
+    print(f"c0 range {summary['c0_range'][0]:.3g} … {summary['c0_range'][1]:.3g} q_N, "
+          f"c3 range {summary['c3_range'][0]:.3g} … {summary['c3_range'][1]:.3g}")
+    if np.isfinite(summary["n0_e_per_px"]):
+        print(f"readout noise N0 = {summary['n0_e_per_px']:.4g} e⁻/px "
+              f"(Eq. 2, R² = {summary['n0_r2']:.3f})")
+    bad = int(np.sum(~result.ok))
+    if bad:
+        print(f"{PROG}: warning: {bad} frame(s) could not be fitted well (see the ok and "
+              "message columns); is the region vacuum?", file=sys.stderr)
+    print(f"wrote {out / 'noise_fits.csv'}, {out / 'noise_model.json'}, {out / 'noise_fit.png'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``napari-lowdose`` command."""
     parser = argparse.ArgumentParser(prog=PROG, description="Low-dose HR-TEM analysis, headless.")
@@ -190,6 +296,20 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     _add_dose_options(info)
     info.set_defaults(func=cmd_info)
+
+    fit = sub.add_parser("fit-noise", help="fit the detector MTF and readout noise in vacuum")
+    fit.add_argument("series", type=Path, metavar="SERIES")
+    fit.add_argument("--roi", type=_roi_argument, required=True, metavar="Y0:Y1,X0:X1",
+                     help="vacuum region in pixels (end exclusive), at least 32×32")
+    fit.add_argument("--spectrum", choices=["magnitude", "power"],
+                     help="spectrum to fit (default: magnitude for paper, power for physical)")
+    fit.add_argument("--model", choices=["paper", "physical"], default="paper",
+                     help="paper: Eq. 4 as in Larsen et al.; physical: Eq. 3, unbiased c0 "
+                          "and per-frame N0 (default: paper)")
+    fit.add_argument("--out", type=Path, required=True, metavar="DIR",
+                     help="writes noise_fits.csv, noise_model.json and noise_fit.png here")
+    _add_dose_options(fit)
+    fit.set_defaults(func=cmd_fit_noise)
 
     demo = sub.add_parser("demo", help="run on the built-in synthetic dose series")
     demo.add_argument("--out", type=Path, metavar="DIR",

@@ -740,15 +740,12 @@ def fit_spectra(
         with np.errstate(divide="ignore", invalid="ignore"):
             floor_c = np.sqrt(bg / (amp + bg))
             n0 = n_d * bg / amp
-        use = ok & np.isfinite(n0) & (n0 > 0) & np.isfinite(lognr_var) & (lognr_var > 0)
-        method = "inverse-variance weighted median of per-frame N0 = N_D·B/A"
-        if use.any():
-            series_n0 = float(np.exp(_weighted_median(np.log(n0[use]), 1.0 / lognr_var[use])))
-            y_c2 = floor_c[use] ** 2
-            r2_series = _r2(y_c2, series_n0 / (series_n0 + n_d[use]))
-            readout = ReadoutFit(series_n0, r2_series, int(use.sum()), method)
-        else:
-            readout = ReadoutFit(float("nan"), float("nan"), 0, method)
+        # Series N0: Eq. 2 fitted to the per-frame C² = B / (A + B). A weighted median
+        # of per-frame N0 was tried first, but at high dose B sits at its bound (N0 ≈ 0
+        # with a tiny apparent variance) and dragged the series value to zero.
+        readout = fit_readout_noise(n_d[ok], floor_c[ok], spectrum_kind="magnitude")
+        readout = ReadoutFit(readout.n0_e_per_px, readout.r2, readout.n_frames,
+                             "least squares of Eq. 2 on per-frame C² = B/(A+B)")
 
     return NoiseFitResult(
         model=model,

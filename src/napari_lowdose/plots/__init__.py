@@ -1,0 +1,1 @@
+"""Matplotlib figures of the analyses (no pyplot state, no Qt): CLI and docs."""

@@ -1,0 +1,88 @@
+"""`napari-lowdose fit-noise`: known detector parameters recovered from a saved series."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from napari_lowdose.cli import main
+from napari_lowdose.io.writers import write_series_tiff
+from napari_lowdose.noise import NoiseModel, apply_detector_noise
+
+C0, C3, N0 = 0.27, 2.25, 0.5
+SAMPLING_A = 0.1
+
+
+@pytest.fixture(scope="module")
+def vacuum_series(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("vacuum")
+    dose = np.geomspace(10, 1300, 16)
+    counts = apply_detector_noise(np.ones((16, 160, 160)), dose, SAMPLING_A, c0=C0, c3=C3,
+                                  n0_e_per_px=N0, rng=3)
+    path = write_series_tiff(folder / "vacuum.tif", counts, SAMPLING_A)
+    table = folder / "dose.csv"
+    table.write_text("dose_e_per_A2\n" + "\n".join(repr(float(d)) for d in dose) + "\n")
+    return path, table, dose
+
+
+def test_physical_fit_recovers_detector(vacuum_series, tmp_path, capsys):
+    path, table, dose = vacuum_series
+    out = tmp_path / "fit"
+    assert main(["fit-noise", str(path), "--roi", "16:144,16:144", "--dose", str(table),
+                 "--model", "physical", "--out", str(out)]) == 0
+    rows = list(csv.DictReader((out / "noise_fits.csv").open()))
+    assert len(rows) == 16
+    assert list(rows[0])[:3] == ["frame", "dose_e_per_A2", "dose_e_per_px"]
+    assert {"c0", "c3", "amplitude_A", "background_B", "n0_e_per_px", "r2"} <= set(rows[0])
+    np.testing.assert_allclose([float(r["dose_e_per_A2"]) for r in rows], dose)
+    np.testing.assert_allclose([float(r["dose_e_per_px"]) for r in rows], dose * SAMPLING_A**2)
+    c0 = np.median([float(r["c0"]) for r in rows if r["ok"] == "true"])
+    assert abs(c0 - C0) < 0.03
+    model = NoiseModel.from_json(out / "noise_model.json")
+    assert abs(model.n0_e_per_px / N0 - 1) < 0.25
+    record = json.loads((out / "noise_model.json").read_text())
+    assert record["spectrum_kind"] == "power"
+    assert (out / "noise_fit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "N0 =" in capsys.readouterr().out
+
+
+def test_paper_fit_columns_and_eq2(vacuum_series, tmp_path):
+    path, table, _ = vacuum_series
+    out = tmp_path / "paper"
+    assert main(["fit-noise", str(path), "--roi", "0:128,0:128", "--dose", str(table),
+                 "--out", str(out)]) == 0
+    header = (out / "noise_fits.csv").read_text().splitlines()[0].split(",")
+    assert header[3:8] == ["c0", "c1", "c2", "c3", "floor_C"]
+    model = NoiseModel.from_json(out / "noise_model.json")
+    assert abs(model.n0_e_per_px / N0 - 1) < 0.3
+    assert model.spectrum_kind == "magnitude"
+
+
+@pytest.mark.parametrize(
+    ("roi", "message"),
+    [("0:20,0:20", "at least 32×32"), ("100:200,0:64", "outside"), ("a:b", "Y0:Y1,X0:X1")],
+)
+def test_bad_region_is_one_line_error(vacuum_series, tmp_path, capsys, roi, message):
+    path, table, _ = vacuum_series
+    with pytest.raises(SystemExit) if roi == "a:b" else _no_raise():
+        code = main(["fit-noise", str(path), "--roi", roi, "--out", str(tmp_path)])
+        assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1]
+    assert not (tmp_path / "noise_fits.csv").exists()
+
+
+def test_physical_with_magnitude_is_refused(vacuum_series, tmp_path, capsys):
+    path, _, _ = vacuum_series
+    assert main(["fit-noise", str(path), "--roi", "0:64,0:64", "--model", "physical",
+                 "--spectrum", "magnitude", "--out", str(tmp_path)]) == 1
+    assert "power spectrum" in capsys.readouterr().err
+
+
+class _no_raise:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
