@@ -183,6 +183,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     write_dose_table(out / "dose.csv", series.dose_e_per_A2)
     print(f"wrote {tiff}, {out / 'particle_truth_mask.tif'} and {out / 'dose.csv'}\n")
     print(_format_info(series_info(read_series(tiff))))
+    # The detector noise of the demo is known: fit it back from a vacuum corner.
+    print("\nnapari-lowdose fit-noise on a 64×64 px vacuum corner (physical model, Eq. 3):")
+    fit_args = build_parser().parse_args(
+        ["fit-noise", str(tiff), "--roi", "0:64,0:64", "--model", "physical",
+         "--out", str(out / "noise_fit")])
+    cmd_fit_noise(fit_args)
+    print(f"truth: c0 = {p.c0}, c3 = {p.c3}, N0 = {p.n0_e_per_px} e⁻/px")
     return 0
 
 
@@ -271,8 +278,10 @@ def cmd_fit_noise(args: argparse.Namespace) -> int:
     summary = result.summary()
     print(f"fitted {summary['n_ok']} of {summary['n_frames']} frames "
           f"({args.model} model, {spectrum} spectrum)")
-    print(f"c0 range {summary['c0_range'][0]:.3g} … {summary['c0_range'][1]:.3g} q_N, "
-          f"c3 range {summary['c3_range'][0]:.3g} … {summary['c3_range'][1]:.3g}")
+    ok = result.ok
+    print(f"c0 median {np.median(result.c0[ok]):.3g} q_N (range {summary['c0_range'][0]:.3g} … "
+          f"{summary['c0_range'][1]:.3g}), c3 median {np.median(result.c3[ok]):.3g} "
+          f"(range {summary['c3_range'][0]:.3g} … {summary['c3_range'][1]:.3g})")
     if np.isfinite(summary["n0_e_per_px"]):
         print(f"readout noise N0 = {summary['n0_e_per_px']:.4g} e⁻/px "
               f"(Eq. 2, R² = {summary['n0_r2']:.3f})")
