@@ -193,12 +193,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Per-frame CSV columns of ``fit-noise`` for each model, after frame and dose.
-FIT_COLUMNS = {
-    "paper": ("c0", "c1", "c2", "c3", "floor_C", "n0_e_per_px", "r2", "ok", "message"),
-    "physical": ("c0", "c3", "amplitude_A", "background_B", "floor_C", "n0_e_per_px", "r2",
-                 "ok", "message"),
-}
 MIN_ROI_PX = 32
 
 
@@ -220,37 +214,12 @@ def _roi_stack(data: Any, roi: tuple[int, int, int, int]):
     return stack
 
 
-def _write_fit_table(path: Path, result, model: str) -> None:
-    import numpy as np
-
-    from .io.writers import atomic_write_text
-
-    names = ("frame", "dose_e_per_A2", "dose_e_per_px") + FIT_COLUMNS[model]
-    columns = result.to_columns()
-    columns["dose_e_per_px"] = columns["frame_dose_e_per_px"]
-    lines = [",".join(names)]
-    for i in range(result.n_frames):
-        cells = []
-        for name in names:
-            value = columns[name][i]
-            if isinstance(value, (bool, np.bool_)):
-                cells.append(str(bool(value)).lower())
-            elif isinstance(value, (str, np.str_)):
-                cells.append(f'"{value}"' if "," in value else str(value))
-            elif isinstance(value, (int, np.integer)):
-                cells.append(str(int(value)))
-            else:
-                cells.append(repr(float(value)))
-        lines.append(",".join(cells))
-    atomic_write_text(path, "\n".join(lines) + "\n")
-
-
 def cmd_fit_noise(args: argparse.Namespace) -> int:
     """Fit the detector noise model (Larsen Eqs. 1–4) in a vacuum ROI of every frame."""
     import numpy as np
 
-    from .io.writers import atomic_path
-    from .noise import NoiseModel, fit_noise
+    from .io.writers import atomic_path, atomic_write_text
+    from .noise import NoiseModel, fit_noise, fit_table_csv
     from .plots.noise import noise_fit_figure
 
     if args.model == "physical" and args.spectrum == "magnitude":
@@ -269,7 +238,7 @@ def cmd_fit_noise(args: argparse.Namespace) -> int:
     result = fit_noise(stack, dose, sampling, model=args.model, spectrum_kind=spectrum)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    _write_fit_table(out / "noise_fits.csv", result, args.model)
+    atomic_write_text(out / "noise_fits.csv", fit_table_csv(result))
     NoiseModel.from_fit(result, name=f"fit of {series.path.name}",
                         description=f"ROI {args.roi}, {args.model} model, {spectrum} spectrum"
                         ).to_json(out / "noise_model.json")

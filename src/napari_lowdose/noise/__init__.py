@@ -20,6 +20,7 @@ from .fitting import (
     fit_noise_frame,
     fit_readout_noise,
     fit_spectra,
+    fit_table_csv,
     paper_spectrum_model,
     physical_spectrum_model,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "fit_noise_frame",
     "fit_readout_noise",
     "fit_spectra",
+    "fit_table_csv",
     "mtf_normalised",
     "normalised_frequency_grid",
     "paper_spectrum_model",

@@ -861,3 +861,45 @@ def fit_noise_frame(
     if img.ndim != 2:
         raise ValueError(f"image must be 2-D, got shape {img.shape}")
     return fit_noise(img[None], dose_e_per_A2, sampling_A, **kwargs)
+
+
+#: Per-frame CSV columns after ``frame, dose_e_per_A2, dose_e_per_px`` for each model.
+FIT_TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "paper": ("c0", "c1", "c2", "c3", "floor_C", "n0_e_per_px", "r2", "ok", "message"),
+    "physical": ("c0", "c3", "amplitude_A", "background_B", "floor_C", "n0_e_per_px", "r2",
+                 "ok", "message"),
+}
+
+
+def fit_table_csv(result: NoiseFitResult) -> str:
+    """The per-frame fit table as CSV text (one row per frame).
+
+    Columns: ``frame, dose_e_per_A2, dose_e_per_px``, the parameters of the
+    fitted model (Eq. 4 or Eq. 3), ``r2, ok, message``, then ``model``,
+    ``spectrum_kind`` and the series ``series_n0_e_per_px`` (Eq. 2), so that
+    every row says what produced it.
+    """
+    import csv
+    import io
+
+    columns = result.to_columns()
+    columns["dose_e_per_px"] = columns["frame_dose_e_per_px"]
+    names = ("frame", "dose_e_per_A2", "dose_e_per_px") + FIT_TABLE_COLUMNS[result.model]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(names + ("model", "spectrum_kind", "series_n0_e_per_px"))
+    for i in range(result.n_frames):
+        cells = [_csv_cell(columns[name][i]) for name in names]
+        writer.writerow(cells + [result.model, result.spectrum_kind,
+                                 repr(float(result.readout.n0_e_per_px))])
+    return buf.getvalue()
+
+
+def _csv_cell(value: Any) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value)).lower()
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    return str(value)

@@ -7,8 +7,6 @@ fit of the whole series); it plots the spectrum and fit of the current frame
 the frame dose ``N_D`` with the Eq. 2 curve (paper Fig. 6).
 """
 
-import csv
-import io
 from pathlib import Path
 
 import napari
@@ -21,7 +19,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from ..io.errors import LowdoseError
 from ..io.layers import layer_frame_dose
 from ..io.writers import atomic_write_text
-from ..noise.fitting import NoiseFitResult, fit_spectra
+from ..noise.fitting import NoiseFitResult, fit_spectra, fit_table_csv
 from ..noise.model import NoiseModel
 from ..noise.spectrum import RadialSpectrum, radial_spectrum
 from ._common import rectangle_roi_px
@@ -533,16 +531,7 @@ class NoiseFitWidget(Container):
     def save_table(self, path: str | Path) -> Path:
         """Write the per-frame fit table as CSV (atomically), with the model and spectrum."""
         result = self._saved_result()
-        rows = result.to_rows()
-        buf = io.StringIO()
-        fields = list(rows[0]) + ["model", "spectrum_kind", "series_n0_e_per_px"]
-        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({**row, "model": result.model,
-                             "spectrum_kind": result.spectrum_kind,
-                             "series_n0_e_per_px": result.readout.n0_e_per_px})
-        atomic_write_text(path, buf.getvalue())
+        atomic_write_text(path, fit_table_csv(result))
         return Path(path)
 
     def _save_model_dialog(self, _event=None):
