@@ -1,0 +1,356 @@
+"""Exit waves by abTEM multislice, computed once per structure and cached on disk.
+
+The exit wave is the expensive step of the simulation of Larsen et al. (2023),
+Section 2 (SPEC §3): a 300 keV plane wave propagated through the supported
+particle of :mod:`.structures` by the multislice method (abTEM 1.0). The wave
+is computed once per structure and kept on disk together with the structure
+(an ASE trajectory, readable with ``ase.io.read``) and its label mask, so that
+many image epochs (:mod:`.imaging`: Table 1 optics, dose, detector noise) are
+made from it cheaply, and an interrupted dataset run resumes without
+recomputing a wave.
+
+A cache entry is a folder ``s{index:06d}`` holding::
+
+    structure.traj   atoms (tags: 1 = Au particle, 2 = CeO2 support)
+    exit_wave.npy    complex64 (y, x) over the whole periodic cell
+    mask.npy         uint8 (y, x) label of the field (convex hull of Au)
+    structure.json   seed, recipe, multislice settings, drawn parameters, versions
+
+It is written into a temporary folder and renamed into place, so a folder that
+exists is complete. An entry made with another seed, recipe or settings is
+refused (:class:`StaleCacheError`) instead of being silently reused.
+
+abTEM's FFTW planner is run with ``FFTW_ESTIMATE``: ``FFTW_MEASURE`` picks a
+plan by timing, which makes the last bits of a wave differ from run to run.
+"""
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io.errors import LowdoseError
+from .structures import StructureGeometry, StructureRecipe, SupportedParticle
+
+__all__ = [
+    "CachedStructure",
+    "ExitWaveCache",
+    "MultisliceSettings",
+    "StaleCacheError",
+    "compute_exit_wave",
+    "simulate_structure",
+    "software_versions",
+    "structure_rng",
+]
+
+_ENTRY_FILES = ("structure.traj", "exit_wave.npy", "mask.npy", "structure.json")
+
+
+class StaleCacheError(LowdoseError, ValueError):
+    """A cached exit wave was made with another seed, recipe or settings."""
+
+
+@dataclass(frozen=True)
+class MultisliceSettings:
+    """How exit waves are computed (abTEM multislice).
+
+    Parameters
+    ----------
+    energy_eV : float
+        Beam energy (Larsen et al.: 300 keV).
+    slice_thickness_A : float
+        Multislice slice thickness in Å.
+    parametrization : str
+        abTEM scattering-factor parametrisation (``"lobato"`` or ``"kirkland"``).
+    projection : str
+        ``"infinite"`` (fast, analytic projected potentials) or ``"finite"``.
+    fftw_threads : int
+        FFTW threads per wave; parallel runs use one per worker process.
+    """
+
+    energy_eV: float = 300e3
+    slice_thickness_A: float = 2.0
+    parametrization: str = "lobato"
+    projection: str = "infinite"
+    fftw_threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.energy_eV <= 0 or self.slice_thickness_A <= 0:
+            raise ValueError("energy_eV and slice_thickness_A must be positive")
+        if self.parametrization not in ("lobato", "kirkland"):
+            raise ValueError(f"unknown parametrization {self.parametrization!r}")
+        if self.projection not in ("infinite", "finite"):
+            raise ValueError(f"unknown projection {self.projection!r}")
+        if self.fftw_threads < 1:
+            raise ValueError("fftw_threads must be at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary."""
+        return asdict(self)
+
+    def physics_dict(self) -> dict[str, Any]:
+        """The settings that change the wave (threads do not)."""
+        values = self.to_dict()
+        values.pop("fftw_threads")
+        return values
+
+
+@dataclass
+class CachedStructure:
+    """One structure with its exit wave and label, as stored in the cache.
+
+    Attributes
+    ----------
+    index : int
+        Structure number within its dataset.
+    particle : SupportedParticle
+        Atoms, grid and drawn parameters.
+    exit_wave : ndarray of complex64, shape (cell_px, cell_px)
+        Exit wave over the whole cell, rows = y.
+    mask : ndarray of uint8, shape (size_px, size_px)
+        Label of the field.
+    record : dict
+        Contents of ``structure.json``.
+    """
+
+    index: int
+    particle: SupportedParticle
+    exit_wave: np.ndarray
+    mask: np.ndarray
+    record: dict[str, Any]
+
+    @property
+    def geometry(self) -> StructureGeometry:
+        """Grid of the cell and the field."""
+        return self.particle.geometry
+
+
+def structure_rng(seed: int, index: int) -> np.random.Generator:
+    """Generator for structure ``index`` of a run with ``seed``.
+
+    Independent of worker count and order: ``SeedSequence(seed, spawn_key=(index, 0))``.
+    """
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(index), 0)))
+
+
+def compute_exit_wave(
+    particle: SupportedParticle, settings: MultisliceSettings | None = None
+) -> np.ndarray:
+    """Multislice exit wave of a plane wave through ``particle`` (abTEM).
+
+    Parameters
+    ----------
+    particle : SupportedParticle
+        Structure; its cell must be ``geometry.cell_A`` square in x and y.
+    settings : MultisliceSettings, optional
+        Energy, slicing, parametrisation.
+
+    Returns
+    -------
+    wave : ndarray of complex64, shape (cell_px, cell_px)
+        Exit wave, rows = y, columns = x (abTEM stores (x, y); it is
+        transposed here to the image convention). Vacuum has ``|ψ| = 1``.
+    """
+    import abtem
+
+    settings = settings or MultisliceSettings()
+    n = particle.geometry.cell_px
+    config = {
+        "device": "cpu",
+        "fft": "fftw",
+        "fftw.threads": settings.fftw_threads,
+        "fftw.planning_effort": "FFTW_ESTIMATE",
+    }
+    with abtem.config.set(config):
+        potential = abtem.Potential(
+            particle.atoms,
+            gpts=(n, n),
+            slice_thickness=settings.slice_thickness_A,
+            parametrization=settings.parametrization,
+            projection=settings.projection,
+        )
+        waves = abtem.PlaneWave(energy=settings.energy_eV).multislice(potential)
+        array = waves.compute(scheduler="single-threaded", progress_bar=False).array
+    return np.ascontiguousarray(np.asarray(array, dtype=np.complex64).T)
+
+
+class ExitWaveCache:
+    """Folder of cached structures, exit waves and masks (one entry per structure).
+
+    Parameters
+    ----------
+    root : str or Path
+        Cache folder; created on first write.
+    """
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+
+    def entry_path(self, index: int) -> Path:
+        """Folder of structure ``index``."""
+        return self.root / f"s{int(index):06d}"
+
+    def has(self, index: int) -> bool:
+        """Whether a complete entry for ``index`` exists."""
+        path = self.entry_path(index)
+        return all((path / name).is_file() for name in _ENTRY_FILES)
+
+    def get_or_compute(
+        self,
+        index: int,
+        seed: int,
+        recipe: StructureRecipe,
+        settings: MultisliceSettings | None = None,
+    ) -> CachedStructure:
+        """Load structure ``index`` from the cache, or build, simulate and store it.
+
+        Raises
+        ------
+        StaleCacheError
+            The stored entry was made with another seed, recipe or settings.
+        """
+        settings = settings or MultisliceSettings()
+        if self.has(index):
+            cached = self.load(index)
+            _check_matches(cached.record, index, seed, recipe, settings)
+            return cached
+        cached = simulate_structure(index, seed, recipe, settings)
+        self.save(cached)
+        return cached
+
+    def save(self, cached: CachedStructure) -> Path:
+        """Write an entry atomically (temporary folder, then rename)."""
+        from ase.io import write
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        final = self.entry_path(cached.index)
+        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=self.root))
+        try:
+            write(staging / "structure.traj", cached.particle.atoms)
+            np.save(staging / "exit_wave.npy", cached.exit_wave)
+            np.save(staging / "mask.npy", cached.mask)
+            (staging / "structure.json").write_text(
+                json.dumps(cached.record, indent=2), encoding="utf-8"
+            )
+            if final.exists():  # a concurrent writer got there first: same content
+                shutil.rmtree(staging)
+            else:
+                os.replace(staging, final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return final
+
+    def load(self, index: int) -> CachedStructure:
+        """Read entry ``index``.
+
+        Raises
+        ------
+        FileNotFoundError
+            No complete entry.
+        ValueError
+            The files are unreadable or inconsistent.
+        """
+        from ase.io import read
+
+        path = self.entry_path(index)
+        if not self.has(index):
+            raise FileNotFoundError(f"no cached structure {index} in {self.root}")
+        try:
+            record = json.loads((path / "structure.json").read_text(encoding="utf-8"))
+            atoms = read(path / "structure.traj")
+            wave = np.load(path / "exit_wave.npy", allow_pickle=False)
+            mask = np.load(path / "mask.npy", allow_pickle=False)
+            geometry = StructureGeometry(**record["geometry"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"cached structure {path} is unreadable: {error}") from error
+        if wave.shape != (geometry.cell_px,) * 2 or mask.shape != (geometry.size_px,) * 2:
+            raise ValueError(f"cached structure {path} has arrays of the wrong shape")
+        particle = SupportedParticle(atoms, geometry, record["parameters"])
+        return CachedStructure(int(index), particle, wave, mask, record)
+
+
+def simulate_structure(
+    index: int,
+    seed: int,
+    recipe: StructureRecipe,
+    settings: MultisliceSettings | None = None,
+) -> CachedStructure:
+    """Build structure ``index`` of a run with ``seed`` and compute its exit wave and mask."""
+    from .structures import build_supported_particle
+
+    settings = settings or MultisliceSettings()
+    particle = build_supported_particle(structure_rng(seed, index), recipe)
+    wave = compute_exit_wave(particle, settings)
+    mask = particle.mask()
+    record = {
+        "index": int(index),
+        "seed": int(seed),
+        "recipe": recipe.to_dict(),
+        "multislice": settings.physics_dict(),
+        "geometry": particle.geometry.to_dict(),
+        "parameters": particle.parameters,
+        "mask_fraction": float(mask.mean()),
+        "versions": software_versions(),
+    }
+    return CachedStructure(int(index), particle, wave, mask, record)
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of the packages that determine a simulated wave."""
+    import abtem
+    import ase
+    import scipy
+
+    from .. import __version__
+
+    return {
+        "napari-lowdose": __version__,
+        "abtem": abtem.__version__,
+        "ase": ase.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+    }
+
+
+def _check_matches(
+    record: dict[str, Any],
+    index: int,
+    seed: int,
+    recipe: StructureRecipe,
+    settings: MultisliceSettings,
+) -> None:
+    """Refuse a cache entry made for another request."""
+    expected = {
+        "index": int(index),
+        "seed": int(seed),
+        "recipe": recipe.to_dict(),
+        "multislice": settings.physics_dict(),
+    }
+    for key, value in expected.items():
+        stored = record.get(key)
+        if not _same(stored, value):
+            raise StaleCacheError(
+                f"cached structure {index} was made with {key}={stored!r}, not {value!r}; "
+                "use another output folder or delete the cache"
+            )
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON-level equality with float tolerance for round-tripped numbers."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=0.0)
+        except (TypeError, ValueError):
+            return False
+    return a == b
