@@ -294,6 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="output folder (default: a new temporary folder)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.set_defaults(func=cmd_demo)
+
+    from .cli_simulate import add_simulate_parser
+
+    add_simulate_parser(sub)
     return parser
 
 

@@ -1,0 +1,537 @@
+"""Simulated training datasets on disk: zarr images, masks and parameters, with a card.
+
+A dataset follows the recipe of Larsen et al. (2023), Section 2 and Table 1
+(SPEC §3): ``n_structures`` supported particles (:mod:`.structures`), one exit
+wave each (:mod:`.exitwaves`, cached), and ``image_epochs`` images per wave
+with fresh optics, dose and detector noise (:mod:`.imaging`, Eqs. 1–3). The
+paper's set is 1000 structures × 10 image epochs.
+
+Layout of ``DATASET/``::
+
+    card.json             the dataset card: recipe, seeds, split, versions, status
+    data.zarr/            zarr v3 group
+      train/images        float32 (n, size, size), electrons per pixel, one chunk per image
+      train/masks         uint8   (n, size, size), 1 = Au particle
+      train/params/<col>  one 1-D array per recorded parameter (see PARAMETER_COLUMNS)
+      val/...             the same for the validation structures
+    train_params.csv      the per-image parameter tables, also as CSV
+    val_params.csv
+    cache/s000000/...     exit wave, structure (ASE .traj), mask per structure
+    records/s000000.json  the parameters of the images of a finished structure
+
+Image ``j`` of structure ``i`` sits in row ``local(i) · image_epochs + j`` of its
+split, where ``local(i)`` counts the structures of that split in order. The
+validation split is the last ``n_val`` structures (structures are drawn
+independently, so this is a random split by structure, not by image).
+
+Every random draw comes from ``SeedSequence(seed, spawn_key=...)`` keyed by the
+structure and epoch numbers, never by worker or order: any number of workers,
+and a run interrupted and resumed, give the same dataset bit for bit. The card
+holds the whole recipe, so :func:`generate_dataset` with
+``DatasetRecipe.from_dict(card["recipe"])`` regenerates the dataset.
+
+Work is spread over structures with dask.distributed: local worker processes by
+default, or an existing cluster given its scheduler address (the output folder
+must then be on a file system the workers share).
+"""
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io.errors import LowdoseError
+from ..io.writers import atomic_write_text
+from ..noise.model import NoiseModel, preset
+from .exitwaves import ExitWaveCache, MultisliceSettings, software_versions
+from .imaging import DOSE_RANGES_E_PER_A2, TABLE1_OPTICS, OpticsRanges, make_image
+from .structures import StructureRecipe
+
+__all__ = [
+    "CARD_FORMAT",
+    "PARAMETER_COLUMNS",
+    "DatasetError",
+    "DatasetRecipe",
+    "DatasetSummary",
+    "generate_dataset",
+    "image_rng",
+    "open_dataset",
+    "read_card",
+]
+
+CARD_FORMAT = "napari-lowdose/simulated-dataset"
+CARD_VERSION = 1
+SPLITS = ("train", "val")
+#: Per-image parameter columns (the image record of :func:`.imaging.make_image`
+#: plus where the image comes from).
+PARAMETER_COLUMNS: tuple[str, ...] = (
+    "structure_index",
+    "epoch",
+    "sampling_A",
+    "dose_e_per_A2",
+    "electrons_per_px",
+    "defocus_A",
+    "cs_A",
+    "focal_spread_A",
+    "blur_A",
+    "energy_eV",
+    "c0",
+    "c3",
+    "n0_e_per_px",
+    "mask_fraction",
+)
+_INT_COLUMNS = {"structure_index", "epoch"}
+
+
+class DatasetError(LowdoseError, ValueError):
+    """A dataset folder cannot be written or read as asked."""
+
+
+@dataclass(frozen=True)
+class DatasetRecipe:
+    """Everything a simulated dataset is made from; the card stores it.
+
+    Parameters
+    ----------
+    n_structures : int
+        Number of structures (exit waves).
+    image_epochs : int
+        Images per structure, each with fresh optics, dose and noise.
+    seed : int
+        Master seed.
+    structure : StructureRecipe
+        Particle, support and grid ranges (``structure.size_px`` is the image size).
+    multislice : MultisliceSettings
+        Exit-wave settings (300 keV).
+    optics : OpticsRanges
+        Table 1 optics ranges.
+    dose_range_e_per_A2 : (float, float)
+        Log-uniform frame-dose range (Table 2: high 10²–10⁶, low 10¹–10⁴).
+    noise_model : NoiseModel
+        Detector noise ranges (Table 3 preset or a fitted model).
+    val_fraction : float
+        Fraction of structures held out for validation.
+    """
+
+    n_structures: int
+    image_epochs: int
+    seed: int = 0
+    structure: StructureRecipe = field(default_factory=StructureRecipe)
+    multislice: MultisliceSettings = field(default_factory=MultisliceSettings)
+    optics: OpticsRanges = TABLE1_OPTICS
+    dose_range_e_per_A2: tuple[float, float] = DOSE_RANGES_E_PER_A2["high"]
+    noise_model: NoiseModel = field(default_factory=lambda: preset("MTF 4"))
+    val_fraction: float = 0.05
+
+    def __post_init__(self) -> None:
+        if int(self.n_structures) < 1 or int(self.image_epochs) < 1:
+            raise DatasetError("the number of structures and of image epochs must be >= 1")
+        low, high = self.dose_range_e_per_A2
+        if not 0 < low <= high:
+            raise DatasetError(f"dose range must satisfy 0 < low <= high, got {(low, high)}")
+        if not 0 <= self.val_fraction < 1:
+            raise DatasetError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if int(self.seed) < 0:
+            raise DatasetError(f"seed must be >= 0, got {self.seed}")
+
+    @property
+    def n_val_structures(self) -> int:
+        """Validation structures: ``round(val_fraction · n)``, at least 1 when asked for any."""
+        if self.val_fraction == 0 or self.n_structures < 2:
+            return 0
+        n_val = max(1, round(self.val_fraction * self.n_structures))
+        return int(min(self.n_structures - 1, n_val))
+
+    def split_of(self, index: int) -> tuple[str, int]:
+        """Split name and first row of structure ``index``'s images in that split."""
+        n_train = self.n_structures - self.n_val_structures
+        if index < n_train:
+            return "train", index * self.image_epochs
+        return "val", (index - n_train) * self.image_epochs
+
+    def n_images(self, split: str) -> int:
+        """Number of images in ``split``."""
+        n_val = self.n_val_structures
+        n = n_val if split == "val" else self.n_structures - n_val
+        return n * self.image_epochs
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary (the ``recipe`` of the card)."""
+        return {
+            "n_structures": int(self.n_structures),
+            "image_epochs": int(self.image_epochs),
+            "seed": int(self.seed),
+            "structure": self.structure.to_dict(),
+            "multislice": self.multislice.to_dict(),
+            "optics": self.optics.to_dict(),
+            "dose_range_e_per_A2": [float(v) for v in self.dose_range_e_per_A2],
+            "noise_model": self.noise_model.to_dict(),
+            "val_fraction": float(self.val_fraction),
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "DatasetRecipe":
+        """Inverse of :meth:`to_dict`."""
+        try:
+            return cls(
+                n_structures=int(values["n_structures"]),
+                image_epochs=int(values["image_epochs"]),
+                seed=int(values["seed"]),
+                structure=StructureRecipe.from_dict(values["structure"]),
+                multislice=MultisliceSettings(**values["multislice"]),
+                optics=OpticsRanges.from_dict(values["optics"]),
+                dose_range_e_per_A2=tuple(float(v) for v in values["dose_range_e_per_A2"]),
+                noise_model=NoiseModel.from_dict(values["noise_model"]),
+                val_fraction=float(values["val_fraction"]),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise DatasetError(f"invalid dataset recipe: {error}") from error
+
+    def same_images_as(self, other: "DatasetRecipe") -> bool:
+        """Whether two recipes make the same images (worker threads do not matter)."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        for values in (mine, theirs):
+            values["multislice"].pop("fftw_threads", None)
+        return json.dumps(mine, sort_keys=True) == json.dumps(theirs, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """What :func:`generate_dataset` did.
+
+    Attributes
+    ----------
+    path : Path
+        Dataset folder.
+    complete : bool
+        All structures done and the tables written.
+    n_done, n_total : int
+        Structures finished (including earlier runs) and in the recipe.
+    n_waves_computed : int
+        Exit waves computed by this call (the rest came from the cache).
+    elapsed_s : float
+        Wall time of this call.
+    """
+
+    path: Path
+    complete: bool
+    n_done: int
+    n_total: int
+    n_waves_computed: int
+    elapsed_s: float
+
+
+def image_rng(seed: int, index: int, epoch: int) -> np.random.Generator:
+    """Generator of image ``epoch`` of structure ``index``.
+
+    ``SeedSequence(seed, spawn_key=(index, 1, epoch))``: independent of workers and order.
+    """
+    key = (int(index), 1, int(epoch))
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=key))
+
+
+def read_card(path: str | os.PathLike) -> dict[str, Any]:
+    """Read ``card.json`` of a dataset folder (or the card file itself)."""
+    path = Path(path)
+    card_path = path / "card.json" if path.is_dir() else path
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise DatasetError(f"cannot read dataset card {card_path}: {error}") from error
+    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
+        raise DatasetError(f"{card_path} is not a napari-lowdose dataset card")
+    return card
+
+
+def open_dataset(path: str | os.PathLike, split: str = "train") -> dict[str, Any]:
+    """Open one split of a finished dataset for reading (lazy zarr arrays).
+
+    Returns
+    -------
+    dict
+        ``images`` and ``masks`` (zarr arrays), ``params`` (dict of 1-D numpy
+        arrays) and ``card``.
+    """
+    import zarr
+
+    card = read_card(path)
+    if split not in SPLITS:
+        raise DatasetError(f"split must be one of {SPLITS}, got {split!r}")
+    group = zarr.open_group(Path(path) / "data.zarr", mode="r")[split]
+    params = {name: np.asarray(group["params"][name]) for name in PARAMETER_COLUMNS}
+    return {"images": group["images"], "masks": group["masks"], "params": params, "card": card}
+
+
+def generate_dataset(
+    out_dir: str | os.PathLike,
+    recipe: DatasetRecipe,
+    *,
+    workers: int = 1,
+    scheduler_address: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    command: str | None = None,
+) -> DatasetSummary:
+    """Simulate ``recipe`` into ``out_dir``, resuming a run that was interrupted.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Dataset folder. If it holds a card of the same recipe, finished
+        structures are skipped and cached exit waves reused.
+    recipe : DatasetRecipe
+        What to simulate.
+    workers : int
+        Local worker processes (dask.distributed ``LocalCluster``); 1 runs in
+        this process without dask.
+    scheduler_address : str, optional
+        Address of a running dask.distributed scheduler (``tcp://host:8786``);
+        the workers must see ``out_dir``. Overrides ``workers``.
+    progress : callable, optional
+        ``progress(done, total)`` after each structure (and once at the start).
+    should_stop : callable, optional
+        Polled between structures; when it returns True, no new structure is
+        started and the call returns with ``complete=False``.
+    command : str, optional
+        Command line recorded in the card.
+
+    Returns
+    -------
+    DatasetSummary
+
+    Raises
+    ------
+    DatasetError
+        The folder holds another dataset or a different recipe, or is not writable.
+    """
+    started = time.perf_counter()
+    out = Path(out_dir)
+    _prepare(out, recipe, command)
+    done = _done_structures(out, recipe)
+    todo = [i for i in range(recipe.n_structures) if i not in done]
+    total = recipe.n_structures
+    if progress is not None:
+        progress(len(done), total)
+    stop = should_stop or (lambda: False)
+    computed = 0
+    recipe_dict = recipe.to_dict()
+    if todo and (scheduler_address or workers > 1):
+        results = _run_distributed(out, recipe_dict, todo, workers, scheduler_address, stop)
+    else:
+        results = _run_local(out, recipe_dict, todo, stop)
+    for result in results:
+        done.add(result["index"])
+        computed += int(result["wave_computed"])
+        if progress is not None:
+            progress(len(done), total)
+    complete = len(done) == total
+    if complete:
+        _finalise(out, recipe)
+    return DatasetSummary(out, complete, len(done), total, computed,
+                          time.perf_counter() - started)
+
+
+def process_structure(out_dir: str, recipe_dict: dict[str, Any], index: int) -> dict[str, Any]:
+    """Make and store all images of structure ``index`` (runs in a worker).
+
+    The exit wave comes from the cache or is computed and cached; the image
+    records are written last, so a structure with a record file is complete.
+    """
+    import scipy.fft
+    import zarr
+
+    out = Path(out_dir)
+    recipe = DatasetRecipe.from_dict(recipe_dict)
+    cache = ExitWaveCache(out / "cache")
+    had_wave = cache.has(index)
+    t0 = time.perf_counter()
+    cached = cache.get_or_compute(index, recipe.seed, recipe.structure, recipe.multislice)
+    t_wave = time.perf_counter() - t0
+    split, row0 = recipe.split_of(index)
+    group = zarr.open_group(out / "data.zarr", mode="r+")[split]
+    geometry = cached.geometry
+    rows = []
+    with scipy.fft.set_workers(recipe.multislice.fftw_threads):
+        for epoch in range(recipe.image_epochs):
+            image, record = make_image(
+                cached.exit_wave,
+                geometry.sampling_A,
+                geometry.crop,
+                image_rng(recipe.seed, index, epoch),
+                optics_ranges=recipe.optics,
+                dose_range_e_per_A2=recipe.dose_range_e_per_A2,
+                noise_model=recipe.noise_model,
+                workers=recipe.multislice.fftw_threads,
+            )
+            group["images"][row0 + epoch] = image
+            group["masks"][row0 + epoch] = cached.mask
+            row = {name: record[name] for name in PARAMETER_COLUMNS if name in record}
+            row.update(structure_index=index, epoch=epoch,
+                       mask_fraction=float(cached.mask.mean()))
+            rows.append(row)
+    atomic_write_text(out / "records" / f"s{index:06d}.json", json.dumps(rows))
+    return {
+        "index": index,
+        "wave_computed": not had_wave,
+        "wave_s": t_wave,
+        "images_s": time.perf_counter() - t0 - t_wave,
+    }
+
+
+def _run_local(out: Path, recipe_dict: dict[str, Any], todo: list[int],
+               stop: Callable[[], bool]):
+    for index in todo:
+        if stop():
+            return
+        yield process_structure(str(out), recipe_dict, index)
+
+
+def _run_distributed(out: Path, recipe_dict: dict[str, Any], todo: list[int], workers: int,
+                     scheduler_address: str | None, stop: Callable[[], bool]):
+    from distributed import Client, LocalCluster, as_completed
+
+    if scheduler_address:
+        client = Client(scheduler_address)
+        cluster = None
+    else:
+        cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+    try:
+        futures = [client.submit(process_structure, str(out), recipe_dict, index,
+                                 key=f"lowdose-structure-{index}", pure=False)
+                   for index in todo]
+        completed = as_completed(futures)
+        for future in completed:
+            yield future.result()
+            if stop():
+                for pending in futures:
+                    if not pending.done():
+                        pending.cancel()
+                return
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _prepare(out: Path, recipe: DatasetRecipe, command: str | None) -> None:
+    """Create the folder, card and zarr arrays, or check that they match ``recipe``."""
+    import zarr
+
+    card_path = out / "card.json"
+    if card_path.exists():
+        card = read_card(out)
+        existing = DatasetRecipe.from_dict(card["recipe"])
+        if not existing.same_images_as(recipe):
+            raise DatasetError(
+                f"{out} holds a dataset made with another recipe; choose another folder "
+                "(or resume it with the same options)"
+            )
+        return
+    if out.exists() and any(out.iterdir()):
+        raise DatasetError(f"{out} exists and is not a napari-lowdose dataset; "
+                           "choose a new or empty folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "records").mkdir(exist_ok=True)
+        root = zarr.open_group(out / "data.zarr", mode="w")
+        size = recipe.structure.size_px
+        for split in SPLITS:
+            group = root.create_group(split)
+            n = recipe.n_images(split)
+            group.create_array("images", shape=(n, size, size), chunks=(1, size, size),
+                               dtype="float32", fill_value=np.nan)
+            group.create_array("masks", shape=(n, size, size), chunks=(1, size, size),
+                               dtype="uint8", fill_value=0)
+            group.create_group("params")
+    except OSError as error:
+        raise DatasetError(f"cannot create dataset in {out}: {error}") from error
+    _write_card(out, recipe, status="incomplete", command=command)
+
+
+def _write_card(out: Path, recipe: DatasetRecipe, *, status: str,
+                command: str | None = None, extra: dict[str, Any] | None = None) -> None:
+    previous = read_card(out) if (out / "card.json").exists() else {}
+    card = {
+        "format": CARD_FORMAT,
+        "version": CARD_VERSION,
+        "status": status,
+        "description": (
+            "Simulated HR-TEM images of CeO2-supported Au particles after Larsen et al. "
+            "(2023), Sec. 2 and Table 1: abTEM multislice exit waves, Table 1 optics, "
+            "log-uniform dose, detector noise Eq. 3 with the noise model below."
+        ),
+        "created": previous.get("created") or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": previous.get("command") or command,
+        "recipe": recipe.to_dict(),
+        "seeding": (
+            "structure i: SeedSequence(seed, spawn_key=(i, 0)); image epoch j of "
+            "structure i: SeedSequence(seed, spawn_key=(i, 1, j))"
+        ),
+        "split": {
+            "by": "structure",
+            "val_structures": [i for i in range(recipe.n_structures)
+                               if recipe.split_of(i)[0] == "val"],
+            "n_train_images": recipe.n_images("train"),
+            "n_val_images": recipe.n_images("val"),
+        },
+        "layout": {
+            "images": "data.zarr/{split}/images float32 (n, y, x), electrons per pixel",
+            "masks": "data.zarr/{split}/masks uint8 (n, y, x), 1 = Au particle",
+            "params": "data.zarr/{split}/params/<column> and {split}_params.csv",
+            "row": "local structure number * image_epochs + epoch",
+        },
+        "parameter_columns": list(PARAMETER_COLUMNS),
+        "versions": software_versions(),
+    }
+    card.update(extra or {})
+    atomic_write_text(out / "card.json", json.dumps(card, indent=2))
+
+
+def _done_structures(out: Path, recipe: DatasetRecipe) -> set[int]:
+    done = set()
+    for index in range(recipe.n_structures):
+        if (out / "records" / f"s{index:06d}.json").is_file():
+            done.add(index)
+    return done
+
+
+def _finalise(out: Path, recipe: DatasetRecipe) -> None:
+    """Gather the per-structure records into the parameter tables; mark the card complete."""
+    import zarr
+
+    rows: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
+    for index in range(recipe.n_structures):
+        records = json.loads((out / "records" / f"s{index:06d}.json").read_text("utf-8"))
+        rows[recipe.split_of(index)[0]].extend(records)
+    root = zarr.open_group(out / "data.zarr", mode="r+")
+    for split in SPLITS:
+        table = {
+            name: np.asarray([row.get(name, np.nan) for row in rows[split]],
+                             dtype=np.int64 if name in _INT_COLUMNS else np.float64)
+            for name in PARAMETER_COLUMNS
+        }
+        params = root[split]["params"]
+        for name, values in table.items():
+            params.create_array(name, shape=values.shape, dtype=values.dtype, overwrite=True)
+            params[name][...] = values
+        atomic_write_text(out / f"{split}_params.csv", _table_csv(table))
+    _write_card(out, recipe, status="complete",
+                extra={"completed": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+
+def _table_csv(table: dict[str, np.ndarray]) -> str:
+    lines = [",".join(table)]
+    n = len(next(iter(table.values()))) if table else 0
+    for i in range(n):
+        lines.append(",".join(
+            str(int(values[i])) if values.dtype.kind == "i" else repr(float(values[i]))
+            for values in table.values()
+        ))
+    return "\n".join(lines) + "\n"
