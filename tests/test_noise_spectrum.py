@@ -64,7 +64,7 @@ def test_white_noise_magnitude_level():
 def test_eq3_power_spectrum_is_nd_mtf2_plus_n0():
     dose, sampling, n0 = 1000.0, 0.1, 0.5  # N_D = 10 e⁻/px
     stack = apply_detector_noise(
-        np.ones((6, 128, 128)), dose, sampling, c0=0.27, c3=2.25, n0_e_per_px=n0, rng=3
+        np.ones((32, 128, 128)), dose, sampling, c0=0.27, c3=2.25, n0_e_per_px=n0, rng=3
     )
     spec = radial_spectrum(stack, kind="power")
     model = dose * sampling**2 * mtf_normalised(spec.q_norm, 0.27, 2.25) ** 2 + n0

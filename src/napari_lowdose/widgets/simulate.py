@@ -1,0 +1,574 @@
+"""'Simulate' dock widget: preview simulated images and generate training datasets.
+
+Thin: it gathers inputs and calls the pure simulation modules
+(:mod:`napari_lowdose.simulate`, Larsen et al. 2023, Section 2, Table 1).
+
+* Preview: structure 0 of the dataset these settings would make
+  (:func:`~napari_lowdose.simulate.exitwaves.simulate_structure`), imaged with
+  the optics of its image epoch 0 (Table 1), then the detector noise of Eq. 3
+  at a chosen dose (:func:`~napari_lowdose.simulate.series.preview_noisy_image`).
+  Three layers — clean, noisy and the truth mask — calibrated in Å; running
+  again updates them. Changing the dose or pressing "Re-noise" redraws only
+  the noise.
+* Dataset: :func:`~napari_lowdose.simulate.dataset.generate_dataset` in a
+  thread, with a progress bar and Cancel; a cancelled run resumes when it is
+  generated into the same folder again with the same settings.
+"""
+
+import os
+import threading
+from pathlib import Path
+
+import napari
+import numpy as np
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    SpinBox,
+)
+from napari.qt.threading import thread_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info, show_warning
+
+from ..io.dose import FrameDose
+from ..io.layers import LOWDOSE_KEY, image_layer_kwargs
+from ..noise.model import PRESETS, NoiseModel
+from ..simulate.imaging import DOSE_RANGES_E_PER_A2, TABLE1_OPTICS
+from ..simulate.structures import StructureRecipe
+
+NOISE_FILE = "file"
+CUSTOM_DOSE = "custom"
+LAYER_NAMES = {
+    "clean": "simulated clean",
+    "noisy": "simulated noisy",
+    "mask": "simulated mask",
+}
+_DEFAULT_STRUCTURE = StructureRecipe()
+
+
+def _noise_choices():
+    choices = []
+    for key, model in PRESETS.items():
+        (c0_lo, c0_hi), (c3_lo, c3_hi) = model.c0_range, model.c3_range
+        label = f"{key[:3]} {key[3:]} (c0 {c0_lo:g}–{c0_hi:g}, c3 {c3_lo:g}–{c3_hi:g})"
+        choices.append((label, key))
+    return choices + [("noise model file (JSON)…", NOISE_FILE)]
+
+
+def _dose_choices():
+    choices = [
+        (f"{name}: {lo:.0e}–{hi:.0e} e⁻/Å² (Table 2)", name)
+        for name, (lo, hi) in DOSE_RANGES_E_PER_A2.items()
+    ]
+    return choices + [("custom", CUSTOM_DOSE)]
+
+
+def _heading(text):
+    return Label(value=f"<b>{text}</b>")
+
+
+def _log_steps(spin_box):
+    """Step a float spin box by about a tenth of its value; emit only on Enter / focus-out."""
+    from qtpy.QtWidgets import QAbstractSpinBox
+
+    native = spin_box.native
+    try:
+        native.setStepType(QAbstractSpinBox.StepType.AdaptiveDecimalStepType)
+        native.setKeyboardTracking(False)
+    except AttributeError:  # pragma: no cover - not a Qt spin box
+        pass
+
+
+def _is_empty_path(value) -> bool:
+    return value is None or str(value).strip() in ("", ".")
+
+
+class SimulateWidget(Container):
+    """Preview simulated HR-TEM images of supported Au particles and generate datasets."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, *, use_thread: bool = True):
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self.use_thread = use_thread
+        self._preview_worker = None
+        self._dataset_worker = None
+        self._preview_cancelled = False
+        self._stop_event = threading.Event()
+        self._noise_draw = 0
+        self.preview = None  # dict: structure, clean, optics, sampling_A, seed, noise record
+        self.layers = {}  # role -> layer, updated in place
+        self.last_progress = None  # (done, total) of the last dataset progress call
+        self.summary = None  # DatasetSummary of the last dataset run
+        self._dataset_epochs = 0
+
+        s = _DEFAULT_STRUCTURE
+        self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
+        self.size_px = SpinBox(label="field (px)", min=32, max=4096, step=32, value=s.size_px)
+        self.sampling_min = FloatSpinBox(
+            label="sampling from (Å/px)",
+            min=0.01,
+            max=5.0,
+            step=0.005,
+            value=s.sampling_range_A[0],
+        )
+        self.sampling_max = FloatSpinBox(
+            label="sampling to (Å/px)", min=0.01, max=5.0, step=0.005, value=s.sampling_range_A[1]
+        )
+        self.diameter_min = FloatSpinBox(
+            label="diameter from (Å)", min=1.0, max=1000.0, step=1.0, value=s.diameter_range_A[0]
+        )
+        self.diameter_max = FloatSpinBox(
+            label="diameter to (Å)", min=1.0, max=1000.0, step=1.0, value=s.diameter_range_A[1]
+        )
+        self.noise = ComboBox(label="noise model", choices=_noise_choices(), value="MTF4")
+        self.noise_file = FileEdit(label="noise model file", mode="r", filter="*.json", value="")
+        self.dose = FloatSpinBox(label="dose (e⁻/Å²)", min=0.01, max=1e8, step=0.01, value=1e3)
+        _log_steps(self.dose)
+        self.preview_button = PushButton(text="Preview")
+        self.renoise_button = PushButton(text="Re-noise", enabled=False)
+        self.cancel_preview_button = PushButton(text="Cancel preview", enabled=False)
+        self.preview_status = Label(label="preview", value="none yet")
+
+        self.out_dir = FileEdit(label="output folder", mode="d", value="")
+        self.n_structures = SpinBox(label="structures", min=1, max=1_000_000, value=100)
+        self.image_epochs = SpinBox(label="image epochs", min=1, max=10_000, value=10)
+        self.dose_range = ComboBox(label="dose range", choices=_dose_choices(), value="high")
+        self.dose_min = FloatSpinBox(
+            label="custom from (e⁻/Å²)", min=1e-3, max=1e9, value=10.0, enabled=False
+        )
+        self.dose_max = FloatSpinBox(
+            label="custom to (e⁻/Å²)", min=1e-3, max=1e9, value=1e4, enabled=False
+        )
+        self.val_fraction = FloatSpinBox(
+            label="validation fraction", min=0.0, max=0.9, step=0.01, value=0.05
+        )
+        self.workers = SpinBox(label="workers", min=1, max=max(1, os.cpu_count() or 1), value=1)
+        self.generate_button = PushButton(text="Generate dataset")
+        self.cancel_dataset_button = PushButton(text="Cancel dataset", enabled=False)
+        self.dataset_status = Label(label="dataset", value="not started")
+
+        self.extend(
+            [
+                _heading("Structure and detector"),
+                self.seed,
+                self.size_px,
+                self.sampling_min,
+                self.sampling_max,
+                self.diameter_min,
+                self.diameter_max,
+                self.noise,
+                self.noise_file,
+                _heading("Preview"),
+                self.dose,
+                self.preview_button,
+                self.renoise_button,
+                self.cancel_preview_button,
+                self.preview_status,
+                _heading("Dataset"),
+                self.out_dir,
+                self.n_structures,
+                self.image_epochs,
+                self.dose_range,
+                self.dose_min,
+                self.dose_max,
+                self.val_fraction,
+                self.workers,
+                self.generate_button,
+                self.cancel_dataset_button,
+                self.dataset_status,
+            ]
+        )
+        self.noise.changed.connect(self._on_noise_changed)
+        self.dose_range.changed.connect(self._on_dose_range_changed)
+        self.dose.changed.connect(self._on_dose_changed)
+        self.preview_button.changed.connect(self.run_preview)
+        self.renoise_button.changed.connect(self.renoise)
+        self.cancel_preview_button.changed.connect(self.cancel_preview)
+        self.generate_button.changed.connect(self.generate)
+        self.cancel_dataset_button.changed.connect(self.cancel_dataset)
+        self._on_noise_changed()
+
+    # -- inputs ---------------------------------------------------------------------------
+    def _on_noise_changed(self, _value=None):
+        self.noise_file.visible = self.noise.value == NOISE_FILE
+
+    def _on_dose_range_changed(self, _value=None):
+        custom = self.dose_range.value == CUSTOM_DOSE
+        self.dose_min.enabled = self.dose_max.enabled = custom
+
+    def structure_recipe(self) -> StructureRecipe:
+        """The structure recipe of the current inputs (raises ValueError if invalid)."""
+        return StructureRecipe(
+            size_px=int(self.size_px.value),
+            sampling_range_A=(float(self.sampling_min.value), float(self.sampling_max.value)),
+            diameter_range_A=(float(self.diameter_min.value), float(self.diameter_max.value)),
+        )
+
+    def noise_model(self) -> NoiseModel:
+        """The chosen noise model (raises ValueError if the file is missing or invalid)."""
+        if self.noise.value != NOISE_FILE:
+            return PRESETS[self.noise.value]
+        path = self.noise_file.value
+        if _is_empty_path(path) or not Path(path).is_file():
+            raise ValueError("choose a noise model file (JSON saved by 'Detector noise')")
+        return NoiseModel.from_json(path)
+
+    def dose_range_e_per_A2(self) -> tuple[float, float]:
+        """The dataset's frame-dose range in e⁻/Å² (raises ValueError if invalid)."""
+        if self.dose_range.value != CUSTOM_DOSE:
+            return DOSE_RANGES_E_PER_A2[self.dose_range.value]
+        low, high = float(self.dose_min.value), float(self.dose_max.value)
+        if not 0 < low <= high:
+            raise ValueError(
+                f"the custom dose range must satisfy 0 < from <= to, got {low:g}–{high:g} e⁻/Å²"
+            )
+        return (low, high)
+
+    def _common_inputs(self):
+        """(recipe, noise model) or None after show_error."""
+        try:
+            recipe = self.structure_recipe()
+        except ValueError as err:
+            show_error(f"Invalid structure settings: {err}")
+            return None
+        try:
+            model = self.noise_model()
+        except (ValueError, OSError) as err:
+            show_error(f"Noise model: {err}")
+            return None
+        return recipe, model
+
+    # -- preview --------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """Whether a preview or a dataset run is in progress."""
+        return self._preview_worker is not None or self._dataset_worker is not None
+
+    def run_preview(self, _event=None):
+        """Simulate structure 0 and its exit wave, then the clean and noisy images."""
+        if self._preview_worker is not None:
+            show_info("A preview is already running.")
+            return
+        inputs = self._common_inputs()
+        if inputs is None:
+            return
+        recipe, model = inputs
+        request = {
+            "seed": int(self.seed.value),
+            "recipe": recipe,
+            "noise_model": model,
+            "dose": float(self.dose.value),
+        }
+        self._noise_draw = 0
+        gen = self._preview_gen(request)
+        if not self.use_thread:
+            try:
+                for item in gen:
+                    if item is not None:
+                        self._on_preview_result(item)
+            except Exception as err:  # noqa: BLE001 - notify, never raise to the user
+                show_error(f"Preview failed: {err}")
+            return
+        self._preview_cancelled = False
+        self._preview_worker = thread_worker(lambda: (yield from gen))()
+        self._preview_worker.yielded.connect(self._on_preview_yield)
+        self._preview_worker.errored.connect(lambda err: show_error(f"Preview failed: {err}"))
+        self._preview_worker.finished.connect(self._on_preview_done)
+        self.preview_button.enabled = self.renoise_button.enabled = False
+        self.cancel_preview_button.enabled = True
+        self.preview_status.value = "simulating…"
+        self._preview_worker.start()
+
+    def _preview_gen(self, request):
+        """Generator: None after each step, then the preview dict."""
+        from ..simulate.dataset import image_rng
+        from ..simulate.exitwaves import simulate_structure
+        from ..simulate.series import preview_clean_image, preview_noisy_image
+
+        seed = request["seed"]
+        with progress(total=3, desc="Simulate: structure and exit wave") as pbar:
+            structure = simulate_structure(0, seed, request["recipe"])
+            pbar.update(1)
+            yield None
+            pbar.set_description("Simulate: clean image")
+            clean, optics = preview_clean_image(structure, image_rng(seed, 0, 0), TABLE1_OPTICS)
+            pbar.update(1)
+            yield None
+            pbar.set_description("Simulate: detector noise")
+            sampling = structure.geometry.sampling_A
+            noisy, record = preview_noisy_image(
+                clean, request["dose"], sampling, request["noise_model"], _noise_rng(seed, 0)
+            )
+            pbar.update(1)
+        yield {
+            "structure": structure,
+            "clean": clean,
+            "optics": optics,
+            "noisy": noisy,
+            "record": record,
+            "sampling_A": sampling,
+            "seed": seed,
+            "noise_model": request["noise_model"],
+        }
+
+    def _on_preview_yield(self, item):
+        if item is not None and not self._preview_cancelled:
+            self._on_preview_result(item)
+
+    def _on_preview_done(self):
+        self._preview_worker = None
+        self.preview_button.enabled = True
+        self.renoise_button.enabled = self.preview is not None
+        self.cancel_preview_button.enabled = False
+        if self.preview is None:
+            self.preview_status.value = "cancelled" if self._preview_cancelled else "failed"
+        elif self.preview["record"]["dose_e_per_A2"] != float(self.dose.value):
+            self._draw_noise()  # the dose was changed while the preview ran
+        else:
+            self._describe()
+
+    def cancel_preview(self, _event=None):
+        """Stop a running preview after its current step; the layers stay as they were."""
+        if self._preview_worker is not None:
+            self._preview_cancelled = True
+            self._preview_worker.quit()
+            show_info("Preview cancelled.")
+
+    def _on_preview_result(self, result):
+        self.preview = result
+        self.renoise_button.enabled = True
+        structure = result["structure"]
+        s = result["sampling_A"]
+        truth = {
+            "seed": result["seed"],
+            "structure_index": 0,
+            **structure.record,
+            "optics": result["optics"].to_dict(),
+        }
+        truth.pop("versions", None)
+        self._set_layer("clean", result["clean"], "image", s, None, truth)
+        self._set_layer("noisy", result["noisy"], "image", s, result["record"], truth)
+        self._set_layer("mask", structure.mask, "labels", s, None, truth)
+        self._describe()
+
+    def _on_dose_changed(self, _value=None):
+        if self.preview is not None and self._preview_worker is None:
+            self._draw_noise()
+
+    def renoise(self, _event=None):
+        """Draw fresh detector noise at the current dose (the exit wave is kept)."""
+        if self.preview is None:
+            show_error("Run a preview first.")
+            return
+        self._noise_draw += 1
+        self._draw_noise()
+
+    def _draw_noise(self):
+        from ..simulate.series import preview_noisy_image
+
+        try:
+            model = self.noise_model()
+        except (ValueError, OSError) as err:
+            show_error(f"Noise model: {err}")
+            return
+        preview = self.preview
+        try:
+            noisy, record = preview_noisy_image(
+                preview["clean"],
+                float(self.dose.value),
+                preview["sampling_A"],
+                model,
+                _noise_rng(preview["seed"], self._noise_draw),
+            )
+        except ValueError as err:
+            show_error(f"Noise not drawn: {err}")
+            return
+        preview.update(noisy=noisy, record=record, noise_model=model)
+        layer = self.layers.get("noisy")
+        truth = None if layer is None else layer.metadata.get(LOWDOSE_KEY, {}).get("truth")
+        self._set_layer("noisy", noisy, "image", preview["sampling_A"], record, truth)
+        self._describe()
+
+    def _describe(self):
+        p = self.preview
+        params = p["structure"].particle.parameters
+        r = p["record"]
+        o = p["optics"]
+        self.preview_status.value = (
+            f"{params['sampling_A']:.4f} Å/px, Au {params['diameter_A']:.1f} Å "
+            f"({params['n_au_atoms']} atoms), mask {p['structure'].mask.mean():.1%}\n"
+            f"defocus {o.defocus_A:.0f} Å, Cs {o.cs_A / 1e4:.2f} µm, "
+            f"focal spread {o.focal_spread_A:.1f} Å, blur {o.blur_A:.2f} Å\n"
+            f"{r['dose_e_per_A2']:.3g} e⁻/Å² = {r['electrons_per_px']:.3g} e⁻/px, "
+            f"{p['noise_model'].name}: c0 {r['c0']:.3g}, c3 {r['c3']:.3g}, "
+            f"N0 {r['n0_e_per_px']:.3g}"
+        )
+
+    def _set_layer(self, role, data, kind, sampling_A, noise_record, truth):
+        """Add the layer of ``role`` or update it in place if it is still in the viewer."""
+        lowdose = {
+            "format": "simulated (napari-lowdose, abTEM)",
+            "path": "",
+            "pixel_size_A": [sampling_A, sampling_A],
+            "pixel_size_source": "simulation",
+            "dose": None,
+            "dose_hints": {},
+            "warnings": [],
+            "truth": truth,
+        }
+        if noise_record is not None:
+            dose = FrameDose([noise_record["dose_e_per_A2"]], "metadata", "simulation")
+            lowdose["dose"] = dose.to_metadata()
+            lowdose["dose_hints"] = {"counts_per_electron": 1.0}
+            lowdose["noise"] = noise_record
+        metadata = {LOWDOSE_KEY: lowdose}
+        calibration = image_layer_kwargs((sampling_A, sampling_A), 2)
+        layer = self.layers.get(role)
+        if layer is not None and layer in self._viewer.layers:
+            layer.data = data
+            layer.scale = calibration["scale"]
+            layer.units = calibration["units"]
+            layer.axis_labels = calibration["axis_labels"]
+            layer.metadata = metadata
+            if kind == "image":
+                layer.reset_contrast_limits()
+            return layer
+        if kind == "image":
+            layer = self._viewer.add_image(
+                data, name=LAYER_NAMES[role], metadata=metadata, **calibration
+            )
+        else:
+            layer = self._viewer.add_labels(
+                data, name=LAYER_NAMES[role], metadata=metadata, opacity=0.3, **calibration
+            )
+        self.layers[role] = layer
+        self._viewer.reset_view()
+        return layer
+
+    # -- dataset --------------------------------------------------------------------------
+    def _dataset_request(self):
+        """(out_dir, DatasetRecipe, workers) or None after show_error."""
+        from ..simulate.dataset import DatasetError, DatasetRecipe
+
+        out = self.out_dir.value
+        if _is_empty_path(out):
+            show_error(
+                "Choose an output folder (a new or empty folder, or an unfinished "
+                "dataset to resume)."
+            )
+            return None
+        if int(self.n_structures.value) < 1 or int(self.image_epochs.value) < 1:
+            show_error("The number of structures and of image epochs must be at least 1.")
+            return None
+        inputs = self._common_inputs()
+        if inputs is None:
+            return None
+        recipe, model = inputs
+        try:
+            dose_range = self.dose_range_e_per_A2()
+            dataset = DatasetRecipe(
+                n_structures=int(self.n_structures.value),
+                image_epochs=int(self.image_epochs.value),
+                seed=int(self.seed.value),
+                structure=recipe,
+                dose_range_e_per_A2=dose_range,
+                noise_model=model,
+                val_fraction=float(self.val_fraction.value),
+            )
+        except (DatasetError, ValueError) as err:
+            show_error(f"Invalid dataset settings: {err}")
+            return None
+        return Path(out), dataset, int(self.workers.value)
+
+    def generate(self, _event=None):
+        """Generate (or resume) the dataset in the output folder."""
+        if self._dataset_worker is not None:
+            show_info("A dataset is already being generated.")
+            return
+        request = self._dataset_request()
+        if request is None:
+            return
+        self._stop_event.clear()
+        self.last_progress = None
+        self.summary = None
+        self._dataset_epochs = request[1].image_epochs
+        if not self.use_thread:
+            try:
+                self._on_dataset_done(self._run_dataset(*request))
+            except Exception as err:  # noqa: BLE001 - notify, never raise to the user
+                self._on_dataset_error(err)
+            return
+        self._dataset_worker = thread_worker(self._run_dataset)(*request)
+        self._dataset_worker.returned.connect(self._on_dataset_done)
+        self._dataset_worker.errored.connect(self._on_dataset_error)
+        self._dataset_worker.finished.connect(self._on_dataset_finished)
+        self.generate_button.enabled = False
+        self.cancel_dataset_button.enabled = True
+        self.dataset_status.value = f"generating into {request[0]}…"
+        self._dataset_worker.start()
+
+    def _run_dataset(self, out, recipe, workers):
+        from ..simulate.dataset import generate_dataset
+
+        total = recipe.n_structures
+        with progress(total=total, desc="Simulate: dataset structures") as pbar:
+
+            def on_progress(done, total_):
+                self._record_progress(done, total_)
+                pbar.update(int(done) - pbar.n)
+
+            return generate_dataset(
+                out,
+                recipe,
+                workers=workers,
+                progress=on_progress,
+                should_stop=self._stop_event.is_set,
+            )
+
+    def _record_progress(self, done, total):
+        self.last_progress = (int(done), int(total))
+
+    def _on_dataset_done(self, summary):
+        self.summary = summary
+        images = summary.n_done * self._dataset_epochs
+        if summary.complete:
+            text = (
+                f"complete: {summary.n_done} structures ({images} images) in "
+                f"{summary.path}, {summary.elapsed_s:.1f} s"
+            )
+            show_info(f"Dataset {text}")
+        else:
+            text = (
+                f"stopped after {summary.n_done}/{summary.n_total} structures; generate "
+                "into the same folder with the same settings to resume"
+            )
+            show_warning(f"Dataset {text}.")
+        self.dataset_status.value = text
+
+    def _on_dataset_error(self, err):
+        self.dataset_status.value = "failed"
+        show_error(f"Dataset not generated: {err}")
+
+    def _on_dataset_finished(self):
+        self._dataset_worker = None
+        self.generate_button.enabled = True
+        self.cancel_dataset_button.enabled = False
+
+    def cancel_dataset(self, _event=None):
+        """Stop after the structure(s) in progress; the run resumes from the same folder."""
+        if self._dataset_worker is not None:
+            self._stop_event.set()
+            self.dataset_status.value = "stopping after the current structure…"
+            show_info(
+                "Stopping after the current structure; generate into the same folder "
+                "again with the same settings to resume."
+            )
+
+
+def _noise_rng(seed: int, draw: int) -> np.random.Generator:
+    """Generator of the preview's ``draw``-th noise realisation (reproducible)."""
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(0, 4, int(draw))))
