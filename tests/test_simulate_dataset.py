@@ -161,3 +161,18 @@ def test_two_local_worker_processes_give_the_same_dataset(dataset, tmp_path):
     first, parallel = _arrays(out), _arrays(tmp_path / "parallel")
     for split in ("train", "val"):
         assert np.array_equal(first[split][0], parallel[split][0])
+
+
+def test_a_dask_scheduler_address_runs_the_same_dataset(dataset, tmp_path):
+    """``--scheduler ADDRESS``: the work goes to an existing dask.distributed cluster."""
+    from distributed import LocalCluster
+
+    out, _ = dataset
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        summary = generate_dataset(tmp_path / "cluster", RECIPE,
+                                   scheduler_address=cluster.scheduler_address)
+    assert summary.complete
+    first, clustered = _arrays(out), _arrays(tmp_path / "cluster")
+    for split in ("train", "val"):
+        assert np.array_equal(first[split][0], clustered[split][0])

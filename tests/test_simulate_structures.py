@@ -12,6 +12,7 @@ from napari_lowdose.simulate.structures import (
     StructureGeometry,
     StructureRecipe,
     build_supported_particle,
+    next_5_smooth,
 )
 
 SMALL = StructureRecipe(
@@ -132,9 +133,12 @@ def test_geometry_cell_is_field_plus_margin_and_crop_cuts_the_field():
     assert geometry.margin_px * 0.075 >= 8.0
     window = np.zeros((geometry.cell_px, geometry.cell_px))[geometry.crop]
     assert window.shape == (640, 640)
-    from scipy.fft import next_fast_len
-
-    assert next_fast_len(geometry.cell_px) == geometry.cell_px
+    n = geometry.cell_px
+    for prime in (2, 3, 5):
+        while n % prime == 0:
+            n //= prime
+    assert n == 1, "the cell size should have no prime factor above 5 (fast FFTW plans)"
+    assert next_5_smooth(751) == 768 and next_5_smooth(864) == 864
 
 
 def test_atoms_are_inside_the_periodic_cell():

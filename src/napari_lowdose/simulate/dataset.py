@@ -49,7 +49,7 @@ from ..io.errors import LowdoseError
 from ..io.writers import atomic_write_text
 from ..noise.model import NoiseModel, preset
 from .exitwaves import ExitWaveCache, MultisliceSettings, software_versions
-from .imaging import DOSE_RANGES_E_PER_A2, TABLE1_OPTICS, OpticsRanges, make_image
+from .imaging import DOSE_RANGES_E_PER_A2, TABLE1_OPTICS, OpticsRanges, iter_images
 from .structures import StructureRecipe
 
 __all__ = [
@@ -356,18 +356,18 @@ def process_structure(out_dir: str, recipe_dict: dict[str, Any], index: int) -> 
     group = zarr.open_group(out / "data.zarr", mode="r+")[split]
     geometry = cached.geometry
     rows = []
+    images = iter_images(
+        cached.exit_wave,
+        geometry.sampling_A,
+        geometry.crop,
+        (image_rng(recipe.seed, index, epoch) for epoch in range(recipe.image_epochs)),
+        optics_ranges=recipe.optics,
+        dose_range_e_per_A2=recipe.dose_range_e_per_A2,
+        noise_model=recipe.noise_model,
+        workers=recipe.multislice.fftw_threads,
+    )
     with scipy.fft.set_workers(recipe.multislice.fftw_threads):
-        for epoch in range(recipe.image_epochs):
-            image, record = make_image(
-                cached.exit_wave,
-                geometry.sampling_A,
-                geometry.crop,
-                image_rng(recipe.seed, index, epoch),
-                optics_ranges=recipe.optics,
-                dose_range_e_per_A2=recipe.dose_range_e_per_A2,
-                noise_model=recipe.noise_model,
-                workers=recipe.multislice.fftw_threads,
-            )
+        for epoch, (image, record) in enumerate(images):
             group["images"][row0 + epoch] = image
             group["masks"][row0 + epoch] = cached.mask
             row = {name: record[name] for name in PARAMETER_COLUMNS if name in record}

@@ -48,7 +48,7 @@ about 20–30 ms on two cores for :func:`clean_image`.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from typing import Any
@@ -73,6 +73,7 @@ __all__ = [
     "draw_optics",
     "electron_wavelength_A",
     "make_dose_series",
+    "iter_images",
     "make_image",
     "noisy_image",
 ]
@@ -610,14 +611,45 @@ def make_image(
         electrons_per_px, sampling_A, c0, c3, n0_e_per_px, noise_model``
         (``Optics.from_dict(record)`` rebuilds the optics).
     """
-    rng = np.random.default_rng(rng)
+    return next(
+        iter_images(
+            wave, sampling_A, crop, [np.random.default_rng(rng)],
+            optics_ranges=optics_ranges, dose_range_e_per_A2=dose_range_e_per_A2,
+            noise_model=noise_model, workers=workers,
+        )
+    )
+
+
+def iter_images(
+    wave: np.ndarray,
+    sampling_A: float,
+    crop: Crop | None,
+    rngs: Iterable[np.random.Generator],
+    *,
+    optics_ranges: OpticsRanges = TABLE1_OPTICS,
+    dose_range_e_per_A2: Sequence[float] = DOSE_RANGES_E_PER_A2["high"],
+    noise_model: NoiseModel = PRESETS["MTF4"],
+    workers: int = -1,
+) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
+    """Image epochs of one exit wave, one per generator: :func:`make_image` for each.
+
+    The wave is Fourier transformed once for all of them; image ``i`` equals
+    ``make_image(wave, ..., rngs[i])`` exactly.
+
+    Yields
+    ------
+    image, record
+        As returned by :func:`make_image`.
+    """
     s = _check_sampling(sampling_A)
-    optics = draw_optics(rng, optics_ranges)
-    dose = draw_dose_e_per_A2(rng, dose_range_e_per_A2)
-    noise = noise_model.sample(rng)
-    clean = clean_image(wave, s, optics, crop, workers=workers)
-    image = noisy_image(clean, dose, s, noise, rng, workers=workers)
-    return image, _record(optics, dose, s, noise, noise_model)
+    spectrum = _wave_spectrum(wave, workers)
+    for rng in rngs:
+        optics = draw_optics(rng, optics_ranges)
+        dose = draw_dose_e_per_A2(rng, dose_range_e_per_A2)
+        noise = noise_model.sample(rng)
+        clean = _image_from_spectrum(spectrum, s, optics, crop, workers)
+        image = noisy_image(clean, dose, s, noise, rng, workers=workers)
+        yield image, _record(optics, dose, s, noise, noise_model)
 
 
 def make_dose_series(
