@@ -117,15 +117,17 @@ def test_an_interrupted_run_resumes_without_recomputing_waves(dataset, tmp_path,
     computed = []
     real = exitwaves.compute_exit_wave
 
-    def counting(particle, settings=None):
-        computed.append(particle)
-        return real(particle, settings)
+    def counting(particle, settings=None, **kwargs):
+        computed.append(kwargs.get("fftw_planning"))
+        return real(particle, settings, **kwargs)
 
     monkeypatch.setattr(exitwaves, "compute_exit_wave", counting)
     progress = []
     summary = generate_dataset(target, RECIPE, progress=lambda d, t: progress.append((d, t)))
     assert summary.complete and summary.n_waves_computed == 1
-    assert len(computed) == 1
+    # One wave computed, with the dataset's shared FFTW plans.
+    assert computed == ["measure"]
+    assert (target / "fftw_wisdom.json").is_file()
     assert progress[0] == (2, 4) and progress[-1] == (4, 4)
     first, resumed = _arrays(out), _arrays(target)
     for split in ("train", "val"):

@@ -121,3 +121,43 @@ def test_a_damaged_entry_is_reported(tmp_path):
     (cache.entry_path(0) / "exit_wave.npy").write_bytes(b"not a numpy file")
     with pytest.raises(ValueError, match="unreadable"):
         cache.load(0)
+
+
+def test_cell_sizes_lists_every_cell_a_recipe_can_make():
+    from napari_lowdose.simulate.exitwaves import cell_sizes
+    from napari_lowdose.simulate.structures import StructureGeometry
+
+    recipe = StructureRecipe()
+    seen = {StructureGeometry.for_field(recipe.size_px, s, recipe.margin_A).cell_px
+            for s in np.linspace(*recipe.sampling_range_A, 2001)}
+    assert set(cell_sizes(recipe)) == seen
+
+
+def test_shared_fftw_wisdom_means_no_new_planning(tmp_path):
+    """With the dataset's wisdom loaded, FFTW_MEASURE measures nothing: same plans everywhere."""
+    import pyfftw
+
+    from napari_lowdose.simulate.exitwaves import (
+        cell_sizes,
+        compute_exit_wave,
+        load_fftw_wisdom,
+        plan_fftw_wisdom,
+    )
+    from napari_lowdose.simulate.structures import build_supported_particle
+
+    recipe = StructureRecipe(**{**TINY.to_dict(), "sampling_range_A": (0.23, 0.27)})
+    path = plan_fftw_wisdom(tmp_path / "wisdom.json", cell_sizes(recipe))
+    assert load_fftw_wisdom(path)
+    assert not load_fftw_wisdom(tmp_path / "absent.json")
+    before = pyfftw.export_wisdom()
+    for seed in range(3):
+        particle = build_supported_particle(seed, recipe)
+        measured = compute_exit_wave(particle, fftw_planning="measure")
+        estimated = compute_exit_wave(particle, fftw_planning="estimate")
+        assert np.allclose(measured, estimated, atol=1e-4)
+    assert pyfftw.export_wisdom() == before
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ValueError, match="unreadable"):
+        load_fftw_wisdom(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="fftw_planning"):
+        compute_exit_wave(particle, fftw_planning="patient")

@@ -128,6 +128,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .simulate.dataset import generate_dataset
+    from .simulate.exitwaves import FFTW_WISDOM_FILE
 
     if args.workers < 1:
         raise SimulateUsageError("--workers must be at least 1")
@@ -140,9 +141,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         bar.update(done - bar.n)
 
     try:
+        wisdom = None
+        if args.from_card is not None:
+            card_dir = args.from_card if args.from_card.is_dir() else args.from_card.parent
+            wisdom = card_dir / FFTW_WISDOM_FILE
         summary = generate_dataset(args.out, recipe, workers=args.workers,
                                    scheduler_address=args.scheduler, progress=progress,
-                                   command=command)
+                                   command=command, fftw_wisdom=wisdom)
     except KeyboardInterrupt:
         bar.close()
         print(f"interrupted: rerun the same command to resume into {args.out}",

@@ -17,6 +17,7 @@ Layout of ``DATASET/``::
     train_params.csv      the per-image parameter tables, also as CSV
     val_params.csv
     cache/s000000/...     exit wave, structure (ASE .traj), mask per structure
+    fftw_wisdom.json      FFTW plans shared by all workers (see :mod:`.exitwaves`)
     records/s000000.json  the parameters of the images of a finished structure
 
 Image ``j`` of structure ``i`` sits in row ``local(i) · image_epochs + j`` of its
@@ -37,6 +38,7 @@ must then be on a file system the workers share).
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,7 +50,15 @@ import numpy as np
 from ..io.errors import LowdoseError
 from ..io.writers import atomic_write_text
 from ..noise.model import NoiseModel, preset
-from .exitwaves import ExitWaveCache, MultisliceSettings, software_versions
+from .exitwaves import (
+    FFTW_WISDOM_FILE,
+    ExitWaveCache,
+    MultisliceSettings,
+    cell_sizes,
+    load_fftw_wisdom,
+    plan_fftw_wisdom,
+    software_versions,
+)
 from .imaging import DOSE_RANGES_E_PER_A2, TABLE1_OPTICS, OpticsRanges, iter_images
 from .structures import StructureRecipe
 
@@ -276,6 +286,7 @@ def generate_dataset(
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     command: str | None = None,
+    fftw_wisdom: str | os.PathLike | None = None,
 ) -> DatasetSummary:
     """Simulate ``recipe`` into ``out_dir``, resuming a run that was interrupted.
 
@@ -299,6 +310,10 @@ def generate_dataset(
         started and the call returns with ``complete=False``.
     command : str, optional
         Command line recorded in the card.
+    fftw_wisdom : str or Path, optional
+        FFTW wisdom of another dataset (its ``fftw_wisdom.json``) to use instead
+        of planning anew: a dataset regenerated from a card with the original
+        wisdom is identical bit for bit.
 
     Returns
     -------
@@ -311,7 +326,7 @@ def generate_dataset(
     """
     started = time.perf_counter()
     out = Path(out_dir)
-    _prepare(out, recipe, command)
+    _prepare(out, recipe, command, fftw_wisdom)
     done = _done_structures(out, recipe)
     todo = [i for i in range(recipe.n_structures) if i not in done]
     total = recipe.n_structures
@@ -349,8 +364,10 @@ def process_structure(out_dir: str, recipe_dict: dict[str, Any], index: int) -> 
     recipe = DatasetRecipe.from_dict(recipe_dict)
     cache = ExitWaveCache(out / "cache")
     had_wave = cache.has(index)
+    planning = "measure" if load_fftw_wisdom(out / FFTW_WISDOM_FILE) else "estimate"
     t0 = time.perf_counter()
-    cached = cache.get_or_compute(index, recipe.seed, recipe.structure, recipe.multislice)
+    cached = cache.get_or_compute(index, recipe.seed, recipe.structure, recipe.multislice,
+                                  fftw_planning=planning)
     t_wave = time.perf_counter() - t0
     split, row0 = recipe.split_of(index)
     group = zarr.open_group(out / "data.zarr", mode="r+")[split]
@@ -420,7 +437,8 @@ def _run_distributed(out: Path, recipe_dict: dict[str, Any], todo: list[int], wo
             cluster.close()
 
 
-def _prepare(out: Path, recipe: DatasetRecipe, command: str | None) -> None:
+def _prepare(out: Path, recipe: DatasetRecipe, command: str | None,
+             fftw_wisdom: str | os.PathLike | None = None) -> None:
     """Create the folder, card and zarr arrays, or check that they match ``recipe``."""
     import zarr
 
@@ -450,6 +468,11 @@ def _prepare(out: Path, recipe: DatasetRecipe, command: str | None) -> None:
             group.create_array("masks", shape=(n, size, size), chunks=(1, size, size),
                                dtype="uint8", fill_value=0)
             group.create_group("params")
+        if fftw_wisdom is not None and Path(fftw_wisdom).is_file():
+            shutil.copyfile(fftw_wisdom, out / FFTW_WISDOM_FILE)
+        else:
+            plan_fftw_wisdom(out / FFTW_WISDOM_FILE, cell_sizes(recipe.structure),
+                             recipe.multislice)
     except OSError as error:
         raise DatasetError(f"cannot create dataset in {out}: {error}") from error
     _write_card(out, recipe, status="incomplete", command=command)
@@ -470,6 +493,10 @@ def _write_card(out: Path, recipe: DatasetRecipe, *, status: str,
         "created": previous.get("created") or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": previous.get("command") or command,
         "recipe": recipe.to_dict(),
+        "fftw": {
+            "planning": "FFTW_MEASURE with the plans in fftw_wisdom.json",
+            "cell_sizes_px": cell_sizes(recipe.structure),
+        },
         "seeding": (
             "structure i: SeedSequence(seed, spawn_key=(i, 0)); image epoch j of "
             "structure i: SeedSequence(seed, spawn_key=(i, 1, j))"

@@ -20,10 +20,18 @@ It is written into a temporary folder and renamed into place, so a folder that
 exists is complete. An entry made with another seed, recipe or settings is
 refused (:class:`StaleCacheError`) instead of being silently reused.
 
-abTEM's FFTW planner is run with ``FFTW_ESTIMATE``: ``FFTW_MEASURE`` picks a
-plan by timing, which makes the last bits of a wave differ from run to run.
+FFTW plans: ``FFTW_MEASURE`` plans make a wave about 1.4× faster than
+``FFTW_ESTIMATE`` ones, but the planner picks them by timing, so the last bits
+of a wave would differ from run to run. A dataset therefore plans once, on a
+dummy specimen of every cell size its recipe can produce, saves the FFTW
+wisdom (:func:`plan_fftw_wisdom`), and every worker imports it
+(:func:`load_fftw_wisdom`) before computing with ``FFTW_MEASURE``: with the
+wisdom present FFTW measures nothing and all processes use the same plans. A
+single wave with no wisdom (the widget preview, the sample data) uses
+``FFTW_ESTIMATE``, which is deterministic by itself.
 """
 
+import base64
 import json
 import math
 import os
@@ -36,19 +44,27 @@ from typing import Any
 import numpy as np
 
 from ..io.errors import LowdoseError
-from .structures import StructureGeometry, StructureRecipe, SupportedParticle
+from .structures import StructureGeometry, StructureRecipe, SupportedParticle, next_5_smooth
 
 __all__ = [
     "CachedStructure",
     "ExitWaveCache",
     "MultisliceSettings",
     "StaleCacheError",
+    "FFTW_WISDOM_FILE",
+    "cell_sizes",
     "compute_exit_wave",
+    "load_fftw_wisdom",
+    "plan_fftw_wisdom",
     "simulate_structure",
     "software_versions",
     "structure_rng",
 ]
 
+FFTW_WISDOM_FILE = "fftw_wisdom.json"
+_WISDOM_FORMAT = "napari-lowdose/fftw-wisdom"
+_FFTW_PLANNING = {"estimate": "FFTW_ESTIMATE", "measure": "FFTW_MEASURE"}
+_loaded_wisdom: set[str] = set()
 _ENTRY_FILES = ("structure.traj", "exit_wave.npy", "mask.npy", "structure.json")
 
 
@@ -140,7 +156,10 @@ def structure_rng(seed: int, index: int) -> np.random.Generator:
 
 
 def compute_exit_wave(
-    particle: SupportedParticle, settings: MultisliceSettings | None = None
+    particle: SupportedParticle,
+    settings: MultisliceSettings | None = None,
+    *,
+    fftw_planning: str = "estimate",
 ) -> np.ndarray:
     """Multislice exit wave of a plane wave through ``particle`` (abTEM).
 
@@ -150,6 +169,9 @@ def compute_exit_wave(
         Structure; its cell must be ``geometry.cell_A`` square in x and y.
     settings : MultisliceSettings, optional
         Energy, slicing, parametrisation.
+    fftw_planning : {"estimate", "measure"}
+        FFTW planner: ``"measure"`` only with wisdom loaded
+        (:func:`load_fftw_wisdom`), else results vary in the last bits.
 
     Returns
     -------
@@ -157,19 +179,25 @@ def compute_exit_wave(
         Exit wave, rows = y, columns = x (abTEM stores (x, y); it is
         transposed here to the image convention). Vacuum has ``|ψ| = 1``.
     """
+    settings = settings or MultisliceSettings()
+    if fftw_planning not in _FFTW_PLANNING:
+        raise ValueError(f"fftw_planning must be one of {sorted(_FFTW_PLANNING)}")
+    return _multislice(particle.atoms, particle.geometry.cell_px, settings,
+                       _FFTW_PLANNING[fftw_planning])
+
+
+def _multislice(atoms: Any, n: int, settings: MultisliceSettings, effort: str) -> np.ndarray:
     import abtem
 
-    settings = settings or MultisliceSettings()
-    n = particle.geometry.cell_px
     config = {
         "device": "cpu",
         "fft": "fftw",
         "fftw.threads": settings.fftw_threads,
-        "fftw.planning_effort": "FFTW_ESTIMATE",
+        "fftw.planning_effort": effort,
     }
     with abtem.config.set(config):
         potential = abtem.Potential(
-            particle.atoms,
+            atoms,
             gpts=(n, n),
             slice_thickness=settings.slice_thickness_A,
             parametrization=settings.parametrization,
@@ -178,6 +206,82 @@ def compute_exit_wave(
         waves = abtem.PlaneWave(energy=settings.energy_eV).multislice(potential)
         array = waves.compute(scheduler="single-threaded", progress_bar=False).array
     return np.ascontiguousarray(np.asarray(array, dtype=np.complex64).T)
+
+
+def cell_sizes(recipe: StructureRecipe) -> list[int]:
+    """Every cell size (px) that structures of ``recipe`` can have (the sampling varies).
+
+    The margin in pixels, ``ceil(margin_A / s)``, runs over all integers between
+    its values at the two ends of the sampling range (as in
+    :meth:`StructureGeometry.for_field`).
+    """
+    low_A, high_A = recipe.sampling_range_A
+    margins_px = range(int(math.ceil(recipe.margin_A / high_A)),
+                       int(math.ceil(recipe.margin_A / low_A)) + 1)
+    return sorted({next_5_smooth(recipe.size_px + 2 * m) for m in margins_px})
+
+
+def plan_fftw_wisdom(
+    path: str | os.PathLike, sizes: list[int], settings: MultisliceSettings | None = None
+) -> Path:
+    """Plan abTEM's FFTs (``FFTW_MEASURE``) for cells of ``sizes`` px and save the wisdom.
+
+    A dummy specimen (one Au, Ce and O atom) is propagated through each cell
+    size, which plans every transform a real structure of that size needs.
+    """
+    import pyfftw
+    from ase import Atoms
+
+    settings = settings or MultisliceSettings()
+    for n in sizes:
+        side_A = 10.0 * n  # any extent: the plans depend on the grid, not the sampling
+        dummy = Atoms("AuCeO", positions=[[side_A / 2, side_A / 2, 1.0],
+                                          [side_A / 3, side_A / 3, 3.0],
+                                          [side_A / 4, side_A / 4, 5.0]],
+                      cell=[side_A, side_A, 6.0], pbc=True)
+        _multislice(dummy, int(n), settings, "FFTW_MEASURE")
+    wisdom = pyfftw.export_wisdom()
+    document = {
+        "format": _WISDOM_FORMAT,
+        "cell_sizes": [int(n) for n in sizes],
+        "fftw_threads": settings.fftw_threads,
+        "wisdom": [base64.b64encode(part).decode("ascii") for part in wisdom],
+    }
+    from ..io.writers import atomic_write_text
+
+    path = Path(path)
+    atomic_write_text(path, json.dumps(document))
+    _loaded_wisdom.add(str(path.resolve()))
+    return path
+
+
+def load_fftw_wisdom(path: str | os.PathLike) -> bool:
+    """Import FFTW wisdom saved by :func:`plan_fftw_wisdom` (once per process).
+
+    Returns
+    -------
+    bool
+        True if the wisdom is loaded (``fftw_planning="measure"`` is then
+        reproducible), False if there is no such file.
+    """
+    import pyfftw
+
+    path = Path(path)
+    key = str(path.resolve())
+    if key in _loaded_wisdom:
+        return True
+    if not path.is_file():
+        return False
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        if document.get("format") != _WISDOM_FORMAT:
+            raise ValueError("not an FFTW wisdom file")
+        wisdom = tuple(base64.b64decode(part) for part in document["wisdom"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"FFTW wisdom {path} is unreadable: {error}") from error
+    pyfftw.import_wisdom(wisdom)
+    _loaded_wisdom.add(key)
+    return True
 
 
 class ExitWaveCache:
@@ -207,6 +311,8 @@ class ExitWaveCache:
         seed: int,
         recipe: StructureRecipe,
         settings: MultisliceSettings | None = None,
+        *,
+        fftw_planning: str = "estimate",
     ) -> CachedStructure:
         """Load structure ``index`` from the cache, or build, simulate and store it.
 
@@ -220,7 +326,7 @@ class ExitWaveCache:
             cached = self.load(index)
             _check_matches(cached.record, index, seed, recipe, settings)
             return cached
-        cached = simulate_structure(index, seed, recipe, settings)
+        cached = simulate_structure(index, seed, recipe, settings, fftw_planning=fftw_planning)
         self.save(cached)
         return cached
 
@@ -281,13 +387,15 @@ def simulate_structure(
     seed: int,
     recipe: StructureRecipe,
     settings: MultisliceSettings | None = None,
+    *,
+    fftw_planning: str = "estimate",
 ) -> CachedStructure:
     """Build structure ``index`` of a run with ``seed`` and compute its exit wave and mask."""
     from .structures import build_supported_particle
 
     settings = settings or MultisliceSettings()
     particle = build_supported_particle(structure_rng(seed, index), recipe)
-    wave = compute_exit_wave(particle, settings)
+    wave = compute_exit_wave(particle, settings, fftw_planning=fftw_planning)
     mask = particle.mask()
     record = {
         "index": int(index),
