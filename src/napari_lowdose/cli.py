@@ -298,6 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_simulate import add_simulate_parser
 
     add_simulate_parser(sub)
+
+    from .cli_train import add_train_parser
+
+    add_train_parser(sub)
     return parser
 
 

@@ -1,0 +1,136 @@
+"""``napari-lowdose train``: a segmentation network from a simulated dataset (SPEC §4).
+
+Runs as is on one device, or under ``torchrun --nproc_per_node N`` with
+DistributedDataParallel (see :mod:`napari_lowdose.train.segmentation`).
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .io.errors import LowdoseError
+
+__all__ = ["add_train_parser", "cmd_train"]
+
+
+class TrainUsageError(LowdoseError):
+    """A train option has a bad value."""
+
+
+def add_train_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``train`` subcommand."""
+    train = sub.add_parser(
+        "train",
+        help="train an MSD-net or U-net on a simulated dataset",
+        description="Binary cross-entropy, Adam (AMSGrad) lr 1e-3, validation F1 after every "
+                    "epoch, best-F1 checkpoint (Larsen et al. 2023). Rerun the same command to "
+                    "resume; under torchrun it trains with DistributedDataParallel.",
+    )
+    train.add_argument("--data", type=Path, required=True, metavar="DATASET",
+                       help="dataset folder made by 'napari-lowdose simulate'")
+    train.add_argument("--arch", choices=["msdnet", "unet"], default="msdnet")
+    train.add_argument("--out", type=Path, required=True, metavar="MODEL",
+                       help="checkpoint file (.safetensors; MODEL.json and MODEL.state.pt "
+                            "are written beside it)")
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--crop", type=int, default=128, metavar="PX",
+                       help="side of the random training crops (default 128; 0 = whole frames)")
+    train.add_argument("--device", default="auto",
+                       help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:N or mps")
+    train.add_argument("--batch-size", type=int, default=4)
+    train.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
+    train.add_argument("--steps-per-epoch", type=int, metavar="N",
+                       help="cap the steps of an epoch (default: one pass over the images)")
+    train.add_argument("--val-crop", type=int, metavar="PX",
+                       help="side of the central validation crops (default: --crop; "
+                            "0 = whole frames)")
+    train.add_argument("--max-val-images", type=int, metavar="N",
+                       help="validate on the first N validation images only")
+    train.add_argument("--threshold", type=float, default=0.9,
+                       help="probability threshold of the validation masks (default 0.9)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    train.add_argument("--loader-workers", type=int, default=0, metavar="N",
+                       help="DataLoader worker processes (default 0)")
+    train.add_argument("--restart", action="store_true",
+                       help="start afresh instead of resuming from MODEL.state.pt")
+    msd = train.add_argument_group("MSD-net")
+    msd.add_argument("--depth", type=int, help="layers (default 50)")
+    msd.add_argument("--width", type=int, help="channels per layer (default 1)")
+    msd.add_argument("--kernel-size", type=int, help="kernel size (default 9; U-net 5)")
+    msd.add_argument("--dilation-seed", type=int, help="seed of the dilations (default 0)")
+    unet = train.add_argument_group("U-net")
+    unet.add_argument("--base-channels", type=int, help="channels of the first block (16)")
+    unet.add_argument("--levels", type=int, help="max-pool steps (default 3)")
+    train.set_defaults(func=cmd_train)
+
+
+def settings_from_args(args: argparse.Namespace):
+    """The :class:`~.train.segmentation.TrainSettings` that the options describe."""
+    from .train.segmentation import TrainSettings
+
+    names = {"msdnet": ("depth", "width", "kernel_size", "dilation_seed"),
+             "unet": ("base_channels", "levels", "kernel_size")}[args.arch]
+    model_config = {name: getattr(args, name) for name in names
+                    if getattr(args, name) is not None}
+    other = [name for name in ("depth", "width", "dilation_seed", "base_channels", "levels")
+             if name not in names and getattr(args, name) is not None]
+    if other:
+        raise TrainUsageError(f"--{other[0].replace('_', '-')} does not apply to {args.arch}")
+    for name in ("epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            raise TrainUsageError(f"--{name.replace('_', '-')} must be at least 1")
+    return TrainSettings(
+        arch=args.arch,
+        model_config=model_config,
+        epochs=args.epochs,
+        crop_px=args.crop or None,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        device=args.device,
+        mixed_precision=not args.no_amp,
+        val_crop_px=None if args.val_crop is None else (args.val_crop or None),
+        max_val_images=args.max_val_images,
+        steps_per_epoch=args.steps_per_epoch,
+        threshold=args.threshold,
+        seed=args.seed,
+        num_workers=args.loader_workers,
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train with a progress bar (process 0) and a line per epoch."""
+    from tqdm import tqdm
+
+    from .train.segmentation import train_segmentation
+
+    if args.val_crop == 0 and args.crop == 0:
+        args.val_crop = None
+    settings = settings_from_args(args)
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    bar = tqdm(total=None, unit="step", desc="train", file=sys.stderr,
+               disable=None if main_process else True)
+
+    def progress(step: int, total: int) -> None:
+        bar.total = total
+        bar.update(step - bar.n)
+
+    def on_epoch(result) -> None:
+        marker = " (best, saved)" if result.best else ""
+        tqdm.write(f"epoch {result.epoch}: train loss {result.train_loss:.4f}, "
+                   f"val loss {result.val_loss:.4f}, val F1 {result.val_f1:.4f}, "
+                   f"{result.seconds:.1f} s{marker}", file=sys.stdout)
+
+    try:
+        summary = train_segmentation(args.data, args.out, settings, resume=not args.restart,
+                                     progress=progress, on_epoch=on_epoch)
+    finally:
+        bar.close()
+    if main_process:
+        if summary.best_epoch == 0:
+            print(f"no epoch finished; nothing written to {args.out}", file=sys.stderr)
+            return 1
+        print(f"{args.out}: best validation F1 {summary.best_f1:.4f} at epoch "
+              f"{summary.best_epoch} of {summary.epochs_done} ({summary.device})")
+    return 0

@@ -1,0 +1,480 @@
+"""Training the segmentation networks on simulated data (Larsen et al. 2023, SPEC §4).
+
+The recipe of Larsen et al.: binary cross-entropy on the per-pixel logits,
+Adam with AMSGrad at a learning rate of 10⁻³, the F1 score on a validation set
+after every epoch, and each training epoch one pass over the image epochs of
+the dataset (random crops, flips and 90° rotations: :mod:`.data`). The
+checkpoint kept is the one with the best validation F1.
+
+* Device: ``"auto"`` picks CUDA > MPS > CPU (:func:`.device.select_device`);
+  on CUDA the U-net runs under autocast (bf16 where supported, else fp16
+  with a gradient scaler). The MSD-net's dense block is a custom autograd
+  function written for fp32 and is trained in fp32.
+* Resumable: after every epoch the model, optimiser and history are saved
+  beside the checkpoint (``<checkpoint>.state.pt``, tensors and numbers only,
+  read back with ``torch.load(weights_only=True)``); running the same command
+  again continues after the last finished epoch.
+* Stoppable: ``should_stop()`` is polled between steps; the best checkpoint
+  so far is kept.
+* Scale-out: under ``torchrun --nproc_per_node N`` (``WORLD_SIZE`` > 1) the model
+  is wrapped in DistributedDataParallel (NCCL on CUDA, gloo on CPU), every
+  process trains on its share of the images, validation counts are summed
+  over processes, and process 0 writes the files.
+"""
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Sampler
+
+from .. import __version__
+from ..io.errors import LowdoseError
+from ..models.checkpoint import NORMALISATION, build_model, save_checkpoint
+from .data import SegmentationDataset
+from .device import autocast_dtype, describe_device, select_device
+from .metrics import BinaryCounts
+
+__all__ = [
+    "EpochResult",
+    "TrainSettings",
+    "TrainingError",
+    "TrainingSummary",
+    "train_segmentation",
+]
+
+STATE_SUFFIX = ".state.pt"
+
+
+class TrainingError(LowdoseError):
+    """Training cannot start or continue as asked."""
+
+
+@dataclass
+class TrainSettings:
+    """How a segmentation network is trained.
+
+    Parameters
+    ----------
+    arch : {"msdnet", "unet"}
+        Architecture.
+    model_config : dict
+        Architecture settings (e.g. ``depth``, ``width``, ``kernel_size`` for
+        the MSD-net; ``base_channels``, ``levels`` for the U-net); unset ones
+        take the architecture's defaults.
+    epochs : int
+        Passes over the training images.
+    crop_px : int or None
+        Side of the random training crops (None: whole frames).
+    batch_size : int
+        Crops per step (per process under DDP).
+    learning_rate : float
+        Adam (AMSGrad) learning rate (Larsen et al.: 10⁻³).
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+    mixed_precision : bool
+        Autocast on CUDA (U-net only).
+    val_crop_px : int or None
+        Side of the central validation crops (None: whole frames).
+    max_val_images : int or None
+        Validate on the first images only.
+    steps_per_epoch : int or None
+        Cap on the steps of one epoch (None: one full pass).
+    threshold : float
+        Probability threshold of the validation masks (0.9 as at inference).
+    seed : int
+        Seed of the weights (``init_seed`` where the architecture has one),
+        the shuffling and the augmentation.
+    num_workers : int
+        DataLoader worker processes.
+    """
+
+    arch: str = "msdnet"
+    model_config: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 10
+    crop_px: int | None = 128
+    batch_size: int = 4
+    learning_rate: float = 1e-3
+    device: str = "auto"
+    mixed_precision: bool = True
+    val_crop_px: int | None = None
+    max_val_images: int | None = None
+    steps_per_epoch: int | None = None
+    threshold: float = 0.9
+    seed: int = 0
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise TrainingError("epochs and batch size must be at least 1")
+        if self.learning_rate <= 0:
+            raise TrainingError("the learning rate must be positive")
+        if not 0 < self.threshold < 1:
+            raise TrainingError("the threshold must be between 0 and 1")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise TrainingError("steps per epoch must be at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary."""
+        return asdict(self)
+
+    def same_run_as(self, other: dict[str, Any]) -> bool:
+        """Whether a saved run can be continued with these settings (epochs may grow)."""
+        mine = self.to_dict()
+        theirs = dict(other)
+        for key in ("epochs", "device", "num_workers"):
+            mine.pop(key, None)
+            theirs.pop(key, None)
+        return mine == theirs
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    """Losses and validation F1 after one epoch."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_f1: float
+    seconds: float
+    best: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    """What :func:`train_segmentation` did.
+
+    ``best_epoch`` is 0 (and no checkpoint exists) when training was stopped
+    before its first epoch finished.
+    """
+
+    checkpoint: Path
+    best_f1: float
+    best_epoch: int
+    epochs_done: int
+    stopped: bool
+    history: list[dict[str, Any]]
+    device: str
+
+
+@dataclass
+class _Context:
+    device: torch.device
+    rank: int
+    world_size: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def train_segmentation(
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    settings: TrainSettings,
+    *,
+    resume: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_epoch: Callable[[EpochResult], None] | None = None,
+) -> TrainingSummary:
+    """Train a segmentation network on a simulated dataset; keep the best-F1 checkpoint.
+
+    Parameters
+    ----------
+    data : str or Path
+        Dataset folder made by ``napari-lowdose simulate``.
+    out : str or Path
+        Checkpoint file (``.safetensors``); its state file sits beside it.
+    settings : TrainSettings
+        Architecture and schedule.
+    resume : bool
+        Continue from ``<out>.state.pt`` if it exists (with matching settings).
+    progress : callable, optional
+        ``progress(step, total_steps)`` after every step (process 0).
+    should_stop : callable, optional
+        Polled between steps; True ends training after saving what is done.
+    on_epoch : callable, optional
+        Called with each :class:`EpochResult` (process 0).
+
+    Returns
+    -------
+    TrainingSummary
+    """
+    out = Path(out)
+    context = _start(settings)
+    try:
+        return _train(Path(data), out, settings, context, resume, progress,
+                      should_stop or (lambda: False), on_epoch)
+    finally:
+        if context.world_size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _start(settings: TrainSettings) -> _Context:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return _Context(select_device(settings.device), 0, 1)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = select_device(settings.device)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return _Context(device, dist.get_rank(), dist.get_world_size())
+
+
+def _train(data: Path, out: Path, settings: TrainSettings, context: _Context, resume: bool,
+           progress: Callable[[int, int], None] | None, should_stop: Callable[[], bool],
+           on_epoch: Callable[[EpochResult], None] | None) -> TrainingSummary:
+    train_set = SegmentationDataset(data, "train", crop_px=settings.crop_px, augment=True,
+                                    seed=settings.seed)
+    val_crop = settings.val_crop_px if settings.val_crop_px is not None else settings.crop_px
+    val_set = SegmentationDataset(data, "val", crop_px=val_crop, augment=False,
+                                  max_items=settings.max_val_images)
+    if len(val_set) == 0:
+        raise TrainingError(f"{data} has no validation images; simulate it with "
+                            "--val-fraction > 0 and at least 2 structures")
+    model = _build(settings).to(context.device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, amsgrad=True)
+    state_path = out.with_name(out.name + STATE_SUFFIX)
+    start_epoch, best_f1, best_epoch, history = 0, -1.0, 0, []
+    if resume and state_path.is_file():
+        start_epoch, best_f1, best_epoch, history = _load_state(state_path, settings, model,
+                                                                optimiser, context)
+    net = _wrap(model, context)
+    amp_dtype = _amp_dtype(settings, context.device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    steps = _steps_per_epoch(len(train_set), settings, context)
+    total_steps = steps * settings.epochs
+    done_steps = steps * start_epoch
+    stopped = False
+    started = time.perf_counter()
+    for epoch in range(start_epoch, settings.epochs):
+        t0 = time.perf_counter()
+        train_set.set_epoch(epoch)
+        loader = DataLoader(train_set, batch_size=settings.batch_size,
+                            sampler=_ShardSampler(len(train_set), context, settings.seed, epoch,
+                                                  steps * settings.batch_size),
+                            num_workers=settings.num_workers, drop_last=False)
+        net.train()
+        loss_sum, n_batches = 0.0, 0
+        for images, masks in loader:
+            if should_stop():
+                stopped = True
+                break
+            images, masks = images.to(context.device), masks.to(context.device)
+            optimiser.zero_grad(set_to_none=True)
+            with torch.autocast(context.device.type, dtype=amp_dtype or torch.float32,
+                                enabled=amp_dtype is not None):
+                loss = loss_fn(net(images), masks)
+            scaler.scale(loss).backward()
+            scaler.step(optimiser)
+            scaler.update()
+            loss_sum += float(loss.detach())
+            n_batches += 1
+            done_steps += 1
+            if progress is not None and context.is_main:
+                progress(done_steps, total_steps)
+        stopped = _any_rank(stopped, context)
+        if stopped:
+            break
+        val_loss, counts = _validate(model, val_set, settings, context, loss_fn, amp_dtype)
+        train_loss = _mean_over_ranks(loss_sum, n_batches, context)
+        is_best = counts.f1 > best_f1
+        if is_best:
+            best_f1, best_epoch = counts.f1, epoch + 1
+        result = EpochResult(epoch + 1, train_loss, val_loss, counts.f1,
+                             time.perf_counter() - t0, is_best)
+        history.append(result.to_dict())
+        if context.is_main:
+            if is_best:
+                _save_best(out, model, settings, data, train_set, val_set, result, history,
+                           context, time.perf_counter() - started)
+            _save_state(state_path, epoch + 1, model, optimiser, best_f1, best_epoch, history,
+                        settings)
+            if on_epoch is not None:
+                on_epoch(result)
+        if context.world_size > 1:
+            dist.barrier()
+    epochs_done = len(history)
+    return TrainingSummary(out, best_f1, best_epoch, epochs_done, stopped, history,
+                           describe_device(context.device))
+
+
+def _build(settings: TrainSettings) -> torch.nn.Module:
+    config = dict(settings.model_config)
+    if settings.arch == "msdnet":
+        config.setdefault("init_seed", settings.seed)
+    else:
+        torch.manual_seed(settings.seed)
+    try:
+        return build_model(settings.arch, config)
+    except (TypeError, ValueError) as error:
+        raise TrainingError(f"bad {settings.arch} settings: {error}") from error
+
+
+def _wrap(model: torch.nn.Module, context: _Context) -> torch.nn.Module:
+    if context.world_size <= 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [context.device.index] if context.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def _amp_dtype(settings: TrainSettings, device: torch.device) -> torch.dtype | None:
+    if not settings.mixed_precision or settings.arch == "msdnet":
+        return None
+    return autocast_dtype(device)
+
+
+def _steps_per_epoch(n_items: int, settings: TrainSettings, context: _Context) -> int:
+    per_rank = math.ceil(n_items / context.world_size)
+    steps = math.ceil(per_rank / settings.batch_size)
+    if settings.steps_per_epoch is not None:
+        steps = min(steps, settings.steps_per_epoch)
+    return max(1, steps)
+
+
+class _ShardSampler(Sampler[int]):
+    """Seeded shuffle of all images, this process's share, cut to ``n_samples``."""
+
+    def __init__(self, n_items: int, context: _Context, seed: int, epoch: int,
+                 n_samples: int) -> None:
+        order = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(epoch, 7)))
+        permutation = order.permutation(n_items)
+        self.indices = [int(i) for i in permutation[context.rank::context.world_size]]
+        self.indices = self.indices[:n_samples]
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+@torch.no_grad()
+def _validate(model: torch.nn.Module, val_set: SegmentationDataset, settings: TrainSettings,
+              context: _Context, loss_fn: torch.nn.Module,
+              amp_dtype: torch.dtype | None) -> tuple[float, BinaryCounts]:
+    model.eval()
+    totals = torch.zeros(5, dtype=torch.float64)  # tp, fp, fn, loss sum, images
+    for index in range(context.rank, len(val_set), context.world_size):
+        image, mask = val_set[index]
+        image, mask = image[None].to(context.device), mask[None].to(context.device)
+        with torch.autocast(context.device.type, dtype=amp_dtype or torch.float32,
+                            enabled=amp_dtype is not None):
+            logits = model(image).float()
+        predicted = torch.sigmoid(logits) >= settings.threshold
+        truth = mask >= 0.5
+        totals += torch.tensor([
+            float((predicted & truth).sum()), float((predicted & ~truth).sum()),
+            float((~predicted & truth).sum()), float(loss_fn(logits, mask)), 1.0,
+        ], dtype=torch.float64)
+    if context.world_size > 1:
+        totals = totals.to(context.device) if context.device.type == "cuda" else totals
+        dist.all_reduce(totals)
+        totals = totals.cpu()
+    tp, fp, fn, loss_sum, n = totals.tolist()
+    return loss_sum / max(n, 1.0), BinaryCounts(int(tp), int(fp), int(fn))
+
+
+def _mean_over_ranks(loss_sum: float, n_batches: int, context: _Context) -> float:
+    if context.world_size > 1:
+        totals = torch.tensor([loss_sum, float(n_batches)], dtype=torch.float64)
+        totals = totals.to(context.device) if context.device.type == "cuda" else totals
+        dist.all_reduce(totals)
+        loss_sum, n_batches = totals.cpu().tolist()
+    return loss_sum / max(n_batches, 1)
+
+
+def _any_rank(flag: bool, context: _Context) -> bool:
+    if context.world_size <= 1:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0])
+    value = value.to(context.device) if context.device.type == "cuda" else value
+    dist.all_reduce(value)
+    return bool(value.item() > 0)
+
+
+def _save_best(out: Path, model: torch.nn.Module, settings: TrainSettings, data: Path,
+               train_set: SegmentationDataset, val_set: SegmentationDataset,
+               result: EpochResult, history: list[dict[str, Any]], context: _Context,
+               elapsed_s: float) -> None:
+    card = train_set.card
+    metadata = {
+        "normalisation": NORMALISATION,
+        "dataset": {"path": str(data.resolve()), "card": card},
+        "noise_model": card.get("recipe", {}).get("noise_model"),
+        "validation": {
+            "f1": result.val_f1,
+            "loss": result.val_loss,
+            "epoch": result.epoch,
+            "threshold": settings.threshold,
+            "n_images": len(val_set),
+            "crop_px": val_set.crop_px,
+        },
+        "training": {
+            "settings": settings.to_dict(),
+            "epochs_done": result.epoch,
+            "seconds": elapsed_s,
+            "device": describe_device(context.device),
+            "world_size": context.world_size,
+            "torch": torch.__version__,
+            "napari_lowdose": __version__,
+            "loss": "binary cross-entropy",
+            "optimiser": f"Adam (AMSGrad), lr {settings.learning_rate}",
+        },
+        "history": history,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out, model, arch=settings.arch, metadata=metadata)
+
+
+def _save_state(path: Path, epoch: int, model: torch.nn.Module, optimiser: torch.optim.Optimizer,
+                best_f1: float, best_epoch: int, history: list[dict[str, Any]],
+                settings: TrainSettings) -> None:
+    state = {
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimiser": optimiser.state_dict(),
+        "best_f1": best_f1,
+        "best_epoch": best_epoch,
+        "history": history,
+        "settings": settings.to_dict(),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _load_state(path: Path, settings: TrainSettings, model: torch.nn.Module,
+                optimiser: torch.optim.Optimizer,
+                context: _Context) -> tuple[int, float, int, list[dict[str, Any]]]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        saved_settings = state["settings"]
+    except Exception as error:  # noqa: BLE001 - any unreadable state is reported in one line
+        raise TrainingError(f"cannot resume from {path}: {error}") from error
+    if not settings.same_run_as(saved_settings):
+        raise TrainingError(
+            f"{path} belongs to a run with other settings; choose another --out or delete it"
+        )
+    model.load_state_dict(state["model"])
+    optimiser.load_state_dict(state["optimiser"])
+    return (int(state["epoch"]), float(state["best_f1"]), int(state["best_epoch"]),
+            list(state["history"]))
