@@ -1,0 +1,488 @@
+"""'Train' dock widget: train an MSD-net or U-net on a simulated dataset (issue 5).
+
+Thin: it gathers the options of ``napari-lowdose train`` (same defaults) and
+calls :func:`napari_lowdose.train.segmentation.train_segmentation` in a
+thread. Every step moves the progress bar; every epoch adds a point to the
+live plot of train loss, validation loss and validation F1 (best epoch
+marked). "Stop" ends training after the current step; the best checkpoint so
+far is kept, and running again with "resume" continues after the last epoch.
+"""
+
+import threading
+from pathlib import Path
+
+import napari
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
+from napari.qt.threading import thread_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QObject, Signal
+
+from .noise_fit import _style_axes, _theme_colors
+
+ARCH_CHOICES = [("MSD-net", "msdnet"), ("U-net", "unet")]
+DEVICE_CHOICES = ["auto", "cpu", "cuda", "mps"]
+MODEL_SUFFIX = ".safetensors"
+CURVES = ("train_loss", "val_loss", "val_f1")
+
+
+def _heading(text):
+    return Label(value=f"<b>{text}</b>")
+
+
+def _is_empty_path(value) -> bool:
+    return value is None or str(value).strip() in ("", ".")
+
+
+def _one_line(err) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]
+
+
+def card_summary(card: dict) -> str:
+    """One line describing a dataset card: images, size, dose range, noise model."""
+    recipe = card.get("recipe", {})
+    split = card.get("split", {})
+    structure = recipe.get("structure", {})
+    n_train, n_val = int(split.get("n_train_images", 0)), int(split.get("n_val_images", 0))
+    size = structure.get("size_px", "?")
+    sampling = structure.get("sampling_range_A") or []
+    sampling_txt = ""
+    if len(sampling) == 2:
+        lo, hi = sampling
+        sampling_txt = f" at {lo:g} Å/px" if lo == hi else f" at {lo:g}–{hi:g} Å/px"
+    dose = recipe.get("dose_range_e_per_A2") or [float("nan")] * 2
+    noise = (recipe.get("noise_model") or {}).get("name", "?")
+    status = card.get("status", "?")
+    return (
+        f"{n_train} train + {n_val} val images, {size}×{size} px{sampling_txt}, "
+        f"dose {dose[0]:.3g}–{dose[1]:.3g} e⁻/Å², {noise} ({status})"
+    )
+
+
+class _Relay(QObject):
+    """Carries the worker's callbacks to the GUI thread (queued signals)."""
+
+    step = Signal(int, int)
+    epoch = Signal(object)
+
+
+class TrainWidget(Container):
+    """Train a segmentation network on a simulated dataset, with a live loss / F1 plot."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, *, use_thread: bool = True):
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self.use_thread = use_thread
+        self._worker = None
+        self._stop_event = threading.Event()
+        self._relay = _Relay()
+        self._relay.step.connect(self._on_step)
+        self._relay.epoch.connect(self._on_epoch)
+        self.history: list[dict] = []  # EpochResult dicts plotted so far
+        self.summary = None  # TrainingSummary of the last run
+        self.last_progress = None  # (step, total) of the last progress call
+        self._out = None
+
+        self.data_dir = FileEdit(label="dataset folder", mode="d", value="")
+        self.card_info = Label(label="dataset", value="choose a 'Simulate' dataset folder")
+        self.arch = ComboBox(label="architecture", choices=ARCH_CHOICES, value="msdnet")
+        self.msd_depth = SpinBox(label="MSD-net depth", min=1, max=1000, value=50)
+        self.msd_width = SpinBox(label="MSD-net width", min=1, max=64, value=1)
+        self.msd_kernel = SpinBox(label="MSD-net kernel", min=1, max=31, step=2, value=9)
+        self.unet_channels = SpinBox(label="U-net base channels", min=1, max=512, value=16)
+        self.unet_levels = SpinBox(label="U-net levels", min=1, max=8, value=3)
+        self.unet_kernel = SpinBox(label="U-net kernel", min=1, max=31, step=2, value=5)
+        self.epochs = SpinBox(label="epochs", min=1, max=100_000, value=10)
+        self.crop = SpinBox(label="crop (px, 0 = whole)", min=0, max=8192, value=128)
+        self.batch_size = SpinBox(label="batch size", min=1, max=4096, value=4)
+        self.learning_rate = FloatSpinBox(
+            label="learning rate", min=1e-7, max=1.0, step=1e-4, value=1e-3
+        )
+        self.learning_rate.native.setDecimals(7)
+        self.device = ComboBox(label="device", choices=DEVICE_CHOICES, value="auto")
+        self.device_info = Label(label="runs on", value="")
+        self.out_file = FileEdit(
+            label="output model", mode="w", filter=f"*{MODEL_SUFFIX}", value=""
+        )
+        self.resume = CheckBox(text="resume from the saved state", value=True)
+        self.train_button = PushButton(text="Train")
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.progress_bar = ProgressBar(label="progress", min=0, max=1, value=0)
+        self.status = Label(label="status", value="not started")
+        self._inputs = [
+            self.data_dir,
+            self.arch,
+            self.msd_depth,
+            self.msd_width,
+            self.msd_kernel,
+            self.unet_channels,
+            self.unet_levels,
+            self.unet_kernel,
+            self.epochs,
+            self.crop,
+            self.batch_size,
+            self.learning_rate,
+            self.device,
+            self.out_file,
+            self.resume,
+        ]
+        self.extend(
+            [
+                _heading("Data"),
+                self.data_dir,
+                self.card_info,
+                _heading("Network"),
+                self.arch,
+                self.msd_depth,
+                self.msd_width,
+                self.msd_kernel,
+                self.unet_channels,
+                self.unet_levels,
+                self.unet_kernel,
+                _heading("Training"),
+                self.epochs,
+                self.crop,
+                self.batch_size,
+                self.learning_rate,
+                self.device,
+                self.device_info,
+                self.out_file,
+                self.resume,
+                self.train_button,
+                self.stop_button,
+                self.progress_bar,
+                self.status,
+            ]
+        )
+        for label in (self.card_info, self.device_info, self.status):
+            label.native.setWordWrap(True)
+        self._build_plot()
+
+        self.data_dir.changed.connect(self._on_data_changed)
+        self.arch.changed.connect(self._on_arch_changed)
+        self.device.changed.connect(self._on_device_changed)
+        self.train_button.changed.connect(self.train)
+        self.stop_button.changed.connect(self.stop)
+        self._on_arch_changed()
+        self._on_device_changed()
+
+    # -- inputs ---------------------------------------------------------------------------
+    def _on_arch_changed(self, _value=None):
+        msd = self.arch.value == "msdnet"
+        for widget in (self.msd_depth, self.msd_width, self.msd_kernel):
+            widget.visible = msd
+        for widget in (self.unet_channels, self.unet_levels, self.unet_kernel):
+            widget.visible = not msd
+
+    def _on_device_changed(self, _value=None):
+        from ..train.device import DeviceError, describe_device, select_device
+
+        try:
+            self.device_info.value = describe_device(select_device(self.device.value))
+        except DeviceError as err:
+            self.device_info.value = f"unavailable: {_one_line(err)}"
+
+    def _on_data_changed(self, _value=None):
+        card = self._read_card(notify=False)
+        if card is None:
+            return
+        if _is_empty_path(self.out_file.value):
+            self.out_file.value = Path(self.data_dir.value) / f"{self.arch.value}{MODEL_SUFFIX}"
+
+    def _read_card(self, *, notify: bool):
+        """The dataset card (also shown as one line), or None (after show_error if notify)."""
+        from ..simulate.dataset import DatasetError, read_card
+
+        path = self.data_dir.value
+        if _is_empty_path(path):
+            message = "Choose a dataset folder made by 'Simulate' (or 'napari-lowdose simulate')."
+            self.card_info.value = "choose a 'Simulate' dataset folder"
+        elif not Path(path).is_dir():
+            message = f"{path} is not a folder."
+            self.card_info.value = "not a folder"
+        else:
+            try:
+                card = read_card(path)
+            except DatasetError as err:
+                message = _one_line(err)
+                self.card_info.value = "not a napari-lowdose dataset"
+            else:
+                self.card_info.value = card_summary(card)
+                if card.get("status") == "complete":
+                    return card
+                message = (
+                    f"{path} is an unfinished dataset (status {card.get('status')!r}): "
+                    "finish it with 'Simulate' first (generate into the same folder)."
+                )
+        if notify:
+            show_error(message)
+        return None
+
+    def model_config(self) -> dict:
+        """The architecture settings of the current inputs."""
+        if self.arch.value == "msdnet":
+            return {
+                "depth": int(self.msd_depth.value),
+                "width": int(self.msd_width.value),
+                "kernel_size": int(self.msd_kernel.value),
+            }
+        return {
+            "base_channels": int(self.unet_channels.value),
+            "levels": int(self.unet_levels.value),
+            "kernel_size": int(self.unet_kernel.value),
+        }
+
+    def settings(self):
+        """The :class:`TrainSettings` of the current inputs (raises TrainingError)."""
+        from ..train.segmentation import TrainSettings
+
+        return TrainSettings(
+            arch=self.arch.value,
+            model_config=self.model_config(),
+            epochs=int(self.epochs.value),
+            crop_px=int(self.crop.value) or None,
+            batch_size=int(self.batch_size.value),
+            learning_rate=float(self.learning_rate.value),
+            device=self.device.value,
+        )
+
+    def _request(self):
+        """(dataset, out, settings, resume) or None after show_error."""
+        from ..train.device import DeviceError, select_device
+        from ..train.segmentation import TrainingError
+
+        card = self._read_card(notify=True)
+        if card is None:
+            return None
+        size = int(card.get("recipe", {}).get("structure", {}).get("size_px", 0))
+        crop = int(self.crop.value)
+        if crop and size and crop > size:
+            show_error(
+                f"The crop of {crop} px does not fit the {size}×{size} px images of "
+                f"this dataset: choose at most {size} (or 0 for whole frames)."
+            )
+            return None
+        if crop and crop < 8:
+            show_error("The crop must be at least 8 px (or 0 for whole frames).")
+            return None
+        try:
+            select_device(self.device.value)
+        except DeviceError as err:
+            show_error(f"Device: {_one_line(err)}")
+            return None
+        out = self.out_file.value
+        if _is_empty_path(out):
+            show_error(f"Choose an output model file ({MODEL_SUFFIX}).")
+            return None
+        out = Path(out)
+        if out.suffix == "":
+            out = out.with_suffix(MODEL_SUFFIX)
+        elif out.suffix != MODEL_SUFFIX:
+            show_error(f"The output model file must end in {MODEL_SUFFIX}, not {out.suffix}.")
+            return None
+        try:
+            settings = self.settings()
+        except TrainingError as err:
+            show_error(f"Invalid settings: {_one_line(err)}")
+            return None
+        return Path(self.data_dir.value), out, settings, bool(self.resume.value)
+
+    # -- training -------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """Whether training is running."""
+        return self._worker is not None
+
+    def train(self, _event=None):
+        """Train with the current inputs (in a thread unless ``use_thread`` is False)."""
+        if self._worker is not None:
+            show_info("Training is already running.")
+            return
+        request = self._request()
+        if request is None:
+            return
+        self._stop_event.clear()
+        self.summary = None
+        self.last_progress = None
+        self._out = request[1]
+        self.history = []
+        self._update_plot()
+        self.progress_bar.max, self.progress_bar.value = 1, 0
+        self._set_running(True)
+        self.status.value = f"training on {self.device_info.value}…"
+        if not self.use_thread:
+            try:
+                self._on_done(self._run(*request, direct=True))
+            except Exception as err:  # noqa: BLE001 - notify, never raise to the user
+                self._on_error(err)
+            finally:
+                self._set_running(False)
+            return
+        self._worker = thread_worker(self._run)(*request)
+        self._worker.returned.connect(self._on_done)
+        self._worker.errored.connect(self._on_error)
+        self._worker.finished.connect(self._on_finished)
+        self._worker.start()
+
+    def _run(self, data, out, settings, resume, *, direct=False):
+        """Worker body: the training call, its callbacks relayed to the GUI thread."""
+        from ..train.segmentation import train_segmentation
+
+        step_cb = self._on_step if direct else self._relay.step.emit
+        epoch_cb = self._on_epoch if direct else self._relay.epoch.emit
+        with progress(total=None, desc="Train: steps") as pbar:
+
+            def on_progress(step, total):
+                if pbar.total != total:
+                    pbar.total = total
+                pbar.update(int(step) - pbar.n)
+                step_cb(int(step), int(total))
+
+            return train_segmentation(
+                data,
+                out,
+                settings,
+                resume=resume,
+                progress=on_progress,
+                should_stop=self._stop_event.is_set,
+                on_epoch=epoch_cb,
+            )
+
+    def _on_step(self, step, total):
+        self.last_progress = (step, total)
+        if self.progress_bar.max != total:
+            self.progress_bar.max = total
+        self.progress_bar.value = min(step, total)
+
+    def _on_epoch(self, result):
+        self.history.append(result.to_dict())
+        marker = " (best, saved)" if result.best else ""
+        self.status.value = (
+            f"epoch {result.epoch}/{int(self.epochs.value)}: train loss "
+            f"{result.train_loss:.4f}, val loss {result.val_loss:.4f}, "
+            f"val F1 {result.val_f1:.4f}{marker}"
+        )
+        self._update_plot()
+
+    def _on_done(self, summary):
+        self.summary = summary
+        self.history = [dict(row) for row in summary.history]  # also the resumed epochs
+        self._update_plot()
+        if summary.best_epoch == 0:
+            text = (
+                "stopped before the first epoch finished; nothing was saved"
+                if summary.stopped
+                else "no epoch finished; nothing was saved"
+            )
+            show_warning(f"Training {text}.")
+        else:
+            best = (
+                f"best F1 {summary.best_f1:.4f} (epoch {summary.best_epoch}) saved in "
+                f"{summary.checkpoint}"
+            )
+            if summary.stopped:
+                text = (
+                    f"stopped after epoch {summary.epochs_done}; {best}; train again with "
+                    "'resume' to continue"
+                )
+                show_warning(f"Training {text}.")
+            else:
+                text = f"done: {summary.epochs_done} epochs on {summary.device}; {best}"
+                show_info(f"Training {text}.")
+        self.status.value = text
+
+    def _on_error(self, err):
+        self.status.value = "failed"
+        show_error(f"Training failed: {_one_line(err)}")
+
+    def _on_finished(self):
+        self._worker = None
+        self._set_running(False)
+
+    def _set_running(self, running: bool):
+        for widget in self._inputs:
+            widget.enabled = not running
+        self.train_button.enabled = not running
+        self.stop_button.enabled = running
+
+    def stop(self, _event=None):
+        """End training after the current step; the best checkpoint so far is kept."""
+        if self.stop_button.enabled:
+            self._stop_event.set()
+            self.status.value = "stopping after the current step…"
+
+    # -- plot -----------------------------------------------------------------------------
+    def _build_plot(self):
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self._colors = _theme_colors(self._viewer)
+        self.figure = Figure(figsize=(4, 3), layout="constrained")
+        self.figure.set_facecolor(self._colors["bg"])
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(260)
+        self.ax_loss = self.figure.add_subplot()
+        self.ax_f1 = self.ax_loss.twinx()
+        self.lines = {}
+        (self.lines["train_loss"],) = self.ax_loss.plot(
+            [], [], "o-", ms=3, color="#8ab4f8", label="train loss"
+        )
+        (self.lines["val_loss"],) = self.ax_loss.plot(
+            [], [], "s--", ms=3, color="#81c995", label="val loss"
+        )
+        (self.lines["val_f1"],) = self.ax_f1.plot(
+            [], [], "^-", ms=4, color="#ff9e40", label="val F1"
+        )
+        (self.best_marker,) = self.ax_f1.plot([], [], "*", ms=12, color="#fdd663", label="best F1")
+        self.ax_loss.set_xlabel("epoch")
+        self.ax_loss.set_ylabel("BCE loss")
+        self.ax_f1.set_ylabel("validation F1")
+        self.ax_f1.set_ylim(0, 1)
+        handles = [*self.lines.values(), self.best_marker]
+        self.ax_loss.legend(
+            handles, [h.get_label() for h in handles], loc="center right", fontsize="x-small"
+        )
+        for ax in (self.ax_loss, self.ax_f1):
+            _style_axes(ax, self._colors)
+        self.native.layout().addWidget(self.canvas)
+
+    def _update_plot(self):
+        epochs = np.array([row["epoch"] for row in self.history], dtype=float)
+        for name, line in self.lines.items():
+            line.set_data(epochs, np.array([row[name] for row in self.history], dtype=float))
+        if self.history:
+            best = max(self.history, key=lambda row: row["val_f1"])
+            self.best_marker.set_data([best["epoch"]], [best["val_f1"]])
+            self.ax_f1.set_title(
+                f"best F1 {best['val_f1']:.3f} at epoch {best['epoch']}",
+                fontsize="small",
+                color=self._colors["fg"],
+            )
+            self.ax_loss.set_xlim(0.5, max(epochs.max(), 2) + 0.5)
+        else:
+            self.best_marker.set_data([], [])
+            self.ax_f1.set_title("")
+        self.ax_loss.relim()
+        self.ax_loss.autoscale_view(scalex=False)
+        self.canvas.draw_idle()
+
+    def plotted_history(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The (epoch, value) data of every plotted curve, and of the best-epoch marker."""
+        out = {name: line.get_data() for name, line in self.lines.items()}
+        out["best"] = self.best_marker.get_data()
+        return {
+            k: (np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+            for k, (x, y) in out.items()
+        }
