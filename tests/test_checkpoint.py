@@ -113,13 +113,13 @@ def test_load_never_unpickles(saved, monkeypatch):
 
 def test_shared_and_non_contiguous_tensors_are_saved(tmp_path):
     model = _unet()
-    conv = model.encoder[0].convs[1]
+    conv = model.encoder[0].layers[1][0]
     w = conv.weight.detach()
     # Same values, transposed strides: not contiguous.
     conv.weight = torch.nn.Parameter(w.transpose(2, 3).contiguous().transpose(2, 3))
     assert not conv.weight.is_contiguous() and torch.equal(conv.weight, w)
     # Two names for one tensor: shared storage, which safetensors refuses as such.
-    model.encoder[1].convs[1].bias = model.encoder[1].convs[0].bias
+    model.encoder[1].layers[1][1].weight = model.encoder[1].layers[0][1].weight
     path = save_checkpoint(tmp_path / "u.safetensors", model, arch="unet", metadata={})
     loaded, _ = load_checkpoint(path)
     for key, value in model.state_dict().items():

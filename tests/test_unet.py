@@ -37,18 +37,21 @@ def test_bad_settings_are_refused():
 
 def test_block_adds_the_first_layer_output_to_the_fifth_input():
     torch.manual_seed(2)
-    block = UNetBlock(1, 3, kernel_size=3)
+    block = UNetBlock(1, 3, kernel_size=3).eval()
     x = torch.randn(1, 1, 10, 10)
-    first = block.activations[0](block.convs[0](x))
-    y = first
-    for i in range(1, 4):
-        y = block.activations[i](block.convs[i](y))
     with torch.no_grad():
-        expected = block.activations[4](block.convs[4](y + first))
-        without_skip = block.activations[4](block.convs[4](y))
+        first = block.layers[0](x)
+        y = first
+        for i in range(1, 4):
+            y = block.layers[i](y)
+        expected = block.layers[4](y + first)
+        without_skip = block.layers[4](y)
         assert torch.allclose(block(x), expected)
         assert not torch.allclose(block(x), without_skip)
     assert sum(isinstance(m, torch.nn.Conv2d) for m in block.modules()) == 5
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in block.modules()) == 5
+    plain = UNetBlock(1, 3, kernel_size=3, batch_norm=False)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
 
 
 def _discs(n: int, size: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:

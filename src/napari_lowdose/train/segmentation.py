@@ -94,6 +94,9 @@ class TrainSettings:
         the shuffling and the augmentation.
     num_workers : int
         DataLoader worker processes.
+    grad_clip_norm : float or None
+        Clip the gradient norm of each step to this value (None: no clipping);
+        guards against the occasional spike of a high-dose, low-noise batch.
     """
 
     arch: str = "msdnet"
@@ -110,6 +113,7 @@ class TrainSettings:
     threshold: float = 0.9
     seed: int = 0
     num_workers: int = 0
+    grad_clip_norm: float | None = 1.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -120,6 +124,8 @@ class TrainSettings:
             raise TrainingError("the threshold must be between 0 and 1")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise TrainingError("steps per epoch must be at least 1")
+        if self.grad_clip_norm is not None and self.grad_clip_norm <= 0:
+            raise TrainingError("the gradient clipping norm must be positive")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary."""
@@ -282,6 +288,9 @@ def _train(data: Path, out: Path, settings: TrainSettings, context: _Context, re
                                 enabled=amp_dtype is not None):
                 loss = loss_fn(net(images), masks)
             scaler.scale(loss).backward()
+            if settings.grad_clip_norm is not None:
+                scaler.unscale_(optimiser)
+                torch.nn.utils.clip_grad_norm_(net.parameters(), settings.grad_clip_norm)
             scaler.step(optimiser)
             scaler.update()
             loss_sum += float(loss.detach())
