@@ -134,7 +134,8 @@ class TrainSettings:
     def same_run_as(self, other: dict[str, Any]) -> bool:
         """Whether a saved run can be continued with these settings (epochs may grow)."""
         mine = self.to_dict()
-        theirs = dict(other)
+        # Settings added since the run started count as their defaults.
+        theirs = {**TrainSettings().to_dict(), **dict(other)}
         for key in ("epochs", "device", "num_workers"):
             mine.pop(key, None)
             theirs.pop(key, None)
