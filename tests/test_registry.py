@@ -1,0 +1,32 @@
+"""Shipped models by name, or checkpoint files by path."""
+
+import pytest
+import torch
+
+from napari_lowdose.models import registry
+from napari_lowdose.models.checkpoint import CheckpointError, save_checkpoint
+from napari_lowdose.models.msdnet import MSDNet
+
+
+def test_a_path_resolves_to_itself_and_loads(tmp_path):
+    path = save_checkpoint(tmp_path / "mine.safetensors", MSDNet(depth=3, width=1, kernel_size=3),
+                           arch="msdnet", metadata={})
+    assert registry.resolve_model(str(path)) == path
+    model, metadata = registry.load_model(path, arch="msdnet")
+    assert metadata["arch"] == "msdnet" and isinstance(model, torch.nn.Module)
+
+
+def test_unknown_names_are_refused_with_the_choices(monkeypatch, tmp_path):
+    monkeypatch.setattr(registry, "PRETRAINED_DIR", tmp_path)
+    with pytest.raises(CheckpointError, match="neither a shipped model .none installed."):
+        registry.resolve_model("resnet-gold")
+    with pytest.raises(CheckpointError, match="missing from this installation"):
+        registry.resolve_model("msdnet-au-ceo2")
+    (tmp_path / "msdnet_au_ceo2.safetensors").write_bytes(b"")
+    assert registry.available_models() == ["msdnet-au-ceo2"]
+    with pytest.raises(CheckpointError, match="msdnet-au-ceo2"):
+        registry.resolve_model("resnet-gold")
+
+
+def test_the_default_model_is_a_shipped_name():
+    assert registry.DEFAULT_MODEL in registry.SHIPPED_MODELS
