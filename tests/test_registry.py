@@ -30,3 +30,20 @@ def test_unknown_names_are_refused_with_the_choices(monkeypatch, tmp_path):
 
 def test_the_default_model_is_a_shipped_name():
     assert registry.DEFAULT_MODEL in registry.SHIPPED_MODELS
+
+
+def test_cli_models_describes_a_model_file(tmp_path, capsys):
+    import json
+
+    from napari_lowdose.cli import main
+
+    path = save_checkpoint(tmp_path / "m.safetensors", MSDNet(depth=3, width=2, kernel_size=3),
+                           arch="msdnet", metadata={"validation": {"f1": 0.8125,
+                                                                   "threshold": 0.9}})
+    assert main(["models", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "MSD-net depth 3, width 2, 3×3" in out and "validation F1 0.812" in out
+    assert main(["models", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["config"]["depth"] == 3
+    assert main(["models", "no-such-model"]) == 1
+    assert "neither a shipped model" in capsys.readouterr().err

@@ -299,9 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_simulate_parser(sub)
 
-    from .cli_train import add_train_parser
+    from .cli_train import add_models_parser, add_train_parser
 
     add_train_parser(sub)
+    add_models_parser(sub)
     return parser
 
 

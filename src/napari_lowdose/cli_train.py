@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .io.errors import LowdoseError
 
-__all__ = ["add_train_parser", "cmd_train"]
+__all__ = ["add_models_parser", "add_train_parser", "cmd_models", "cmd_train"]
 
 
 class TrainUsageError(LowdoseError):
@@ -133,4 +133,58 @@ def cmd_train(args: argparse.Namespace) -> int:
             return 1
         print(f"{args.out}: best validation F1 {summary.best_f1:.4f} at epoch "
               f"{summary.best_epoch} of {summary.epochs_done} ({summary.device})")
+    return 0
+
+
+def add_models_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``models`` subcommand."""
+    models = sub.add_parser("models", help="list the shipped models, or describe a model file")
+    models.add_argument("model", nargs="?", metavar="NAME|PATH",
+                        help="a shipped model name or a .safetensors file (default: list all)")
+    models.add_argument("--json", action="store_true", help="print the full metadata as JSON")
+    models.set_defaults(func=cmd_models)
+
+
+def _describe(name: str, metadata: dict) -> str:
+    config = metadata.get("config", {})
+    arch = metadata.get("arch", "?")
+    if arch == "msdnet":
+        shape = (f"MSD-net depth {config.get('depth')}, width {config.get('width')}, "
+                 f"{config.get('kernel_size')}×{config.get('kernel_size')}")
+    else:
+        shape = (f"U-net {config.get('levels')} levels, {config.get('base_channels')} base "
+                 "channels")
+    validation = metadata.get("validation", {})
+    f1 = validation.get("f1")
+    score = f"validation F1 {f1:.3f} (p ≥ {validation.get('threshold')})" if f1 is not None \
+        else "no validation record"
+    recipe = metadata.get("dataset", {}).get("card", {}).get("recipe", {})
+    data = ""
+    if recipe:
+        data = (f"; trained on {recipe.get('n_structures')} structures × "
+                f"{recipe.get('image_epochs')} images, dose {recipe.get('dose_range_e_per_A2')}"
+                f" e⁻/Å², {recipe.get('noise_model', {}).get('name')}")
+    return f"{name}: {shape}; {score}{data}"
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """Print the shipped models, or one model's metadata."""
+    import json
+
+    from .models.checkpoint import read_checkpoint_metadata
+    from .models.registry import SHIPPED_MODELS, available_models, resolve_model
+
+    if args.model is None:
+        names = available_models()
+        if not names:
+            print(f"no shipped models are installed (expected: {', '.join(SHIPPED_MODELS)})")
+            return 0
+        for name in names:
+            print(_describe(name, read_checkpoint_metadata(resolve_model(name))))
+        return 0
+    metadata = read_checkpoint_metadata(resolve_model(args.model))
+    if args.json:
+        print(json.dumps(metadata, indent=2))
+    else:
+        print(_describe(str(args.model), metadata))
     return 0
