@@ -1,0 +1,247 @@
+"""Segmented area against dose: convergence dose and dose at 50 % segmentation (SPEC §5).
+
+Larsen et al. (2023), Figs. 2–4 and SOI Fig. 9, read two doses off the curve of
+segmented particle area against frame dose:
+
+* the **convergence dose** — the lowest dose beyond which the area stays inside
+  the band ``[min, max]`` of the areas found at the highest doses (the
+  paper: ~200 e⁻/Å² for the MSD-net);
+* the **dose at 50 % segmentation** — the first dose at which the area reaches
+  half of the converged area (where the particle becomes visible to the
+  network; the paper: 20–30 e⁻/Å², ~70 % lower for the MSD-net than the U-net).
+
+"The highest doses" are the ``high_dose_fraction`` of frames with the highest
+dose (at least ``min_high_dose_frames``); the converged area is the median of
+their areas. Frames are analysed in order of increasing dose, whatever their
+order in the series. Where an exact truth mask exists, :func:`f1_per_frame`
+gives the pixel F1 of every frame (SOI Fig. 9).
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..train.metrics import binary_counts
+
+__all__ = [
+    "AREA_TABLE_COLUMNS",
+    "AreaAnalysis",
+    "analyse_area_vs_dose",
+    "area_per_frame",
+    "convergence_dose",
+    "dose_at_fraction",
+    "f1_per_frame",
+]
+
+#: Columns of :meth:`AreaAnalysis.table`, units in the names.
+AREA_TABLE_COLUMNS: tuple[str, ...] = (
+    "frame",
+    "dose_e_per_A2",
+    "cumulative_dose_e_per_A2",
+    "area_px",
+    "area_nm2",
+    "in_converged_band",
+)
+
+
+def area_per_frame(masks: Any) -> np.ndarray:
+    """Pixels inside the mask of every frame: ``(n, y, x)`` → ``(n,)`` (a 2-D mask → 1 value)."""
+    array = np.asarray(masks)
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3:
+        raise ValueError(f"masks must be (frames, y, x) or (y, x), got shape {array.shape}")
+    return np.count_nonzero(array.reshape(array.shape[0], -1), axis=1).astype(np.int64)
+
+
+def convergence_dose(dose_e_per_A2: np.ndarray, area: np.ndarray,
+                     band: tuple[float, float]) -> float:
+    """Lowest dose from which every frame's area lies inside ``band`` (inf if none).
+
+    Parameters
+    ----------
+    dose_e_per_A2, area : ndarray, shape (n,)
+        Frame doses and areas, in any order.
+    band : (float, float)
+        ``[low, high]`` area band (inclusive).
+    """
+    order = np.argsort(dose_e_per_A2, kind="stable")
+    doses, areas = np.asarray(dose_e_per_A2)[order], np.asarray(area)[order]
+    outside = np.flatnonzero((areas < band[0]) | (areas > band[1]))
+    if outside.size == 0:
+        return float(doses[0])
+    if outside[-1] == len(doses) - 1:
+        return math.inf
+    return float(doses[outside[-1] + 1])
+
+
+def dose_at_fraction(dose_e_per_A2: np.ndarray, area: np.ndarray, reference_area: float,
+                     fraction: float = 0.5) -> float:
+    """Lowest dose at which the area reaches ``fraction × reference_area`` (inf if never)."""
+    if reference_area <= 0:
+        return math.inf
+    order = np.argsort(dose_e_per_A2, kind="stable")
+    doses, areas = np.asarray(dose_e_per_A2)[order], np.asarray(area)[order]
+    reached = np.flatnonzero(areas >= fraction * reference_area)
+    return float(doses[reached[0]]) if reached.size else math.inf
+
+
+@dataclass(frozen=True)
+class AreaAnalysis:
+    """Area-against-dose curve of one segmented series and the doses read off it.
+
+    Attributes
+    ----------
+    frame : ndarray of int
+        Frame numbers (series order).
+    dose_e_per_A2, cumulative_dose_e_per_A2 : ndarray
+        Frame dose and the dose received up to and including the frame (series order).
+    area_px : ndarray of int
+        Segmented pixels per frame.
+    area_nm2 : ndarray of float
+        Segmented area in nm² (NaN without a pixel size).
+    band_px : (float, float)
+        Converged band: ``[min, max]`` of the areas at the highest doses.
+    converged_area_px : float
+        Median area at the highest doses.
+    convergence_dose_e_per_A2, dose_at_50pct_e_per_A2 : float
+        The two doses (inf when not reached).
+    high_dose_frames : ndarray of int
+        Frames that define the band.
+    pixel_area_nm2 : float
+        Area of one pixel in nm² (NaN if unknown).
+    """
+
+    frame: np.ndarray
+    dose_e_per_A2: np.ndarray
+    cumulative_dose_e_per_A2: np.ndarray
+    area_px: np.ndarray
+    area_nm2: np.ndarray
+    band_px: tuple[float, float]
+    converged_area_px: float
+    convergence_dose_e_per_A2: float
+    dose_at_50pct_e_per_A2: float
+    high_dose_frames: np.ndarray
+    pixel_area_nm2: float
+
+    @property
+    def converged_area_nm2(self) -> float:
+        """Converged area in nm² (NaN without a pixel size)."""
+        return self.converged_area_px * self.pixel_area_nm2
+
+    @property
+    def in_band(self) -> np.ndarray:
+        """Whether each frame's area lies in the converged band."""
+        low, high = self.band_px
+        return (self.area_px >= low) & (self.area_px <= high)
+
+    def table(self) -> dict[str, np.ndarray]:
+        """Per-frame table (:data:`AREA_TABLE_COLUMNS`), e.g. for a Labels layer's ``features``."""
+        return {
+            "frame": self.frame,
+            "dose_e_per_A2": self.dose_e_per_A2,
+            "cumulative_dose_e_per_A2": self.cumulative_dose_e_per_A2,
+            "area_px": self.area_px,
+            "area_nm2": self.area_nm2,
+            "in_converged_band": self.in_band,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready summary (inf and NaN become None)."""
+
+        def finite(value: float) -> float | None:
+            return float(value) if math.isfinite(value) else None
+
+        return {
+            "convergence_dose_e_per_A2": finite(self.convergence_dose_e_per_A2),
+            "dose_at_50pct_e_per_A2": finite(self.dose_at_50pct_e_per_A2),
+            "converged_area_px": finite(self.converged_area_px),
+            "converged_area_nm2": finite(self.converged_area_nm2),
+            "converged_band_px": [float(v) for v in self.band_px],
+            "high_dose_frames": [int(f) for f in self.high_dose_frames],
+            "n_frames": int(self.frame.size),
+        }
+
+
+def analyse_area_vs_dose(
+    masks_or_area: Any,
+    dose_e_per_A2: Any,
+    pixel_size_A: float | tuple[float, float] | None = None,
+    *,
+    high_dose_fraction: float = 0.1,
+    min_high_dose_frames: int = 3,
+) -> AreaAnalysis:
+    """Area per frame against dose, the converged band, and the two doses of SPEC §5.
+
+    Parameters
+    ----------
+    masks_or_area : array
+        Binary masks ``(n, y, x)``, or the areas in pixels ``(n,)``.
+    dose_e_per_A2 : array, shape (n,)
+        Frame doses in e⁻/Å² (any order; all positive).
+    pixel_size_A : float or (float, float), optional
+        Pixel size in Å (y, x), for areas in nm².
+    high_dose_fraction : float
+        Fraction of frames, by highest dose, that define the converged band.
+    min_high_dose_frames : int
+        At least this many frames define it (all frames if fewer).
+
+    Returns
+    -------
+    AreaAnalysis
+    """
+    values = np.asarray(masks_or_area)
+    area = values.astype(np.int64) if values.ndim == 1 else area_per_frame(values)
+    dose = np.asarray(dose_e_per_A2, dtype=np.float64).reshape(-1)
+    if dose.shape != area.shape:
+        raise ValueError(f"{area.size} frames but {dose.size} doses")
+    if area.size == 0:
+        raise ValueError("no frames to analyse")
+    if not np.all(np.isfinite(dose)) or np.any(dose <= 0):
+        raise ValueError("frame doses must be positive and finite")
+    if not 0 < high_dose_fraction <= 1:
+        raise ValueError("high_dose_fraction must be in (0, 1]")
+    n_high = min(area.size, max(int(min_high_dose_frames),
+                                int(math.ceil(high_dose_fraction * area.size))))
+    high = np.argsort(dose, kind="stable")[-n_high:]
+    band = (float(area[high].min()), float(area[high].max()))
+    converged = float(np.median(area[high]))
+    pixel_area_nm2 = _pixel_area_nm2(pixel_size_A)
+    return AreaAnalysis(
+        frame=np.arange(area.size),
+        dose_e_per_A2=dose,
+        cumulative_dose_e_per_A2=np.cumsum(dose),
+        area_px=area,
+        area_nm2=area * pixel_area_nm2,
+        band_px=band,
+        converged_area_px=converged,
+        convergence_dose_e_per_A2=convergence_dose(dose, area, band),
+        dose_at_50pct_e_per_A2=dose_at_fraction(dose, area, converged, 0.5),
+        high_dose_frames=np.sort(high),
+        pixel_area_nm2=pixel_area_nm2,
+    )
+
+
+def _pixel_area_nm2(pixel_size_A: float | tuple[float, float] | None) -> float:
+    if pixel_size_A is None:
+        return math.nan
+    sizes = np.broadcast_to(np.asarray(pixel_size_A, dtype=np.float64), (2,))
+    if np.any(sizes <= 0):
+        raise ValueError(f"pixel size must be positive, got {pixel_size_A}")
+    return float(sizes[0] * sizes[1] / 100.0)
+
+
+def f1_per_frame(masks: Any, truth: Any) -> np.ndarray:
+    """Pixel F1 of every frame's mask against a truth mask (one ``(y, x)`` or one per frame)."""
+    predicted = np.asarray(masks).astype(bool)
+    if predicted.ndim == 2:
+        predicted = predicted[None]
+    reference = np.asarray(truth).astype(bool)
+    if reference.ndim == 2:
+        reference = np.broadcast_to(reference, predicted.shape)
+    if reference.shape != predicted.shape:
+        raise ValueError(f"truth of shape {reference.shape} does not match masks "
+                         f"of shape {predicted.shape}")
+    return np.array([binary_counts(p, t).f1 for p, t in zip(predicted, reference, strict=True)])
