@@ -49,6 +49,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+
+from ..io.tables import csv_cell
 import scipy.optimize
 import scipy.special
 
@@ -889,17 +891,7 @@ def fit_table_csv(result: NoiseFitResult) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(names + ("model", "spectrum_kind", "series_n0_e_per_px"))
     for i in range(result.n_frames):
-        cells = [_csv_cell(columns[name][i]) for name in names]
+        cells = [csv_cell(columns[name][i]) for name in names]
         writer.writerow(cells + [result.model, result.spectrum_kind,
                                  repr(float(result.readout.n0_e_per_px))])
     return buf.getvalue()
-
-
-def _csv_cell(value: Any) -> str:
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value)).lower()
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return repr(float(value))
-    return str(value)

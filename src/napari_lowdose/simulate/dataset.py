@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from ..io.errors import LowdoseError
+from ..io.tables import table_to_csv
 from ..io.writers import atomic_write_text
 from ..noise.model import NoiseModel, preset
 from .exitwaves import (
@@ -548,17 +549,6 @@ def _finalise(out: Path, recipe: DatasetRecipe) -> None:
         for name, values in table.items():
             params.create_array(name, shape=values.shape, dtype=values.dtype, overwrite=True)
             params[name][...] = values
-        atomic_write_text(out / f"{split}_params.csv", _table_csv(table))
+        atomic_write_text(out / f"{split}_params.csv", table_to_csv(table))
     _write_card(out, recipe, status="complete",
                 extra={"completed": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-
-
-def _table_csv(table: dict[str, np.ndarray]) -> str:
-    lines = [",".join(table)]
-    n = len(next(iter(table.values()))) if table else 0
-    for i in range(n):
-        lines.append(",".join(
-            str(int(values[i])) if values.dtype.kind == "i" else repr(float(values[i]))
-            for values in table.values()
-        ))
-    return "\n".join(lines) + "\n"
