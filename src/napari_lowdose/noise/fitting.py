@@ -49,11 +49,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-
-from ..io.tables import csv_cell
 import scipy.optimize
 import scipy.special
 
+from ..io.tables import csv_cell
 from .spectrum import SPECTRUM_KINDS, RadialSpectrum, SpectrumKind, radial_spectrum
 
 __all__ = [
