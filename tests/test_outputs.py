@@ -1,0 +1,45 @@
+"""Output folders: all files or none, and no silent overwrite."""
+
+import pytest
+
+from napari_lowdose.io.outputs import OutputExistsError, write_output_folder
+
+
+def _text(content):
+    return lambda path: path.write_text(content)
+
+
+def test_all_files_land_together(tmp_path):
+    out = tmp_path / "run"
+    written = write_output_folder(out, {"a.csv": _text("1"), "b.json": _text("{}")})
+    assert [p.name for p in written] == ["a.csv", "b.json"]
+    assert (out / "a.csv").read_text() == "1"
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no staging left behind
+
+
+def test_a_failing_writer_leaves_nothing(tmp_path):
+    out = tmp_path / "run"
+
+    def broken(path):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_output_folder(out, {"a.csv": _text("1"), "b.png": broken})
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_folder_needs_overwrite(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        write_output_folder(out, {"a.csv": _text("1")})
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    write_output_folder(out, {"a.csv": _text("2")}, overwrite=True)
+    assert (out / "a.csv").read_text() == "2" and (out / "notes.txt").read_text() == "mine"
+
+
+def test_names_must_be_plain(tmp_path):
+    with pytest.raises(ValueError, match="plain file names"):
+        write_output_folder(tmp_path / "x", {"../evil.txt": _text("")})
