@@ -303,6 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_parser(sub)
     add_models_parser(sub)
+
+    from .cli_segment import add_segment_parsers
+
+    add_segment_parsers(sub)
     return parser
 
 

@@ -193,7 +193,8 @@ def _probabilities(model: nn.Module, x: torch.Tensor, device: torch.device) -> t
 
 @torch.inference_mode()
 def _predict_batch(model: nn.Module, batch: np.ndarray, device: torch.device) -> np.ndarray:
-    x = standardise(torch.from_numpy(batch)).to(device)
+    # A copy: frames may be read-only memory maps, which torch must not wrap.
+    x = standardise(torch.from_numpy(np.array(batch, dtype=np.float32))).to(device)
     return _probabilities(model, x, device).cpu().numpy()
 
 
@@ -207,7 +208,7 @@ def _predict_tiled(
     should_stop: Callable[[], bool] | None,
 ) -> np.ndarray | None:
     """Blend the tiles' probabilities; ``None`` if stopped between tile batches."""
-    x = standardise(torch.from_numpy(frame)).to(device)
+    x = standardise(torch.from_numpy(np.array(frame, dtype=np.float32))).to(device)
     total = torch.zeros(x.shape, dtype=torch.float32, device=device)
     weights = torch.zeros_like(total)
     groups: dict[tuple[int, int], list] = {}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Reproduce the shipped models of src/napari_lowdose/models/pretrained/ with the
+# project's own commands (docs/models.md records the run: times, machine, results).
+#
+#   bash scripts/train-shipped-models.sh [WORKDIR]
+#
+# CPU recipe (no GPU was available): a 384² Table-1/MTF-4 high-dose set of 300
+# structures, then both networks on 160² crops, 120 steps of 4 crops per epoch,
+# validation F1 (p >= 0.9) on central 256² crops of 60 validation images.
+# Both trainings run at once, one thread each. Rerun to resume.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=${1:-train-work}
+bin=.venv/bin/napari-lowdose
+mkdir -p "$work/models"
+
+$bin simulate --structures 300 --image-epochs 10 --size 384 --dose-range high --mtf MTF4 \
+    --seed 1 --workers 2 --diameter-A 15,25 --out "$work/au_ceo2_384_high"
+
+common=(--data "$work/au_ceo2_384_high" --steps-per-epoch 120 --crop 160 --batch-size 4
+        --val-crop 256 --max-val-images 60 --device cpu --seed 0)
+OMP_NUM_THREADS=1 $bin train "${common[@]}" --arch msdnet --depth 30 --width 2 --kernel-size 3 \
+    --epochs 8 --out "$work/models/msdnet_au_ceo2.safetensors" &
+OMP_NUM_THREADS=1 $bin train "${common[@]}" --arch unet --epochs 14 \
+    --out "$work/models/unet_au_ceo2.safetensors" &
+wait
+
+for name in msdnet_au_ceo2 unet_au_ceo2; do
+    cp "$work/models/$name.safetensors" "$work/models/$name.json" src/napari_lowdose/models/pretrained/
+done
+PYTHONPATH=src .venv/bin/python benchmarks/eval_f1_vs_dose.py \
+    src/napari_lowdose/models/pretrained/msdnet_au_ceo2.safetensors \
+    src/napari_lowdose/models/pretrained/unet_au_ceo2.safetensors \
+    --particles 3 --frames 40 --size 384 --out docs/images/f1_vs_dose

@@ -1,0 +1,206 @@
+"""``napari-lowdose segment`` and ``evaluate``: masks, area against dose, F1 (SPEC §5).
+
+``segment`` streams a series through a segmentation network frame by frame,
+thresholds the probabilities, reads the convergence dose and the dose at 50 %
+segmentation off the area-against-dose curve, and writes every output at once
+(:func:`napari_lowdose.io.outputs.write_output_folder`): an error leaves no
+partial folder, and an existing folder needs ``--overwrite``.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .io.errors import LowdoseError
+
+__all__ = ["add_segment_parsers", "cmd_evaluate", "cmd_segment"]
+
+SEGMENT_FILES = ("masks.tif", "probability.tif", "area_vs_dose.csv", "summary.json",
+                 "area_vs_dose.png", "area_vs_dose.svg")
+
+
+class SegmentError(LowdoseError):
+    """Segmentation or evaluation cannot run as asked."""
+
+
+def add_segment_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register ``segment`` and ``evaluate``."""
+    from .cli import _add_dose_options
+    from .models.registry import DEFAULT_MODEL
+
+    seg = sub.add_parser("segment", help="segment a dose series; area against dose")
+    seg.add_argument("series", type=Path, metavar="SERIES")
+    seg.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|PATH",
+                     help=f"shipped model name or .safetensors file (default {DEFAULT_MODEL})")
+    seg.add_argument("--threshold", type=float, default=0.9,
+                     help="mask = probability >= threshold (default 0.9)")
+    seg.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, mps")
+    seg.add_argument("--batch-size", type=int, default=1, help="frames per batch (default 1)")
+    seg.add_argument("--tile", type=int, metavar="PX",
+                     help="predict in overlapping tiles of PX (frames too large for memory)")
+    seg.add_argument("--out", type=Path, required=True, metavar="DIR",
+                     help="writes " + ", ".join(SEGMENT_FILES))
+    seg.add_argument("--overwrite", action="store_true", help="replace files in an existing DIR")
+    _add_dose_options(seg)
+    seg.set_defaults(func=cmd_segment)
+
+    ev = sub.add_parser("evaluate", help="F1 per frame of a segment output against a truth mask")
+    ev.add_argument("folder", type=Path, metavar="DIR", help="output folder of 'segment'")
+    ev.add_argument("--truth", type=Path, required=True, metavar="MASK.tif",
+                    help="truth mask: one (y, x) image or one per frame")
+    ev.add_argument("--overwrite", action="store_true", help="replace DIR/f1_vs_dose.csv")
+    ev.set_defaults(func=cmd_evaluate)
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    """Segment a series and write masks, probabilities, the curve and the summary."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from .analysis.area_vs_dose import analyse_area_vs_dose
+    from .cli import _open_calibrated
+    from .models.inference import predict_probabilities
+    from .models.registry import load_model, resolve_model
+    from .train.device import describe_device, select_device
+
+    if not 0 < args.threshold < 1:
+        raise SegmentError("--threshold must be between 0 and 1")
+    _refuse_existing(args.out, args.overwrite)
+    series = _open_calibrated(args)
+    if series.frame_dose is None:
+        raise SegmentError("the area-against-dose curve needs the dose of every frame: give "
+                           "--dose dose.csv, --dose-rate with --exposure-s, or "
+                           "--counts-per-electron")
+    device = select_device(args.device)
+    model_path = resolve_model(args.model)
+    model, metadata = load_model(model_path, device="cpu")
+    frames = series.data if series.data.ndim == 3 else series.data[None]
+    probabilities = np.empty(frames.shape, dtype=np.float32)
+    bar = tqdm(total=len(frames), unit="frame", desc="segment", file=sys.stderr, disable=None)
+    try:
+        for index, probability in predict_probabilities(
+            model, frames, device=device, batch_size=args.batch_size, tile_px=args.tile
+        ):
+            probabilities[index] = probability
+            bar.update(1)
+    finally:
+        bar.close()
+    masks = (probabilities >= args.threshold).astype(np.uint8)
+    pixel_size = None if series.pixel_size_A is None else series.pixel_size_A
+    analysis = analyse_area_vs_dose(masks, series.frame_dose.dose_e_per_A2, pixel_size)
+    summary = {**analysis.summary(),
+               "run": run_record(args, series, model_path, metadata, describe_device(device))}
+    label = model_path.stem if Path(str(args.model)).suffix else str(args.model)
+    written = write_segmentation(args.out, series, probabilities, masks, analysis, summary,
+                                 label=label, overwrite=args.overwrite)
+    _print_summary(analysis, written[0].parent)
+    return 0
+
+
+def run_record(args: argparse.Namespace, series, model_path: Path, metadata: dict[str, Any],
+               device: str) -> dict[str, Any]:
+    """What a segmentation was made with: model, threshold, device, versions, input, dose."""
+    import numpy
+    import torch
+
+    from . import __version__
+
+    dose = series.frame_dose
+    return {
+        "input": str(Path(series.path).resolve()),
+        "format": series.format,
+        "pixel_size_A": None if series.pixel_size_A is None else list(series.pixel_size_A),
+        "pixel_size_source": series.pixel_size_source,
+        "dose": {"source": dose.source, "detail": dose.detail},
+        "model": {"name": str(args.model), "file": str(model_path.resolve()),
+                  "metadata": metadata},
+        "threshold": args.threshold,
+        "device": device,
+        "versions": {"napari-lowdose": __version__, "torch": torch.__version__,
+                     "numpy": numpy.__version__},
+    }
+
+
+def write_segmentation(out: Path, series, probabilities, masks, analysis, summary: dict,
+                       *, label: str, overwrite: bool) -> list[Path]:
+    """Write the outputs of a segmentation run together (see :data:`SEGMENT_FILES`)."""
+    from .io.outputs import write_output_folder
+    from .io.tables import table_to_csv
+    from .io.writers import write_series_tiff
+    from .plots.area import area_vs_dose_figure
+
+    pixel = None if series.pixel_size_A is None else float(sum(series.pixel_size_A) / 2)
+    doses = analysis.dose_e_per_A2
+    figure = area_vs_dose_figure({label: analysis})
+    return write_output_folder(out, {
+        "masks.tif": lambda p: write_series_tiff(p, masks, pixel, dose_e_per_A2=doses),
+        "probability.tif": lambda p: write_series_tiff(p, probabilities, pixel,
+                                                       dose_e_per_A2=doses),
+        "area_vs_dose.csv": lambda p: p.write_text(table_to_csv(analysis.table())),
+        "summary.json": lambda p: p.write_text(json.dumps(summary, indent=2, default=str)),
+        "area_vs_dose.png": lambda p: figure.savefig(p, format="png", dpi=110),
+        "area_vs_dose.svg": lambda p: figure.savefig(p, format="svg"),
+    }, overwrite=overwrite)
+
+
+def _refuse_existing(out: Path, overwrite: bool) -> None:
+    from .io.outputs import OutputExistsError
+
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise OutputExistsError(f"{out} already exists and is not empty; "
+                                "choose another folder or pass --overwrite")
+
+
+def _print_summary(analysis, out: Path) -> None:
+    summary = analysis.summary()
+
+    def dose(value):
+        return "not reached" if value is None else f"{value:.3g} e⁻/Å²"
+
+    area = summary["converged_area_nm2"]
+    area_text = f"{area:.3g} nm²" if area is not None else f"{summary['converged_area_px']} px"
+    print(f"{summary['n_frames']} frames segmented; converged area {area_text}; "
+          f"convergence dose {dose(summary['convergence_dose_e_per_A2'])}; "
+          f"50 % segmentation at {dose(summary['dose_at_50pct_e_per_A2'])}")
+    print(f"wrote {', '.join(SEGMENT_FILES)} to {out}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """F1 of every frame of a segment output against a truth mask → f1_vs_dose.csv."""
+    import numpy as np
+
+    from .analysis.area_vs_dose import f1_per_frame
+    from .io.readers import read_series
+    from .io.tables import table_to_csv
+    from .io.writers import atomic_write_text
+
+    masks_path = args.folder / "masks.tif"
+    if not masks_path.is_file():
+        raise SegmentError(f"{args.folder} holds no masks.tif; run 'napari-lowdose segment' "
+                           "first")
+    target = args.folder / "f1_vs_dose.csv"
+    if target.exists() and not args.overwrite:
+        raise SegmentError(f"{target} exists; pass --overwrite to replace it")
+    masks_series = read_series(masks_path)
+    truth = np.asarray(read_series(args.truth).data)
+    masks = np.asarray(masks_series.data)
+    if masks.ndim == 2:
+        masks = masks[None]
+    if truth.shape[-2:] != masks.shape[-2:]:
+        raise SegmentError(f"the truth mask is {truth.shape[-2]}×{truth.shape[-1]} px but the "
+                           f"masks are {masks.shape[-2]}×{masks.shape[-1]} px")
+    if truth.ndim == 3 and truth.shape[0] == 1:
+        truth = truth[0]
+    if truth.ndim == 3 and truth.shape[0] != masks.shape[0]:
+        raise SegmentError(f"the truth has {truth.shape[0]} frames but the masks have "
+                           f"{masks.shape[0]}")
+    f1 = f1_per_frame(masks, truth)
+    dose = masks_series.frame_dose
+    doses = (dose.dose_e_per_A2 if dose is not None
+             else np.full(masks.shape[0], np.nan))
+    atomic_write_text(target, table_to_csv({"frame": np.arange(masks.shape[0]),
+                                            "dose_e_per_A2": doses, "f1": f1}))
+    print(f"F1 {np.nanmin(f1):.3f}–{np.nanmax(f1):.3f} over {len(f1)} frames; wrote {target}")
+    return 0

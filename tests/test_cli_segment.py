@@ -1,0 +1,125 @@
+"""``napari-lowdose segment`` / ``evaluate``: outputs, round trips and bad input (issue 6)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_lowdose.cli import main
+from napari_lowdose.io.readers import read_series
+from napari_lowdose.io.writers import write_series_tiff
+from napari_lowdose.models.checkpoint import save_checkpoint
+from napari_lowdose.models.msdnet import MSDNet
+from napari_lowdose.noise.model import preset
+
+N_FRAMES, SIZE, PIXEL_A = 5, 40, 0.5
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("seg")
+    rng = np.random.default_rng(0)
+    frames = rng.poisson(20.0, (N_FRAMES, SIZE, SIZE)).astype(np.float32)
+    frames[:, 10:25, 12:30] *= 0.5
+    doses = np.geomspace(10, 1e3, N_FRAMES)
+    series = write_series_tiff(folder / "series.tif", frames, PIXEL_A, dose_e_per_A2=doses)
+    truth = np.zeros((SIZE, SIZE), np.uint8)
+    truth[10:25, 12:30] = 1
+    truth_path = write_series_tiff(folder / "truth.tif", truth, PIXEL_A)
+    model = save_checkpoint(folder / "tiny.safetensors",
+                            MSDNet(depth=3, width=2, kernel_size=3, max_dilation=2),
+                            arch="msdnet", metadata={"validation": {"f1": 0.5}})
+    return folder, series, truth_path, model
+
+
+def _run(inputs, out, *extra):
+    folder, series, _, model = inputs
+    return main(["segment", str(series), "--model", str(model), "--device", "cpu",
+                 "--threshold", "0.5", "--out", str(out), *extra])
+
+
+def test_segment_writes_every_output_with_calibration(inputs, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _run(inputs, out) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted([
+        "masks.tif", "probability.tif", "area_vs_dose.csv", "summary.json",
+        "area_vs_dose.png", "area_vs_dose.svg"])
+    masks = read_series(out / "masks.tif")
+    assert masks.data.shape == (N_FRAMES, SIZE, SIZE) and masks.data.dtype == np.uint8
+    assert masks.pixel_size_A == pytest.approx((PIXEL_A, PIXEL_A))
+    assert masks.frame_dose.dose_e_per_A2 == pytest.approx(np.geomspace(10, 1e3, N_FRAMES))
+    probability = read_series(out / "probability.tif")
+    assert probability.data.dtype == np.float32
+    p = np.asarray(probability.data)
+    assert np.array_equal(np.asarray(masks.data), (p >= 0.5).astype(np.uint8))
+    header = (out / "area_vs_dose.csv").read_text().splitlines()[0].split(",")
+    assert header == ["frame", "dose_e_per_A2", "cumulative_dose_e_per_A2", "area_px",
+                      "area_nm2", "in_converged_band"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"convergence_dose_e_per_A2", "dose_at_50pct_e_per_A2",
+            "converged_area_nm2"} <= set(summary)
+    run = summary["run"]
+    assert run["threshold"] == 0.5 and run["device"].startswith("CPU")
+    assert run["model"]["metadata"]["arch"] == "msdnet"
+    assert run["dose"]["source"] == "metadata" and run["pixel_size_A"] == [PIXEL_A, PIXEL_A]
+    assert "segmented" in capsys.readouterr().out
+
+
+def test_evaluate_writes_f1_per_frame(inputs, tmp_path):
+    _, _, truth, _ = inputs
+    out = tmp_path / "run"
+    assert _run(inputs, out) == 0
+    assert main(["evaluate", str(out), "--truth", str(truth)]) == 0
+    lines = (out / "f1_vs_dose.csv").read_text().splitlines()
+    assert lines[0] == "frame,dose_e_per_A2,f1" and len(lines) == N_FRAMES + 1
+    f1 = [float(line.split(",")[2]) for line in lines[1:]]
+    assert all(0 <= v <= 1 for v in f1)
+    assert main(["evaluate", str(out), "--truth", str(truth)]) == 1  # exists: needs --overwrite
+
+
+def _one_line_error(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("napari-lowdose: error:")
+    return err[-1]
+
+
+def test_missing_series_gives_one_line_and_no_output(inputs, tmp_path, capsys):
+    _, _, _, model = inputs
+    out = tmp_path / "run"
+    code = main(["segment", str(tmp_path / "nope.tif"), "--model", str(model),
+                 "--out", str(out)])
+    assert code == 1 and "nope.tif" in _one_line_error(capsys)
+    assert not out.exists()
+
+
+def test_dose_table_of_the_wrong_length_is_refused(inputs, tmp_path, capsys):
+    table = tmp_path / "dose.csv"
+    table.write_text("dose_e_per_A2\n1\n2\n")
+    out = tmp_path / "run"
+    assert _run(inputs, out, "--dose", str(table), "--dose-source", "table") == 1
+    assert "2" in _one_line_error(capsys)
+    assert not out.exists()
+
+
+def test_a_model_file_of_the_wrong_kind_is_refused(inputs, tmp_path, capsys):
+    folder, series, _, _ = inputs
+    noise = preset("MTF 4").to_json(tmp_path / "noise_model.json")
+    garbage = tmp_path / "model.safetensors"
+    garbage.write_bytes(b"\x00" * 64)
+    for path in (noise, garbage):
+        out = tmp_path / f"run-{path.suffix[1:]}"
+        code = main(["segment", str(series), "--model", str(path), "--out", str(out)])
+        assert code == 1
+        _one_line_error(capsys)
+        assert not out.exists()
+
+
+def test_an_existing_output_folder_needs_overwrite(inputs, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert _run(inputs, out) == 1
+    assert "--overwrite" in _one_line_error(capsys)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert _run(inputs, out, "--overwrite") == 0
+    assert (out / "masks.tif").is_file() and (out / "notes.txt").read_text() == "mine"
