@@ -124,8 +124,14 @@ def run_record(args: argparse.Namespace, series, model_path: Path, metadata: dic
 
 
 def write_segmentation(out: Path, series, probabilities, masks, analysis, summary: dict,
-                       *, label: str, overwrite: bool) -> list[Path]:
-    """Write the outputs of a segmentation run together (see :data:`SEGMENT_FILES`)."""
+                       *, label: str, overwrite: bool,
+                       extra_files: dict[str, Any] | None = None) -> list[Path]:
+    """Write the outputs of a segmentation run together (see :data:`SEGMENT_FILES`).
+
+    ``series`` needs only ``pixel_size_A``; ``extra_files`` (name → writer of that
+    path, e.g. ``f1_vs_dose.csv`` from the napari widget) are written in the same
+    all-or-nothing step.
+    """
     from .io.outputs import write_output_folder
     from .io.tables import table_to_csv
     from .io.writers import write_series_tiff
@@ -142,6 +148,7 @@ def write_segmentation(out: Path, series, probabilities, masks, analysis, summar
         "summary.json": lambda p: p.write_text(json.dumps(summary, indent=2, default=str)),
         "area_vs_dose.png": lambda p: figure.savefig(p, format="png", dpi=110),
         "area_vs_dose.svg": lambda p: figure.savefig(p, format="svg"),
+        **(extra_files or {}),
     }, overwrite=overwrite)
 
 

@@ -1,0 +1,271 @@
+"""'Area vs dose' dock: the area-against-dose curves of every segmented mask layer.
+
+A mask Labels layer made by the 'Segment' widget carries its per-frame table in
+``layer.metadata["lowdose"]["area_vs_dose"]`` (:func:`area_record`): the columns
+of :meth:`AreaAnalysis.table` as lists (plus ``f1`` where a truth mask exists)
+and the values read off the curve (converged band, convergence dose, dose at
+50 % segmentation). This dock draws every such layer with
+:func:`napari_lowdose.plots.area.draw_area_vs_dose` (area against frame dose on a
+log axis, Larsen et al. 2023, Figs. 2–4), F1 against dose in a second panel when
+available (SOI Fig. 9), a ring on the viewer's current frame, and moves the
+viewer to the frame of a point clicked on.
+"""
+
+import math
+import weakref
+from typing import Any
+
+import napari
+import numpy as np
+from magicgui.widgets import Container, Label
+
+from ..analysis.area_vs_dose import AreaAnalysis
+from ..io.layers import LOWDOSE_KEY
+from ..plots.area import draw_area_vs_dose
+from .noise_fit import _style_axes, _theme_colors
+
+__all__ = ["AREA_KEY", "AreaPlotWidget", "analysis_from_record", "area_record"]
+
+#: Key of the area-against-dose record in ``metadata["lowdose"]`` of a mask layer.
+AREA_KEY = "area_vs_dose"
+CLICK_RADIUS_PX = 12.0
+
+_INSTANCES: "weakref.WeakSet[AreaPlotWidget]" = weakref.WeakSet()
+
+
+def _finite(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def area_record(
+    analysis: AreaAnalysis, *, label: str, f1: Any = None, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """JSON-ready record of an analysis for a mask layer's metadata.
+
+    ``table`` holds the per-frame columns (``frame`` is the frame index in the
+    series; ``f1`` is added when given), ``summary`` the doses read off the curve.
+    """
+    table = {key: np.asarray(value).tolist() for key, value in analysis.table().items()}
+    table["area_nm2"] = [_finite(v) for v in analysis.area_nm2]
+    if f1 is not None:
+        table["f1"] = [_finite(v) for v in np.asarray(f1, dtype=float)]
+    return {
+        "label": label,
+        "table": table,
+        "summary": analysis.summary(),
+        "pixel_area_nm2": _finite(analysis.pixel_area_nm2),
+        **(extra or {}),
+    }
+
+
+def analysis_from_record(record: dict[str, Any]) -> AreaAnalysis:
+    """Rebuild the :class:`AreaAnalysis` of a record written by :func:`area_record`."""
+    table, summary = record["table"], record["summary"]
+
+    def dose(key):
+        value = summary.get(key)
+        return math.inf if value is None else float(value)
+
+    pixel_area = record.get("pixel_area_nm2")
+    pixel_area = math.nan if pixel_area is None else float(pixel_area)
+    area_px = np.asarray(table["area_px"], dtype=np.int64)
+    return AreaAnalysis(
+        frame=np.asarray(table["frame"], dtype=np.int64),
+        dose_e_per_A2=np.asarray(table["dose_e_per_A2"], dtype=float),
+        cumulative_dose_e_per_A2=np.asarray(table["cumulative_dose_e_per_A2"], dtype=float),
+        area_px=area_px,
+        area_nm2=area_px * pixel_area,
+        band_px=tuple(float(v) for v in summary["converged_band_px"]),
+        converged_area_px=float(summary.get("converged_area_px") or 0.0),
+        convergence_dose_e_per_A2=dose("convergence_dose_e_per_A2"),
+        dose_at_50pct_e_per_A2=dose("dose_at_50pct_e_per_A2"),
+        high_dose_frames=np.asarray(summary.get("high_dose_frames", []), dtype=np.int64),
+        pixel_area_nm2=pixel_area,
+    )
+
+
+def layer_area_record(layer) -> dict[str, Any] | None:
+    """The area-against-dose record of a layer, or None."""
+    if not isinstance(layer, napari.layers.Labels):
+        return None
+    record = (layer.metadata or {}).get(LOWDOSE_KEY, {}).get(AREA_KEY)
+    return record if isinstance(record, dict) and "table" in record else None
+
+
+def refresh_area_plots(viewer) -> list["AreaPlotWidget"]:
+    """Redraw every Area-vs-dose dock of ``viewer``; return them."""
+    widgets = [w for w in list(_INSTANCES) if w._viewer is viewer]
+    for widget in widgets:
+        widget.refresh()
+    return widgets
+
+
+class AreaPlotWidget(Container):
+    """Area (and F1) against frame dose of every mask layer that carries a table."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(labels=False)
+        self._viewer = viewer
+        self.runs: dict[str, AreaAnalysis] = {}
+        self.f1: dict[str, np.ndarray] = {}
+        self._points: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.status = Label(value="no segmented mask layer yet: run 'Segment'")
+        self.status.native.setWordWrap(True)
+        self.append(self.status)
+        self._build_plot()
+        viewer.layers.events.inserted.connect(self.refresh)
+        viewer.layers.events.removed.connect(self.refresh)
+        viewer.dims.events.current_step.connect(self._update_marker)
+        _INSTANCES.add(self)
+        self.refresh()
+
+    # -- data -----------------------------------------------------------------------------
+    def _collect(self):
+        runs, f1 = {}, {}
+        records = [(layer, layer_area_record(layer)) for layer in self._viewer.layers]
+        records = [(layer, rec) for layer, rec in records if rec is not None]
+        labels = [rec.get("label") or layer.name for layer, rec in records]
+        for (layer, rec), label in zip(records, labels, strict=True):
+            if labels.count(label) > 1:
+                label = layer.name
+            try:
+                runs[label] = analysis_from_record(rec)
+            except (KeyError, TypeError, ValueError):
+                continue
+            values = rec["table"].get("f1")
+            if values is not None:
+                f1[label] = np.array([np.nan if v is None else v for v in values], dtype=float)
+        return runs, f1
+
+    def plotted_runs(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Label → (frame dose in e⁻/Å², area as plotted: nm² if calibrated, else px)."""
+        nm2 = self._nm2()
+        return {
+            label: (run.dose_e_per_A2.copy(), run.area_px * (run.pixel_area_nm2 if nm2 else 1.0))
+            for label, run in self.runs.items()
+        }
+
+    def _nm2(self) -> bool:
+        return bool(self.runs) and all(math.isfinite(r.pixel_area_nm2) for r in self.runs.values())
+
+    # -- plot -----------------------------------------------------------------------------
+    def _build_plot(self):
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self._colors = _theme_colors(self._viewer)
+        self.figure = Figure(figsize=(4.5, 5.0), layout="constrained")
+        self.figure.set_facecolor(self._colors["bg"])
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(320)
+        self.canvas.mpl_connect("button_press_event", self._on_press)
+        self.ax_area, self.ax_f1 = None, None
+        self._markers = []
+        self.native.layout().addWidget(self.canvas)
+
+    def refresh(self, _event=None):
+        """Re-read the tables of the mask layers and redraw."""
+        self.runs, self.f1 = self._collect()
+        self.figure.clear()
+        self._markers, self._points = [], []
+        if self.f1:
+            self.ax_area, self.ax_f1 = self.figure.subplots(2, 1, sharex=True)
+        else:
+            self.ax_area, self.ax_f1 = self.figure.add_subplot(), None
+        if self.runs:
+            draw_area_vs_dose(self.ax_area, self.runs)
+            scale = self._nm2()
+            for run in self.runs.values():
+                area = run.area_px * (run.pixel_area_nm2 if scale else 1.0)
+                self._points.append((self.ax_area, run.frame, run.dose_e_per_A2, area))
+        else:
+            self.ax_area.set_xscale("log")
+            self.ax_area.set_xlabel("frame dose (e⁻/Å²)")
+            self.ax_area.set_ylabel("segmented area")
+        if self.ax_f1 is not None:
+            for index, (label, run) in enumerate(self.runs.items()):
+                if label not in self.f1:
+                    continue
+                order = np.argsort(run.dose_e_per_A2, kind="stable")
+                self.ax_f1.plot(
+                    run.dose_e_per_A2[order],
+                    self.f1[label][order],
+                    ".-",
+                    ms=3,
+                    lw=0.8,
+                    color=f"C{index}",
+                    label=label,
+                )
+                self._points.append((self.ax_f1, run.frame, run.dose_e_per_A2, self.f1[label]))
+            self.ax_f1.set_ylim(0, 1.02)
+            self.ax_f1.set_xlabel("frame dose (e⁻/Å²)")
+            self.ax_f1.set_ylabel("F1 against the truth")
+            self.ax_area.set_xlabel("")
+        for ax in self.figure.axes:
+            _style_axes(ax, self._colors)
+        if self.runs:
+            self.status.value = f"{len(self.runs)} run(s); click a point to show its frame"
+        else:
+            self.status.value = "no segmented mask layer yet: run 'Segment'"
+        self._update_marker()
+
+    def current_frame(self) -> int:
+        """The viewer's current frame (its first dimension)."""
+        step = self._viewer.dims.current_step
+        return int(step[0]) if len(step) >= 3 else 0
+
+    def _update_marker(self, _event=None):
+        for marker in self._markers:
+            marker.remove()
+        self._markers = []
+        frame = self.current_frame()
+        for ax, frames, doses, values in self._points:
+            hit = np.flatnonzero(frames == frame)
+            if hit.size and np.isfinite(values[hit[0]]):
+                (marker,) = ax.plot(
+                    [doses[hit[0]]],
+                    [values[hit[0]]],
+                    "o",
+                    ms=9,
+                    mfc="none",
+                    mec=self._colors["fg"],
+                    mew=1.5,
+                    zorder=5,
+                )
+                self._markers.append(marker)
+        self.canvas.draw_idle()
+
+    def marker_positions(self) -> list[tuple[float, float]]:
+        """(dose, value) of the current-frame markers (for tests)."""
+        return [(float(m.get_xdata()[0]), float(m.get_ydata()[0])) for m in self._markers]
+
+    # -- clicks ---------------------------------------------------------------------------
+    def _on_press(self, event):
+        if event.inaxes is None or event.x is None:
+            return
+        self._select_nearest(event.inaxes, event.x, event.y)
+
+    def _select_nearest(self, ax, x_px: float, y_px: float) -> int | None:
+        best, best_frame = CLICK_RADIUS_PX, None
+        for axis, frames, doses, values in self._points:
+            if axis is not ax or frames.size == 0:
+                continue
+            ok = np.isfinite(values)
+            xy = axis.transData.transform(np.column_stack([doses[ok], values[ok]]))
+            distance = np.hypot(xy[:, 0] - x_px, xy[:, 1] - y_px)
+            if distance.size and distance.min() <= best:
+                best = float(distance.min())
+                best_frame = int(frames[ok][int(np.argmin(distance))])
+        if best_frame is not None and self._viewer.dims.ndim >= 3:
+            self._viewer.dims.set_current_step(0, best_frame)
+        return best_frame
+
+    def click_at(self, dose: float, value: float, *, panel: str = "area") -> int | None:
+        """Simulate a click at data coordinates (dose, area or F1); return the frame chosen."""
+        ax = self.ax_area if panel == "area" else self.ax_f1
+        if ax is None:
+            return None
+        self.canvas.draw()
+        x_px, y_px = ax.transData.transform((dose, value))
+        return self._select_nearest(ax, float(x_px), float(y_px))
