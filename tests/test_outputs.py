@@ -43,3 +43,14 @@ def test_an_existing_folder_needs_overwrite(tmp_path):
 def test_names_must_be_plain(tmp_path):
     with pytest.raises(ValueError, match="plain file names"):
         write_output_folder(tmp_path / "x", {"../evil.txt": _text("")})
+
+
+def test_atomic_files_get_normal_permissions(tmp_path):
+    import os
+
+    from napari_lowdose.io.writers import atomic_write_text
+
+    atomic_write_text(tmp_path / "table.csv", "a\n")
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert (tmp_path / "table.csv").stat().st_mode & 0o777 == 0o666 & ~mask

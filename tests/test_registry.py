@@ -47,3 +47,20 @@ def test_cli_models_describes_a_model_file(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["config"]["depth"] == 3
     assert main(["models", "no-such-model"]) == 1
     assert "neither a shipped model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", list(registry.SHIPPED_MODELS))
+def test_shipped_models_load_and_segment(name):
+    import numpy as np
+
+    from napari_lowdose.models.inference import predict_frame
+
+    assert name in registry.available_models()
+    model, metadata = registry.load_model(name)
+    assert metadata["arch"] == name.split("-")[0]
+    # Made by the project's own simulate + train commands: the card and the record are there.
+    assert metadata["dataset"]["card"]["recipe"]["noise_model"]["name"] == "MTF4"
+    assert metadata["validation"]["f1"] > 0.5
+    frame = np.random.default_rng(0).poisson(50.0, (67, 90)).astype(np.float32)
+    probability = predict_frame(model, frame, device="cpu")
+    assert probability.shape == (67, 90) and 0 <= probability.min() <= probability.max() <= 1
