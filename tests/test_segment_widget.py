@@ -256,6 +256,8 @@ def test_errors_are_one_line_and_inputs_stay_enabled(setup, model_file, monkeypa
     assert widget.status.value.startswith("failed after 0 frame(s): out of memory")
     assert widget.run_button.enabled and widget.layer_combo.enabled
     assert not widget.cancel_button.enabled
+    # Nothing was segmented: no empty output layers are left behind.
+    assert len(viewer.layers) == 1
 
 
 def test_threaded_run_streams_and_finishes(setup, qtbot):

@@ -427,6 +427,7 @@ class SegmentWidget(Container):
             n_requested=len(request.indices),
             n_new=0,
             error=None,
+            created=not reuse,
         )
 
     def _views(self, run=None):
@@ -464,6 +465,14 @@ class SegmentWidget(Container):
         )
         if run.error:
             self.status.value = f"failed after {run.n_new} frame(s): {run.error}"
+            if run.n_new == 0 and run.created:
+                # Nothing was segmented: do not leave two empty layers behind.
+                for created in (run.prob_layer, run.mask_layer):
+                    if created in self._viewer.layers:
+                        self._viewer.layers.remove(created)
+                self._run = None
+                self._set_running(False)
+                return
         if self._stop_event.is_set():
             show_info(f"Segmentation cancelled after {run.n_new} frame(s); they are kept.")
         self.update_analysis()
