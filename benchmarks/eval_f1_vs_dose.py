@@ -25,15 +25,13 @@ import numpy as np
 
 
 def lowest_dose_from_which(doses: np.ndarray, f1: np.ndarray, level: float) -> float:
-    """Lowest dose such that every frame at or above it has F1 ≥ ``level`` (inf if none)."""
-    order = np.argsort(doses)
-    doses, f1 = doses[order], f1[order]
-    failing = np.flatnonzero(f1 < level)
-    if failing.size == 0:
-        return float(doses[0])
-    if failing[-1] == len(doses) - 1:
-        return float("inf")
-    return float(doses[failing[-1] + 1])
+    """Lowest dose such that every frame at or above it has F1 ≥ ``level`` (inf if none).
+
+    The convergence dose of SPEC §5 with the band ``[level, ∞)``.
+    """
+    from napari_lowdose.analysis import convergence_dose
+
+    return convergence_dose(doses, f1, (level, np.inf))
 
 
 def main() -> None:

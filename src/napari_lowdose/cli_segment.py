@@ -61,13 +61,14 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     from .analysis.area_vs_dose import analyse_area_vs_dose
     from .cli import _open_calibrated
+    from .io.outputs import check_output_folder
     from .models.inference import predict_probabilities
     from .models.registry import load_model, resolve_model
     from .train.device import describe_device, select_device
 
     if not 0 < args.threshold < 1:
         raise SegmentError("--threshold must be between 0 and 1")
-    _refuse_existing(args.out, args.overwrite)
+    check_output_folder(args.out, overwrite=args.overwrite)
     series = _open_calibrated(args)
     if series.frame_dose is None:
         raise SegmentError("the area-against-dose curve needs the dose of every frame: give "
@@ -150,14 +151,6 @@ def write_segmentation(out: Path, series, probabilities, masks, analysis, summar
         "area_vs_dose.svg": lambda p: figure.savefig(p, format="svg"),
         **(extra_files or {}),
     }, overwrite=overwrite)
-
-
-def _refuse_existing(out: Path, overwrite: bool) -> None:
-    from .io.outputs import OutputExistsError
-
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise OutputExistsError(f"{out} already exists and is not empty; "
-                                "choose another folder or pass --overwrite")
 
 
 def _print_summary(analysis, out: Path) -> None:

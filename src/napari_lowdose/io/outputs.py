@@ -15,11 +15,25 @@ from pathlib import Path
 
 from .errors import LowdoseError
 
-__all__ = ["OutputExistsError", "write_output_folder"]
+__all__ = ["OutputExistsError", "check_output_folder", "write_output_folder"]
 
 
 class OutputExistsError(LowdoseError):
     """The output folder already holds files and overwriting was not asked for."""
+
+
+def check_output_folder(out_dir: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Refuse a destination that is a file, or a folder with files when not overwriting.
+
+    Call it before long work, so that a refusal comes at once; :func:`write_output_folder`
+    checks again before it writes.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise OutputExistsError(f"{out} already exists and is not empty; "
+                                "choose another folder or pass --overwrite")
 
 
 def write_output_folder(
@@ -50,11 +64,7 @@ def write_output_folder(
         ``out_dir`` is not empty and ``overwrite`` is False (nothing is written).
     """
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise OutputExistsError(f"{out} already exists and is not empty; "
-                                "choose another folder or pass --overwrite")
+    check_output_folder(out, overwrite=overwrite)
     for name in files:
         if Path(name).name != name or name in ("", ".", ".."):
             raise ValueError(f"output names must be plain file names, got {name!r}")

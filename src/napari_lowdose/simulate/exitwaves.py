@@ -443,22 +443,8 @@ def _check_matches(
     }
     for key, value in expected.items():
         stored = record.get(key)
-        if not _same(stored, value):
+        if stored != value:
             raise StaleCacheError(
                 f"cached structure {index} was made with {key}={stored!r}, not {value!r}; "
                 "use another output folder or delete the cache"
             )
-
-
-def _same(a: Any, b: Any) -> bool:
-    """JSON-level equality with float tolerance for round-tripped numbers."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) or isinstance(b, float):
-        try:
-            return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=0.0)
-        except (TypeError, ValueError):
-            return False
-    return a == b

@@ -22,15 +22,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..models.checkpoint import standardise
 from ..simulate.dataset import DatasetError, open_dataset
 
 __all__ = ["SegmentationDataset"]
-
-
-def _standardise(frame: np.ndarray) -> np.ndarray:
-    """Frame minus its mean, over its standard deviation (+1e-6), float32."""
-    frame = np.asarray(frame, dtype=np.float32)
-    return (frame - frame.mean()) / (frame.std() + 1e-6)
 
 
 class SegmentationDataset(Dataset):
@@ -99,7 +94,7 @@ class SegmentationDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         images, masks = self._open()
-        image = _standardise(images[index])
+        image = standardise(torch.from_numpy(np.array(images[index], dtype=np.float32))).numpy()
         mask = np.asarray(masks[index], dtype=np.float32)
         rng = np.random.default_rng(np.random.SeedSequence(self.seed,
                                                            spawn_key=(self.epoch, index)))

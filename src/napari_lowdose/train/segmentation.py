@@ -40,7 +40,7 @@ from ..io.errors import LowdoseError
 from ..models.checkpoint import NORMALISATION, build_model, save_checkpoint
 from .data import SegmentationDataset
 from .device import autocast_dtype, describe_device, select_device
-from .metrics import BinaryCounts
+from .metrics import BinaryCounts, binary_counts
 
 __all__ = [
     "EpochResult",
@@ -389,12 +389,9 @@ def _validate(model: torch.nn.Module, val_set: SegmentationDataset, settings: Tr
         with torch.autocast(context.device.type, dtype=amp_dtype or torch.float32,
                             enabled=amp_dtype is not None):
             logits = model(image).float()
-        predicted = torch.sigmoid(logits) >= settings.threshold
-        truth = mask >= 0.5
-        totals += torch.tensor([
-            float((predicted & truth).sum()), float((predicted & ~truth).sum()),
-            float((~predicted & truth).sum()), float(loss_fn(logits, mask)), 1.0,
-        ], dtype=torch.float64)
+        counts = binary_counts(torch.sigmoid(logits) >= settings.threshold, mask >= 0.5)
+        totals += torch.tensor([counts.tp, counts.fp, counts.fn, float(loss_fn(logits, mask)),
+                                1.0], dtype=torch.float64)
     if context.world_size > 1:
         totals = totals.to(context.device) if context.device.type == "cuda" else totals
         dist.all_reduce(totals)

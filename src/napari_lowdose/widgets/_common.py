@@ -26,3 +26,28 @@ def rectangle_roi_px(shapes_layer, image_layer) -> tuple[int, int, int, int]:
     y0, x0 = np.floor(pixels.min(axis=0) + 0.5).astype(int)
     y1, x1 = np.floor(pixels.max(axis=0) + 0.5).astype(int)
     return int(y0), int(y1), int(x0), int(x1)
+
+
+#: Device choices offered by the widgets that run a network.
+DEVICE_CHOICES = ["auto", "cpu", "cuda", "mps"]
+
+
+def one_line(err: BaseException) -> str:
+    """The first line of an error message, for a notification (never a traceback)."""
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]
+
+
+def is_empty_path(value) -> bool:
+    """Whether a magicgui FileEdit value means "nothing chosen"."""
+    return value is None or str(value).strip() in ("", ".")
+
+
+def device_description(name: str) -> str:
+    """What a device choice resolves to here ("CPU (2 threads)"), or why it cannot be used."""
+    from ..train.device import DeviceError, describe_device, select_device
+
+    try:
+        return describe_device(select_device(name))
+    except DeviceError as err:
+        return f"unavailable: {one_line(err)}"

@@ -43,21 +43,17 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..io.errors import LowdoseError
 from ..io.layers import LOWDOSE_KEY, layer_frame_dose
+from ._common import DEVICE_CHOICES, device_description, is_empty_path, one_line
 from .area_plot import AREA_KEY, AreaPlotWidget, area_record, refresh_area_plots
 from .noise_fit import _base_data
 
 __all__ = ["FILE_CHOICE", "SegmentWidget"]
 
 FILE_CHOICE = "file…"
-DEVICE_CHOICES = ["auto", "cpu", "cuda", "mps"]
 SCOPE_CHOICES = [("current frame", "current"), ("whole series", "all"), ("frame range", "range")]
 TRUTH_NAME = "particle truth"
 MODEL_SUFFIX = ".safetensors"
 
-
-def _one_line(err) -> str:
-    text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0]
 
 
 def _pixel_size_A(layer) -> tuple[float, float] | None:
@@ -222,12 +218,12 @@ class SegmentWidget(Container):
         try:
             path = self._model_path()
         except LowdoseError as err:
-            self.model_info.value = _one_line(err)
+            self.model_info.value = one_line(err)
             return
         try:
             meta = read_checkpoint_metadata(path)
         except CheckpointError as err:
-            self.model_info.value = f"not usable: {_one_line(err)}"
+            self.model_info.value = f"not usable: {one_line(err)}"
             return
         f1 = (meta.get("validation") or {}).get("f1")
         f1_text = f", validation F1 {float(f1):.3f}" if isinstance(f1, int | float) else ""
@@ -240,7 +236,7 @@ class SegmentWidget(Container):
 
         if self.model.value == FILE_CHOICE or self.model.value is None:
             value = self.model_file.value
-            if value is None or str(value).strip() in ("", "."):
+            if is_empty_path(value):
                 raise CheckpointError(f"choose a model file ({MODEL_SUFFIX})")
             return resolve_model(value)
         return resolve_model(self.model.value)
@@ -251,12 +247,7 @@ class SegmentWidget(Container):
         return str(self.model.value)
 
     def _on_device_changed(self, _value=None):
-        from ..train.device import DeviceError, describe_device, select_device
-
-        try:
-            self.device_info.value = describe_device(select_device(self.device.value))
-        except DeviceError as err:
-            self.device_info.value = f"unavailable: {_one_line(err)}"
+        self.device_info.value = device_description(self.device.value)
 
     def current_frame(self, layer=None) -> int:
         """Index of the frame shown for ``layer`` (0 for a 2-D layer)."""
@@ -305,7 +296,7 @@ class SegmentWidget(Container):
             metadata = read_checkpoint_metadata(model_path)
             device = select_device(self.device.value)
         except LowdoseError as err:
-            show_error(f"Segment: {_one_line(err)}")
+            show_error(f"Segment: {one_line(err)}")
             return None
         indices = self.frame_indices(layer)
         if not indices:
@@ -450,8 +441,8 @@ class SegmentWidget(Container):
 
     def _on_error(self, err):
         if self._run is not None:
-            self._run.error = _one_line(err)
-        show_error(f"Segment failed: {_one_line(err)}")
+            self._run.error = one_line(err)
+        show_error(f"Segment failed: {one_line(err)}")
 
     def _on_finished(self):
         self._worker = None
@@ -542,7 +533,7 @@ class SegmentWidget(Container):
         try:
             dose = layer_frame_dose(run.image.metadata)
         except LowdoseError as err:
-            show_warning(f"{run.image.name}: dose metadata unreadable ({_one_line(err)}).")
+            show_warning(f"{run.image.name}: dose metadata unreadable ({one_line(err)}).")
             dose = None
         if dose is None or dose.n_frames != prob.shape[0]:
             show_info(
@@ -555,7 +546,7 @@ class SegmentWidget(Container):
                 mask[done], dose.dose_e_per_A2[done], _pixel_size_A(run.image)
             )
         except ValueError as err:
-            show_error(f"Area against dose: {_one_line(err)}")
+            show_error(f"Area against dose: {one_line(err)}")
             return None
         analysis = replace(
             analysis, frame=done.copy(), high_dose_frames=done[analysis.high_dose_frames]
@@ -695,7 +686,7 @@ class SegmentWidget(Container):
                 extra_files=extra,
             )
         except Exception as err:  # noqa: BLE001 - notify, never raise to the user
-            show_error(f"Export failed: {_one_line(err)}")
+            show_error(f"Export failed: {one_line(err)}")
             return None
         names = ", ".join([*SEGMENT_FILES, *extra])
         show_info(f"Wrote {names} to {folder}.")

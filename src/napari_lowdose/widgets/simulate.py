@@ -39,6 +39,7 @@ from ..io.layers import LOWDOSE_KEY, image_layer_kwargs
 from ..noise.model import PRESETS, NoiseModel
 from ..simulate.imaging import DOSE_RANGES_E_PER_A2, TABLE1_OPTICS
 from ..simulate.structures import StructureRecipe
+from ._common import is_empty_path
 
 NOISE_FILE = "file"
 CUSTOM_DOSE = "custom"
@@ -82,9 +83,6 @@ def _log_steps(spin_box):
     except AttributeError:  # pragma: no cover - not a Qt spin box
         pass
 
-
-def _is_empty_path(value) -> bool:
-    return value is None or str(value).strip() in ("", ".")
 
 
 class SimulateWidget(Container):
@@ -213,7 +211,7 @@ class SimulateWidget(Container):
         if self.noise.value != NOISE_FILE:
             return PRESETS[self.noise.value]
         path = self.noise_file.value
-        if _is_empty_path(path) or not Path(path).is_file():
+        if is_empty_path(path) or not Path(path).is_file():
             raise ValueError("choose a noise model file (JSON saved by 'Detector noise')")
         return NoiseModel.from_json(path)
 
@@ -455,7 +453,7 @@ class SimulateWidget(Container):
         from ..simulate.dataset import DatasetError, DatasetRecipe
 
         out = self.out_dir.value
-        if _is_empty_path(out):
+        if is_empty_path(out):
             show_error(
                 "Choose an output folder (a new or empty folder, or an unfinished "
                 "dataset to resume)."

@@ -29,10 +29,10 @@ from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Signal
 
+from ._common import DEVICE_CHOICES, device_description, is_empty_path, one_line
 from .noise_fit import _style_axes, _theme_colors
 
 ARCH_CHOICES = [("MSD-net", "msdnet"), ("U-net", "unet")]
-DEVICE_CHOICES = ["auto", "cpu", "cuda", "mps"]
 MODEL_SUFFIX = ".safetensors"
 CURVES = ("train_loss", "val_loss", "val_f1")
 
@@ -41,13 +41,6 @@ def _heading(text):
     return Label(value=f"<b>{text}</b>")
 
 
-def _is_empty_path(value) -> bool:
-    return value is None or str(value).strip() in ("", ".")
-
-
-def _one_line(err) -> str:
-    text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0]
 
 
 def card_summary(card: dict) -> str:
@@ -187,18 +180,13 @@ class TrainWidget(Container):
             widget.visible = not msd
 
     def _on_device_changed(self, _value=None):
-        from ..train.device import DeviceError, describe_device, select_device
-
-        try:
-            self.device_info.value = describe_device(select_device(self.device.value))
-        except DeviceError as err:
-            self.device_info.value = f"unavailable: {_one_line(err)}"
+        self.device_info.value = device_description(self.device.value)
 
     def _on_data_changed(self, _value=None):
         card = self._read_card(notify=False)
         if card is None:
             return
-        if _is_empty_path(self.out_file.value):
+        if is_empty_path(self.out_file.value):
             self.out_file.value = Path(self.data_dir.value) / f"{self.arch.value}{MODEL_SUFFIX}"
 
     def _read_card(self, *, notify: bool):
@@ -206,7 +194,7 @@ class TrainWidget(Container):
         from ..simulate.dataset import DatasetError, read_card
 
         path = self.data_dir.value
-        if _is_empty_path(path):
+        if is_empty_path(path):
             message = "Choose a dataset folder made by 'Simulate' (or 'napari-lowdose simulate')."
             self.card_info.value = "choose a 'Simulate' dataset folder"
         elif not Path(path).is_dir():
@@ -216,7 +204,7 @@ class TrainWidget(Container):
             try:
                 card = read_card(path)
             except DatasetError as err:
-                message = _one_line(err)
+                message = one_line(err)
                 self.card_info.value = "not a napari-lowdose dataset"
             else:
                 self.card_info.value = card_summary(card)
@@ -280,10 +268,10 @@ class TrainWidget(Container):
         try:
             select_device(self.device.value)
         except DeviceError as err:
-            show_error(f"Device: {_one_line(err)}")
+            show_error(f"Device: {one_line(err)}")
             return None
         out = self.out_file.value
-        if _is_empty_path(out):
+        if is_empty_path(out):
             show_error(f"Choose an output model file ({MODEL_SUFFIX}).")
             return None
         out = Path(out)
@@ -295,7 +283,7 @@ class TrainWidget(Container):
         try:
             settings = self.settings()
         except TrainingError as err:
-            show_error(f"Invalid settings: {_one_line(err)}")
+            show_error(f"Invalid settings: {one_line(err)}")
             return None
         return Path(self.data_dir.value), out, settings, bool(self.resume.value)
 
@@ -405,7 +393,7 @@ class TrainWidget(Container):
 
     def _on_error(self, err):
         self.status.value = "failed"
-        show_error(f"Training failed: {_one_line(err)}")
+        show_error(f"Training failed: {one_line(err)}")
 
     def _on_finished(self):
         self._worker = None
