@@ -95,3 +95,15 @@ def test_f1_per_frame_against_one_truth():
     assert f1_per_frame(masks, truth).tolist() == pytest.approx([0.0, 1.0, 2 * 16 / (16 + 32)])
     with pytest.raises(ValueError, match="does not match"):
         f1_per_frame(masks, np.zeros((2, 8, 8)))
+
+
+def test_frames_of_equal_dose_must_all_be_in_the_band():
+    from napari_lowdose.analysis import convergence_dose
+
+    dose = np.array([10.0, 10.0, 100.0, 100.0, 1000.0, 1000.0])
+    area = np.array([0, 5, 9, 10, 10, 10])
+    # One of the two frames at 100 e⁻/Å² is outside [10, 10]: converged only from 1000.
+    for order in (np.arange(6), np.array([0, 1, 3, 2, 5, 4])):
+        assert convergence_dose(dose[order], area[order], (10, 10)) == 1000.0
+    assert convergence_dose(dose, np.full(6, 10), (10, 10)) == 10.0
+    assert math.isinf(convergence_dose(dose, area[::-1], (10, 10)))

@@ -67,14 +67,13 @@ def convergence_dose(dose_e_per_A2: np.ndarray, area: np.ndarray,
     band : (float, float)
         ``[low, high]`` area band (inclusive).
     """
-    order = np.argsort(dose_e_per_A2, kind="stable")
-    doses, areas = np.asarray(dose_e_per_A2)[order], np.asarray(area)[order]
-    outside = np.flatnonzero((areas < band[0]) | (areas > band[1]))
-    if outside.size == 0:
-        return float(doses[0])
-    if outside[-1] == len(doses) - 1:
-        return math.inf
-    return float(doses[outside[-1] + 1])
+    doses, areas = np.asarray(dose_e_per_A2, dtype=np.float64), np.asarray(area)
+    outside = (areas < band[0]) | (areas > band[1])
+    if not outside.any():
+        return float(doses.min())
+    # Frames of equal dose (e.g. several particles) count together: all must be inside.
+    later = doses[doses > doses[outside].max()]
+    return float(later.min()) if later.size else math.inf
 
 
 def dose_at_fraction(dose_e_per_A2: np.ndarray, area: np.ndarray, reference_area: float,
