@@ -250,6 +250,9 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
     """Read ``card.json`` of a dataset folder (or the card file itself)."""
     path = Path(path)
     card_path = path / "card.json" if path.is_dir() else path
+    if not card_path.is_file():
+        raise DatasetError(f"{path} has no dataset card (card.json); make a dataset with "
+                           "'napari-lowdose simulate'")
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
