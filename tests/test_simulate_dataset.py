@@ -178,3 +178,31 @@ def test_a_dask_scheduler_address_runs_the_same_dataset(dataset, tmp_path):
     first, clustered = _arrays(out), _arrays(tmp_path / "cluster")
     for split in ("train", "val"):
         assert np.array_equal(first[split][0], clustered[split][0])
+
+
+def test_waves_from_another_dataset_are_reused_for_another_dose_range(dataset, tmp_path,
+                                                                      monkeypatch):
+    out, _ = dataset
+    low = DatasetRecipe(n_structures=4, image_epochs=2, seed=11, structure=TINY,
+                        dose_range_e_per_A2=(10.0, 1e4))
+
+    def fail(*args, **kwargs):
+        raise AssertionError("an exit wave was computed although it could be reused")
+
+    monkeypatch.setattr(exitwaves, "compute_exit_wave", fail)
+    summary = generate_dataset(tmp_path / "low", low, waves_from=out)
+    assert summary.complete and summary.n_waves_computed == 0
+    high_data, low_data = open_dataset(out, "train"), open_dataset(tmp_path / "low", "train")
+    # Same structures, so the same masks; other doses, so other images.
+    assert np.array_equal(np.asarray(high_data["masks"][0]), np.asarray(low_data["masks"][0]))
+    assert low_data["params"]["dose_e_per_A2"].max() <= 1e4
+    assert (tmp_path / "low" / "fftw_wisdom.json").read_text() == (
+        out / "fftw_wisdom.json").read_text()
+
+
+def test_waves_from_other_structures_are_refused(dataset, tmp_path):
+    out, _ = dataset
+    other_seed = DatasetRecipe(n_structures=4, image_epochs=2, seed=12, structure=TINY)
+    with pytest.raises(DatasetError, match="another seed, structure recipe"):
+        generate_dataset(tmp_path / "other", other_seed, waves_from=out)
+    assert not (tmp_path / "other").exists()

@@ -91,6 +91,10 @@ def add_simulate_parser(sub: argparse._SubParsersAction) -> None:
                      help="Au particle diameter range in Å (default 15,40)")
     sim.add_argument("--val-fraction", type=float, default=0.05, metavar="F",
                      help="fraction of structures held out for validation (default 0.05)")
+    sim.add_argument("--waves-from", type=Path, metavar="DATASET",
+                     help="reuse the exit waves of another dataset with the same seed and "
+                          "structure options (e.g. to image the same structures at another "
+                          "dose range or detector)")
     sim.add_argument("--from-card", type=Path, metavar="CARD",
                      help="regenerate the dataset described by a card.json "
                           "(the other recipe options are ignored)")
@@ -147,7 +151,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             wisdom = card_dir / FFTW_WISDOM_FILE
         summary = generate_dataset(args.out, recipe, workers=args.workers,
                                    scheduler_address=args.scheduler, progress=progress,
-                                   command=command, fftw_wisdom=wisdom)
+                                   command=command, fftw_wisdom=wisdom,
+                                   waves_from=args.waves_from)
     except KeyboardInterrupt:
         bar.close()
         print(f"interrupted: rerun the same command to resume into {args.out}",

@@ -39,6 +39,7 @@ must then be on a file system the workers share).
 import json
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -291,6 +292,7 @@ def generate_dataset(
     should_stop: Callable[[], bool] | None = None,
     command: str | None = None,
     fftw_wisdom: str | os.PathLike | None = None,
+    waves_from: str | os.PathLike | None = None,
 ) -> DatasetSummary:
     """Simulate ``recipe`` into ``out_dir``, resuming a run that was interrupted.
 
@@ -318,6 +320,13 @@ def generate_dataset(
         FFTW wisdom of another dataset (its ``fftw_wisdom.json``) to use instead
         of planning anew: a dataset regenerated from a card with the original
         wisdom is identical bit for bit.
+    waves_from : str or Path, optional
+        Another dataset made with the same seed, structure recipe and
+        multislice settings (it may differ in dose range, optics, detector
+        noise, image epochs or structure count): its cached exit waves are
+        linked into this dataset instead of being computed again, and its
+        FFTW wisdom is used. This is how the "high" and "low" dose sets of
+        Table 2 share their structures.
 
     Returns
     -------
@@ -326,11 +335,19 @@ def generate_dataset(
     Raises
     ------
     DatasetError
-        The folder holds another dataset or a different recipe, or is not writable.
+        The folder holds another dataset or a different recipe, or is not
+        writable, or ``waves_from`` holds other structures.
     """
     started = time.perf_counter()
     out = Path(out_dir)
+    source = None
+    if waves_from is not None:
+        source = _wave_source(Path(waves_from), recipe)
+        if fftw_wisdom is None:
+            fftw_wisdom = source / FFTW_WISDOM_FILE
     _prepare(out, recipe, command, fftw_wisdom)
+    if source is not None:
+        _link_waves(source, out, recipe.n_structures)
     done = _done_structures(out, recipe)
     todo = [i for i in range(recipe.n_structures) if i not in done]
     total = recipe.n_structures
@@ -439,6 +456,44 @@ def _run_distributed(out: Path, recipe_dict: dict[str, Any], todo: list[int], wo
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _wave_source(source: Path, recipe: DatasetRecipe) -> Path:
+    """Check that dataset ``source`` holds the structures ``recipe`` draws."""
+    theirs = DatasetRecipe.from_dict(read_card(source)["recipe"])
+    mine_ms, theirs_ms = recipe.multislice.to_dict(), theirs.multislice.to_dict()
+    for values in (mine_ms, theirs_ms):
+        values.pop("fftw_threads", None)
+    if (theirs.seed != recipe.seed or theirs.structure != recipe.structure
+            or mine_ms != theirs_ms):
+        raise DatasetError(
+            f"{source} was made with another seed, structure recipe or multislice settings; "
+            "its exit waves cannot be reused"
+        )
+    return source
+
+
+def _link_waves(source: Path, out: Path, n_structures: int) -> int:
+    """Hard-link (or copy) the cached entries of ``source`` missing in ``out``."""
+    theirs, mine = ExitWaveCache(source / "cache"), ExitWaveCache(out / "cache")
+    linked = 0
+    for index in range(n_structures):
+        if mine.has(index) or not theirs.has(index):
+            continue
+        final = mine.entry_path(index)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+        try:
+            for path in theirs.entry_path(index).iterdir():
+                try:
+                    os.link(path, tmp / path.name)
+                except OSError:
+                    shutil.copy2(path, tmp / path.name)
+            os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        linked += 1
+    return linked
 
 
 def _prepare(out: Path, recipe: DatasetRecipe, command: str | None,
