@@ -69,15 +69,6 @@ def test_bad_input_gives_one_line_and_nonzero_exit(real_formats, tmp_path, kind,
     assert "Traceback" not in err
 
 
-def test_demo_writes_calibrated_series(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "pixel size:  0.3 Å/px" in out
-    assert "dose source: metadata" in out
-    for name in ("synthetic_dose_series.tif", "particle_truth_mask.tif", "dose.csv"):
-        assert (tmp_path / name).is_file()
-
-
 def test_console_script_runs(real_formats):
     result = subprocess.run(
         [sys.executable, "-m", "napari_lowdose.cli", "info",

@@ -101,3 +101,14 @@ def test_recipe_sizes_the_particle_for_the_field():
     assert recipe.sampling_range_A == (SERIES_SAMPLING_A, SERIES_SAMPLING_A)
     low, high = recipe.diameter_range_A
     assert low == pytest.approx(12.0) and high == pytest.approx(0.8 * 256 * SERIES_SAMPLING_A)
+
+
+def test_vacuum_corner_is_empty_of_particle_and_support(series):
+    roi = series.vacuum_corner(32)
+    assert roi is not None
+    y0, y1, x0, x1 = roi
+    assert (y1 - y0, x1 - x0) == (32, 32)
+    assert not series.mask[y0:y1, x0:x1].any()
+    assert np.allclose(series.clean[:, y0:y1, x0:x1], 1.0, atol=0.02)
+    # Too large a square cannot be vacuum everywhere.
+    assert series.vacuum_corner(series.frames.shape[1]) is None

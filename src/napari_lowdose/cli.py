@@ -7,7 +7,6 @@ node). Errors are printed as one line on stderr with a non-zero exit status.
 import argparse
 import json
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,8 @@ __all__ = ["main", "parse_roi"]
 
 PROG = "napari-lowdose"
 
-
 class CliError(LowdoseError):
     """A usage error detected after argument parsing."""
-
 
 def parse_roi(text: str) -> tuple[int, int, int, int]:
     """Parse ``"Y0:Y1,X0:X1"`` (pixels, end exclusive) into ``(y0, y1, x0, x1)``."""
@@ -36,14 +33,12 @@ def parse_roi(text: str) -> tuple[int, int, int, int]:
         raise CliError(f"region {text!r} is empty or negative")
     return y0, y1, x0, x1
 
-
 def _roi_argument(text: str) -> tuple[int, int, int, int]:
     """argparse ``type=`` for a region: a bad value becomes a usage error."""
     try:
         return parse_roi(text)
     except CliError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
-
 
 def _add_dose_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("dose per frame (overrides what the file states)")
@@ -63,7 +58,6 @@ def _add_dose_options(parser: argparse.ArgumentParser) -> None:
                        help="vacuum region for the counts source (default: whole frame)")
     parser.add_argument("--pixel-size-A", type=float, metavar="S",
                         help="pixel size in Å/px (overrides the file's calibration)")
-
 
 def _open_calibrated(args: argparse.Namespace):
     from .io.calibrate import calibrate_frame_dose
@@ -90,7 +84,6 @@ def _open_calibrated(args: argparse.Namespace):
             roi=args.counts_roi,
         )
     return series
-
 
 def series_info(series) -> dict[str, Any]:
     """A JSON-serialisable summary of an opened series."""
@@ -119,7 +112,6 @@ def series_info(series) -> dict[str, Any]:
             "dose_e_per_A2": [float(v) for v in d],
         }
     return info
-
 
 def _format_info(info: dict[str, Any]) -> str:
     shape = " × ".join(str(n) for n in info["shape"])
@@ -155,46 +147,13 @@ def _format_info(info: dict[str, Any]) -> str:
         lines.append(f"warning:     {warning}")
     return "\n".join(lines)
 
-
 def cmd_info(args: argparse.Namespace) -> int:
     """Print format, shape, dtype, pixel size and dose summary of a series."""
     info = series_info(_open_calibrated(args))
     print(json.dumps(info, indent=2) if args.json else _format_info(info))
     return 0
 
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Make the built-in synthetic dose series, save it, and run ``info`` on the file."""
-    from .io.dose import write_dose_table
-    from .io.readers import read_series
-    from .io.writers import write_series_tiff
-    from .simulate.synthetic_series import make_synthetic_dose_series
-
-    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="lowdose-demo-"))
-    series = make_synthetic_dose_series(seed=args.seed)
-    p = series.parameters
-    tiff = write_series_tiff(
-        out / "synthetic_dose_series.tif", series.counts, p.sampling_A,
-        dose_e_per_A2=series.dose_e_per_A2,
-        extra_metadata={"counts_per_electron": p.counts_per_electron,
-                        "synthetic": series.metadata()},
-    )
-    write_series_tiff(out / "particle_truth_mask.tif", series.particle_mask, p.sampling_A)
-    write_dose_table(out / "dose.csv", series.dose_e_per_A2)
-    print(f"wrote {tiff}, {out / 'particle_truth_mask.tif'} and {out / 'dose.csv'}\n")
-    print(_format_info(series_info(read_series(tiff))))
-    # The detector noise of the demo is known: fit it back from a vacuum corner.
-    print("\nnapari-lowdose fit-noise on a 64×64 px vacuum corner (physical model, Eq. 3):")
-    fit_args = build_parser().parse_args(
-        ["fit-noise", str(tiff), "--roi", "0:64,0:64", "--model", "physical",
-         "--out", str(out / "noise_fit")])
-    cmd_fit_noise(fit_args)
-    print(f"truth: c0 = {p.c0}, c3 = {p.c3}, N0 = {p.n0_e_per_px} e⁻/px")
-    return 0
-
-
 MIN_ROI_PX = 32
-
 
 def _roi_stack(data: Any, roi: tuple[int, int, int, int]):
     """Read the ROI of every frame (frame by frame, so a lazy series stays on disk)."""
@@ -212,7 +171,6 @@ def _roi_stack(data: Any, roi: tuple[int, int, int, int]):
     for i in range(frames.shape[0]):
         stack[i] = np.asarray(frames[i, y0:y1, x0:x1])
     return stack
-
 
 def cmd_fit_noise(args: argparse.Namespace) -> int:
     """Fit the detector noise model (Larsen Eqs. 1–4) in a vacuum ROI of every frame."""
@@ -261,7 +219,6 @@ def cmd_fit_noise(args: argparse.Namespace) -> int:
     print(f"wrote {out / 'noise_fits.csv'}, {out / 'noise_model.json'}, {out / 'noise_fit.png'}")
     return 0
 
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``napari-lowdose`` command."""
     parser = argparse.ArgumentParser(prog=PROG, description="Low-dose HR-TEM analysis, headless.")
@@ -289,11 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dose_options(fit)
     fit.set_defaults(func=cmd_fit_noise)
 
-    demo = sub.add_parser("demo", help="run on the built-in synthetic dose series")
-    demo.add_argument("--out", type=Path, metavar="DIR",
-                      help="output folder (default: a new temporary folder)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    demo.set_defaults(func=cmd_demo)
+    from .cli_demo import add_demo_parser
+
+    add_demo_parser(sub)
 
     from .cli_simulate import add_simulate_parser
 
@@ -307,8 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_segment import add_segment_parsers
 
     add_segment_parsers(sub)
-    return parser
 
+    return parser
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``napari-lowdose`` command; returns the exit status."""
@@ -328,7 +283,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: internal error: {type(err).__name__}: {err} "
               "(rerun with --debug for details)", file=sys.stderr)
         return 1
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -107,6 +107,39 @@ class SimulatedDoseSeries:
         """Number of frames."""
         return int(self.frames.shape[0])
 
+    def vacuum_corner(self, size_px: int = 64) -> tuple[int, int, int, int] | None:
+        """The corner square of the field that is most nearly vacuum, if any is.
+
+        A microscopist draws the vacuum region for the noise fit (Larsen et al.
+        2023, Eqs. 1–4) by eye; here the noise-free reference decides: of the
+        four ``size_px`` corner squares, the one whose clean intensity departs
+        least from the vacuum level 1 in every frame.
+
+        Parameters
+        ----------
+        size_px : int
+            Side of the square in pixels.
+
+        Returns
+        -------
+        (y0, y1, x0, x1) or None
+            Pixel bounds (end exclusive), or None when no corner square is
+            vacuum to within 2 % in every frame (the particle or the support
+            reaches every corner).
+        """
+        ny, nx = self.frames.shape[1:]
+        size = int(size_px)
+        if size > min(ny, nx):
+            return None
+        best, best_departure = None, np.inf
+        for y0 in (0, ny - size):
+            for x0 in (0, nx - size):
+                square = self.clean[:, y0:y0 + size, x0:x0 + size]
+                departure = float(np.max(np.abs(square - 1.0)))
+                if departure < best_departure:
+                    best, best_departure = (y0, y0 + size, x0, x0 + size), departure
+        return best if best_departure <= 0.02 else None
+
     def metadata(self) -> dict[str, Any]:
         """JSON-ready record of how the series was made (for layer metadata)."""
         return {

@@ -341,6 +341,43 @@ class SegmentWidget(Container):
         self._worker.finished.connect(self._on_finished)
         self._worker.start()
 
+    def show_probabilities(self, probabilities) -> bool:
+        """Show a finished run (e.g. ``probability.tif`` of the ``segment`` command).
+
+        The probabilities fill this widget's probability and mask layers for the
+        chosen image and model as if they had just been computed: thresholds,
+        the features table, F1 against the truth and the plot follow.
+
+        Parameters
+        ----------
+        probabilities : array, shape (frames, y, x) or (y, x)
+            Probability of every frame of the chosen image layer.
+
+        Returns
+        -------
+        bool
+            False (after a notification) when nothing could be shown.
+        """
+        request = self._request()
+        if request is None:
+            return False
+        values = np.asarray(probabilities, dtype=np.float32)
+        if values.shape != tuple(request.data.shape):
+            show_error(
+                f"The probabilities have shape {values.shape} but '{request.layer.name}' "
+                f"has shape {tuple(request.data.shape)}."
+            )
+            return False
+        stack = values if values.ndim == 3 else values[None]
+        self._prepare_layers(request)
+        self._stop_event.clear()
+        self._run.n_requested = stack.shape[0]
+        self.progress_bar.max = stack.shape[0]
+        for index in range(stack.shape[0]):
+            self._on_frame((index, stack[index]))
+        self._on_finished()
+        return True
+
     def _frames(self, request):
         """Generator (worker thread): load the model, then yield (index, probability)."""
         from ..models import inference

@@ -1,0 +1,245 @@
+"""``napari-lowdose demo``: the whole analysis on the built-in simulated dose series.
+
+The demo does, on data it makes itself (nothing is downloaded), what a
+microscopist does with a real series:
+
+1. simulate one CeO2-supported Au particle imaged as a dose series after
+   Larsen et al. (2023), SOI Fig. 9 (:func:`~.simulate.series.simulate_dose_series`,
+   MTF 3 detector, 10¹…10⁴ e⁻/Å²) and save it as a calibrated ImageJ TIFF with
+   its dose table and exact truth mask;
+2. fit the detector noise (Eqs. 1–4, physical model Eq. 3) in a vacuum corner
+   with ``fit-noise`` and compare it with the noise the series was made with;
+3. segment every frame with a shipped network (``segment``);
+4. score the masks against the truth (``evaluate``, F1 per frame, SOI Fig. 9);
+5. print a short summary: the convergence dose, the dose at 50 % segmentation
+   and the converged area (SPEC §5), against the truth.
+
+``--gui`` then opens napari with the series, the truth, the probability and
+mask layers and the Segment and Area vs dose docks filled in.
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .io.errors import LowdoseError
+
+__all__ = ["DEMO_RECORD", "add_demo_parser", "cmd_demo"]
+
+#: The record a demo writes last; a folder holding one is a demo folder a rerun may replace.
+DEMO_RECORD = "demo.json"
+#: The model the demo segments with: the better of the shipped models at p ≥ 0.9
+#: (docs/models.md).
+DEMO_MODEL = "unet-au-ceo2"
+#: Side of the vacuum square for the noise fit (px), and the smallest one tried.
+VACUUM_SIDE_PX = (96, 64, 32)
+#: Frames at or above this dose count as "high dose" in the F1 summary (e⁻/Å², issue 5).
+F1_HIGH_DOSE_E_PER_A2 = 200.0
+
+
+class DemoError(LowdoseError):
+    """The demo cannot run with these options."""
+
+
+def add_demo_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``napari-lowdose demo``."""
+    demo = sub.add_parser(
+        "demo", help="the whole analysis on the built-in simulated Au/CeO2 dose series",
+        description="Simulate a dose series of a supported Au particle (SOI Fig. 9), fit the "
+                    "detector noise in vacuum, segment every frame with a shipped network, "
+                    "score it against the truth and print the area-against-dose summary.")
+    demo.add_argument("--out", type=Path, metavar="DIR",
+                      help="output folder (default: a new temporary folder); a previous demo "
+                           "folder is replaced")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the series (default 0)")
+    demo.add_argument("--frames", type=int, default=40, metavar="N",
+                      help="frames in the series (default 40; the paper's series has 1000)")
+    demo.add_argument("--size", type=int, default=384, metavar="PX",
+                      help="field side in pixels at 0.075 Å/px (default 384)")
+    demo.add_argument("--model", default=DEMO_MODEL, metavar="NAME|PATH",
+                      help=f"segmentation model (default {DEMO_MODEL}; see 'napari-lowdose "
+                           "models')")
+    demo.add_argument("--threshold", type=float, default=0.9,
+                      help="probability threshold of the masks (default 0.9)")
+    demo.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    demo.add_argument("--overwrite", action="store_true",
+                      help="write into a folder that holds other files")
+    demo.add_argument("--gui", action="store_true",
+                      help="then open napari with the layers and widgets filled in")
+    demo.set_defaults(func=cmd_demo)
+
+
+def _check_folder(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise DemoError(f"{out} exists and is not a folder")
+    if (out.is_dir() and any(out.iterdir()) and not (out / DEMO_RECORD).is_file()
+            and not overwrite):
+        raise DemoError(f"{out} holds files that are not a napari-lowdose demo; choose another "
+                        "folder or pass --overwrite")
+
+
+def _run(argv: list[str]) -> None:
+    """Run one ``napari-lowdose`` command as a user would type it."""
+    from .cli import build_parser
+
+    print(f"\n$ napari-lowdose {' '.join(argv)}")
+    args = build_parser().parse_args(argv)
+    status = args.func(args)
+    if status:
+        raise DemoError(f"'napari-lowdose {argv[0]}' failed (exit status {status})")
+
+
+def _write_series(series, out: Path) -> dict[str, Path]:
+    from .io.dose import write_dose_table
+    from .io.writers import write_series_tiff
+
+    paths = {"series": out / "series.tif", "truth": out / "truth_mask.tif",
+             "dose": out / "dose.csv"}
+    write_series_tiff(paths["series"], series.frames, series.sampling_A,
+                      dose_e_per_A2=series.dose_e_per_A2,
+                      extra_metadata={"simulated": series.metadata()})
+    write_series_tiff(paths["truth"], series.mask, series.sampling_A)
+    write_dose_table(paths["dose"], series.dose_e_per_A2)
+    return paths
+
+
+def _fit_noise(series, series_path: Path, out: Path) -> dict[str, Any]:
+    for side in VACUUM_SIDE_PX:
+        roi = series.vacuum_corner(side)
+        if roi is not None:
+            break
+    else:
+        raise DemoError("no corner of this series is vacuum; try another --seed or a larger "
+                        "--size")
+    y0, y1, x0, x1 = roi
+    _run(["fit-noise", str(series_path), "--roi", f"{y0}:{y1},{x0}:{x1}",
+          "--model", "physical", "--out", str(out / "noise_fit")])
+    truth = {key: float(series.records[0][key]) for key in ("c0", "c3", "n0_e_per_px")}
+    print(f"the series was made with c0 = {truth['c0']:.3g} q_N, c3 = {truth['c3']:.3g}, "
+          f"N0 = {truth['n0_e_per_px']:.3g} e⁻/px ({series.noise_model.name})")
+    return {"roi_px": [y0, y1, x0, x1], "truth": truth}
+
+
+def _f1_summary(segment_dir: Path) -> dict[str, Any]:
+    import csv
+
+    import numpy as np
+
+    with open(segment_dir / "f1_vs_dose.csv", newline="", encoding="utf-8") as table:
+        rows = list(csv.DictReader(table))
+    dose = np.array([float(row["dose_e_per_A2"]) for row in rows])
+    f1 = np.array([float(row["f1"]) for row in rows])
+    high = dose >= F1_HIGH_DOSE_E_PER_A2
+    above = np.flatnonzero(f1 < 0.5)
+    # The lowest dose from which every frame has F1 ≥ 0.5.
+    from_dose = float(dose[0]) if above.size == 0 else (
+        float(dose[above[-1] + 1]) if above[-1] + 1 < dose.size else None)
+    return {
+        "median_f1_at_200_e_per_A2_and_above": float(np.median(f1[high])) if high.any() else None,
+        "worst_f1_at_200_e_per_A2_and_above": float(np.min(f1[high])) if high.any() else None,
+        "f1_at_least_half_from_e_per_A2": from_dose,
+    }
+
+
+def _print_summary(record: dict[str, Any]) -> None:
+    def dose(value):
+        return "not reached" if value is None else f"{value:.3g} e⁻/Å²"
+
+    seg, f1 = record["segmentation"], record["f1"]
+    area = seg["converged_area_nm2"]
+    print("\nSummary")
+    print(f"  series:            {record['series']['frames']} frames of "
+          f"{record['series']['size_px']}² px at {record['series']['sampling_A']} Å/px, "
+          f"{record['series']['dose_range_e_per_A2'][0]:.3g}–"
+          f"{record['series']['dose_range_e_per_A2'][1]:.3g} e⁻/Å²")
+    print(f"  model:             {record['model']} (threshold {record['threshold']})")
+    print(f"  convergence dose:  {dose(seg['convergence_dose_e_per_A2'])}")
+    print(f"  50 % segmentation: {dose(seg['dose_at_50pct_e_per_A2'])}")
+    area_text = "—" if area is None else f"{area:.3g} nm²"
+    print(f"  converged area:    {area_text} (truth {record['truth_area_nm2']:.3g} nm²)")
+    median = f1["median_f1_at_200_e_per_A2_and_above"]
+    if median is not None:
+        print(f"  F1 at ≥ 200 e⁻/Å²: median {median:.2f}, worst "
+              f"{f1['worst_f1_at_200_e_per_A2_and_above']:.2f}; every frame ≥ 0.5 from "
+              f"{dose(f1['f1_at_least_half_from_e_per_A2'])}")
+    print(f"  files:             {record['out']}")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Simulate, fit the noise, segment, score and summarise (see the module docstring)."""
+    from . import __version__
+    from .io.writers import atomic_write_text
+    from .simulate.series import simulate_dose_series
+
+    if args.frames < 2:
+        raise DemoError("--frames must be at least 2 (the curve needs several doses)")
+    if args.size < 128:
+        raise DemoError("--size must be at least 128 px")
+    if not 0 < args.threshold < 1:
+        raise DemoError("--threshold must be between 0 and 1")
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="lowdose-demo-"))
+    _check_folder(out, args.overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    print(f"1. simulating {args.frames} frames of {args.size}² px (seed {args.seed}) …")
+    series = simulate_dose_series(args.seed, n_frames=args.frames, size_px=args.size)
+    paths = _write_series(series, out)
+    print(f"wrote {paths['series']}, {paths['truth']} and {paths['dose']}")
+
+    print("\n2. fitting the detector noise in a vacuum corner (Eq. 3)")
+    noise = _fit_noise(series, paths["series"], out)
+
+    print("\n3. segmenting every frame")
+    segment_dir = out / "segment"
+    _run(["segment", str(paths["series"]), "--model", str(args.model), "--threshold",
+          str(args.threshold), "--device", str(args.device), "--overwrite",
+          "--out", str(segment_dir)])
+
+    print("\n4. scoring the masks against the truth")
+    _run(["evaluate", str(segment_dir), "--truth", str(paths["truth"]), "--overwrite"])
+
+    summary = json.loads((segment_dir / "summary.json").read_text(encoding="utf-8"))
+    record = {
+        "format": "napari-lowdose/demo",
+        "package_version": __version__,
+        "out": str(out.resolve()),
+        "series": {"seed": args.seed, "frames": args.frames, "size_px": args.size,
+                   "sampling_A": float(series.sampling_A),
+                   "dose_range_e_per_A2": [float(series.dose_e_per_A2[0]),
+                                           float(series.dose_e_per_A2[-1])],
+                   "files": {key: path.name for key, path in paths.items()}},
+        "noise_fit": noise,
+        "model": str(args.model),
+        "threshold": float(args.threshold),
+        "segmentation": {key: summary.get(key) for key in (
+            "convergence_dose_e_per_A2", "dose_at_50pct_e_per_A2", "converged_area_px",
+            "converged_area_nm2")},
+        "truth_area_nm2": float(series.mask.sum()) * float(series.sampling_A) ** 2 / 100.0,
+        "f1": _f1_summary(segment_dir),
+        "elapsed_s": round(time.perf_counter() - started, 1),
+    }
+    atomic_write_text(out / DEMO_RECORD, json.dumps(record, indent=2))
+    _print_summary(record)
+    if args.gui:
+        return _open_gui(out)
+    return 0
+
+
+def _open_gui(out: Path) -> int:
+    try:
+        import napari
+
+        from .widgets.demo import populate_demo_viewer
+    except ImportError as error:
+        raise DemoError(f"--gui needs napari with a Qt binding ({error}); "
+                        "pip install 'napari-lowdose[all]'") from None
+    viewer = napari.Viewer(title="napari-lowdose demo")
+    populate_demo_viewer(viewer, out)
+    print("\nnapari is open; close its window to finish.", file=sys.stderr)
+    napari.run()
+    return 0

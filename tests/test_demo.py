@@ -1,0 +1,86 @@
+"""``napari-lowdose demo`` (the README's main job) and its napari viewer."""
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_lowdose.cli import main
+from napari_lowdose.io.readers import read_series
+
+DEMO_OPTIONS = ["--frames", "5", "--size", "192", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def demo_folder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    assert main(["demo", "--out", str(out), *DEMO_OPTIONS]) == 0
+    return out
+
+
+def test_demo_writes_series_noise_fit_segmentation_and_record(demo_folder):
+    out = demo_folder
+    for name in ("series.tif", "truth_mask.tif", "dose.csv", "demo.json",
+                 "noise_fit/noise_model.json", "segment/masks.tif", "segment/probability.tif",
+                 "segment/area_vs_dose.csv", "segment/summary.json", "segment/f1_vs_dose.csv"):
+        assert (out / name).is_file(), name
+    series = read_series(out / "series.tif")
+    assert series.data.shape == (5, 192, 192)
+    assert series.pixel_size_A == pytest.approx((0.075, 0.075), rel=1e-4)
+    assert series.frame_dose.dose_e_per_A2[0] == pytest.approx(10.0)
+    assert series.frame_dose.dose_e_per_A2[-1] == pytest.approx(1e4)
+    record = json.loads((out / "demo.json").read_text())
+    summary = json.loads((out / "segment" / "summary.json").read_text())
+    assert record["segmentation"]["convergence_dose_e_per_A2"] == (
+        summary["convergence_dose_e_per_A2"])
+    assert record["model"] == "unet-au-ceo2" and record["threshold"] == 0.9
+    # The vacuum corner holds no particle and the fit gives back the detector's MTF.
+    y0, y1, x0, x1 = record["noise_fit"]["roi_px"]
+    truth_mask = np.asarray(read_series(out / "truth_mask.tif").data)
+    assert not truth_mask[y0:y1, x0:x1].any()
+    fitted = json.loads((out / "noise_fit" / "noise_model.json").read_text())
+    c0_truth = record["noise_fit"]["truth"]["c0"]
+    assert np.median(fitted["c0_range"]) == pytest.approx(c0_truth, rel=0.15)
+
+
+def test_demo_prints_a_summary_and_replaces_its_own_folder(demo_folder, capsys):
+    before = (demo_folder / "demo.json").stat().st_mtime_ns
+    assert main(["demo", "--out", str(demo_folder), *DEMO_OPTIONS]) == 0
+    printed = capsys.readouterr().out
+    for text in ("convergence dose:", "50 % segmentation:", "converged area:", "truth",
+                 "$ napari-lowdose fit-noise", "$ napari-lowdose segment"):
+        assert text in printed
+    assert (demo_folder / "demo.json").stat().st_mtime_ns != before
+
+
+def test_demo_refuses_a_folder_of_other_files(tmp_path, capsys):
+    (tmp_path / "mine.txt").write_text("keep")
+    assert main(["demo", "--out", str(tmp_path), *DEMO_OPTIONS]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not a napari-lowdose demo" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
+    assert main(["demo", "--out", str(tmp_path / "x"), "--frames", "1"]) == 1
+    assert "--frames" in capsys.readouterr().err
+
+
+def test_demo_viewer_shows_the_run_in_the_segment_and_plot_docks(demo_folder,
+                                                                 make_napari_viewer):
+    from napari_lowdose.widgets.demo import populate_demo_viewer
+
+    viewer = make_napari_viewer()
+    widget = populate_demo_viewer(viewer, demo_folder)
+    image = viewer.layers["simulated series"]
+    prob = viewer.layers["simulated series probability [unet-au-ceo2]"]
+    mask = viewer.layers["simulated series mask [unet-au-ceo2]"]
+    assert prob.data.shape == mask.data.shape == image.data.shape
+    assert tuple(mask.scale) == tuple(image.scale)
+    saved = np.asarray(read_series(demo_folder / "segment" / "probability.tif").data)
+    assert np.array_equal(prob.data, saved)
+    assert np.array_equal(mask.data, (saved >= 0.9).astype(np.uint8))
+    summary = json.loads((demo_folder / "segment" / "summary.json").read_text())
+    features = mask.features
+    assert features["converged_area_px"][0] == pytest.approx(summary["converged_area_px"])
+    assert "median_f1" in features  # the truth mask was picked up
+    runs = widget.plot_widget.plotted_runs()
+    assert list(runs) == ["unet-au-ceo2"] and len(runs["unet-au-ceo2"][0]) == 5
+    assert viewer.dims.current_step[0] == 4
