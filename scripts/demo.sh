@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-env.sh
-exec .venv/bin/napari-lowdose demo --out demo_out "$@"
+exec .venv/bin/napari-lowdose demo --out demo_out --overwrite "$@"

@@ -63,6 +63,16 @@ def test_demo_refuses_a_folder_of_other_files(tmp_path, capsys):
     assert "--frames" in capsys.readouterr().err
 
 
+def test_demo_gui_without_a_display_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("sys.platform", "linux")
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["demo", "--gui", "--out", str(tmp_path / "gui")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "needs a display" in err
+    assert not (tmp_path / "gui").exists()
+
+
 def test_demo_viewer_shows_the_run_in_the_segment_and_plot_docks(demo_folder,
                                                                  make_napari_viewer):
     from napari_lowdose.widgets.demo import populate_demo_viewer

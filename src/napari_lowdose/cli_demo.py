@@ -183,6 +183,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise DemoError("--threshold must be between 0 and 1")
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="lowdose-demo-"))
     _check_folder(out, args.overwrite)
+    if args.gui and not _has_display():
+        raise DemoError("--gui needs a display and there is none here (no DISPLAY); "
+                        "leave out --gui, or run under xvfb-run")
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
@@ -228,6 +231,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.gui:
         return _open_gui(out)
     return 0
+
+
+def _has_display() -> bool:
+    """Whether Qt can open a window here (no X/Wayland display on a headless Linux box)."""
+    import os
+
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def _open_gui(out: Path) -> int:
