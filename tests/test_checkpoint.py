@@ -127,10 +127,11 @@ def test_shared_and_non_contiguous_tensors_are_saved(tmp_path):
 
 
 def test_build_model():
-    assert set(ARCHITECTURES) == {"msdnet", "unet"}
+    assert set(ARCHITECTURES) == {"msdnet", "unet", "denoiser"}
     assert isinstance(build_model("unet", {"base_channels": 2, "levels": 1}), UNet)
     assert isinstance(build_model("msdnet", _msdnet().config), MSDNet)
-    with pytest.raises(ValueError, match="unknown architecture 'resnet'; known: msdnet, unet"):
+    with pytest.raises(ValueError,
+                       match="unknown architecture 'resnet'; known: denoiser, msdnet, unet"):
         build_model("resnet", {})
 
 

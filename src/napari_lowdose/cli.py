@@ -18,8 +18,10 @@ __all__ = ["main", "parse_roi"]
 
 PROG = "napari-lowdose"
 
+
 class CliError(LowdoseError):
     """A usage error detected after argument parsing."""
+
 
 def parse_roi(text: str) -> tuple[int, int, int, int]:
     """Parse ``"Y0:Y1,X0:X1"`` (pixels, end exclusive) into ``(y0, y1, x0, x1)``."""
@@ -33,12 +35,14 @@ def parse_roi(text: str) -> tuple[int, int, int, int]:
         raise CliError(f"region {text!r} is empty or negative")
     return y0, y1, x0, x1
 
+
 def _roi_argument(text: str) -> tuple[int, int, int, int]:
     """argparse ``type=`` for a region: a bad value becomes a usage error."""
     try:
         return parse_roi(text)
     except CliError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
 
 def _add_dose_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("dose per frame (overrides what the file states)")
@@ -58,6 +62,7 @@ def _add_dose_options(parser: argparse.ArgumentParser) -> None:
                        help="vacuum region for the counts source (default: whole frame)")
     parser.add_argument("--pixel-size-A", type=float, metavar="S",
                         help="pixel size in Å/px (overrides the file's calibration)")
+
 
 def _open_calibrated(args: argparse.Namespace):
     from .io.calibrate import calibrate_frame_dose
@@ -84,6 +89,7 @@ def _open_calibrated(args: argparse.Namespace):
             roi=args.counts_roi,
         )
     return series
+
 
 def series_info(series) -> dict[str, Any]:
     """A JSON-serialisable summary of an opened series."""
@@ -112,6 +118,7 @@ def series_info(series) -> dict[str, Any]:
             "dose_e_per_A2": [float(v) for v in d],
         }
     return info
+
 
 def _format_info(info: dict[str, Any]) -> str:
     shape = " × ".join(str(n) for n in info["shape"])
@@ -147,13 +154,16 @@ def _format_info(info: dict[str, Any]) -> str:
         lines.append(f"warning:     {warning}")
     return "\n".join(lines)
 
+
 def cmd_info(args: argparse.Namespace) -> int:
     """Print format, shape, dtype, pixel size and dose summary of a series."""
     info = series_info(_open_calibrated(args))
     print(json.dumps(info, indent=2) if args.json else _format_info(info))
     return 0
 
+
 MIN_ROI_PX = 32
+
 
 def _roi_stack(data: Any, roi: tuple[int, int, int, int]):
     """Read the ROI of every frame (frame by frame, so a lazy series stays on disk)."""
@@ -171,6 +181,7 @@ def _roi_stack(data: Any, roi: tuple[int, int, int, int]):
     for i in range(frames.shape[0]):
         stack[i] = np.asarray(frames[i, y0:y1, x0:x1])
     return stack
+
 
 def cmd_fit_noise(args: argparse.Namespace) -> int:
     """Fit the detector noise model (Larsen Eqs. 1–4) in a vacuum ROI of every frame."""
@@ -219,6 +230,7 @@ def cmd_fit_noise(args: argparse.Namespace) -> int:
     print(f"wrote {out / 'noise_fits.csv'}, {out / 'noise_model.json'}, {out / 'noise_fit.png'}")
     return 0
 
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``napari-lowdose`` command."""
     parser = argparse.ArgumentParser(prog=PROG, description="Low-dose HR-TEM analysis, headless.")
@@ -262,8 +274,15 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_segment import add_segment_parsers
 
     add_segment_parsers(sub)
+    from .cli_denoise import add_denoise_parsers
 
+    add_denoise_parsers(sub)
+
+    from .cli_watch import add_watch_parser
+
+    add_watch_parser(sub)
     return parser
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``napari-lowdose`` command; returns the exit status."""
@@ -283,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: internal error: {type(err).__name__}: {err} "
               "(rerun with --debug for details)", file=sys.stderr)
         return 1
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -33,6 +33,7 @@ from torch import nn
 
 from .. import __version__
 from ..io.errors import LowdoseError
+from .denoiser import DenoiserUNet, denoiser_normalisation
 from .msdnet import MSDNet
 from .unet import UNet
 
@@ -42,6 +43,7 @@ __all__ = [
     "FORMAT_VERSION",
     "METADATA_KEY",
     "NORMALISATION",
+    "SEGMENTATION_ARCHITECTURES",
     "CheckpointError",
     "build_model",
     "load_checkpoint",
@@ -51,8 +53,15 @@ __all__ = [
     "standardise",
 ]
 
-#: Network classes by architecture name (SPEC §4).
-ARCHITECTURES: dict[str, type[nn.Module]] = {"msdnet": MSDNet, "unet": UNet}
+#: Network classes by architecture name (SPEC §4): segmentation (MSD-net, U-net) and
+#: the low-dose denoiser (Katsuno et al. 2021).
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    "msdnet": MSDNet,
+    "unet": UNet,
+    "denoiser": DenoiserUNet,
+}
+#: The architectures that segment (per-pixel particle logits).
+SEGMENTATION_ARCHITECTURES: tuple[str, ...] = ("msdnet", "unet")
 
 #: Value of ``"format"`` in a model file's metadata.
 FORMAT = "napari-lowdose/model"
@@ -108,7 +117,7 @@ def build_model(arch: str, config: Mapping[str, Any]) -> nn.Module:
     Parameters
     ----------
     arch : str
-        A key of :data:`ARCHITECTURES` (``"msdnet"`` or ``"unet"``).
+        A key of :data:`ARCHITECTURES` (``"msdnet"``, ``"unet"`` or ``"denoiser"``).
     config : mapping
         The network's ``config`` dictionary (hyper-parameters).
 
@@ -201,7 +210,9 @@ def _metadata_document(model: nn.Module, arch: str, metadata: Mapping[str, Any])
         "arch": arch,
         "config": dict(config),
         "package_version": __version__,
-        "normalisation": NORMALISATION,
+        "normalisation": (
+            denoiser_normalisation(dict(config)) if arch == "denoiser" else NORMALISATION
+        ),
     }
     document.update(metadata)
     # Round trip through JSON so the caller gets exactly what a reader will see.
@@ -224,11 +235,12 @@ def save_checkpoint(
     model : torch.nn.Module
         A network of :data:`ARCHITECTURES` with a ``config`` dictionary.
     arch : str
-        Its architecture name (``"msdnet"`` or ``"unet"``).
+        Its architecture name (``"msdnet"``, ``"unet"`` or ``"denoiser"``).
     metadata : mapping
         JSON-serialisable provenance merged into the document (e.g. ``normalisation``,
         ``dataset``, ``noise_model``, ``validation``, ``training``); numpy scalars and
-        arrays are converted. ``normalisation`` defaults to :data:`NORMALISATION`.
+        arrays are converted. ``normalisation`` defaults to :data:`NORMALISATION`
+        (for a denoiser: :func:`.denoiser.denoiser_normalisation` of its config).
 
     Returns
     -------

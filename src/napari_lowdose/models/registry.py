@@ -5,6 +5,10 @@ The shipped weights are produced by the project's own ``simulate`` and
 dataset card, the training time and machine, and the F1-against-dose curves.
 A model is named on the command line and in the widgets either by its shipped
 name (``msdnet-au-ceo2``) or by the path of a ``.safetensors`` checkpoint.
+
+Segmentation models (MSD-net, U-net) and denoisers (Katsuno et al. 2021) are
+listed apart (:data:`SHIPPED_MODELS`, :data:`SHIPPED_DENOISERS`); each loader
+refuses a file of the other kind with a one-line :class:`CheckpointError`.
 """
 
 import os
@@ -13,9 +17,25 @@ from typing import Any
 
 import torch
 
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import (
+    SEGMENTATION_ARCHITECTURES,
+    CheckpointError,
+    load_checkpoint,
+    read_checkpoint_metadata,
+)
 
-__all__ = ["DEFAULT_MODEL", "SHIPPED_MODELS", "available_models", "load_model", "resolve_model"]
+__all__ = [
+    "DEFAULT_DENOISER",
+    "DEFAULT_MODEL",
+    "SHIPPED_DENOISERS",
+    "SHIPPED_MODELS",
+    "available_denoisers",
+    "available_models",
+    "load_denoiser",
+    "load_model",
+    "resolve_denoiser",
+    "resolve_model",
+]
 
 PRETRAINED_DIR = Path(__file__).with_name("pretrained")
 #: Shipped name → file in ``models/pretrained``.
@@ -24,6 +44,11 @@ SHIPPED_MODELS: dict[str, str] = {
     "unet-au-ceo2": "unet_au_ceo2.safetensors",
 }
 DEFAULT_MODEL = "msdnet-au-ceo2"
+#: Shipped denoiser name → file in ``models/pretrained`` (Katsuno et al. 2021, SPEC §4).
+SHIPPED_DENOISERS: dict[str, str] = {
+    "denoiser-au-ceo2": "denoiser_au_ceo2.safetensors",
+}
+DEFAULT_DENOISER = "denoiser-au-ceo2"
 
 
 def available_models() -> list[str]:
@@ -59,5 +84,79 @@ def load_model(
     arch: str | None = None,
     device: str | torch.device = "cpu",
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Load a shipped model by name or a checkpoint file (:func:`.checkpoint.load_checkpoint`)."""
-    return load_checkpoint(resolve_model(name_or_path), arch=arch, device=device)
+    """Load a shipped segmentation model by name or a checkpoint file.
+
+    See :func:`.checkpoint.load_checkpoint`. Without ``arch``, any segmentation
+    architecture is accepted and a denoiser is refused.
+
+    Raises
+    ------
+    CheckpointError
+        One line: unknown name, unreadable file, or a model of another kind.
+    """
+    path = resolve_model(name_or_path)
+    if arch is None:
+        found = read_checkpoint_metadata(path).get("arch")
+        if found not in SEGMENTATION_ARCHITECTURES:
+            raise CheckpointError(
+                f"{path.name} holds a {found}, not a segmentation model (msdnet or unet)"
+                + ("; use it with 'napari-lowdose denoise'" if found == "denoiser" else "")
+            )
+    return load_checkpoint(path, arch=arch, device=device)
+
+
+def available_denoisers() -> list[str]:
+    """Shipped denoiser names whose files are present in this installation."""
+    return [name for name, file in SHIPPED_DENOISERS.items()
+            if (PRETRAINED_DIR / file).is_file()]
+
+
+def resolve_denoiser(name_or_path: str | os.PathLike) -> Path:
+    """The checkpoint file of a shipped denoiser name or of a path.
+
+    Raises
+    ------
+    CheckpointError
+        Neither a shipped denoiser that is installed nor an existing file.
+    """
+    text = str(name_or_path)
+    if text in SHIPPED_DENOISERS:
+        path = PRETRAINED_DIR / SHIPPED_DENOISERS[text]
+        if not path.is_file():
+            raise CheckpointError(
+                f"the shipped denoiser {text!r} is not installed ({path} is missing); train "
+                "one with 'napari-lowdose train-denoiser' and pass its file with --model"
+            )
+        return path
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    shipped = ", ".join(available_denoisers()) or "none installed"
+    raise CheckpointError(f"{text!r} is neither a shipped denoiser ({shipped}) nor a model file")
+
+
+def load_denoiser(
+    name_or_path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Load a shipped denoiser by name or a denoiser checkpoint file.
+
+    Parameters
+    ----------
+    name_or_path : str or PathLike
+        A name of :data:`SHIPPED_DENOISERS` or a ``.safetensors`` file.
+    device : str or torch.device, optional
+        Where to put the network (``"auto"`` allowed).
+
+    Returns
+    -------
+    model : DenoiserUNet
+        In eval mode.
+    metadata : dict
+        The checkpoint's metadata (normalisation, training, validation PSNR/SSIM).
+
+    Raises
+    ------
+    CheckpointError
+        One line: unknown name, missing or unreadable file, or a segmentation model.
+    """
+    return load_checkpoint(resolve_denoiser(name_or_path), arch="denoiser", device=device)
