@@ -64,3 +64,23 @@ def test_shipped_models_load_and_segment(name):
     frame = np.random.default_rng(0).poisson(50.0, (67, 90)).astype(np.float32)
     probability = predict_frame(model, frame, device="cpu")
     assert probability.shape == (67, 90) and 0 <= probability.min() <= probability.max() <= 1
+
+
+def test_cli_models_describes_a_denoiser_and_lists_shipped_denoisers(tmp_path, monkeypatch,
+                                                                     capsys):
+    from napari_lowdose.cli import main
+    from napari_lowdose.models.denoiser import DenoiserUNet
+
+    path = save_checkpoint(tmp_path / "d.safetensors", DenoiserUNet(base_channels=4, levels=1),
+                           arch="denoiser", metadata={"validation": {"psnr_db": 21.5,
+                                                                     "input_psnr_db": 12.25}})
+    assert main(["models", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "denoiser (residual U-net) 1 levels, 4 base channels" in out
+    assert "validation PSNR 21.50 dB (input 12.25 dB)" in out
+    monkeypatch.setattr(registry, "PRETRAINED_DIR", tmp_path)
+    path.rename(tmp_path / registry.SHIPPED_DENOISERS[registry.DEFAULT_DENOISER])
+    assert main(["models"]) == 0
+    assert registry.DEFAULT_DENOISER in capsys.readouterr().out
+    assert main(["models", registry.DEFAULT_DENOISER]) == 0
+    assert "PSNR 21.50" in capsys.readouterr().out

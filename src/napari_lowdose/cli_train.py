@@ -148,16 +148,24 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:
 def _describe(name: str, metadata: dict) -> str:
     config = metadata.get("config", {})
     arch = metadata.get("arch", "?")
+    validation = metadata.get("validation") or {}
     if arch == "msdnet":
         shape = (f"MSD-net depth {config.get('depth')}, width {config.get('width')}, "
                  f"{config.get('kernel_size')}×{config.get('kernel_size')}")
+    elif arch == "denoiser":
+        shape = (f"denoiser (residual U-net) {config.get('levels')} levels, "
+                 f"{config.get('base_channels')} base channels")
     else:
         shape = (f"U-net {config.get('levels')} levels, {config.get('base_channels')} base "
                  "channels")
-    validation = metadata.get("validation", {})
-    f1 = validation.get("f1")
-    score = f"validation F1 {f1:.3f} (p ≥ {validation.get('threshold')})" if f1 is not None \
-        else "no validation record"
+    f1, psnr = validation.get("f1"), validation.get("psnr_db")
+    if f1 is not None:
+        score = f"validation F1 {f1:.3f} (p ≥ {validation.get('threshold')})"
+    elif psnr is not None:
+        score = (f"validation PSNR {psnr:.2f} dB (input {validation.get('input_psnr_db', 0):.2f}"
+                 " dB)")
+    else:
+        score = "no validation record"
     recipe = metadata.get("dataset", {}).get("card", {}).get("recipe", {})
     data = ""
     if recipe:
@@ -172,17 +180,31 @@ def cmd_models(args: argparse.Namespace) -> int:
     import json
 
     from .models.checkpoint import read_checkpoint_metadata
-    from .models.registry import SHIPPED_MODELS, available_models, resolve_model
+    from .models.registry import (
+        SHIPPED_DENOISERS,
+        SHIPPED_MODELS,
+        available_denoisers,
+        available_models,
+        resolve_denoiser,
+        resolve_model,
+    )
 
     if args.model is None:
         names = available_models()
-        if not names:
-            print(f"no shipped models are installed (expected: {', '.join(SHIPPED_MODELS)})")
+        denoisers = available_denoisers()
+        if not names and not denoisers:
+            expected = ", ".join([*SHIPPED_MODELS, *SHIPPED_DENOISERS])
+            print(f"no shipped models are installed (expected: {expected})")
             return 0
         for name in names:
             print(_describe(name, read_checkpoint_metadata(resolve_model(name))))
+        for name in denoisers:
+            print(_describe(name, read_checkpoint_metadata(resolve_denoiser(name))))
         return 0
-    metadata = read_checkpoint_metadata(resolve_model(args.model))
+    if str(args.model) in SHIPPED_DENOISERS:
+        metadata = read_checkpoint_metadata(resolve_denoiser(args.model))
+    else:
+        metadata = read_checkpoint_metadata(resolve_model(args.model))
     if args.json:
         print(json.dumps(metadata, indent=2))
     else:
