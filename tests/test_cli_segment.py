@@ -123,3 +123,26 @@ def test_an_existing_output_folder_needs_overwrite(inputs, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
     assert _run(inputs, out, "--overwrite") == 0
     assert (out / "masks.tif").is_file() and (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_series_too_large_for_memory_gives_the_same_files_from_scratch_files(
+        inputs, tmp_path, monkeypatch):
+    from napari_lowdose.io import outputs
+
+    assert _run(inputs, tmp_path / "in_memory") == 0
+    monkeypatch.setattr(outputs, "IN_MEMORY_LIMIT_BYTES", 0)
+    created = []
+    real = np.lib.format.open_memmap
+
+    def spy(path, *args, **kwargs):
+        created.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(np.lib.format, "open_memmap", spy)
+    assert _run(inputs, tmp_path / "on_disk") == 0
+    assert len(created) == 2  # probabilities and masks went to scratch files
+    for name in ("masks.tif", "probability.tif"):
+        assert np.array_equal(np.asarray(read_series(tmp_path / "in_memory" / name).data),
+                              np.asarray(read_series(tmp_path / "on_disk" / name).data))
+    # The scratch files are gone; only the two output folders are left.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in_memory", "on_disk"]

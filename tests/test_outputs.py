@@ -54,3 +54,20 @@ def test_atomic_files_get_normal_permissions(tmp_path):
     mask = os.umask(0o022)
     os.umask(mask)
     assert (tmp_path / "table.csv").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_result_array_is_in_memory_when_small_and_a_removed_scratch_file_when_large(tmp_path):
+    import numpy as np
+
+    from napari_lowdose.io.outputs import result_array
+
+    with result_array((2, 3), np.float32, tmp_path / "out", fill=np.nan) as small:
+        assert type(small) is np.ndarray and np.isnan(small).all()
+    with result_array((2, 3), np.uint8, tmp_path / "out", fill=7,
+                      in_memory_limit_bytes=4) as large:
+        assert isinstance(large, np.memmap) and (large == 7).all()
+        scratch = [p for p in tmp_path.iterdir() if p.name.startswith(".lowdose-scratch-")]
+        assert len(scratch) == 1
+        large[1] = 3
+        assert large.sum() == 7 * 3 + 3 * 3
+    assert list(tmp_path.iterdir()) == []

@@ -358,7 +358,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from .io.outputs import check_output_folder, write_output_folder
+    from .io.outputs import check_output_folder, result_array, write_output_folder
     from .io.writers import write_series_tiff
     from .models.denoiser import denoise_frames
     from .models.registry import load_denoiser, resolve_denoiser
@@ -385,38 +385,39 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     if outside:
         print(f"napari-lowdose: warning: {outside}", file=sys.stderr)
     shape = (len(selected), *frames.shape[-2:])
-    denoised = np.empty(shape, dtype=np.float32)
-    bar = tqdm(total=len(selected), unit="frame", desc="denoise", file=sys.stderr,
-               disable=None)
-    started = time.perf_counter()
-    try:
-        stream = denoise_frames(model, frames, expected_e_per_px=e_per_px,
-                                counts_per_electron=gain, device=device,
-                                batch_size=args.batch_size, frame_indices=list(selected),
-                                tile_px=args.tile)
-        position = {index: k for k, index in enumerate(selected)}
-        for index, frame in stream:
-            denoised[position[index]] = frame
-            bar.update(1)
-    except ValueError as error:
-        raise DenoiseError(str(error)) from error
-    finally:
-        bar.close()
-    seconds = time.perf_counter() - started
-    doses = (None if series.frame_dose is None
-             else series.frame_dose.dose_e_per_A2[list(selected)])
-    record = _run_record(args, series, model_path, metadata, describe_device(device), selected,
-                         doses, e_per_px, how, gain, seconds)
-    record["warnings"] = [outside] if outside else []
-    pixel = None if series.pixel_size_A is None else float(np.mean(series.pixel_size_A))
-    out_data = denoised[0] if single else denoised
-    provenance = {"denoised": {"model": str(args.model), "input": str(series.path),
-                               "frames": [selected.start, selected.stop]}}
-    write_output_folder(args.out, {
-        "denoised.tif": lambda p: write_series_tiff(p, out_data, pixel, dose_e_per_A2=doses,
-                                                    extra_metadata=provenance),
-        "denoise.json": lambda p: p.write_text(json.dumps(record, indent=2, default=str)),
-    }, overwrite=args.overwrite)
+    # A large series keeps its results in a scratch file, not in memory.
+    with result_array(shape, np.float32, args.out) as denoised:
+        bar = tqdm(total=len(selected), unit="frame", desc="denoise", file=sys.stderr,
+                   disable=None)
+        started = time.perf_counter()
+        try:
+            stream = denoise_frames(model, frames, expected_e_per_px=e_per_px,
+                                    counts_per_electron=gain, device=device,
+                                    batch_size=args.batch_size, frame_indices=list(selected),
+                                    tile_px=args.tile)
+            position = {index: k for k, index in enumerate(selected)}
+            for index, frame in stream:
+                denoised[position[index]] = frame
+                bar.update(1)
+        except ValueError as error:
+            raise DenoiseError(str(error)) from error
+        finally:
+            bar.close()
+        seconds = time.perf_counter() - started
+        doses = (None if series.frame_dose is None
+                 else series.frame_dose.dose_e_per_A2[list(selected)])
+        record = _run_record(args, series, model_path, metadata, describe_device(device), selected,
+                             doses, e_per_px, how, gain, seconds)
+        record["warnings"] = [outside] if outside else []
+        pixel = None if series.pixel_size_A is None else float(np.mean(series.pixel_size_A))
+        out_data = denoised[0] if single else denoised
+        provenance = {"denoised": {"model": str(args.model), "input": str(series.path),
+                                   "frames": [selected.start, selected.stop]}}
+        write_output_folder(args.out, {
+            "denoised.tif": lambda p: write_series_tiff(p, out_data, pixel, dose_e_per_A2=doses,
+                                                        extra_metadata=provenance),
+            "denoise.json": lambda p: p.write_text(json.dumps(record, indent=2, default=str)),
+        }, overwrite=args.overwrite)
     rate = len(selected) / seconds if seconds > 0 else float("inf")
     print(f"{len(selected)} frame(s) denoised in {seconds:.2f} s ({rate:.1f} frames/s, "
           f"{describe_device(device)}); wrote {', '.join(DENOISE_FILES)} to {args.out}")

@@ -56,12 +56,14 @@ def add_segment_parsers(sub: argparse._SubParsersAction) -> None:
 
 def cmd_segment(args: argparse.Namespace) -> int:
     """Segment a series and write masks, probabilities, the curve and the summary."""
+    import contextlib
+
     import numpy as np
     from tqdm import tqdm
 
     from .analysis.area_vs_dose import analyse_area_vs_dose
     from .cli import _open_calibrated
-    from .io.outputs import check_output_folder
+    from .io.outputs import check_output_folder, result_array
     from .models.inference import predict_probabilities
     from .models.registry import load_model, resolve_model
     from .train.device import describe_device, select_device
@@ -78,24 +80,29 @@ def cmd_segment(args: argparse.Namespace) -> int:
     model_path = resolve_model(args.model)
     model, metadata = load_model(model_path, device="cpu")
     frames = series.data if series.data.ndim == 3 else series.data[None]
-    probabilities = np.empty(frames.shape, dtype=np.float32)
-    bar = tqdm(total=len(frames), unit="frame", desc="segment", file=sys.stderr, disable=None)
-    try:
-        for index, probability in predict_probabilities(
-            model, frames, device=device, batch_size=args.batch_size, tile_px=args.tile
-        ):
-            probabilities[index] = probability
-            bar.update(1)
-    finally:
-        bar.close()
-    masks = (probabilities >= args.threshold).astype(np.uint8)
-    pixel_size = None if series.pixel_size_A is None else series.pixel_size_A
-    analysis = analyse_area_vs_dose(masks, series.frame_dose.dose_e_per_A2, pixel_size)
-    summary = {**analysis.summary(),
-               "run": run_record(args, series, model_path, metadata, describe_device(device))}
-    label = model_path.stem if Path(str(args.model)).suffix else str(args.model)
-    written = write_segmentation(args.out, series, probabilities, masks, analysis, summary,
-                                 label=label, overwrite=args.overwrite)
+    with contextlib.ExitStack() as stack:
+        # A large series keeps its results in scratch files, not in memory.
+        probabilities = stack.enter_context(result_array(frames.shape, np.float32, args.out))
+        masks = stack.enter_context(result_array(frames.shape, np.uint8, args.out))
+        bar = tqdm(total=len(frames), unit="frame", desc="segment", file=sys.stderr,
+                   disable=None)
+        try:
+            for index, probability in predict_probabilities(
+                model, frames, device=device, batch_size=args.batch_size, tile_px=args.tile
+            ):
+                probabilities[index] = probability
+                masks[index] = probability >= args.threshold
+                bar.update(1)
+        finally:
+            bar.close()
+        pixel_size = None if series.pixel_size_A is None else series.pixel_size_A
+        analysis = analyse_area_vs_dose(masks, series.frame_dose.dose_e_per_A2, pixel_size)
+        summary = {**analysis.summary(),
+                   "run": run_record(args, series, model_path, metadata,
+                                     describe_device(device))}
+        label = model_path.stem if Path(str(args.model)).suffix else str(args.model)
+        written = write_segmentation(args.out, series, probabilities, masks, analysis, summary,
+                                     label=label, overwrite=args.overwrite)
     _print_summary(analysis, written[0].parent)
     return 0
 

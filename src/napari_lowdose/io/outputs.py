@@ -7,15 +7,27 @@ A destination that already holds files is refused unless ``overwrite`` is set
 (the CLI's ``--overwrite``; the GUI asks first).
 """
 
+import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+
+import numpy as np
 
 from .errors import LowdoseError
 
-__all__ = ["OutputExistsError", "check_output_folder", "write_output_folder"]
+__all__ = [
+    "IN_MEMORY_LIMIT_BYTES",
+    "OutputExistsError",
+    "check_output_folder",
+    "result_array",
+    "write_output_folder",
+]
+
+#: Results larger than this are kept in a scratch file on disk instead of in memory.
+IN_MEMORY_LIMIT_BYTES = 1 << 30
 
 
 class OutputExistsError(LowdoseError):
@@ -83,3 +95,58 @@ def write_output_folder(
         return written
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def result_array(
+    shape: tuple[int, ...],
+    dtype: "np.typing.DTypeLike",
+    near: str | os.PathLike,
+    *,
+    fill: float | int = 0,
+    in_memory_limit_bytes: int | None = None,
+) -> Iterator[np.ndarray]:
+    """An array for the results of a long run: in memory when small, on disk when large.
+
+    A 20 GB series opens lazily and is processed frame by frame; its results
+    (probabilities, masks, denoised frames) must not need 20 GB of memory
+    either. Above ``in_memory_limit_bytes`` the array is a memory map in a
+    scratch folder beside ``near`` (the output folder's parent, so on the same
+    disk as the output), removed when the block ends.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Shape of the results.
+    dtype : dtype
+        Their type.
+    near : str or Path
+        The output folder; the scratch folder goes beside it.
+    fill : scalar
+        Initial value of every element.
+    in_memory_limit_bytes : int, optional
+        Largest array kept in memory (default :data:`IN_MEMORY_LIMIT_BYTES`).
+
+    Yields
+    ------
+    ndarray or numpy.memmap
+    """
+    dtype = np.dtype(dtype)
+    if in_memory_limit_bytes is None:
+        in_memory_limit_bytes = IN_MEMORY_LIMIT_BYTES
+    n_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if n_bytes <= in_memory_limit_bytes:
+        yield np.full(shape, fill, dtype=dtype)
+        return
+    parent = Path(near).resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".lowdose-scratch-", dir=parent))
+    try:
+        array = np.lib.format.open_memmap(scratch / "results.npy", mode="w+", dtype=dtype,
+                                          shape=tuple(shape))
+        if fill != 0:
+            array[...] = fill
+        yield array
+        del array
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
