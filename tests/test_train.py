@@ -178,3 +178,33 @@ def test_torchrun_trains_with_two_gloo_processes(dataset, tmp_path):
     metadata = read_checkpoint_metadata(out)
     assert metadata["training"]["world_size"] == 2
     assert len(metadata["history"]) >= 1
+
+
+def test_fine_tuning_starts_from_the_weights_of_a_trained_model(dataset, tmp_path, capsys):
+    from napari_lowdose.models.checkpoint import load_checkpoint
+
+    first = tmp_path / "first.safetensors"
+    assert main(["train", "--data", str(dataset), "--arch", "unet", "--epochs", "2",
+                 "--crop", "32", "--base-channels", "4", "--levels", "2", "--lr", "1e-2",
+                 "--threshold", "0.5", "--out", str(first)]) == 0
+    trained, _ = load_checkpoint(first, arch="unet")
+    # --init takes the architecture and its settings from the model; with lr ~0 the
+    # weights stay those of the model (batch-norm statistics still move in training).
+    tuned = tmp_path / "tuned.safetensors"
+    assert main(["train", "--data", str(dataset), "--init", str(first), "--epochs", "1",
+                 "--crop", "32", "--lr", "1e-12", "--threshold", "0.5",
+                 "--out", str(tuned)]) == 0
+    model, metadata = load_checkpoint(tuned, arch="unet")
+    assert metadata["training"]["settings"]["init_from"] == str(first)
+    tuned_weights = dict(model.named_parameters())
+    for name, value in trained.named_parameters():
+        assert torch.allclose(tuned_weights[name], value, atol=1e-6), name
+    capsys.readouterr()
+    # The wrong architecture and settings that contradict the model are refused in one line.
+    assert main(["train", "--data", str(dataset), "--init", str(first), "--arch", "msdnet",
+                 "--out", str(tmp_path / "x.safetensors")]) == 1
+    assert "is a unet, not a msdnet" in capsys.readouterr().err
+    assert main(["train", "--data", str(dataset), "--init", str(first), "--epochs", "1",
+                 "--crop", "32", "--base-channels", "8",
+                 "--out", str(tmp_path / "y.safetensors")]) == 1
+    assert "other settings" in capsys.readouterr().err

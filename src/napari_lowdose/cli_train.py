@@ -29,7 +29,12 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--data", type=Path, required=True, metavar="DATASET",
                        help="dataset folder made by 'napari-lowdose simulate'")
-    train.add_argument("--arch", choices=["msdnet", "unet"], default="msdnet")
+    train.add_argument("--arch", choices=["msdnet", "unet"], default=None,
+                       help="architecture (default msdnet, or that of --init)")
+    train.add_argument("--init", metavar="NAME|PATH",
+                       help="start from the weights of a trained model (fine-tuning, e.g. "
+                            "the shipped one on data matched to your detector); its "
+                            "architecture settings are used")
     train.add_argument("--out", type=Path, required=True, metavar="MODEL",
                        help="checkpoint file (.safetensors; MODEL.json and MODEL.state.pt "
                             "are written beside it)")
@@ -70,6 +75,10 @@ def settings_from_args(args: argparse.Namespace):
     """The :class:`~.train.segmentation.TrainSettings` that the options describe."""
     from .train.segmentation import TrainSettings
 
+    if args.init is not None:
+        _architecture_of_init(args)
+    elif args.arch is None:
+        args.arch = "msdnet"
     names = {"msdnet": ("depth", "width", "kernel_size", "dilation_seed"),
              "unet": ("base_channels", "levels", "kernel_size")}[args.arch]
     model_config = {name: getattr(args, name) for name in names
@@ -96,7 +105,24 @@ def settings_from_args(args: argparse.Namespace):
         threshold=args.threshold,
         seed=args.seed,
         num_workers=args.loader_workers,
+        init_from=None if args.init is None else str(args.init),
     )
+
+
+def _architecture_of_init(args: argparse.Namespace) -> None:
+    """Take ``--arch`` and the architecture options from the ``--init`` model."""
+    from .models.checkpoint import read_checkpoint_metadata
+    from .models.registry import resolve_model
+
+    metadata = read_checkpoint_metadata(resolve_model(args.init))
+    arch = metadata.get("arch")
+    if args.arch is not None and args.arch != arch:
+        raise TrainUsageError(f"--init {args.init} is a {arch}, not a {args.arch}")
+    args.arch = arch
+    config = metadata.get("config") or {}
+    for name in ("depth", "width", "kernel_size", "dilation_seed", "base_channels", "levels"):
+        if name in config and getattr(args, name, None) is None:
+            setattr(args, name, config[name])
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -97,6 +97,11 @@ class TrainSettings:
     grad_clip_norm : float or None
         Clip the gradient norm of each step to this value (None: no clipping);
         guards against the occasional spike of a high-dose, low-noise batch.
+    init_from : str or None
+        A trained model (shipped name or file) whose weights start the run:
+        fine-tuning, e.g. the shipped high-dose network on a low-dose or
+        detector-matched dataset. Its architecture and settings must be those
+        of ``arch`` and ``model_config``.
     """
 
     arch: str = "msdnet"
@@ -114,6 +119,7 @@ class TrainSettings:
     seed: int = 0
     num_workers: int = 0
     grad_clip_norm: float | None = 1.0
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -261,6 +267,8 @@ def _train(data: Path, out: Path, settings: TrainSettings, context: _Context, re
     if resume and state_path.is_file():
         start_epoch, best_f1, best_epoch, history = _load_state(state_path, settings, model,
                                                                 optimiser, context)
+    elif settings.init_from is not None:
+        _initialise(model, settings)
     net = _wrap(model, context)
     amp_dtype = _amp_dtype(settings, context.device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
@@ -335,6 +343,22 @@ def _build(settings: TrainSettings) -> torch.nn.Module:
         return build_model(settings.arch, config)
     except (TypeError, ValueError) as error:
         raise TrainingError(f"bad {settings.arch} settings: {error}") from error
+
+
+def _initialise(model: torch.nn.Module, settings: TrainSettings) -> None:
+    """Start from the weights of ``settings.init_from`` (fine-tuning)."""
+    from ..models.checkpoint import CheckpointError
+    from ..models.registry import load_model
+
+    try:
+        source, _ = load_model(settings.init_from, arch=settings.arch)
+        model.load_state_dict(source.state_dict())
+    except CheckpointError as error:
+        raise TrainingError(f"cannot start from {settings.init_from}: {error}") from None
+    except RuntimeError:
+        raise TrainingError(f"{settings.init_from} is a {settings.arch} with other settings "
+                            "than this run; leave out the architecture options to use its "
+                            "own") from None
 
 
 def _wrap(model: torch.nn.Module, context: _Context) -> torch.nn.Module:
