@@ -198,3 +198,28 @@ def test_bad_inputs_are_notified_not_raised(widget, dataset, tmp_path, monkeypat
     assert widget.status.value == "failed"
     assert widget.train_button.enabled and widget.msd_depth.enabled
     shutil.rmtree(other)
+
+
+def test_fine_tuning_a_shipped_model_takes_its_architecture(widget, tmp_path):
+    from napari_lowdose.models.registry import load_model
+
+    assert widget.init_model.value == "random weights" and widget.settings().init_from is None
+    widget.init_model.value = "unet-au-ceo2"
+    assert widget.arch.value == "unet" and not widget.arch.enabled
+    assert (widget.unet_channels.value, widget.unet_levels.value,
+            widget.unet_kernel.value) == (16, 3, 5)
+    settings = widget.settings()
+    assert settings.init_from == "unet-au-ceo2" and settings.model_config["batch_norm"]
+    assert "fine-tuning unet-au-ceo2" in widget.init_info.value
+    widget.epochs.value, widget.learning_rate.value = 1, 1e-7
+    widget.train()
+    assert widget.summary is not None and widget.summary.epochs_done == 1
+    assert not widget.arch.enabled  # still fine-tuning after the run
+    tuned, metadata = load_checkpoint(tmp_path / "model.safetensors", arch="unet")
+    shipped, _ = load_model("unet-au-ceo2", arch="unet")
+    first = next(iter(dict(shipped.named_parameters())))
+    assert torch.allclose(dict(tuned.named_parameters())[first],
+                          dict(shipped.named_parameters())[first], atol=1e-5)
+    assert metadata["training"]["settings"]["init_from"] == "unet-au-ceo2"
+    widget.init_model.value = "random weights"
+    assert widget.arch.enabled and widget.settings().init_from is None

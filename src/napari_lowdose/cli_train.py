@@ -83,6 +83,9 @@ def settings_from_args(args: argparse.Namespace):
              "unet": ("base_channels", "levels", "kernel_size")}[args.arch]
     model_config = {name: getattr(args, name) for name in names
                     if getattr(args, name) is not None}
+    if args.init is not None:
+        # All of the model's settings (e.g. its dilations), then what the options change.
+        model_config = {**init_config(args.init), **model_config}
     other = [name for name in ("depth", "width", "dilation_seed", "base_channels", "levels")
              if name not in names and getattr(args, name) is not None]
     if other:
@@ -107,6 +110,17 @@ def settings_from_args(args: argparse.Namespace):
         num_workers=args.loader_workers,
         init_from=None if args.init is None else str(args.init),
     )
+
+
+def init_config(name_or_path) -> dict:
+    """Architecture settings of a trained model, as ``TrainSettings.model_config``."""
+    from .models.checkpoint import read_checkpoint_metadata
+    from .models.registry import resolve_model
+
+    config = dict(read_checkpoint_metadata(resolve_model(name_or_path)).get("config") or {})
+    for key in ("in_channels", "out_channels"):
+        config.pop(key, None)
+    return config
 
 
 def _architecture_of_init(args: argparse.Namespace) -> None:

@@ -33,6 +33,8 @@ from ._common import DEVICE_CHOICES, device_description, is_empty_path, one_line
 from .noise_fit import _style_axes, _theme_colors
 
 ARCH_CHOICES = [("MSD-net", "msdnet"), ("U-net", "unet")]
+#: "start from" choice for a network with fresh random weights.
+RANDOM_WEIGHTS = "random weights"
 MODEL_SUFFIX = ".safetensors"
 CURVES = ("train_loss", "val_loss", "val_f1")
 
@@ -90,6 +92,10 @@ class TrainWidget(Container):
 
         self.data_dir = FileEdit(label="dataset folder", mode="d", value="")
         self.card_info = Label(label="dataset", value="choose a 'Simulate' dataset folder")
+        self.init_model = ComboBox(
+            label="start from", choices=self._init_choices, value=RANDOM_WEIGHTS
+        )
+        self.init_info = Label(label="", value="")
         self.arch = ComboBox(label="architecture", choices=ARCH_CHOICES, value="msdnet")
         self.msd_depth = SpinBox(label="MSD-net depth", min=1, max=1000, value=50)
         self.msd_width = SpinBox(label="MSD-net width", min=1, max=64, value=1)
@@ -116,6 +122,7 @@ class TrainWidget(Container):
         self.status = Label(label="status", value="not started")
         self._inputs = [
             self.data_dir,
+            self.init_model,
             self.arch,
             self.msd_depth,
             self.msd_width,
@@ -137,6 +144,8 @@ class TrainWidget(Container):
                 self.data_dir,
                 self.card_info,
                 _heading("Network"),
+                self.init_model,
+                self.init_info,
                 self.arch,
                 self.msd_depth,
                 self.msd_width,
@@ -159,12 +168,13 @@ class TrainWidget(Container):
                 self.status,
             ]
         )
-        for label in (self.card_info, self.device_info, self.status):
+        for label in (self.card_info, self.init_info, self.device_info, self.status):
             label.native.setWordWrap(True)
         self._build_plot()
 
         self.data_dir.changed.connect(self._on_data_changed)
         self.arch.changed.connect(self._on_arch_changed)
+        self.init_model.changed.connect(self._on_init_changed)
         self.device.changed.connect(self._on_device_changed)
         self.train_button.changed.connect(self.train)
         self.stop_button.changed.connect(self.stop)
@@ -172,6 +182,46 @@ class TrainWidget(Container):
         self._on_device_changed()
 
     # -- inputs ---------------------------------------------------------------------------
+    @staticmethod
+    def _init_choices(_widget=None):
+        from ..models.registry import available_models
+
+        return [RANDOM_WEIGHTS, *available_models()]
+
+    @property
+    def _network_inputs(self):
+        return (self.arch, self.msd_depth, self.msd_width, self.msd_kernel,
+                self.unet_channels, self.unet_levels, self.unet_kernel)
+
+    def _on_init_changed(self, _value=None):
+        """Fine-tuning: take the architecture and its settings from the chosen model."""
+        from ..cli_train import init_config
+        from ..models.checkpoint import read_checkpoint_metadata
+        from ..models.registry import resolve_model
+
+        start = self.init_model.value
+        fine_tune = start not in (None, RANDOM_WEIGHTS)
+        for widget in self._network_inputs:
+            widget.enabled = not fine_tune
+        if not fine_tune:
+            self.init_info.value = ""
+            return
+        metadata = read_checkpoint_metadata(resolve_model(start))
+        config = init_config(start)
+        self.arch.value = metadata["arch"]
+        if metadata["arch"] == "msdnet":
+            self.msd_depth.value = config["depth"]
+            self.msd_width.value = config["width"]
+            self.msd_kernel.value = config["kernel_size"]
+        else:
+            self.unet_channels.value = config["base_channels"]
+            self.unet_levels.value = config["levels"]
+            self.unet_kernel.value = config["kernel_size"]
+        self.init_info.value = (
+            f"fine-tuning {start}: its weights and architecture (a lower learning rate, "
+            "e.g. 3e-4, keeps what it learned)"
+        )
+
     def _on_arch_changed(self, _value=None):
         msd = self.arch.value == "msdnet"
         for widget in (self.msd_depth, self.msd_width, self.msd_kernel):
@@ -219,7 +269,11 @@ class TrainWidget(Container):
         return None
 
     def model_config(self) -> dict:
-        """The architecture settings of the current inputs."""
+        """The architecture settings of the current inputs (all of the model's to fine-tune)."""
+        if self.init_model.value not in (None, RANDOM_WEIGHTS):
+            from ..cli_train import init_config
+
+            return init_config(self.init_model.value)
         if self.arch.value == "msdnet":
             return {
                 "depth": int(self.msd_depth.value),
@@ -244,6 +298,8 @@ class TrainWidget(Container):
             batch_size=int(self.batch_size.value),
             learning_rate=float(self.learning_rate.value),
             device=self.device.value,
+            init_from=None if self.init_model.value in (None, RANDOM_WEIGHTS)
+            else str(self.init_model.value),
         )
 
     def _request(self):
@@ -402,6 +458,9 @@ class TrainWidget(Container):
     def _set_running(self, running: bool):
         for widget in self._inputs:
             widget.enabled = not running
+        if not running and self.init_model.value not in (None, RANDOM_WEIGHTS):
+            for widget in self._network_inputs:
+                widget.enabled = False
         self.train_button.enabled = not running
         self.stop_button.enabled = running
 
