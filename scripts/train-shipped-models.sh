@@ -32,3 +32,13 @@ PYTHONPATH=src .venv/bin/python benchmarks/eval_f1_vs_dose.py \
     src/napari_lowdose/models/pretrained/msdnet_au_ceo2.safetensors \
     src/napari_lowdose/models/pretrained/unet_au_ceo2.safetensors \
     --particles 3 --frames 40 --size 384 --out docs/images/f1_vs_dose
+
+# Denoiser (issue 7): the same exit waves, noisy vs noise-free, 0.05–100 e⁻/px.
+OMP_NUM_THREADS=1 $bin train-denoiser --source simulated --data "$work/au_ceo2_384_high" \
+    --e-per-px-range 0.05,100 --images-per-wave 2 --clean-cache 600 --crop 128 --batch-size 8 \
+    --base-channels 24 --levels 3 --lr 1e-3 --epochs 25 --max-val-images 16 --val-crop 256 \
+    --device cpu --seed 0 --out "$work/models/denoiser_au_ceo2.safetensors"
+cp "$work/models/denoiser_au_ceo2.safetensors" "$work/models/denoiser_au_ceo2.json" \
+    src/napari_lowdose/models/pretrained/
+PYTHONPATH=src .venv/bin/python benchmarks/eval_denoise_vs_dose.py denoiser-au-ceo2 \
+    --particles 2 --frames 24 --size 384 --out docs/images/denoise_vs_dose
