@@ -336,3 +336,28 @@ def test_closing_the_viewer_stops_the_watch(setup, tmp_path, qtbot):
     viewer.close()
     qtbot.waitUntil(lambda: state.watch_worker is None, timeout=10000)
     assert state.closed and state.watch_stop.is_set()
+
+
+def test_frames_outside_the_trained_dose_range_are_warned_about(setup, tmp_path, monkeypatch):
+    from napari_lowdose.widgets import denoise as denoise_widget
+
+    viewer, widget, _ = setup
+    narrow = save_checkpoint(tmp_path / "narrow.safetensors", DenoiserUNet(base_channels=2,
+                                                                            levels=1),
+                             arch="denoiser",
+                             metadata={"source": {"trained_e_per_px_range": [2.0, 300.0]}})
+    warnings = []
+    monkeypatch.setattr(denoise_widget, "show_warning", warnings.append)
+    widget.model_file.value = narrow
+    widget.scope.value = "all"
+    widget.run()
+    # Frames at 10 … 1000 e⁻/Å² and 0.5 Å/px have 2.5 … 250 e⁻/px: inside.
+    assert warnings == []
+    widget.model_file.value = tmp_path / "missing"  # leave and come back: a new run
+    narrow_high = save_checkpoint(tmp_path / "n2.safetensors",
+                                  DenoiserUNet(base_channels=2, levels=1), arch="denoiser",
+                                  metadata={"source": {"trained_e_per_px_range": [0.1, 20.0]}})
+    widget.model_file.value = narrow_high
+    widget.run()
+    assert len(warnings) == 1 and "outside the 0.1…20 e⁻/px" in warnings[0]
+    assert "3 of 6 frame(s)" in warnings[0]  # 39.8, 99.9 and 250 e⁻/px

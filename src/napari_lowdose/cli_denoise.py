@@ -360,7 +360,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
 
     from .io.outputs import check_output_folder, result_array, write_output_folder
     from .io.writers import write_series_tiff
-    from .models.denoiser import denoise_frames
+    from .models.denoiser import denoise_frames, outside_training_range
     from .models.registry import load_denoiser, resolve_denoiser
     from .train.device import describe_device, select_device
 
@@ -381,7 +381,8 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     e_per_px, how = _expected_e_per_px(series)
     gain = _gain(args, series)
     frames = series.data if not single else series.data[None]
-    outside = _outside_training_range(metadata, e_per_px, selected)
+    outside = outside_training_range(
+        metadata, None if e_per_px is None else [e_per_px[i] for i in selected])
     if outside:
         print(f"napari-lowdose: warning: {outside}", file=sys.stderr)
     shape = (len(selected), *frames.shape[-2:])
@@ -422,21 +423,6 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     print(f"{len(selected)} frame(s) denoised in {seconds:.2f} s ({rate:.1f} frames/s, "
           f"{describe_device(device)}); wrote {', '.join(DENOISE_FILES)} to {args.out}")
     return 0
-
-
-def _outside_training_range(metadata: dict[str, Any], e_per_px, selected: range) -> str:
-    """A warning when frames have doses outside those the denoiser was trained on."""
-    trained = (metadata.get("source") or {}).get("trained_e_per_px_range")
-    if e_per_px is None or not trained:
-        return ""
-    lo, hi = (float(v) for v in trained)
-    values = [float(e_per_px[i]) for i in selected]
-    n_out = sum(1 for v in values if not lo <= v <= hi)
-    if not n_out:
-        return ""
-    return (f"{n_out} of {len(values)} frame(s) have doses ({min(values):.3g}…"
-            f"{max(values):.3g} e⁻/px) outside the {lo:.3g}…{hi:.3g} e⁻/px the denoiser "
-            "was trained on; their results may be worse than the input")
 
 
 def _run_record(args: argparse.Namespace, series, model_path: Path, metadata: dict[str, Any],

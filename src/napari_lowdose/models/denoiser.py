@@ -52,6 +52,7 @@ __all__ = [
     "denoiser_normalisation",
     "expected_e_per_px_from_dose",
     "normalise_counts",
+    "outside_training_range",
 ]
 
 #: Katsuno-style percentile clipping of the normalised input (low, high), in %.
@@ -565,3 +566,38 @@ def denoise_frame(model: DenoiserUNet, frame: Any, **kwargs: Any) -> np.ndarray:
     for _, denoised in denoise_frames(model, frame, **kwargs):
         return denoised
     raise RuntimeError("denoising was stopped before the frame was done")
+
+
+def outside_training_range(metadata: dict[str, Any], e_per_px: Sequence[float] | None) -> str:
+    """A warning when frames have doses outside those a denoiser was trained on.
+
+    A denoiser is only as good as the noise levels it has seen: far above its
+    training range the correction it learned for noisier frames makes a
+    frame worse than the input.
+
+    Parameters
+    ----------
+    metadata : dict
+        The model's metadata (``source.trained_e_per_px_range`` is written by
+        :func:`napari_lowdose.train.denoise.train_denoiser`).
+    e_per_px : sequence of float or None
+        Expected electrons per vacuum pixel of the frames to denoise (None:
+        unknown, then nothing can be said).
+
+    Returns
+    -------
+    str
+        One sentence, or "" when every frame is inside the range (or the
+        range or the doses are unknown).
+    """
+    trained = (metadata.get("source") or {}).get("trained_e_per_px_range")
+    if e_per_px is None or not trained:
+        return ""
+    lo, hi = (float(v) for v in trained)
+    values = [float(v) for v in e_per_px]
+    n_out = sum(1 for v in values if not lo <= v <= hi)
+    if not n_out:
+        return ""
+    return (f"{n_out} of {len(values)} frame(s) have doses ({min(values):.3g}…"
+            f"{max(values):.3g} e⁻/px) outside the {lo:.3g}…{hi:.3g} e⁻/px the denoiser "
+            "was trained on; their results may be worse than the input")

@@ -460,15 +460,23 @@ class DenoiseWidget(Container):
         except LowdoseError as err:
             show_error(f"Denoise: {one_line(err)}")
             return None
+        from ..models.denoiser import outside_training_range
+
         expected, expected_text = self._expected_e_per_px(layer)
         self.dose_info.value = expected_text
+        indices = self.frame_indices(layer)
+        outside = outside_training_range(
+            metadata, None if expected is None else [expected[i] for i in indices]
+        )
+        if outside and self.scope.value != "live":
+            show_warning(f"Denoise: {outside}.")
         return SimpleNamespace(
             layer=layer,
             data=data,
             model_path=model_path,
             metadata=metadata,
             device=device,
-            indices=self.frame_indices(layer),
+            indices=indices,
             label=self._model_label(),
             expected=expected,
             expected_text=expected_text,
