@@ -200,3 +200,23 @@ def test_frames_outside_the_trained_dose_range_are_flagged(inputs, tmp_path, cap
     assert "warning: 1 of 3 frame(s)" in err and "0.5…3 e⁻/px" in err
     record = json.loads((out / "denoise.json").read_text())
     assert len(record["warnings"]) == 1
+
+
+def test_train_denoiser_fine_tunes_with_noise_weighting(tmp_path, capsys):
+    data = fake_simulated_dataset(tmp_path / "ds")
+    first = tmp_path / "first.safetensors"
+    common = ["train-denoiser", "--source", "simulated", "--data", str(data),
+              "--dose-range", "50,500"]
+    assert main([*common, *TINY_TRAIN, "--out", str(first)]) == 0
+    tuned = tmp_path / "tuned.safetensors"
+    assert main([*common, "--epochs", "1", "--crop", "32", "--batch-size", "2",
+                 "--device", "cpu", "--init", str(first), "--noise-weighted-loss",
+                 "--out", str(tuned)]) == 0
+    model, meta = registry.load_denoiser(tuned)
+    assert model.config == registry.load_denoiser(first)[0].config  # its network settings
+    settings = meta["training"]["settings"]
+    assert settings["init_from"] == str(first) and settings["noise_weighted"] is True
+    capsys.readouterr()
+    assert main([*common, "--init", str(tmp_path / "none.safetensors"),
+                 "--out", str(tmp_path / "x.safetensors")]) == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

@@ -249,3 +249,49 @@ def test_training_can_be_stopped_and_checks_its_inputs(tmp_path):
         train_denoiser(pairs, pairs, tmp_path / "b.safetensors",
                        DenoiserSettings(model_config={"width": 3}, device="cpu"))
     assert isinstance(DenoiserUNet.from_config({"levels": 1}), DenoiserUNet)
+
+
+def test_noise_weighted_loss_counts_errors_in_units_of_the_shot_noise():
+    import torch
+
+    from napari_lowdose.train.denoise import _noise_weighted_loss
+
+    # Two crops whose errors are each one shot-noise standard deviation (1/√e) weigh
+    # the same: the loss is the mean of |error|·√e, not dominated by the noisy crop.
+    e = torch.tensor([1.0, 100.0])
+    error = (1.0 / e.sqrt()).reshape(2, 1, 1, 1).expand(2, 1, 4, 4)
+    loss = _noise_weighted_loss(error, torch.zeros_like(error), e, "l1")
+    plain = error.abs().mean()
+    assert float(loss) == pytest.approx(2.0 / 11.0)  # (1·1 + 0.1·10) / (1 + 10)
+    assert float(plain) == pytest.approx(0.55)
+    l2 = _noise_weighted_loss(error, torch.zeros_like(error), e, "l2")
+    assert float(l2) == pytest.approx((1.0 * 1 + 0.01 * 100) / 101)
+
+
+def test_fine_tuning_a_denoiser_starts_from_its_weights(tmp_path):
+    clean = clean_lattice((64, 64))
+    frames = noisy_copies(clean, 4.0, 4, seed=5)
+    pairs = PairedExposures(frames[:3], clean * 1000.0, short_e_per_px=4.0,
+                            long_e_per_px=1000.0, crop_px=32, crops_per_pair=4,
+                            register=False, seed=1)
+    val = PairedExposures(frames[3:], clean * 1000.0, short_e_per_px=4.0,
+                          long_e_per_px=1000.0, crop_px=None, crops_per_pair=1,
+                          augment=False, register=False)
+    first = train_denoiser(pairs, val, tmp_path / "a.safetensors",
+                           DenoiserSettings(model_config=TINY, epochs=2, batch_size=4,
+                                            learning_rate=3e-3, device="cpu"))
+    trained, _ = load_denoiser(first.checkpoint)
+    tuned = train_denoiser(pairs, val, tmp_path / "b.safetensors",
+                           DenoiserSettings(model_config=TINY, epochs=1, batch_size=4,
+                                            learning_rate=1e-12, device="cpu",
+                                            noise_weighted=True,
+                                            init_from=str(first.checkpoint)))
+    model, meta = load_denoiser(tuned.checkpoint)
+    for (name, value), (_, start) in zip(model.state_dict().items(),
+                                         trained.state_dict().items(), strict=True):
+        assert np.allclose(value.numpy(), start.numpy(), atol=1e-6), name
+    assert meta["training"]["settings"]["noise_weighted"] is True
+    with pytest.raises(TrainingError, match="other settings"):
+        train_denoiser(pairs, val, tmp_path / "c.safetensors",
+                       DenoiserSettings(model_config={**TINY, "base_channels": 3}, epochs=1,
+                                        device="cpu", init_from=str(first.checkpoint)))

@@ -130,6 +130,12 @@ def add_denoise_parsers(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--base-channels", type=int, help="channels of the first block (32)")
     train.add_argument("--levels", type=int, help="down-sampling steps (3)")
     train.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    train.add_argument("--noise-weighted-loss", action="store_true",
+                       help="weight each crop's loss by its shot-noise level, so that "
+                            "well-exposed crops count as much as the noisiest")
+    train.add_argument("--init", metavar="NAME|PATH",
+                       help="start from the weights of a trained denoiser (fine-tuning); its "
+                            "network settings are used")
     train.add_argument("--loader-workers", type=int, default=0, metavar="N",
                        help="DataLoader worker processes (default 0)")
     train.add_argument("--restart", action="store_true",
@@ -314,12 +320,22 @@ def cmd_train_denoiser(args: argparse.Namespace) -> int:
         print(f"napari-lowdose: note: {note}", file=sys.stderr)
     config = {name: getattr(args, name) for name in ("base_channels", "levels")
               if getattr(args, name) is not None}
+    if args.init is not None:
+        from .models.checkpoint import read_checkpoint_metadata
+        from .models.registry import resolve_denoiser
+
+        init = read_checkpoint_metadata(resolve_denoiser(args.init))
+        if init.get("arch") != "denoiser":
+            raise DenoiseError(f"--init {args.init} holds a {init.get('arch')}, not a denoiser")
+        config = {**init.get("config", {}), **config}
     settings = DenoiserSettings(
         model_config=config, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.lr, loss=args.loss or ("l2" if args.source == "series" else "l1"),
         device=args.device, mixed_precision=not args.no_amp,
         steps_per_epoch=args.steps_per_epoch, max_val_images=args.max_val_images,
-        seed=args.seed, num_workers=args.loader_workers, source=args.source)
+        seed=args.seed, num_workers=args.loader_workers, source=args.source,
+        noise_weighted=args.noise_weighted_loss,
+        init_from=None if args.init is None else str(args.init))
     bar = tqdm(total=None, unit="step", desc="train-denoiser", file=sys.stderr, disable=None)
 
     def progress(step: int, total: int) -> None:

@@ -723,6 +723,15 @@ class DenoiserSettings:
     source : str
         Kind of training pairs (``"pairs"``, ``"simulated"``, ``"series"``); set by
         :func:`train_denoiser` from the dataset when empty.
+    noise_weighted : bool
+        Weight each crop's loss by its shot-noise level: ``√(e⁻/px)`` for L1,
+        ``e⁻/px`` for L2 (errors in units of the Poisson noise of the input).
+        Without it, crops of a few e⁻/px, whose errors are largest in
+        normalised units, dominate the loss and the network learns little for
+        well-exposed frames, which it can then make worse than they were.
+    init_from : str or None
+        A trained denoiser (shipped name or file) whose weights start the run
+        (fine-tuning); its settings must equal ``model_config``'s.
     """
 
     model_config: dict[str, Any] = field(default_factory=dict)
@@ -738,6 +747,8 @@ class DenoiserSettings:
     num_workers: int = 0
     grad_clip_norm: float | None = 1.0
     source: str = ""
+    noise_weighted: bool = False
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -799,6 +810,33 @@ class DenoiserTrainingSummary:
     stopped: bool
     history: list[dict[str, Any]]
     device: str
+
+
+def _noise_weighted_loss(estimate: torch.Tensor, target: torch.Tensor,
+                         e_per_px: torch.Tensor, name: str) -> torch.Tensor:
+    """Mean of the per-crop losses weighted by the crops' shot-noise level."""
+    error = estimate - target
+    if name == "l1":
+        per_crop, weight = error.abs().mean(dim=(1, 2, 3)), e_per_px.float().sqrt()
+    else:
+        per_crop, weight = error.square().mean(dim=(1, 2, 3)), e_per_px.float()
+    weight = weight.to(per_crop.device).reshape(per_crop.shape)
+    return (per_crop * weight).sum() / weight.sum()
+
+
+def _initialise(model: DenoiserUNet, init_from: str) -> None:
+    """Start from the weights of a trained denoiser (fine-tuning)."""
+    from ..models.checkpoint import CheckpointError
+    from ..models.registry import load_denoiser
+
+    try:
+        source, _ = load_denoiser(init_from)
+    except CheckpointError as error:
+        raise TrainingError(f"cannot start from {init_from}: {error}") from None
+    if source.config != model.config:
+        raise TrainingError(f"{init_from} is a denoiser with other settings than this run; "
+                            "leave out the network options to use its own")
+    model.load_state_dict(source.state_dict())
 
 
 def _loss_fn(name: str) -> torch.nn.Module:
@@ -878,6 +916,8 @@ def train_denoiser(
     if resume and state_path.is_file():
         start_epoch, best_psnr, best_epoch, history = _load_state(state_path, settings, model,
                                                                   optimiser, context)
+    elif settings.init_from is not None:
+        _initialise(model, settings.init_from)
     amp_dtype = autocast_dtype(device) if settings.mixed_precision else None
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     loss_fn = _loss_fn(settings.loss)
@@ -906,7 +946,11 @@ def train_denoiser(
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
                                 enabled=amp_dtype is not None):
                 estimate = model(inputs)
-            loss = loss_fn(estimate.float(), target / scale)
+            if settings.noise_weighted:
+                loss = _noise_weighted_loss(estimate.float(), target / scale,
+                                            e_per_px.to(device), settings.loss)
+            else:
+                loss = loss_fn(estimate.float(), target / scale)
             scaler.scale(loss).backward()
             if settings.grad_clip_norm is not None:
                 scaler.unscale_(optimiser)
