@@ -116,7 +116,8 @@ def test_whole_series_layer_values_and_rerun(setup, model_file, monkeypatch):
     assert record["model"] == "tiny" and record["device"]
     assert out.metadata[LOWDOSE_KEY]["dose"]["dose_e_per_A2"] == pytest.approx(DOSES)
     lo, hi = out.contrast_limits
-    assert np.nanmin(out.data[0]) <= lo < hi <= np.nanmax(out.data[0])
+    shown = out.data[widget.current_frame(out)]  # contrast from the frame shown
+    assert np.nanmin(shown) <= lo < hi <= np.nanmax(shown)
     assert widget.status.value == f"{N_FRAMES}/{N_FRAMES} frame(s) denoised"
 
     # Running again updates the same layer.
@@ -361,3 +362,20 @@ def test_frames_outside_the_trained_dose_range_are_warned_about(setup, tmp_path,
     widget.run()
     assert len(warnings) == 1 and "outside the 0.1…20 e⁻/px" in warnings[0]
     assert "3 of 6 frame(s)" in warnings[0]  # 39.8, 99.9 and 250 e⁻/px
+
+
+def test_contrast_follows_the_frame_shown_until_the_user_sets_it(setup):
+    viewer, widget, _ = setup
+    widget.scope.value = "all"
+    widget.run()
+    out = viewer.layers[OUTPUT]
+    viewer.dims.set_current_step(0, 0)
+    low = tuple(out.contrast_limits)
+    viewer.dims.set_current_step(0, N_FRAMES - 1)
+    high = tuple(out.contrast_limits)
+    last = out.data[N_FRAMES - 1]
+    assert high == pytest.approx(tuple(np.percentile(last, (0.5, 99.5))), rel=1e-4)
+    assert high[1] > 10 * low[1]  # 100× the dose: the limits moved with it
+    out.contrast_limits = (1.0, 2.0)  # the user's choice is kept from now on
+    viewer.dims.set_current_step(0, 2)
+    assert tuple(out.contrast_limits) == pytest.approx((1.0, 2.0))

@@ -626,10 +626,8 @@ class DenoiseWidget(Container):
         stack[index] = frame
         run.done.add(int(index))
         run.n_new += 1
-        if first:
-            limits, full = _display_limits(frame)
-            run.layer.contrast_limits_range = full
-            run.layer.contrast_limits = limits
+        if first or int(index) == self.current_frame(run.layer):
+            self._follow_contrast(run, frame, force=first)
         lowdose = dict(run.layer.metadata.get(LOWDOSE_KEY) or {})
         record = dict(lowdose.get(DENOISED_KEY) or {}, frames_done=sorted(run.done))
         run.layer.metadata = {**run.layer.metadata, LOWDOSE_KEY: {**lowdose, DENOISED_KEY: record}}
@@ -721,8 +719,30 @@ class DenoiseWidget(Container):
             self.scope.value = "current"
         self._update_enabled()
 
+    def _follow_contrast(self, run, frame, *, force: bool = False):
+        """Contrast of the output layer from the frame shown, unless the user set their own.
+
+        The frames of a dose series differ in counts by orders of magnitude, so
+        limits taken from one frame saturate the others; they follow the frame
+        shown until the user moves them.
+        """
+        layer = run.layer
+        auto = getattr(run, "auto_limits", None)
+        if not force and auto is not None and not np.allclose(layer.contrast_limits, auto):
+            return
+        limits, full = _display_limits(frame)
+        old = layer.contrast_limits_range
+        layer.contrast_limits_range = (min(full[0], old[0]), max(full[1], old[1]))
+        layer.contrast_limits = limits
+        run.auto_limits = tuple(layer.contrast_limits)
+
     def _on_step(self, _event=None):
-        """Frame slider moved: in live mode, denoise the frame now shown."""
+        """Frame slider moved: contrast follows the frame; in live mode, denoise it."""
+        run = self._run
+        if run is not None and not self._state.closed and run.layer in self._viewer.layers:
+            shown = self.current_frame(run.layer)
+            if shown in run.done:
+                self._follow_contrast(run, self._stack(run)[shown])
         if not self._live or self._state.closed:
             return
         if self.layer is None:
