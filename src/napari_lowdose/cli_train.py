@@ -206,9 +206,14 @@ def _describe(name: str, metadata: dict) -> str:
                  " dB)")
     else:
         score = "no validation record"
-    recipe = metadata.get("dataset", {}).get("card", {}).get("recipe", {})
+    recipe = (metadata.get("dataset") or {}).get("card", {}).get("recipe", {})
     data = ""
-    if recipe:
+    trained = (metadata.get("source") or {}).get("trained_e_per_px_range")
+    if arch == "denoiser" and trained:
+        data = (f"; trained on {trained[0]:g}–{trained[1]:g} e⁻/px"
+                + (f" ({recipe.get('n_structures')} simulated structures, "
+                   f"{recipe.get('noise_model', {}).get('name')})" if recipe else ""))
+    elif recipe:
         data = (f"; trained on {recipe.get('n_structures')} structures × "
                 f"{recipe.get('image_epochs')} images, dose {recipe.get('dose_range_e_per_A2')}"
                 f" e⁻/Å², {recipe.get('noise_model', {}).get('name')}")
