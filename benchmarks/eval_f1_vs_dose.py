@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=384)
     parser.add_argument("--thresholds", default="0.9",
                         help="probability thresholds, e.g. 0.9,0.5 (one network pass for all); "
-                             "0.9 writes OUT.*, another T writes OUT_pTT.*")
+                             "0.9 writes OUT.*, 0.5 writes OUT_p05.*")
     parser.add_argument("--first-seed", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=Path("docs/images/f1_vs_dose"))
     args = parser.parse_args()
@@ -74,7 +74,7 @@ def main() -> None:
               flush=True)
     for threshold in thresholds:
         out = args.out if threshold == 0.9 else args.out.with_name(
-            f"{args.out.name}_p{round(threshold * 100):02d}")
+            f"{args.out.name}_p{f'{threshold:g}'.replace('.', '')}")  # 0.5 → _p05
         print(f"\nprobability ≥ {threshold}:")
         _report(rows[threshold], list(models), threshold, out, args)
 
