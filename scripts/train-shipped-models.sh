@@ -33,11 +33,16 @@ PYTHONPATH=src .venv/bin/python benchmarks/eval_f1_vs_dose.py \
     src/napari_lowdose/models/pretrained/unet_au_ceo2.safetensors \
     --particles 3 --frames 40 --size 384 --out docs/images/f1_vs_dose
 
-# Denoiser (issue 7): the same exit waves, noisy vs noise-free, 0.05–100 e⁻/px.
-OMP_NUM_THREADS=1 $bin train-denoiser --source simulated --data "$work/au_ceo2_384_high" \
-    --e-per-px-range 0.05,100 --images-per-wave 2 --clean-cache 600 --crop 128 --batch-size 8 \
-    --base-channels 24 --levels 3 --lr 1e-3 --epochs 25 --max-val-images 16 --val-crop 256 \
-    --device cpu --seed 0 --out "$work/models/denoiser_au_ceo2.safetensors"
+# Denoiser (issue 7): the same exit waves, noisy vs noise-free, 0.05–100 e⁻/px; plain L1,
+# then fine-tuned with the noise-weighted loss (docs/models.md).
+den=(--source simulated --data "$work/au_ceo2_384_high" --e-per-px-range 0.05,100
+     --images-per-wave 2 --clean-cache 600 --crop 128 --batch-size 8 --max-val-images 16
+     --val-crop 256 --device cpu)
+OMP_NUM_THREADS=1 $bin train-denoiser "${den[@]}" --base-channels 24 --levels 3 --lr 1e-3 \
+    --epochs 25 --seed 0 --out "$work/models/denoiser_au_ceo2_l1.safetensors"
+OMP_NUM_THREADS=1 $bin train-denoiser "${den[@]}" --init "$work/models/denoiser_au_ceo2_l1.safetensors" \
+    --noise-weighted-loss --lr 3e-4 --epochs 12 --seed 1 \
+    --out "$work/models/denoiser_au_ceo2.safetensors"
 cp "$work/models/denoiser_au_ceo2.safetensors" "$work/models/denoiser_au_ceo2.json" \
     src/napari_lowdose/models/pretrained/
 PYTHONPATH=src .venv/bin/python benchmarks/eval_denoise_vs_dose.py denoiser-au-ceo2 \
