@@ -217,7 +217,9 @@ def _describe(name: str, metadata: dict) -> str:
         data = (f"; trained on {recipe.get('n_structures')} structures × "
                 f"{recipe.get('image_epochs')} images, dose {recipe.get('dose_range_e_per_A2')}"
                 f" e⁻/Å², {recipe.get('noise_model', {}).get('name')}")
-    return f"{name}: {shape}; {score}{data}"
+    init = ((metadata.get("training") or {}).get("settings") or {}).get("init_from")
+    tuned = f"; fine-tuned from {Path(str(init)).name}" if init else ""
+    return f"{name}: {shape}; {score}{data}{tuned}"
 
 
 def cmd_models(args: argparse.Namespace) -> int:

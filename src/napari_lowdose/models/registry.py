@@ -38,10 +38,13 @@ __all__ = [
 ]
 
 PRETRAINED_DIR = Path(__file__).with_name("pretrained")
-#: Shipped name → file in ``models/pretrained``.
+#: Shipped name → file in ``models/pretrained``: trained on the "high" dose range
+#: (10²–10⁶ e⁻/Å², Table 2), and fine-tuned from those on the "low" range (10¹–10⁴).
 SHIPPED_MODELS: dict[str, str] = {
     "msdnet-au-ceo2": "msdnet_au_ceo2.safetensors",
     "unet-au-ceo2": "unet_au_ceo2.safetensors",
+    "msdnet-au-ceo2-low": "msdnet_au_ceo2_low.safetensors",
+    "unet-au-ceo2-low": "unet_au_ceo2_low.safetensors",
 }
 DEFAULT_MODEL = "msdnet-au-ceo2"
 #: Shipped denoiser name → file in ``models/pretrained`` (Katsuno et al. 2021, SPEC §4).
