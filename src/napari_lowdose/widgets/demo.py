@@ -1,9 +1,9 @@
 """The viewer of ``napari-lowdose demo --gui``: a finished demo folder, shown in napari.
 
-The series, its truth mask and the segmentation that ``napari-lowdose demo``
-wrote are opened as layers, and the Segment and Area vs dose docks are filled
-in with that run, so the microscopist can step through the frames, move the
-threshold and click the curve at once.
+The series, its truth mask, the denoised series (hidden) and the segmentation
+that ``napari-lowdose demo`` wrote are opened as layers, and the Segment and
+Area vs dose docks are filled in with that run, so the microscopist can step
+through the frames, move the threshold and click the curve at once.
 """
 
 import json
@@ -58,6 +58,10 @@ def populate_demo_viewer(viewer: napari.viewer.Viewer, folder: str | Path) -> Se
         opacity=0.3,
         visible=False,
     )
+    denoised = folder / "denoise" / "denoised.tif"
+    if denoised.is_file():
+        layer = viewer.open(str(denoised), plugin="napari-lowdose")[0]
+        layer.name, layer.visible = "denoised", False
     widget = SegmentWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Segment", area="right")
     widget.layer_combo.value = image
