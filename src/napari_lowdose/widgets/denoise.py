@@ -100,6 +100,35 @@ def _display_limits(frame: np.ndarray) -> tuple[tuple[float, float], tuple[float
     return (lo, hi), full
 
 
+def layer_expected_e_per_px(layer, n: int) -> tuple[np.ndarray | None, str]:
+    """Expected e⁻ per vacuum pixel of the ``n`` frames of a layer (or None), and why.
+
+    dose × pixel size² when the layer has a per-frame dose for all its frames
+    and a pixel size in Å; otherwise None (the denoiser then uses each frame's
+    mean) and a sentence saying what is missing.
+    """
+    mean = "each frame's mean is used instead"
+    try:
+        dose = layer_frame_dose(layer.metadata)
+    except LowdoseError as err:
+        return None, f"dose metadata unreadable ({one_line(err)}): {mean}"
+    if dose is None:
+        return None, f"no per-frame dose: {mean} (see 'Dose calibration')"
+    if dose.n_frames != n:
+        return None, f"the dose lists {dose.n_frames} frame(s), the layer has {n}: {mean}"
+    pixel = _pixel_size_A(layer)
+    if pixel is None:
+        return None, f"no pixel size in Å: {mean}"
+    from ..models.denoiser import expected_e_per_px_from_dose
+
+    values = expected_e_per_px_from_dose(dose.dose_e_per_A2, math.sqrt(pixel[0] * pixel[1]))
+    if not np.all(np.isfinite(values) & (values > 0)):
+        return None, f"some frame doses are not positive: {mean}"
+    lo, hi = float(values.min()), float(values.max())
+    span = f"{lo:.3g}" if math.isclose(lo, hi) else f"{lo:.3g} … {hi:.3g}"
+    return values, f"dose × pixel size²: {span} e⁻/px"
+
+
 class _GrowingStack:
     """A (n, y, x) float32 stack that grows by appending frames (capacity doubles).
 
@@ -412,28 +441,7 @@ class DenoiseWidget(Container):
         return [self.current_frame(layer)]
 
     def _expected_e_per_px(self, layer) -> tuple[np.ndarray | None, str]:
-        """Expected e⁻ per vacuum pixel of every frame (or None) and a sentence saying so."""
-        n = self._n_frames(layer)
-        mean = "each frame's mean is used instead"
-        try:
-            dose = layer_frame_dose(layer.metadata)
-        except LowdoseError as err:
-            return None, f"dose metadata unreadable ({one_line(err)}): {mean}"
-        if dose is None:
-            return None, f"no per-frame dose: {mean} (see 'Dose calibration')"
-        if dose.n_frames != n:
-            return None, f"the dose lists {dose.n_frames} frame(s), the layer has {n}: {mean}"
-        pixel = _pixel_size_A(layer)
-        if pixel is None:
-            return None, f"no pixel size in Å: {mean}"
-        from ..models.denoiser import expected_e_per_px_from_dose
-
-        values = expected_e_per_px_from_dose(dose.dose_e_per_A2, math.sqrt(pixel[0] * pixel[1]))
-        if not np.all(np.isfinite(values) & (values > 0)):
-            return None, f"some frame doses are not positive: {mean}"
-        lo, hi = float(values.min()), float(values.max())
-        span = f"{lo:.3g}" if math.isclose(lo, hi) else f"{lo:.3g} … {hi:.3g}"
-        return values, f"dose × pixel size²: {span} e⁻/px"
+        return layer_expected_e_per_px(layer, self._n_frames(layer))
 
     # -- layer mode -----------------------------------------------------------------------
     def _request(self):
