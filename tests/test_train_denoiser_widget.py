@@ -83,3 +83,12 @@ def test_threaded_run_relays_epochs(widget, tmp_path, qtbot):
     qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
     assert len(widget.history) == 1 and "best PSNR" in widget.status.value
     assert widget.progress_bar.value == widget.progress_bar.max
+
+
+def test_starting_from_the_shipped_denoiser_takes_its_network(widget):
+    widget.model_config = {}
+    assert "denoiser-au-ceo2" in widget.init_model.choices
+    widget.init_model.value = "denoiser-au-ceo2"
+    settings = widget.settings()
+    assert settings.init_from == "denoiser-au-ceo2"
+    assert settings.model_config["base_channels"] == 24 and settings.model_config["levels"] == 3
