@@ -34,7 +34,7 @@ def test_demo_writes_series_noise_fit_segmentation_and_record(demo_folder):
     summary = json.loads((out / "segment" / "summary.json").read_text())
     assert record["segmentation"]["convergence_dose_e_per_A2"] == (
         summary["convergence_dose_e_per_A2"])
-    assert record["model"] == "unet-au-ceo2" and record["threshold"] == 0.9
+    assert record["model"] == "unet-au-ceo2-low" and record["threshold"] == 0.5
     # The vacuum corner holds no particle and the fit gives back the detector's MTF.
     y0, y1, x0, x1 = record["noise_fit"]["roi_px"]
     truth_mask = np.asarray(read_series(out / "truth_mask.tif").data)
@@ -86,19 +86,19 @@ def test_demo_viewer_shows_the_run_in_the_segment_and_plot_docks(demo_folder,
     viewer = make_napari_viewer()
     widget = populate_demo_viewer(viewer, demo_folder)
     image = viewer.layers["simulated series"]
-    prob = viewer.layers["simulated series probability [unet-au-ceo2]"]
-    mask = viewer.layers["simulated series mask [unet-au-ceo2]"]
+    prob = viewer.layers["simulated series probability [unet-au-ceo2-low]"]
+    mask = viewer.layers["simulated series mask [unet-au-ceo2-low]"]
     assert prob.data.shape == mask.data.shape == image.data.shape
     assert tuple(mask.scale) == tuple(image.scale)
     saved = np.asarray(read_series(demo_folder / "segment" / "probability.tif").data)
     assert np.array_equal(prob.data, saved)
-    assert np.array_equal(mask.data, (saved >= 0.9).astype(np.uint8))
+    assert np.array_equal(mask.data, (saved >= 0.5).astype(np.uint8))
     summary = json.loads((demo_folder / "segment" / "summary.json").read_text())
     features = mask.features
     assert features["converged_area_px"][0] == pytest.approx(summary["converged_area_px"])
     assert "median_f1" in features  # the truth mask was picked up
     runs = widget.plot_widget.plotted_runs()
-    assert list(runs) == ["unet-au-ceo2"] and len(runs["unet-au-ceo2"][0]) == 5
+    assert list(runs) == ["unet-au-ceo2-low"] and len(runs["unet-au-ceo2-low"][0]) == 5
     assert viewer.dims.current_step[0] == 4
     denoised = viewer.layers["denoised"]
     assert not denoised.visible and tuple(denoised.scale) == tuple(image.scale)
