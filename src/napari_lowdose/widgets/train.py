@@ -8,6 +8,7 @@ marked). "Stop" ends training after the current step; the best checkpoint so
 far is kept, and running again with "resume" continues after the last epoch.
 """
 
+import contextlib
 import threading
 from pathlib import Path
 
@@ -73,8 +74,15 @@ class _Relay(QObject):
     epoch = Signal(object)
 
 
-class TrainWidget(Container):
-    """Train a segmentation network on a simulated dataset, with a live loss / F1 plot."""
+class TrainingDock(Container):
+    """What the Train and Train-denoiser docks share: one training run in a worker.
+
+    The subclass builds its inputs (``self._inputs``, ``train_button``,
+    ``stop_button``, ``progress_bar``, ``status``) and provides ``_run(*request,
+    direct)`` (the worker body, using :meth:`_callbacks`), ``_on_epoch(result)`` and
+    ``_on_done(summary)``. Step and epoch callbacks of the worker reach the GUI
+    thread through queued signals; "Stop" ends the run after the current step.
+    """
 
     def __init__(self, viewer: napari.viewer.Viewer, *, use_thread: bool = True):
         super().__init__(labels=True)
@@ -85,9 +93,95 @@ class TrainWidget(Container):
         self._relay = _Relay()
         self._relay.step.connect(self._on_step)
         self._relay.epoch.connect(self._on_epoch)
-        self.history: list[dict] = []  # EpochResult dicts plotted so far
-        self.summary = None  # TrainingSummary of the last run
+        self.summary = None
+        self.history: list[dict] = []
         self.last_progress = None  # (step, total) of the last progress call
+
+    @property
+    def busy(self) -> bool:
+        """Whether training is running."""
+        return self._worker is not None
+
+    def _launch(self, request: tuple) -> None:
+        """Start ``_run(*request)`` in a worker (or here, when ``use_thread`` is False)."""
+        self._stop_event.clear()
+        self.summary, self.last_progress, self.history = None, None, []
+        self._update_plot()
+        self.progress_bar.max, self.progress_bar.value = 1, 0
+        self._set_running(True)
+        if not self.use_thread:
+            try:
+                self._on_done(self._run(*request, direct=True))
+            except Exception as err:  # noqa: BLE001 - notify, never raise to the user
+                self._on_error(err)
+            finally:
+                self._set_running(False)
+            return
+        self._worker = thread_worker(self._run)(*request)
+        self._worker.returned.connect(self._on_done)
+        self._worker.errored.connect(self._on_error)
+        self._worker.finished.connect(self._on_finished)
+        self._worker.start()
+
+    @contextlib.contextmanager
+    def _callbacks(self, desc: str, *, direct: bool):
+        """(progress, on_epoch) callbacks for the training call, with a napari progress bar."""
+        step_cb = self._on_step if direct else self._relay.step.emit
+        epoch_cb = self._on_epoch if direct else self._relay.epoch.emit
+        with progress(total=None, desc=desc) as pbar:
+
+            def on_progress(step, total):
+                if pbar.total != total:
+                    pbar.total = total
+                pbar.update(int(step) - pbar.n)
+                step_cb(int(step), int(total))
+
+            yield on_progress, epoch_cb
+
+    def _on_step(self, step, total):
+        self.last_progress = (step, total)
+        if self.progress_bar.max != total:
+            self.progress_bar.max = total
+        self.progress_bar.value = min(step, total)
+
+    def _on_error(self, err):
+        self.status.value = "failed"
+        show_error(f"Training failed: {one_line(err)}")
+
+    def _on_finished(self):
+        self._worker = None
+        self._set_running(False)
+
+    def _set_running(self, running: bool):
+        for widget in self._inputs:
+            widget.enabled = not running
+        self.train_button.enabled = not running
+        self.stop_button.enabled = running
+
+    def stop(self, _event=None):
+        """End training after the current step; the best checkpoint so far is kept."""
+        if self.stop_button.enabled:
+            self._stop_event.set()
+            self.status.value = "stopping after the current step…"
+
+    def _new_figure(self, min_height_px: int):
+        """A matplotlib figure and Qt canvas in napari's theme colours."""
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self._colors = _theme_colors(self._viewer)
+        self.figure = Figure(figsize=(4, 3), layout="constrained")
+        self.figure.set_facecolor(self._colors["bg"])
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(min_height_px)
+        return self.figure
+
+
+class TrainWidget(TrainingDock):
+    """Train a segmentation network on a simulated dataset, with a live loss / F1 plot."""
+
+    def __init__(self, viewer: napari.viewer.Viewer, *, use_thread: bool = True):
+        super().__init__(viewer, use_thread=use_thread)
         self._out = None
 
         self.data_dir = FileEdit(label="dataset folder", mode="d", value="")
@@ -357,58 +451,18 @@ class TrainWidget(Container):
         request = self._request()
         if request is None:
             return
-        self._stop_event.clear()
-        self.summary = None
-        self.last_progress = None
         self._out = request[1]
-        self.history = []
-        self._update_plot()
-        self.progress_bar.max, self.progress_bar.value = 1, 0
-        self._set_running(True)
         self.status.value = f"training on {self.device_info.value}…"
-        if not self.use_thread:
-            try:
-                self._on_done(self._run(*request, direct=True))
-            except Exception as err:  # noqa: BLE001 - notify, never raise to the user
-                self._on_error(err)
-            finally:
-                self._set_running(False)
-            return
-        self._worker = thread_worker(self._run)(*request)
-        self._worker.returned.connect(self._on_done)
-        self._worker.errored.connect(self._on_error)
-        self._worker.finished.connect(self._on_finished)
-        self._worker.start()
+        self._launch(request)
 
     def _run(self, data, out, settings, resume, *, direct=False):
         """Worker body: the training call, its callbacks relayed to the GUI thread."""
         from ..train.segmentation import train_segmentation
 
-        step_cb = self._on_step if direct else self._relay.step.emit
-        epoch_cb = self._on_epoch if direct else self._relay.epoch.emit
-        with progress(total=None, desc="Train: steps") as pbar:
-
-            def on_progress(step, total):
-                if pbar.total != total:
-                    pbar.total = total
-                pbar.update(int(step) - pbar.n)
-                step_cb(int(step), int(total))
-
-            return train_segmentation(
-                data,
-                out,
-                settings,
-                resume=resume,
-                progress=on_progress,
-                should_stop=self._stop_event.is_set,
-                on_epoch=epoch_cb,
-            )
-
-    def _on_step(self, step, total):
-        self.last_progress = (step, total)
-        if self.progress_bar.max != total:
-            self.progress_bar.max = total
-        self.progress_bar.value = min(step, total)
+        with self._callbacks("Train: steps", direct=direct) as (on_progress, on_epoch):
+            return train_segmentation(data, out, settings, resume=resume,
+                                      progress=on_progress,
+                                      should_stop=self._stop_event.is_set, on_epoch=on_epoch)
 
     def _on_epoch(self, result):
         self.history.append(result.to_dict())
@@ -447,39 +501,15 @@ class TrainWidget(Container):
                 show_info(f"Training {text}.")
         self.status.value = text
 
-    def _on_error(self, err):
-        self.status.value = "failed"
-        show_error(f"Training failed: {one_line(err)}")
-
-    def _on_finished(self):
-        self._worker = None
-        self._set_running(False)
-
     def _set_running(self, running: bool):
-        for widget in self._inputs:
-            widget.enabled = not running
+        super()._set_running(running)
         if not running and self.init_model.value not in (None, RANDOM_WEIGHTS):
-            for widget in self._network_inputs:
+            for widget in self._network_inputs:  # fine-tuning: the model's network
                 widget.enabled = False
-        self.train_button.enabled = not running
-        self.stop_button.enabled = running
-
-    def stop(self, _event=None):
-        """End training after the current step; the best checkpoint so far is kept."""
-        if self.stop_button.enabled:
-            self._stop_event.set()
-            self.status.value = "stopping after the current step…"
 
     # -- plot -----------------------------------------------------------------------------
     def _build_plot(self):
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
-        self._colors = _theme_colors(self._viewer)
-        self.figure = Figure(figsize=(4, 3), layout="constrained")
-        self.figure.set_facecolor(self._colors["bg"])
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(260)
+        self._new_figure(260)
         self.ax_loss = self.figure.add_subplot()
         self.ax_f1 = self.ax_loss.twinx()
         self.lines = {}

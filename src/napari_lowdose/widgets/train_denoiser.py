@@ -9,7 +9,6 @@ of the validation PSNR (the noisy input's PSNR as a reference; best epoch
 marked). "Stop" ends training after the current step; the best checkpoint is kept.
 """
 
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,7 +17,6 @@ import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FileEdit,
     FloatSpinBox,
     Label,
@@ -27,34 +25,23 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
-from napari.qt.threading import thread_worker
-from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..io.errors import LowdoseError
 from ._common import DEVICE_CHOICES, device_description, is_empty_path, one_line
 from .denoise import layer_expected_e_per_px
-from .noise_fit import _base_data, _style_axes, _theme_colors
-from .train import MODEL_SUFFIX, RANDOM_WEIGHTS, _heading, _Relay
+from .noise_fit import _base_data, _style_axes
+from .train import MODEL_SUFFIX, RANDOM_WEIGHTS, TrainingDock, _heading
 
 SIMULATED, SERIES = "simulated", "series"
 SOURCE_CHOICES = [("simulated dataset", SIMULATED), ("dose series (Noise2Noise)", SERIES)]
 
 
-class TrainDenoiserWidget(Container):
+class TrainDenoiserWidget(TrainingDock):
     """Train a denoiser on a simulated dataset or a dose series, with a live PSNR plot."""
 
     def __init__(self, viewer: napari.viewer.Viewer, *, use_thread: bool = True):
-        super().__init__(labels=True)
-        self._viewer = viewer
-        self.use_thread = use_thread
-        self._worker = None
-        self._stop_event = threading.Event()
-        self._relay = _Relay()
-        self._relay.step.connect(self._on_step)
-        self._relay.epoch.connect(self._on_epoch)
-        self.history: list[dict] = []  # DenoiserEpochResult dicts plotted so far
-        self.summary = None
+        super().__init__(viewer, use_thread=use_thread)
         #: Network settings (DenoiserUNet; empty: its defaults) and step caps, as the
         #: command's --base-channels/--levels, --steps-per-epoch, --max-val-images.
         self.model_config: dict = {}
@@ -204,11 +191,6 @@ class TrainDenoiserWidget(Container):
         return train, val, out, settings, notes
 
     # -- training -------------------------------------------------------------------------
-    @property
-    def busy(self) -> bool:
-        """Whether training is running."""
-        return self._worker is not None
-
     def train(self, _event=None):
         """Train with the current inputs (in a thread unless ``use_thread`` is False)."""
         if self._worker is not None:
@@ -217,51 +199,18 @@ class TrainDenoiserWidget(Container):
         request = self._request()
         if request is None:
             return
-        self._stop_event.clear()
-        self.summary = None
-        self.history = []
-        self._update_plot()
-        self.progress_bar.max, self.progress_bar.value = 1, 0
-        self._set_running(True)
         self.status.value = f"training on {device_description(self.device.value)}…"
-        if not self.use_thread:
-            try:
-                self._on_done(self._run(*request, direct=True))
-            except Exception as err:  # noqa: BLE001 - notify, never raise to the user
-                self._on_error(err)
-            finally:
-                self._set_running(False)
-            return
-        self._worker = thread_worker(self._run)(*request)
-        self._worker.returned.connect(self._on_done)
-        self._worker.errored.connect(self._on_error)
-        self._worker.finished.connect(self._on_finished)
-        self._worker.start()
+        self._launch(request)
 
     def _run(self, train, val, out, settings, notes, *, direct=False):
         """Worker body: the training call, its callbacks relayed to the GUI thread."""
         from ..train.denoise import train_denoiser
 
-        step_cb = self._on_step if direct else self._relay.step.emit
-        epoch_cb = self._on_epoch if direct else self._relay.epoch.emit
-        with progress(total=None, desc="Train denoiser: steps") as pbar:
-
-            def on_progress(step, total):
-                if pbar.total != total:
-                    pbar.total = total
-                pbar.update(int(step) - pbar.n)
-                step_cb(int(step), int(total))
-
+        with self._callbacks("Train denoiser: steps", direct=direct) as (on_progress, on_epoch):
             return train_denoiser(
                 train, val, out, settings, resume=bool(self.resume.value),
-                progress=on_progress, should_stop=self._stop_event.is_set,
-                on_epoch=epoch_cb,
+                progress=on_progress, should_stop=self._stop_event.is_set, on_epoch=on_epoch,
                 metadata={"command": "napari 'Train denoiser' widget", "notes": notes})
-
-    def _on_step(self, step, total):
-        if self.progress_bar.max != total:
-            self.progress_bar.max = total
-        self.progress_bar.value = min(step, total)
 
     def _on_epoch(self, result):
         self.history.append(result.to_dict())
@@ -293,36 +242,9 @@ class TrainDenoiserWidget(Container):
                 show_info(f"Training {text}.")
         self.status.value = text
 
-    def _on_error(self, err):
-        self.status.value = "failed"
-        show_error(f"Training failed: {one_line(err)}")
-
-    def _on_finished(self):
-        self._worker = None
-        self._set_running(False)
-
-    def _set_running(self, running: bool):
-        for widget in self._inputs:
-            widget.enabled = not running
-        self.train_button.enabled = not running
-        self.stop_button.enabled = running
-
-    def stop(self, _event=None):
-        """End training after the current step; the best checkpoint so far is kept."""
-        if self.stop_button.enabled:
-            self._stop_event.set()
-            self.status.value = "stopping after the current step…"
-
     # -- plot -----------------------------------------------------------------------------
     def _build_plot(self):
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
-        self._colors = _theme_colors(self._viewer)
-        self.figure = Figure(figsize=(4, 3), layout="constrained")
-        self.figure.set_facecolor(self._colors["bg"])
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(240)
+        self._new_figure(240)
         self.ax = self.figure.add_subplot()
         (self.psnr_line,) = self.ax.plot([], [], "o-", ms=3, color="#ff9e40", label="val PSNR")
         (self.input_line,) = self.ax.plot(
