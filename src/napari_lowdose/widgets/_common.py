@@ -51,3 +51,16 @@ def device_description(name: str) -> str:
         return describe_device(select_device(name))
     except DeviceError as err:
         return f"unavailable: {one_line(err)}"
+
+
+def shown_frame(viewer, layer, n_frames: int) -> int:
+    """Index of the frame of ``layer`` that ``viewer`` shows (0 for a 2-D layer or None)."""
+    import numpy as np
+
+    if layer is None or n_frames <= 1 or layer.ndim < 3:
+        return 0
+    try:
+        index = float(np.asarray(layer.world_to_data(viewer.dims.point))[0])
+    except (ValueError, IndexError, TypeError):
+        index = float(viewer.dims.current_step[0])
+    return int(min(max(round(index), 0), n_frames - 1))

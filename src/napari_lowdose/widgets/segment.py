@@ -43,7 +43,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..io.errors import LowdoseError
 from ..io.layers import LOWDOSE_KEY, layer_frame_dose
-from ._common import DEVICE_CHOICES, device_description, is_empty_path, one_line
+from ._common import DEVICE_CHOICES, device_description, is_empty_path, one_line, shown_frame
 from .area_plot import AREA_KEY, AreaPlotWidget, area_record, refresh_area_plots
 from .noise_fit import _base_data
 
@@ -252,14 +252,7 @@ class SegmentWidget(Container):
     def current_frame(self, layer=None) -> int:
         """Index of the frame shown for ``layer`` (0 for a 2-D layer)."""
         layer = self.layer if layer is None else layer
-        n = self._n_frames(layer)
-        if layer is None or n <= 1 or layer.ndim < 3:
-            return 0
-        try:
-            index = float(np.asarray(layer.world_to_data(self._viewer.dims.point))[0])
-        except (ValueError, IndexError, TypeError):
-            index = float(self._viewer.dims.current_step[0])
-        return int(min(max(round(index), 0), n - 1))
+        return shown_frame(self._viewer, layer, self._n_frames(layer))
 
     def frame_indices(self, layer=None) -> list[int]:
         """The frames the current scope asks for."""
