@@ -473,7 +473,15 @@ def denoise_frames(
         If the device is not available.
     """
     from ..train.device import select_device
-    from .inference import _alignment, _as_stack, _autocast, _check_size, _indices, plan_tiles
+    from .inference import (
+        _alignment,
+        _as_stack,
+        _autocast,
+        _check_size,
+        _indices,
+        plan_tiles,
+        stream_frames,
+    )
 
     if not isinstance(model, DenoiserUNet):
         raise TypeError(f"expected a DenoiserUNet, got {type(model).__name__}")
@@ -492,54 +500,21 @@ def denoise_frames(
     if tile_px is not None and max(shape) > tile_px:
         tiles = plan_tiles(shape, tile_px, overlap_px, align=_alignment(model))
     target = select_device(device)
-    return _stream(model, frames, single, doses, gain, indices, tiles, batch_size, target,
-                   lambda: _autocast(target), should_stop or (lambda: False), progress)
+    stop = should_stop or (lambda: False)
 
+    def autocast() -> contextlib.AbstractContextManager:
+        return _autocast(target)
 
-def _stream(
-    model: DenoiserUNet,
-    frames: Any,
-    single: bool,
-    doses: np.ndarray | None,
-    gain: float,
-    indices: list[int],
-    tiles: list[tuple[slice, slice, np.ndarray]] | None,
-    batch_size: int,
-    device: torch.device,
-    autocast: Callable[[], contextlib.AbstractContextManager],
-    stop: Callable[[], bool],
-    progress: Callable[[int, int], None] | None,
-) -> Iterator[tuple[int, np.ndarray]]:
-    from .inference import _read
+    def process(chunk: list[int], batch: np.ndarray) -> np.ndarray | None:
+        e_per_px = None if doses is None else doses[chunk]
+        if tiles is None:
+            return _denoise_batch(model, batch, e_per_px, gain, target, autocast)
+        one = _denoise_tiled(model, batch[0], e_per_px, gain, tiles, batch_size, target,
+                             autocast, stop)
+        return None if one is None else one[None]
 
-    was_training = model.training
-    model.to(device).eval()
-    per_read = 1 if tiles is not None else batch_size
-    done = 0
-    try:
-        for k in range(0, len(indices), per_read):
-            if stop():
-                return
-            chunk = indices[k : k + per_read]
-            batch = _read(frames, single, chunk)
-            e_per_px = None if doses is None else doses[chunk]
-            if tiles is None:
-                out = _denoise_batch(model, batch, e_per_px, gain, device, autocast)
-            else:
-                one = _denoise_tiled(model, batch[0], e_per_px, gain, tiles, batch_size,
-                                     device, autocast, stop)
-                if one is None:
-                    return
-                out = one[None]
-            for index, frame in zip(chunk, out, strict=True):
-                if stop():
-                    return
-                yield index, frame
-                done += 1
-                if progress is not None:
-                    progress(done, len(indices))
-    finally:
-        model.train(was_training)
+    return stream_frames(model, frames, single, indices, 1 if tiles is not None else batch_size,
+                         process, target, progress, stop)
 
 
 def denoise_frame(model: DenoiserUNet, frame: Any, **kwargs: Any) -> np.ndarray:

@@ -304,44 +304,53 @@ def predict_probabilities(
         tile = max(tile_px, getattr(model, "min_size", 1))
         tiles = plan_tiles(shape, tile, overlap_px, align=_alignment(model))
     target = select_device(device)
-    return _stream(
-        model, frames, single, indices, tiles, batch_size, target, progress, should_stop
-    )
+
+    def process(chunk: list[int], batch: np.ndarray) -> np.ndarray | None:
+        if tiles is None:
+            return _predict_batch(model, batch, target)
+        prob = _predict_tiled(model, batch[0], tiles, batch_size, target, should_stop)
+        return None if prob is None else prob[None]
+
+    return stream_frames(model, frames, single, indices, 1 if tiles is not None else batch_size,
+                         process, target, progress, should_stop)
 
 
-def _stream(
+def stream_frames(
     model: nn.Module,
     frames: Any,
     single: bool,
     indices: list[int],
-    tiles: list[tuple[slice, slice, np.ndarray]] | None,
-    batch_size: int,
+    frames_per_read: int,
+    process: Callable[[list[int], np.ndarray], np.ndarray | None],
     device: torch.device,
     progress: Callable[[int, int], None] | None,
     should_stop: Callable[[], bool] | None,
 ) -> Iterator[tuple[int, np.ndarray]]:
+    """Read frames a chunk at a time, run ``process`` on them, yield ``(index, result)``.
+
+    The shared loop of segmentation (:func:`predict_probabilities`) and denoising
+    (:func:`napari_lowdose.models.denoiser.denoise_frames`): the model is put on
+    ``device`` in eval mode (its mode is restored afterwards), ``should_stop``
+    is checked between frames, ``progress(done, total)`` is called after each.
+    ``process(chunk, batch)`` returns one result per frame of ``batch``, or
+    None when it was stopped part-way (tiles).
+    """
     was_training = model.training
     model.to(device).eval()
     stop = should_stop or (lambda: False)
-    frames_per_read = 1 if tiles is not None else batch_size
     done = 0
     try:
         for k in range(0, len(indices), frames_per_read):
             if stop():
                 return
             chunk = indices[k : k + frames_per_read]
-            batch = _read(frames, single, chunk)
-            if tiles is None:
-                probs = _predict_batch(model, batch, device)
-            else:
-                prob = _predict_tiled(model, batch[0], tiles, batch_size, device, should_stop)
-                if prob is None:
-                    return
-                probs = prob[None]
-            for index, prob in zip(chunk, probs, strict=True):
+            results = process(chunk, _read(frames, single, chunk))
+            if results is None:
+                return
+            for index, result in zip(chunk, results, strict=True):
                 if stop():
                     return
-                yield index, prob
+                yield index, result
                 done += 1
                 if progress is not None:
                     progress(done, len(indices))
