@@ -43,6 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .unet import pad_to_multiple
+
 __all__ = [
     "DEFAULT_CLIP_PERCENTILES",
     "DEFAULT_LOG10_E_PER_PX_RANGE",
@@ -302,11 +304,7 @@ class DenoiserUNet(nn.Module):
             raise ValueError(f"expected (N, 2, H, W), got shape {tuple(x.shape)}")
         height, width = x.shape[-2:]
         identity = x[:, :1].float()
-        multiple = self.size_multiple
-        pad_y, pad_x = (-height) % multiple, (-width) % multiple
-        if pad_y or pad_x:
-            mode = "reflect" if pad_y < height and pad_x < width else "replicate"
-            x = F.pad(x, (0, pad_x, 0, pad_y), mode=mode)
+        x = pad_to_multiple(x, self.size_multiple)
         skips = []
         for level, block in enumerate(self.encoder):
             x = block(x)

@@ -39,6 +39,20 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad ``(N, C, H, W)`` at the bottom and right to multiples of ``multiple``.
+
+    Reflection where the frame is large enough, edge replication otherwise;
+    the caller crops the output back to ``H × W``.
+    """
+    height, width = x.shape[-2:]
+    pad_y, pad_x = (-height) % multiple, (-width) % multiple
+    if not (pad_y or pad_x):
+        return x
+    mode = "reflect" if pad_y < height and pad_x < width else "replicate"
+    return F.pad(x, (0, pad_x, 0, pad_y), mode=mode)
+
 class UNetBlock(nn.Module):
     """Five k×k convolutions with PReLU; the first layer's output is added to the fifth's input.
 
@@ -130,11 +144,7 @@ class UNet(nn.Module):
         if x.ndim != 4:
             raise ValueError(f"expected (N, C, H, W), got shape {tuple(x.shape)}")
         height, width = x.shape[-2:]
-        multiple = 2 ** int(self.config["levels"])
-        pad_y, pad_x = (-height) % multiple, (-width) % multiple
-        if pad_y or pad_x:
-            mode = "reflect" if pad_y < height and pad_x < width else "replicate"
-            x = F.pad(x, (0, pad_x, 0, pad_y), mode=mode)
+        x = pad_to_multiple(x, 2 ** int(self.config["levels"]))
         skips = []
         for level, block in enumerate(self.encoder):
             x = block(x)
