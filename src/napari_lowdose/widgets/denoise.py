@@ -413,6 +413,23 @@ class DenoiseWidget(Container):
             return resolve_denoiser(value)
         return resolve_denoiser(self.model.value)
 
+    def _checked_model(self, what: str):
+        """(model file, its metadata, device), or None after one notification."""
+        from ..models.checkpoint import read_checkpoint_metadata
+        from ..train.device import select_device
+
+        try:
+            model_path = self._model_path()
+            metadata = read_checkpoint_metadata(model_path)
+            if metadata.get("arch") != "denoiser":
+                raise LowdoseError(
+                    f"{model_path.name} holds a {metadata.get('arch')}, not a denoiser"
+                )
+            return model_path, metadata, select_device(self.device.value)
+        except LowdoseError as err:
+            show_error(f"{what}: {one_line(err)}")
+            return None
+
     def _model_label(self) -> str:
         if self.model.value in (FILE_CHOICE, None):
             return Path(str(self.model_file.value)).stem
@@ -439,8 +456,6 @@ class DenoiseWidget(Container):
     # -- layer mode -----------------------------------------------------------------------
     def _request(self):
         """Everything a run needs, or None after show_error."""
-        from ..models.checkpoint import read_checkpoint_metadata
-        from ..train.device import select_device
 
         layer = self.layer
         if layer is None:
@@ -450,17 +465,10 @@ class DenoiseWidget(Container):
         if getattr(layer, "rgb", False) or data.ndim not in (2, 3):
             show_error(f"'{layer.name}' must be one 2-D frame or a (frames, y, x) series.")
             return None
-        try:
-            model_path = self._model_path()
-            metadata = read_checkpoint_metadata(model_path)
-            if metadata.get("arch") != "denoiser":
-                raise LowdoseError(
-                    f"{model_path.name} holds a {metadata.get('arch')}, not a denoiser"
-                )
-            device = select_device(self.device.value)
-        except LowdoseError as err:
-            show_error(f"Denoise: {one_line(err)}")
+        checked = self._checked_model("Denoise")
+        if checked is None:
             return None
+        model_path, metadata, device = checked
         from ..models.denoiser import outside_training_range
 
         expected, expected_text = self._expected_e_per_px(layer)
@@ -788,8 +796,6 @@ class DenoiseWidget(Container):
     def _watch_request(self):
         """Everything a watch needs, or None after show_error."""
         from ..io.watch import FolderWatcher
-        from ..models.checkpoint import read_checkpoint_metadata
-        from ..train.device import select_device
 
         if is_empty_path(self.camera_folder.value):
             show_error("Choose the camera folder to watch.")
@@ -807,17 +813,10 @@ class DenoiseWidget(Container):
                     "watched too): choose a sub-folder or another folder."
                 )
                 return None
-        try:
-            model_path = self._model_path()
-            metadata = read_checkpoint_metadata(model_path)
-            if metadata.get("arch") != "denoiser":
-                raise LowdoseError(
-                    f"{model_path.name} holds a {metadata.get('arch')}, not a denoiser"
-                )
-            device = select_device(self.device.value)
-        except LowdoseError as err:
-            show_error(f"Watch: {one_line(err)}")
+        checked = self._checked_model("Watch")
+        if checked is None:
             return None
+        model_path, metadata, device = checked
         settle = float(self.settle_s.value)
         try:
             watcher = FolderWatcher(
