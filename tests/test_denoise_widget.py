@@ -1,6 +1,7 @@
 """The 'Denoise' dock widget: layer mode, live scope and in-situ folder watch."""
 
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -379,3 +380,88 @@ def test_contrast_follows_the_frame_shown_until_the_user_sets_it(setup):
     out.contrast_limits = (1.0, 2.0)  # the user's choice is kept from now on
     viewer.dims.set_current_step(0, 2)
     assert tuple(out.contrast_limits) == pytest.approx((1.0, 2.0))
+
+
+def test_gain_normalises_like_the_command(setup, model_file, monkeypatch):
+    from napari_lowdose.cli_denoise import _gain
+    from napari_lowdose.models.registry import load_denoiser
+
+    viewer, widget, image = setup
+    model, _ = load_denoiser(model_file)
+    assert widget.gain.value == 0 and widget.gain_info.value.startswith("1 count/e⁻")
+    widget.scope.value = "all"
+    widget.run()
+    plain = viewer.layers[OUTPUT].data.copy()  # default: gain 1, as before
+
+    widget.gain.value = 4.0
+    assert widget.gain_info.value == "4 counts/e⁻ (set here)"
+    widget.run()
+    out = viewer.layers[OUTPUT]
+    expected = dict(REAL_DENOISE_FRAMES(model, image.data, expected_e_per_px=DOSES * PIXEL_A**2,
+                                        counts_per_electron=4.0, device="cpu"))
+    for i in range(N_FRAMES):
+        np.testing.assert_allclose(out.data[i], expected[i], rtol=1e-5, atol=1e-5)
+    assert not np.allclose(out.data, plain)  # the gain changed the normalisation
+    record = out.metadata[LOWDOSE_KEY]["denoised"]
+    assert record["counts_per_electron"] == 4.0 and record["tile_px"] is None
+
+    # Auto: the gain the layer's file states, as 'napari-lowdose denoise' without
+    # --counts-per-electron (no dose here: frame mean / gain).
+    hinted = viewer.add_image(image.data[3].copy(), name="hinted", metadata={
+        LOWDOSE_KEY: {"dose_hints": {"counts_per_electron": 2.5}}})
+    widget.layer_combo.value = hinted
+    widget.gain.value = 0.0
+    assert widget.gain_info.value == "2.5 counts/e⁻ (from the file)"
+    series = SimpleNamespace(dose_hints=SimpleNamespace(counts_per_electron=2.5))
+    assert _gain(SimpleNamespace(counts_per_electron=None), series) == 2.5
+    widget.run()
+    expected = denoiser.denoise_frame(model, image.data[3], counts_per_electron=2.5,
+                                      device="cpu")
+    np.testing.assert_allclose(viewer.layers["hinted denoised [tiny]"].data, expected,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_tiled_output_matches_the_whole_frame(make_napari_viewer, model_file):
+    from napari_lowdose.models.registry import load_denoiser
+
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(3)
+    frames = rng.poisson(20.0, (2, 100, 90)).astype(np.float32)
+    image = viewer.add_image(frames, name="big")
+    widget = DenoiseWidget(viewer, use_thread=False)
+    widget.layer_combo.value = image
+    widget.model.value = FILE_CHOICE
+    widget.model_file.value = model_file
+    widget.device.value = "cpu"
+    widget.scope.value = "all"
+    assert widget.tile_px.value == 0 and widget.overlap_px.native.isHidden()
+    widget.run()
+    whole = viewer.layers["big denoised [tiny]"].data.copy()
+
+    widget.tile_px.value, widget.overlap_px.value = 48, 12
+    assert not widget.overlap_px.native.isHidden()
+    widget.run()
+    out = viewer.layers["big denoised [tiny]"]
+    assert out.data.shape == frames.shape and np.isfinite(out.data).all()
+    model, _ = load_denoiser(model_file)
+    expected = dict(REAL_DENOISE_FRAMES(model, frames, device="cpu", tile_px=48, overlap_px=12))
+    for i in range(2):
+        np.testing.assert_allclose(out.data[i], expected[i], rtol=1e-5, atol=1e-5)
+    assert not np.array_equal(out.data, whole)  # tiled, not the whole frame
+    np.testing.assert_allclose(out.data, whole, rtol=0, atol=1e-3 * np.abs(whole).max())
+    record = out.metadata[LOWDOSE_KEY]["denoised"]
+    assert (record["tile_px"], record["overlap_px"]) == (48, 12)
+    widget.shutdown()
+
+
+def test_bad_tile_gives_one_notification_and_no_layer(setup, monkeypatch):
+    viewer, widget, _ = setup
+    messages = []
+    monkeypatch.setattr("napari_lowdose.widgets.denoise.show_error", messages.append)
+    widget.tile_px.value = 8  # below the command's minimum
+    widget.run()
+    assert len(messages) == 1 and "at least 16 px" in messages[0]
+    widget.tile_px.value, widget.overlap_px.value = 16, 48  # overlap too large for the tile
+    widget.run()
+    assert len(messages) == 2 and "too small" in messages[-1]
+    assert len(viewer.layers) == 1

@@ -92,3 +92,95 @@ def test_starting_from_the_shipped_denoiser_takes_its_network(widget):
     settings = widget.settings()
     assert settings.init_from == "denoiser-au-ceo2"
     assert settings.model_config["base_channels"] == 24 and settings.model_config["levels"] == 3
+
+
+def _pair_layers(viewer, n_short=3, n_long=3):
+    clean = clean_lattice((48, 48))
+    short = noisy_copies(clean, 5.0, n_short, seed=1).astype(np.float32)
+    long = noisy_copies(clean, 500.0, n_long, seed=2).astype(np.float32)
+    kwargs = image_layer_kwargs((SAMPLING_A, SAMPLING_A), 3)
+    return (viewer.add_image(short, name="short", **kwargs),
+            viewer.add_image(long, name="long", **kwargs))
+
+
+def test_exposure_pairs_from_two_layers(widget, tmp_path, monkeypatch):
+    from napari_lowdose.train.denoise import PairedExposures
+
+    short, long = _pair_layers(widget._viewer)
+    before = short.data.copy(), long.data.copy()
+    built = []
+    real = PairedExposures.__init__
+
+    def recording(self, *args, **kwargs):
+        built.append(kwargs)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(PairedExposures, "__init__", recording)
+    widget.source.value = module.PAIRS
+    assert not widget.short_combo.native.isHidden() and widget.layer_combo.native.isHidden()
+    assert widget.data_dir.native.isHidden() and not widget.gain.native.isHidden()
+    widget.short_combo.value, widget.long_combo.value = short, long
+    widget.epochs.value = 1
+    assert widget.settings().loss == "l1" and widget.settings().source == "pairs"
+    widget.train()
+    assert widget.summary is not None and widget.summary.best_epoch == 1
+    model, meta = load_denoiser(tmp_path / "den.safetensors")
+    assert model.config["base_channels"] == 2 and meta["source"]["kind"] == "pairs"
+    # as 'train-denoiser --source pairs': 10 % of the pairs held out, 16 crops per pair
+    train_kw, val_kw = built
+    assert train_kw["pairs"] == [0, 1] and val_kw["pairs"] == [2]
+    assert train_kw["crops_per_pair"] == 16 and val_kw["crop_px"] == 2 * widget.crop.value
+    assert train_kw["counts_per_electron"] == 1.0 and train_kw["short_e_per_px"] is None
+    np.testing.assert_array_equal(short.data, before[0])
+    np.testing.assert_array_equal(long.data, before[1])
+    assert len(widget._viewer.layers) == 2
+
+
+def test_exposure_pairs_refuse_mismatched_layers(widget, monkeypatch):
+    messages = []
+    monkeypatch.setattr(module, "show_error", messages.append)
+    short, long = _pair_layers(widget._viewer, n_short=3, n_long=2)
+    widget.source.value = module.PAIRS
+    widget.train()  # no layer chosen
+    assert len(messages) == 1 and "short and of the long exposures" in messages[0]
+    widget.short_combo.value, widget.long_combo.value = short, long
+    widget.train()
+    assert len(messages) == 2
+    assert "3 short exposure(s)" in messages[1] and "2 long one(s)" in messages[1]
+    assert widget.summary is None and widget.train_button.enabled
+    assert len(widget._viewer.layers) == 2
+    assert widget.short_combo.value is short and widget.long_combo.value is long
+    assert not (widget.out_file.value).exists()
+
+
+def test_network_size_is_shown_and_follows_the_settings(widget):
+    from napari_lowdose.models.denoiser import DenoiserUNet
+
+    def n_params(model):
+        return sum(p.numel() for p in model.parameters())
+
+    widget.model_config = {}  # the defaults: base channels 32, 3 levels
+    n = n_params(DenoiserUNet())
+    assert (widget.base_channels.value, widget.levels.value) == (32, 3)
+    assert widget.n_parameters == n and widget.network_info.value.startswith(
+        f"{n / 1e6:.2f} M parameters ({n:,})")
+    widget.base_channels.value, widget.levels.value = 8, 2
+    n = n_params(DenoiserUNet(base_channels=8, levels=2))
+    assert widget.n_parameters == n and f"({n:,})" in widget.network_info.value
+    assert widget.settings().model_config == {"base_channels": 8, "levels": 2}
+
+    widget.init_model.value = "denoiser-au-ceo2"  # its network, whatever the inputs say
+    shipped, _ = load_denoiser("denoiser-au-ceo2")
+    n = n_params(shipped)
+    assert widget.n_parameters == n and f"({n:,})" in widget.network_info.value
+    assert "denoiser-au-ceo2" in widget.network_info.value
+    assert not widget.base_channels.enabled and widget.base_channels.value == 24
+    widget.init_model.value = module.RANDOM_WEIGHTS
+    assert widget.base_channels.enabled
+
+
+def test_defaults_are_the_commands(widget):
+    assert widget.learning_rate.value == pytest.approx(module.cli_default("lr"))
+    assert module.cli_default("lr") == pytest.approx(1e-4)  # Katsuno et al. (2021)
+    widget.learning_rate.value = 3e-4  # still the user's choice
+    assert widget.settings().learning_rate == pytest.approx(3e-4)

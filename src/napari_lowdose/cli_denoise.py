@@ -233,13 +233,11 @@ def _check_source_options(args: argparse.Namespace) -> None:
 
 def _datasets(args: argparse.Namespace, notes: list[str]):
     """Training and validation datasets of the chosen source."""
-    import numpy as np
-
     from .train.denoise import (
         DEFAULT_E_PER_PX_RANGE,
-        Noise2NoiseSeries,
-        PairedExposures,
         SimulatedPairs,
+        pair_datasets,
+        series_datasets,
     )
 
     crop = args.crop
@@ -265,44 +263,21 @@ def _datasets(args: argparse.Namespace, notes: list[str]):
     if args.source == "pairs":
         short = _open(args, args.short, calibrated=True)
         long = _open(args, args.long, calibrated=False)
-        gain = _gain(args, short)
-        short_e, _ = _expected_e_per_px(short)
-        long_e, _ = _expected_e_per_px(long)
-        n = short.n_frames
-        n_val = max(1, round(0.1 * n)) if n >= 2 else 0
-        train_pairs = list(range(n - n_val))
-        val_pairs = list(range(n - n_val, n)) if n_val else train_pairs
-        if not n_val:
-            notes.append("one pair only: validating on its central crop (not held out)")
-        per_pair = args.crops_per_pair or 16
-        kwargs = {"short_e_per_px": short_e, "long_e_per_px": long_e,
-                  "counts_per_electron": gain, "seed": seed}
-        train = PairedExposures(short.data, long.data, crop_px=crop, crops_per_pair=per_pair,
-                                pairs=train_pairs, **kwargs)
-        val = PairedExposures(short.data, long.data, crop_px=val_crop, crops_per_pair=1,
-                              augment=False, pairs=val_pairs, **kwargs)
-        return train, val
+        return pair_datasets(short.data, long.data, crop_px=crop, val_crop_px=val_crop,
+                             crops_per_pair=args.crops_per_pair, notes=notes,
+                             short_e_per_px=_expected_e_per_px(short)[0],
+                             long_e_per_px=_expected_e_per_px(long)[0],
+                             counts_per_electron=_gain(args, short), seed=seed)
     opened = _open(args, args.series, calibrated=True)
     frames = opened.data if opened.data.ndim == 3 else opened.data[None]
-    n = int(frames.shape[0])
-    if n < 2:
-        raise DenoiseError(f"{args.series} has {n} frame; Noise2Noise needs at least 2")
-    e_per_px, _ = _expected_e_per_px(opened)
-    index = np.arange(n)
-    if n >= 10:
-        held_out = index % 10 >= 8
-        train_frames, val_frames = index[~held_out].tolist(), index[held_out].tolist()
-    else:
-        train_frames = val_frames = index.tolist()
-        notes.append(f"{n} frames only: validating on pairs of the training frames")
-    per_pair = args.crops_per_pair or 4
-    kwargs = {"expected_e_per_px": e_per_px, "counts_per_electron": _gain(args, opened),
-              "max_frame_gap": args.max_frame_gap, "seed": seed}
-    train = Noise2NoiseSeries(frames, frame_indices=train_frames, crop_px=crop,
-                              crops_per_pair=per_pair, **kwargs)
-    val = Noise2NoiseSeries(frames, frame_indices=val_frames, crop_px=val_crop,
-                            crops_per_pair=1, augment=False, **kwargs)
-    return train, val
+    if frames.shape[0] < 2:
+        raise DenoiseError(f"{args.series} has {frames.shape[0]} frame; Noise2Noise needs "
+                           "at least 2")
+    return series_datasets(frames, crop_px=crop, val_crop_px=val_crop,
+                           crops_per_pair=args.crops_per_pair, notes=notes,
+                           expected_e_per_px=_expected_e_per_px(opened)[0],
+                           counts_per_electron=_gain(args, opened),
+                           max_frame_gap=args.max_frame_gap, seed=seed)
 
 
 def cmd_train_denoiser(args: argparse.Namespace) -> int:

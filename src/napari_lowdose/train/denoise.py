@@ -77,6 +77,8 @@ __all__ = [
     "Noise2NoiseSeries",
     "PairedExposures",
     "SimulatedPairs",
+    "pair_datasets",
+    "series_datasets",
     "train_denoiser",
 ]
 
@@ -677,6 +679,108 @@ class Noise2NoiseSeries(_PairSource):
                 "counts_per_electron": self.counts_per_electron,
                 "reference": "another noisy frame of the series (Noise2Noise), registered "
                              "and scaled to the input's dose"}
+
+
+# ---------------------------------------------------------------------------
+# Training and validation splits (the command's and the widget's)
+# ---------------------------------------------------------------------------
+
+#: Training crops per pair and epoch when none is given, by source.
+DEFAULT_CROPS_PER_PAIR = {"pairs": 16, "series": 4}
+
+
+def pair_datasets(
+    short: Any,
+    long: Any,
+    *,
+    crop_px: int,
+    val_crop_px: int | None,
+    crops_per_pair: int | None = None,
+    notes: list[str] | None = None,
+    **kwargs: Any,
+) -> tuple[PairedExposures, PairedExposures]:
+    """Training and validation :class:`PairedExposures` of a set of exposure pairs.
+
+    The last 10 % of the pairs (at least one, when there are two or more) are held
+    out for validation; a single pair is validated on its central crop.
+
+    Parameters
+    ----------
+    short, long : array-like
+        As for :class:`PairedExposures`.
+    crop_px, val_crop_px : int or None
+        Training and validation crop sides (``None``: whole frames for validation).
+    crops_per_pair : int, optional
+        Training crops per pair and epoch (default 16).
+    notes : list of str, optional
+        Receives a line when the validation pair is not held out.
+    **kwargs
+        ``short_e_per_px``, ``long_e_per_px``, ``counts_per_electron``, ``seed``.
+
+    Returns
+    -------
+    train, val : PairedExposures
+    """
+    n = int(_as_frames(short, "short").shape[0])
+    n_val = max(1, round(0.1 * n)) if n >= 2 else 0
+    train_pairs = list(range(n - n_val))
+    val_pairs = list(range(n - n_val, n)) if n_val else train_pairs
+    if not n_val and notes is not None:
+        notes.append("one pair only: validating on its central crop (not held out)")
+    train = PairedExposures(short, long, crop_px=crop_px, pairs=train_pairs,
+                            crops_per_pair=crops_per_pair or DEFAULT_CROPS_PER_PAIR["pairs"],
+                            **kwargs)
+    val = PairedExposures(short, long, crop_px=val_crop_px, crops_per_pair=1, augment=False,
+                          pairs=val_pairs, **kwargs)
+    return train, val
+
+
+def series_datasets(
+    frames: Any,
+    *,
+    crop_px: int,
+    val_crop_px: int | None,
+    crops_per_pair: int | None = None,
+    notes: list[str] | None = None,
+    **kwargs: Any,
+) -> tuple[Noise2NoiseSeries, Noise2NoiseSeries]:
+    """Training and validation :class:`Noise2NoiseSeries` of one dose series.
+
+    Frames 8 and 9 of every ten are held out for validation; a series of fewer
+    than ten frames is validated on pairs of its training frames.
+
+    Parameters
+    ----------
+    frames : array-like, shape (n, y, x)
+        The series (n ≥ 2).
+    crop_px, val_crop_px : int or None
+        Training and validation crop sides (``None``: whole frames for validation).
+    crops_per_pair : int, optional
+        Training crops per pair and epoch (default 4).
+    notes : list of str, optional
+        Receives a line when validation frames are not held out.
+    **kwargs
+        ``expected_e_per_px``, ``counts_per_electron``, ``max_frame_gap``, ``seed``.
+
+    Returns
+    -------
+    train, val : Noise2NoiseSeries
+    """
+    n = int(_as_frames(frames, "frames").shape[0])
+    index = np.arange(n)
+    if n >= 10:
+        held_out = index % 10 >= 8
+        train_frames, val_frames = index[~held_out].tolist(), index[held_out].tolist()
+    else:
+        train_frames = val_frames = index.tolist()
+        if notes is not None:
+            notes.append(f"{n} frames only: validating on pairs of the training frames")
+    train = Noise2NoiseSeries(frames, frame_indices=train_frames, crop_px=crop_px,
+                              crops_per_pair=crops_per_pair or DEFAULT_CROPS_PER_PAIR["series"],
+                              **kwargs)
+    val = Noise2NoiseSeries(frames, frame_indices=val_frames, crop_px=val_crop_px,
+                            crops_per_pair=1, augment=False, **kwargs)
+    return train, val
 
 
 # ---------------------------------------------------------------------------

@@ -18,12 +18,18 @@ Layer mode
     is not done yet (a request made while a frame is running replaces any
     earlier waiting one, so requests never pile up). ``metadata["lowdose"]`` of
     the output keeps the source's record (dose, pixel size) plus a ``"denoised"``
-    record: model, device, normalisation and the frames done.
+    record: model, device, normalisation, gain, tiling and the frames done.
+    As with ``napari-lowdose denoise``, the detector gain (counts per electron)
+    is the one set in the widget, else the one the layer's file states, else 1
+    (frames in electrons); frames may be denoised in overlapping tiles of a
+    given size (0: whole frames), normalised as whole frames first. Changing
+    the gain or the tiling starts the output layer afresh.
 
 In-situ mode
     A camera folder is watched (:class:`napari_lowdose.io.watch.FolderWatcher`,
     :class:`~napari_lowdose.io.watch.WatchSession`); each frame written into it
-    is denoised (:class:`napari_lowdose.insitu.FrameDenoiser`) and appended to
+    is denoised (:class:`napari_lowdose.insitu.FrameDenoiser`, with the gain set
+    in the widget, else 1 as for ``napari-lowdose watch``) and appended to
     two growing layers, ``"live raw"`` and ``"live denoised"``, and the viewer
     moves to the newest frame. With an output folder the results are also
     written there (:class:`napari_lowdose.insitu.InSituOutput`:
@@ -32,6 +38,7 @@ In-situ mode
     a frame of another size than the first are reported, never skipped silently.
 """
 
+import inspect
 import math
 import threading
 from pathlib import Path
@@ -48,6 +55,7 @@ from magicgui.widgets import (
     Label,
     ProgressBar,
     PushButton,
+    SpinBox,
 )
 from napari.qt.threading import thread_worker
 from napari.utils import progress
@@ -58,7 +66,13 @@ from ..io.layers import LOWDOSE_KEY, image_layer_kwargs, layer_frame_dose
 from ._common import DEVICE_CHOICES, device_description, is_empty_path, one_line, shown_frame
 from .noise_fit import _base_data
 
-__all__ = ["FILE_CHOICE", "LIVE_DENOISED", "LIVE_RAW", "DenoiseWidget"]
+__all__ = [
+    "FILE_CHOICE",
+    "LIVE_DENOISED",
+    "LIVE_RAW",
+    "DenoiseWidget",
+    "layer_counts_per_electron",
+]
 
 FILE_CHOICE = "model file…"
 SCOPE_CHOICES = [
@@ -73,6 +87,10 @@ DENOISED_KEY = "denoised"
 LIVE_RAW = "live raw"
 LIVE_DENOISED = "live denoised"
 WATCH_TEXT, STOP_TEXT = "Watch folder", "Stop watching"
+#: Gain spin-box text for 0: the layer's own value (its file's), else 1.
+AUTO_GAIN_TEXT = "auto (the file's, else 1)"
+#: Smallest tile ``napari-lowdose denoise --tile`` accepts.
+MIN_TILE_PX = 16
 
 
 def _pixel_size_A(layer) -> tuple[float, float] | None:
@@ -127,6 +145,49 @@ def layer_expected_e_per_px(layer, n: int) -> tuple[np.ndarray | None, str]:
     lo, hi = float(values.min()), float(values.max())
     span = f"{lo:.3g}" if math.isclose(lo, hi) else f"{lo:.3g} … {hi:.3g}"
     return values, f"dose × pixel size²: {span} e⁻/px"
+
+
+def layer_counts_per_electron(layer, value: float = 0.0) -> tuple[float, str]:
+    """Detector gain (counts per electron) to normalise a layer's frames with, and why.
+
+    As ``napari-lowdose denoise`` and ``train-denoiser`` choose it
+    (:func:`napari_lowdose.cli_denoise._gain`): ``value`` when it is positive
+    (the user's), otherwise the gain the layer's file states
+    (``metadata["lowdose"]["dose_hints"]["counts_per_electron"]``), otherwise 1
+    (frames in electrons).
+
+    Parameters
+    ----------
+    layer : napari.layers.Image or None
+        The layer whose file may state a gain.
+    value : float, optional
+        The user's gain; 0 (or below): none given.
+
+    Returns
+    -------
+    gain : float
+        Counts per electron, positive.
+    text : str
+        Where it comes from, for a label.
+    """
+    if value is not None and math.isfinite(float(value)) and float(value) > 0:
+        return float(value), f"{float(value):g} counts/e⁻ (set here)"
+    lowdose = {} if layer is None else ((layer.metadata or {}).get(LOWDOSE_KEY) or {})
+    stated = (lowdose.get("dose_hints") or {}).get("counts_per_electron")
+    try:
+        stated = None if stated is None else float(stated)
+    except (TypeError, ValueError):
+        stated = None
+    if stated is not None and math.isfinite(stated) and stated > 0:
+        return stated, f"{stated:g} counts/e⁻ (from the file)"
+    return 1.0, "1 count/e⁻ (the file states no gain: frames taken as electrons)"
+
+
+def _default_overlap_px() -> int:
+    """Tile overlap ``napari-lowdose denoise`` uses (:func:`denoise_frames`' default)."""
+    from ..models.denoiser import denoise_frames
+
+    return int(inspect.signature(denoise_frames).parameters["overlap_px"].default)
 
 
 class _GrowingStack:
@@ -222,6 +283,25 @@ class DenoiseWidget(Container):
         self.device_info = Label(label="runs on", value="")
         self.scope = ComboBox(label="frames", choices=SCOPE_CHOICES, value="all")
         self.dose_info = Label(label="expected e⁻/px", value="")
+        self.gain = FloatSpinBox(
+            label="counts per e⁻", min=0.0, max=1e6, step=0.1, value=0.0,
+            tooltip="Detector gain (counts per electron) the frames are divided by; "
+            "0 = auto: the gain the layer's file states, else 1 (frames in electrons). "
+            "As --counts-per-electron of 'napari-lowdose denoise'.",
+        )
+        self.gain.native.setDecimals(4)
+        self.gain.native.setSpecialValueText(AUTO_GAIN_TEXT)
+        self.gain_info = Label(label="gain used", value="")
+        self.tile_px = SpinBox(
+            label="tile (px, 0 = whole frame)", min=0, max=65536, step=16, value=0,
+            tooltip="Denoise frames larger than this in overlapping square tiles (less "
+            f"memory; at least {MIN_TILE_PX} px). As --tile of 'napari-lowdose denoise'.",
+        )
+        self.overlap_px = SpinBox(
+            label="tile overlap (px)", min=0, max=4096, value=_default_overlap_px(),
+            tooltip="How far each tile reaches beyond its own part of the frame, on each "
+            "inner side (the default is the one of 'napari-lowdose denoise').",
+        )
         self.run_button = PushButton(text="Denoise")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress_bar = ProgressBar(label="progress", min=0, max=1, value=0)
@@ -237,7 +317,8 @@ class DenoiseWidget(Container):
         self.watch_button = PushButton(text=WATCH_TEXT)
         self.watch_status = Label(label="watch", value="not watching")
 
-        self._model_inputs = [self.model, self.model_file, self.device]
+        self._model_inputs = [self.model, self.model_file, self.device, self.gain]
+        self._tile_inputs = [self.tile_px, self.overlap_px]
         self._watch_inputs = [
             self.camera_folder,
             self.output_folder,
@@ -254,6 +335,10 @@ class DenoiseWidget(Container):
                 self.device_info,
                 self.scope,
                 self.dose_info,
+                self.gain,
+                self.gain_info,
+                self.tile_px,
+                self.overlap_px,
                 self.run_button,
                 self.cancel_button,
                 self.progress_bar,
@@ -271,6 +356,7 @@ class DenoiseWidget(Container):
             self.model_info,
             self.device_info,
             self.dose_info,
+            self.gain_info,
             self.status,
             self.watch_status,
         ):
@@ -281,6 +367,8 @@ class DenoiseWidget(Container):
         self.model_file.changed.connect(self._on_model_changed)
         self.device.changed.connect(self._on_device_changed)
         self.scope.changed.connect(self._on_scope_changed)
+        self.gain.changed.connect(self._on_gain_changed)
+        self.tile_px.changed.connect(self._on_tile_changed)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.watch_button.changed.connect(self.toggle_watch)
@@ -293,6 +381,7 @@ class DenoiseWidget(Container):
         self._on_model_changed()
         self._on_device_changed()
         self._on_layer_changed()
+        self._on_tile_changed()
 
     # -- workers (kept in the shared state so that closing can stop them) ---------------
     @property
@@ -368,10 +457,33 @@ class DenoiseWidget(Container):
 
     def _on_layer_changed(self, _value=None):
         layer = self.layer
+        self._on_gain_changed()
         if layer is None:
             self.dose_info.value = ""
             return
         self.dose_info.value = self._expected_e_per_px(layer)[1]
+
+    def counts_per_electron(self, layer=None) -> tuple[float, str]:
+        """The gain a run on ``layer`` (default: the chosen one) uses, and where it is from."""
+        layer = self.layer if layer is None else layer
+        return layer_counts_per_electron(layer, float(self.gain.value))
+
+    def _on_gain_changed(self, _value=None):
+        self.gain_info.value = self.counts_per_electron()[1]
+
+    def _on_tile_changed(self, _value=None):
+        self.overlap_px.visible = int(self.tile_px.value) > 0
+
+    def _tiling(self) -> tuple[int | None, int]:
+        """(tile px or None for whole frames, overlap px); raises ValueError if too small."""
+        tile = int(self.tile_px.value)
+        if tile == 0:
+            return None, int(self.overlap_px.value)
+        if tile < MIN_TILE_PX:
+            raise ValueError(
+                f"the tile must be 0 (whole frames) or at least {MIN_TILE_PX} px, not {tile}"
+            )
+        return tile, int(self.overlap_px.value)
 
     def _on_model_changed(self, _value=None):
         from ..models.checkpoint import CheckpointError, read_checkpoint_metadata
@@ -465,12 +577,19 @@ class DenoiseWidget(Container):
         if getattr(layer, "rgb", False) or data.ndim not in (2, 3):
             show_error(f"'{layer.name}' must be one 2-D frame or a (frames, y, x) series.")
             return None
+        try:
+            tile, overlap = self._tiling()
+        except ValueError as err:
+            show_error(f"Denoise: {one_line(err)}")
+            return None
         checked = self._checked_model("Denoise")
         if checked is None:
             return None
         model_path, metadata, device = checked
         from ..models.denoiser import outside_training_range
 
+        gain, gain_text = self.counts_per_electron(layer)
+        self.gain_info.value = gain_text
         expected, expected_text = self._expected_e_per_px(layer)
         self.dose_info.value = expected_text
         indices = self.frame_indices(layer)
@@ -489,7 +608,26 @@ class DenoiseWidget(Container):
             label=self._model_label(),
             expected=expected,
             expected_text=expected_text,
+            gain=gain,
+            gain_text=gain_text,
+            tile_px=tile,
+            overlap_px=overlap,
         )
+
+    @staticmethod
+    def _settings_record(request) -> dict:
+        """The run settings an output layer's frames were made with (gain, tiling)."""
+        return {
+            "counts_per_electron": float(request.gain),
+            "tile_px": request.tile_px,
+            "overlap_px": None if request.tile_px is None else int(request.overlap_px),
+        }
+
+    @classmethod
+    def _same_settings(cls, record: dict, request) -> bool:
+        """Whether an output record's frames were made with the settings of ``request``."""
+        wanted = cls._settings_record(request)
+        return all(record.get(key) == value for key, value in wanted.items())
 
     def run(self, _event=None):
         """Denoise the frames of the scope (in a thread unless ``use_thread`` is False)."""
@@ -549,9 +687,12 @@ class DenoiseWidget(Container):
                 model,
                 request.data,
                 expected_e_per_px=request.expected,
+                counts_per_electron=request.gain,
                 device=request.device,
                 frame_indices=request.indices,
                 should_stop=self._stop_event.is_set,
+                tile_px=request.tile_px,
+                overlap_px=request.overlap_px,
             ):
                 pbar.update(1)
                 yield index, frame
@@ -598,12 +739,18 @@ class DenoiseWidget(Container):
         lowdose = dict(out.metadata.get(LOWDOSE_KEY) or {})
         previous = dict(lowdose.get(DENOISED_KEY) or {})
         done = set() if created else {int(i) for i in previous.get("frames_done", [])}
+        if done and not self._same_settings(previous, request):
+            # Another gain or tiling: the frames already there do not match the new ones.
+            out.data[...] = np.nan
+            done = set()
         record = {
             "image": layer.name,
             "model": request.label,
             "model_path": str(request.model_path),
             "device": describe_device(request.device),
             "normalisation": request.expected_text,
+            "gain": request.gain_text,
+            **self._settings_record(request),
             "frames_done": sorted(done),
             "n_frames": self._n_frames(layer),
         }
@@ -697,6 +844,8 @@ class DenoiseWidget(Container):
         self.layer_combo.enabled = not running and not live
         for widget in self._model_inputs:
             widget.enabled = not running and not live and not watching
+        for widget in self._tile_inputs:
+            widget.enabled = not running and not live
         self.scope.enabled = live or not running
         self.run_button.enabled = not running and not live
         self.cancel_button.enabled = running
@@ -773,7 +922,7 @@ class DenoiseWidget(Container):
         out = self._existing_output(request)
         if out is not None:
             done = (out.metadata.get(LOWDOSE_KEY) or {}).get(DENOISED_KEY) or {}
-            if index in set(done.get("frames_done", [])):
+            if index in set(done.get("frames_done", [])) and self._same_settings(done, request):
                 self.status.value = f"live: frame {index} already denoised"
                 return
         self._start(request)
@@ -828,8 +977,14 @@ class DenoiseWidget(Container):
         except (OSError, ValueError) as err:
             show_error(f"Watch: {one_line(err)}")
             return None
+        gain = float(self.gain.value)
         return SimpleNamespace(
-            folder=folder, out=out, model_path=model_path, device=device, watcher=watcher
+            folder=folder,
+            out=out,
+            model_path=model_path,
+            device=device,
+            watcher=watcher,
+            gain=gain if gain > 0 else 1.0,  # as 'napari-lowdose watch' (default 1)
         )
 
     def start_watch(self):
@@ -878,7 +1033,7 @@ class DenoiseWidget(Container):
 
         watch = self._watch
         model, _ = load_denoiser(request.model_path, device="cpu")
-        denoise = FrameDenoiser(model, request.device)
+        denoise = FrameDenoiser(model, request.device, counts_per_electron=request.gain)
 
         def process(frame, meta):
             return frame, denoise(frame, meta), meta.get("pixel_size_A")
@@ -985,6 +1140,7 @@ class DenoiseWidget(Container):
             record[DENOISED_KEY] = {
                 "model": self._model_label(),
                 "model_path": str(self._watch.request.model_path),
+                "counts_per_electron": float(self._watch.request.gain),
             }
         layer = self._viewer.add_image(
             view,

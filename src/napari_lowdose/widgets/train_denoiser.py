@@ -1,14 +1,22 @@
 """'Train denoiser' dock widget: the GUI of ``napari-lowdose train-denoiser``.
 
-Thin, like 'Train' (:mod:`.train`): it gathers the command's options and calls
-:func:`napari_lowdose.train.denoise.train_denoiser` in a thread. Sources: a
-'Simulate' dataset folder (its datasets built by the command's own code) or a
-dose series of the viewer (Noise2Noise; per-frame dose from the layer's
-metadata, pixel size from its scale). Every epoch adds a point to the live plot
-of the validation PSNR (the noisy input's PSNR as a reference; best epoch
-marked). "Stop" ends training after the current step; the best checkpoint is kept.
+Thin, like 'Train' (:mod:`.train`): it gathers the command's options (with the
+command's defaults, read from its parser) and calls
+:func:`napari_lowdose.train.denoise.train_denoiser` in a thread. Sources, as
+``--source``: real short/long exposure pairs of two layers of the viewer
+(:class:`~napari_lowdose.train.denoise.PairedExposures`), a 'Simulate' dataset
+folder (its datasets built by the command's own code) or a dose series of the
+viewer (Noise2Noise). Per-frame dose comes from a layer's metadata and its pixel
+size from its scale; the detector gain is the one set in the widget, else the
+one the layer's file states, else 1 (as ``--counts-per-electron``). The network
+size (base channels, levels; or those of the model training starts from) is
+shown as a number of parameters. Every epoch adds a point to the live plot of
+the validation PSNR (the noisy input's PSNR as a reference; best epoch marked).
+"Stop" ends training after the current step; the best checkpoint is kept.
 """
 
+import argparse
+from functools import cache
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -29,37 +37,131 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..io.errors import LowdoseError
 from ._common import DEVICE_CHOICES, device_description, is_empty_path, one_line
-from .denoise import layer_expected_e_per_px
+from .denoise import AUTO_GAIN_TEXT, layer_counts_per_electron, layer_expected_e_per_px
 from .noise_fit import _base_data, _style_axes
 from .train import MODEL_SUFFIX, RANDOM_WEIGHTS, TrainingDock, _heading
 
-SIMULATED, SERIES = "simulated", "series"
-SOURCE_CHOICES = [("simulated dataset", SIMULATED), ("dose series (Noise2Noise)", SERIES)]
+PAIRS, SIMULATED, SERIES = "pairs", "simulated", "series"
+SOURCE_CHOICES = [
+    ("short/long exposure pairs", PAIRS),
+    ("simulated dataset", SIMULATED),
+    ("dose series (Noise2Noise)", SERIES),
+]
+
+
+@cache
+def cli_default(option: str):
+    """Default of an option of ``napari-lowdose train-denoiser`` (its ``dest`` name).
+
+    The widget takes its defaults from the command's parser
+    (:func:`napari_lowdose.cli_denoise.add_denoise_parsers`), so that the two
+    cannot drift apart.
+    """
+    from ..cli_denoise import add_denoise_parsers
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    add_denoise_parsers(sub)
+    return sub.choices["train-denoiser"].get_default(option)
+
+
+def _network_defaults() -> dict:
+    """The :class:`DenoiserUNet` settings used when none is given."""
+    import torch
+
+    from ..models.denoiser import DenoiserUNet
+
+    with torch.device("meta"):  # no memory: only the settings are wanted
+        return dict(DenoiserUNet().config)
+
+
+def count_parameters(config: dict) -> int:
+    """Number of parameters of the :class:`DenoiserUNet` of ``config`` (nothing allocated).
+
+    Raises
+    ------
+    ValueError
+        If ``config`` is not a valid network.
+    """
+    import torch
+
+    from ..models.denoiser import DenoiserUNet
+
+    with torch.device("meta"):
+        model = DenoiserUNet.from_config(config)
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def parameters_text(n: int) -> str:
+    """``"1.02 M parameters (1,023,457)"``: a network size for a label."""
+    if n >= 1_000_000:
+        return f"{n / 1e6:.2f} M parameters ({n:,})"
+    if n >= 1_000:
+        return f"{n / 1e3:.1f} k parameters ({n:,})"
+    return f"{n} parameters"
 
 
 class TrainDenoiserWidget(TrainingDock):
-    """Train a denoiser on a simulated dataset or a dose series, with a live PSNR plot."""
+    """Train a denoiser on exposure pairs, a simulated dataset or a dose series.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer whose layers can be the training data.
+    use_thread : bool, optional
+        Train in a worker thread (False: in the calling thread, for tests and scripts).
+    """
 
     def __init__(self, viewer: napari.viewer.Viewer, *, use_thread: bool = True):
         super().__init__(viewer, use_thread=use_thread)
-        #: Network settings (DenoiserUNet; empty: its defaults) and step caps, as the
-        #: command's --base-channels/--levels, --steps-per-epoch, --max-val-images.
-        self.model_config: dict = {}
-        self.steps_per_epoch = None
-        self.max_val_images = 16
+        #: Step caps, as the command's --steps-per-epoch and --max-val-images.
+        self.steps_per_epoch = cli_default("steps_per_epoch")
+        self.max_val_images = cli_default("max_val_images")
+        defaults = _network_defaults()
+        self._extra_config: dict = {}  # network settings without an input (model_config)
+        #: Parameters of the network to train (None: its settings are not usable).
+        self.n_parameters: int | None = None
 
         self.source = ComboBox(label="source", choices=SOURCE_CHOICES, value=SIMULATED)
         self.data_dir = FileEdit(label="dataset folder", mode="d", value="")
         self.e_per_px_range = LineEdit(label="e⁻/px range", value="0.05,100")
         self.layer_combo = ComboBox(label="image", choices=self._image_layers, nullable=True)
+        self.short_combo = ComboBox(
+            label="short exposures", choices=self._image_layers, nullable=True,
+            tooltip="Low-dose frames (the network's input)",
+        )
+        self.long_combo = ComboBox(
+            label="long exposures", choices=self._image_layers, nullable=True,
+            tooltip="Long exposures of the same field: one per short exposure, or one for "
+            "all (the targets; registered and scaled to the short ones' dose)",
+        )
+        self.gain = FloatSpinBox(
+            label="counts per e⁻", min=0.0, max=1e6, step=0.1, value=0.0,
+            tooltip="Detector gain (counts per electron) the frames are divided by; 0 = auto: "
+            "the gain the layer's file states, else 1. As --counts-per-electron.",
+        )
+        self.gain.native.setDecimals(4)
+        self.gain.native.setSpecialValueText(AUTO_GAIN_TEXT)
         self.init_model = ComboBox(
             label="start from", choices=self._init_choices, value=RANDOM_WEIGHTS
         )
-        self.epochs = SpinBox(label="epochs", min=1, max=100_000, value=10)
-        self.crop = SpinBox(label="crop (px)", min=8, max=8192, value=128)
-        self.batch_size = SpinBox(label="batch size", min=1, max=4096, value=8)
+        self.base_channels = SpinBox(
+            label="base channels", min=1, max=1024, value=int(defaults["base_channels"]),
+            tooltip="Channels of the first block (--base-channels)",
+        )
+        self.levels = SpinBox(
+            label="levels", min=0, max=10, value=int(defaults["levels"]),
+            tooltip="Down-sampling steps (--levels)",
+        )
+        self.network_info = Label(label="network", value="")
+        self.epochs = SpinBox(label="epochs", min=1, max=100_000, value=cli_default("epochs"))
+        self.crop = SpinBox(label="crop (px)", min=8, max=8192, value=cli_default("crop"))
+        self.batch_size = SpinBox(
+            label="batch size", min=1, max=4096, value=cli_default("batch_size")
+        )
+        # Katsuno et al. (2021): Adam at 1e-4, the command's default.
         self.learning_rate = FloatSpinBox(
-            label="learning rate", min=1e-7, max=1.0, step=1e-4, value=1e-3
+            label="learning rate", min=1e-7, max=1.0, step=1e-4, value=cli_default("lr")
         )
         self.learning_rate.native.setDecimals(7)
         self.noise_weighted = CheckBox(text="noise-weighted loss", value=False)
@@ -73,23 +175,34 @@ class TrainDenoiserWidget(TrainingDock):
         self.progress_bar = ProgressBar(label="progress", min=0, max=1, value=0)
         self.status = Label(label="status", value="not started")
         self.status.native.setWordWrap(True)
-        self._inputs = [
+        self.network_info.native.setWordWrap(True)
+        data_inputs = [
             self.source, self.data_dir, self.e_per_px_range, self.layer_combo,
-            self.init_model, self.epochs, self.crop, self.batch_size, self.learning_rate,
+            self.short_combo, self.long_combo, self.gain,
+        ]
+        network_inputs = [self.init_model, self.base_channels, self.levels]
+        training_inputs = [
+            self.epochs, self.crop, self.batch_size, self.learning_rate,
             self.noise_weighted, self.device, self.out_file, self.resume,
         ]
+        self._inputs = [*data_inputs, *network_inputs, *training_inputs]
         self.extend([
-            _heading("Data"), self.source, self.data_dir, self.e_per_px_range,
-            self.layer_combo, _heading("Training"), *self._inputs[4:],
+            _heading("Data"), *data_inputs,
+            _heading("Network"), *network_inputs, self.network_info,
+            _heading("Training"), *training_inputs,
             self.train_button, self.stop_button, self.progress_bar, self.status,
         ])
         self._build_plot()
         self.source.changed.connect(self._on_source_changed)
+        self.init_model.changed.connect(self._on_network_changed)
+        self.base_channels.changed.connect(self._on_network_changed)
+        self.levels.changed.connect(self._on_network_changed)
         self.train_button.changed.connect(self.train)
         self.stop_button.changed.connect(self.stop)
         viewer.layers.events.inserted.connect(self._reset_choices)
         viewer.layers.events.removed.connect(self._reset_choices)
         self._on_source_changed()
+        self._on_network_changed()
 
     # -- inputs ---------------------------------------------------------------------------
     def _image_layers(self, _widget=None):
@@ -97,7 +210,8 @@ class TrainDenoiserWidget(TrainingDock):
                 if isinstance(layer, napari.layers.Image) and not getattr(layer, "rgb", False)]
 
     def _reset_choices(self, _event=None):
-        self.layer_combo.reset_choices()
+        for combo in (self.layer_combo, self.short_combo, self.long_combo):
+            combo.reset_choices()
 
     @staticmethod
     def _init_choices(_widget=None):
@@ -106,9 +220,87 @@ class TrainDenoiserWidget(TrainingDock):
         return [RANDOM_WEIGHTS, *available_denoisers()]
 
     def _on_source_changed(self, _value=None):
-        simulated = self.source.value == SIMULATED
-        self.data_dir.visible = self.e_per_px_range.visible = simulated
-        self.layer_combo.visible = not simulated
+        source = self.source.value
+        self.data_dir.visible = self.e_per_px_range.visible = source == SIMULATED
+        self.layer_combo.visible = source == SERIES
+        self.short_combo.visible = self.long_combo.visible = source == PAIRS
+        self.gain.visible = source != SIMULATED  # a dataset has its own detector model
+
+    # -- network --------------------------------------------------------------------------
+    @property
+    def model_config(self) -> dict:
+        """Network settings (:class:`DenoiserUNet`), as --base-channels and --levels.
+
+        Setting it sets the inputs (missing keys: the defaults); other keys are kept
+        as they are given.
+        """
+        return {**self._extra_config, "base_channels": int(self.base_channels.value),
+                "levels": int(self.levels.value)}
+
+    @model_config.setter
+    def model_config(self, config: dict) -> None:
+        defaults = _network_defaults()
+        config = dict(config or {})
+        self._extra_config = {k: v for k, v in config.items()
+                              if k not in ("base_channels", "levels")}
+        self.base_channels.value = int(config.get("base_channels", defaults["base_channels"]))
+        self.levels.value = int(config.get("levels", defaults["levels"]))
+        self._on_network_changed()
+
+    def _init_name(self) -> str | None:
+        init = self.init_model.value
+        return None if init in (None, RANDOM_WEIGHTS) else str(init)
+
+    def _init_config(self, init: str) -> dict:
+        """Network settings of the model to start from (raises LowdoseError)."""
+        from ..models.checkpoint import read_checkpoint_metadata
+        from ..models.registry import resolve_denoiser
+
+        metadata = read_checkpoint_metadata(resolve_denoiser(init))
+        if metadata.get("arch") != "denoiser":
+            raise LowdoseError(f"{init} holds a {metadata.get('arch')}, not a denoiser")
+        return dict(metadata.get("config") or {})
+
+    def network_config(self) -> dict:
+        """The settings of the network to train (the start-from model's, if one is chosen).
+
+        Raises
+        ------
+        LowdoseError
+            If the start-from model cannot be read or is no denoiser.
+        """
+        init = self._init_name()
+        if init is None:
+            return self.model_config
+        return {**self._init_config(init), **self._extra_config}
+
+    def _on_network_changed(self, _value=None):
+        """Start-from model: take its settings; show the size of the network."""
+        init = self._init_name()
+        for widget in (self.base_channels, self.levels):
+            widget.enabled = init is None and not self.busy
+        try:
+            config = self.network_config()
+            if init is not None:  # show its settings (the inputs do not apply)
+                with self.base_channels.changed.blocked(), self.levels.changed.blocked():
+                    self.base_channels.value = int(config.get("base_channels",
+                                                              self.base_channels.value))
+                    self.levels.value = int(config.get("levels", self.levels.value))
+            self.n_parameters = count_parameters(config)
+        except (LowdoseError, ValueError) as err:
+            self.n_parameters = None
+            self.network_info.value = f"unknown: {one_line(err)}"
+            return
+        origin = "" if init is None else f" (those of {init})"
+        self.network_info.value = parameters_text(self.n_parameters) + origin
+
+    def _set_running(self, running: bool):
+        super()._set_running(running)
+        if not running:  # the network inputs stay off while a start-from model is chosen
+            for widget in (self.base_channels, self.levels):
+                widget.enabled = self._init_name() is None
+
+    # -- data -----------------------------------------------------------------------------
 
     def _datasets(self):
         """(train, val, notes) of the chosen source (raises LowdoseError, ValueError)."""
@@ -128,7 +320,9 @@ class TrainDenoiserWidget(TrainingDock):
                 dose_range=None, e_per_px_range=(lo, hi), images_per_wave=4,
                 clean_cache=512, max_waves=None)
             return (*_datasets(args, notes), notes)
-        from ..train.denoise import Noise2NoiseSeries
+        if self.source.value == PAIRS:
+            return (*self._pair_datasets(crop, notes), notes)
+        from ..train.denoise import series_datasets
 
         layer = self.layer_combo.value
         if layer is None:
@@ -136,37 +330,68 @@ class TrainDenoiserWidget(TrainingDock):
         data = np.asarray(_base_data(layer), dtype=np.float32)
         if data.ndim != 3 or data.shape[0] < 2:
             raise ValueError(f"{layer.name}: Noise2Noise needs a series of at least 2 frames.")
-        n = data.shape[0]
         # the 'Denoise' widget's per-frame e⁻/px (dose × pixel size², or None: frame means)
-        e_per_px, text = layer_expected_e_per_px(layer, n)
-        notes.append(text)
-        index = np.arange(n)
-        held_out = index % 10 >= 8 if n >= 10 else np.zeros(n, bool)
-        val_index = index[held_out] if held_out.any() else index
-        kwargs = {"expected_e_per_px": e_per_px, "max_frame_gap": 1, "seed": 0}
-        train = Noise2NoiseSeries(data, frame_indices=index[~held_out].tolist(), crop_px=crop,
-                                  crops_per_pair=4, **kwargs)
-        val = Noise2NoiseSeries(data, frame_indices=val_index.tolist(), crop_px=2 * crop,
-                                crops_per_pair=1, augment=False, **kwargs)
+        e_per_px, text = layer_expected_e_per_px(layer, data.shape[0])
+        gain, gain_text = layer_counts_per_electron(layer, float(self.gain.value))
+        notes.extend([text, f"gain: {gain_text}"])
+        train, val = series_datasets(
+            data, crop_px=crop, val_crop_px=2 * crop, notes=notes, expected_e_per_px=e_per_px,
+            counts_per_electron=gain, max_frame_gap=cli_default("max_frame_gap"),
+            seed=cli_default("seed"))
         return train, val, notes
+
+    def _pair_layers(self):
+        """(short layer, long layer, short frames, long frames), checked (raises ValueError)."""
+        short, long = self.short_combo.value, self.long_combo.value
+        if short is None or long is None:
+            raise ValueError("Choose the image layers of the short and of the long exposures.")
+        if short is long:
+            raise ValueError("The short and the long exposures must be two different layers.")
+        frames = []
+        for layer in (short, long):
+            data = _base_data(layer)
+            if data.ndim not in (2, 3):
+                raise ValueError(f"'{layer.name}' must be one 2-D frame or a (frames, y, x) "
+                                 "series.")
+            frames.append(data)
+        n_short, n_long = (1 if d.ndim == 2 else int(d.shape[0]) for d in frames)
+        if n_long not in (1, n_short):
+            raise ValueError(
+                f"'{short.name}' has {n_short} short exposure(s) but '{long.name}' has "
+                f"{n_long} long one(s): give one long exposure per short one, or a single "
+                "long exposure.")
+        return short, long, *frames
+
+    def _pair_datasets(self, crop: int, notes: list[str]):
+        """Training and validation :class:`PairedExposures`, split as the command does."""
+        from ..train.denoise import pair_datasets
+
+        short, long, short_data, long_data = self._pair_layers()
+        n = 1 if short_data.ndim == 2 else int(short_data.shape[0])
+        n_long = 1 if long_data.ndim == 2 else int(long_data.shape[0])
+        short_e, short_text = layer_expected_e_per_px(short, n)
+        long_e, long_text = layer_expected_e_per_px(long, n_long)
+        # the gain of the short exposures' file, as the command takes it (--short's)
+        gain, gain_text = layer_counts_per_electron(short, float(self.gain.value))
+        notes.extend([f"short exposures: {short_text}", f"long exposures: {long_text}",
+                      f"gain: {gain_text}"])
+        return pair_datasets(
+            np.asarray(short_data, dtype=np.float32), np.asarray(long_data, dtype=np.float32),
+            crop_px=crop, val_crop_px=2 * crop, notes=notes,  # the command's default --val-crop
+            short_e_per_px=short_e, long_e_per_px=long_e, counts_per_electron=gain,
+            seed=cli_default("seed"))
 
     def settings(self):
         """The :class:`DenoiserSettings` of the current inputs (raises LowdoseError)."""
-        from ..models.checkpoint import read_checkpoint_metadata
-        from ..models.registry import resolve_denoiser
         from ..train.denoise import DenoiserSettings
 
-        init = self.init_model.value
-        init = None if init in (None, RANDOM_WEIGHTS) else str(init)
-        config = dict(self.model_config)
-        if init is not None:
-            config = {**read_checkpoint_metadata(resolve_denoiser(init)).get("config", {}),
-                      **config}
+        init = self._init_name()
         return DenoiserSettings(
-            model_config=config, epochs=int(self.epochs.value),
+            model_config=self.network_config(), epochs=int(self.epochs.value),
             batch_size=int(self.batch_size.value),
             learning_rate=float(self.learning_rate.value),
             loss="l2" if self.source.value == SERIES else "l1", device=self.device.value,
+            seed=cli_default("seed"),
             steps_per_epoch=self.steps_per_epoch, max_val_images=self.max_val_images,
             source=self.source.value, noise_weighted=bool(self.noise_weighted.value),
             init_from=init)
