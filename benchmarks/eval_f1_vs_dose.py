@@ -11,12 +11,16 @@ Run::
 
     PYTHONPATH=src python benchmarks/eval_f1_vs_dose.py MODEL [MODEL ...]
         [--particles 3] [--frames 40] [--size 384] [--thresholds 0.9,0.5]
-        [--out docs/images/f1_vs_dose]
+        [--clean] [--out docs/images/f1_vs_dose]
 
 Writes ``OUT.csv`` (model, particle, frame, dose_e_per_A2, f1) and ``OUT.png``,
 and prints per model the lowest dose from which every frame reaches F1 ≥ 0.9,
 and the lowest dose with F1 ≥ 0.5 (the targets: ≥ 0.9 for every frame at
 ≥ 200 e⁻/Å², ≥ 0.5 from ≤ 30 e⁻/Å²).
+
+``--clean`` also scores the masks after the clean-up for a one-particle field
+(:class:`napari_lowdose.analysis.masks.MaskCleaning`: keep the largest region,
+fill holes), from the same network pass, into ``OUT_clean.*`` (``OUT_p05_clean.*``).
 """
 
 import argparse
@@ -44,6 +48,8 @@ def main() -> None:
     parser.add_argument("--thresholds", default="0.9",
                         help="probability thresholds, e.g. 0.9,0.5 (one network pass for all); "
                              "0.9 writes OUT.*, 0.5 writes OUT_p05.*")
+    parser.add_argument("--clean", action="store_true",
+                        help="also score masks with keep-largest + fill-holes (OUT_clean.*)")
     parser.add_argument("--first-seed", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=Path("docs/images/f1_vs_dose"))
     args = parser.parse_args()
@@ -58,25 +64,32 @@ def main() -> None:
     from napari_lowdose.train.metrics import binary_counts
 
     models = {path.stem: load_checkpoint(path)[0] for path in args.models}
+    from napari_lowdose.analysis.masks import MaskCleaning, probability_mask
+
     thresholds = [float(v) for v in args.thresholds.split(",")]
-    rows: dict[float, list] = {t: [] for t in thresholds}
+    cleanings = {"": None}
+    if args.clean:
+        cleanings["_clean"] = MaskCleaning(keep_largest=True, fill_holes=True)
+    rows: dict[tuple[float, str], list] = {(t, c): [] for t in thresholds for c in cleanings}
     for particle in range(args.particles):
         seed = args.first_seed + particle
         series = simulate_dose_series(seed, n_frames=args.frames, size_px=args.size,
                                       recipe=series_recipe(args.size))
         for name, model in models.items():
             for frame, probability in predict_probabilities(model, series.frames, device="cpu"):
-                for threshold in thresholds:
-                    counts = binary_counts(probability >= threshold, series.mask)
-                    rows[threshold].append((name, particle, frame,
-                                            float(series.dose_e_per_A2[frame]), counts.f1))
+                for (threshold, suffix), found in rows.items():
+                    mask = probability_mask(probability, threshold, cleanings[suffix])
+                    counts = binary_counts(mask, series.mask)
+                    found.append((name, particle, frame,
+                                  float(series.dose_e_per_A2[frame]), counts.f1))
         print(f"particle {particle} (seed {seed}): mask {series.mask.mean():.1%} of the field",
               flush=True)
-    for threshold in thresholds:
+    for (threshold, suffix), found in rows.items():
         out = args.out if threshold == 0.9 else args.out.with_name(
             f"{args.out.name}_p{f'{threshold:g}'.replace('.', '')}")  # 0.5 → _p05
-        print(f"\nprobability ≥ {threshold}:")
-        _report(rows[threshold], list(models), threshold, out, args)
+        out = out.with_name(out.name + suffix)
+        print(f"\nprobability ≥ {threshold}{' + keep largest, fill holes' if suffix else ''}:")
+        _report(found, list(models), threshold, out, args)
 
 
 def _report(rows: list, names: list[str], threshold: float, out: Path, args) -> None:

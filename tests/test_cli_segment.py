@@ -77,6 +77,31 @@ def test_evaluate_writes_f1_per_frame(inputs, tmp_path):
     assert main(["evaluate", str(out), "--truth", str(truth)]) == 1  # exists: needs --overwrite
 
 
+def test_mask_clean_up_keeps_one_region_and_is_recorded(inputs, tmp_path):
+    from napari_lowdose.analysis.masks import MaskCleaning, clean_mask
+
+    out = tmp_path / "run"
+    assert _run(inputs, out, "--keep-largest", "--fill-holes", "--min-area-nm2", "0.01") == 0
+    masks = np.asarray(read_series(out / "masks.tif").data).astype(bool)
+    p = np.asarray(read_series(out / "probability.tif").data)
+    rules = MaskCleaning(keep_largest=True, fill_holes=True, min_area_px=4)  # 0.01 nm² / 0.25² nm²
+    for mask, probability in zip(masks, p, strict=True):
+        np.testing.assert_array_equal(mask, clean_mask(probability >= 0.5, rules))
+    assert not np.array_equal(masks, p >= 0.5)  # the rules did change the masks
+    run = json.loads((out / "summary.json").read_text())["run"]
+    assert run["mask_cleaning"] == rules.to_dict()
+
+
+def test_min_area_needs_the_pixel_size(inputs, tmp_path, capsys):
+    _, _, _, model = inputs
+    bare = write_series_tiff(tmp_path / "bare.tif", np.ones((2, SIZE, SIZE), np.float32), None)
+    out = tmp_path / "run"
+    assert main(["segment", str(bare), "--model", str(model), "--device", "cpu",
+                 "--dose-rate", "10", "--exposure-s", "1", "--min-area-nm2", "0.5",
+                 "--out", str(out)]) == 1
+    assert "pixel size" in _one_line_error(capsys) and not out.exists()
+
+
 def _one_line_error(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err and err[-1].startswith("napari-lowdose: error:")

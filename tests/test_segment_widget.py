@@ -206,6 +206,40 @@ def test_truth_f1_and_overlay_of_two_runs(setup, model_file, tmp_path):
     assert len(viewer.layers) == 6
 
 
+def test_mask_clean_up_re_applies_without_the_network_and_is_exported(setup, monkeypatch,
+                                                                      tmp_path):
+    import json
+
+    from napari_lowdose.analysis.masks import MaskCleaning, clean_mask
+
+    viewer, widget, _, _ = setup
+    widget.run()
+    prob, mask = _outputs(viewer)
+    plain = mask.data.copy()
+    calls = []
+    monkeypatch.setattr(inference, "predict_probabilities",
+                        lambda *a, **k: calls.append(1) or iter(()))
+    widget.keep_largest.value = True
+    widget.fill_holes.value = True
+    widget.min_area.value = 0.01  # 4 pixels of 0.5 Å
+    rules = MaskCleaning(keep_largest=True, fill_holes=True, min_area_px=4)
+    for frame in range(N_FRAMES):
+        np.testing.assert_array_equal(mask.data[frame],
+                                      clean_mask(prob.data[frame] >= 0.5, rules))
+    assert not calls and not np.array_equal(mask.data, plain)
+    table = mask.metadata[LOWDOSE_KEY][AREA_KEY]["table"]
+    assert table["area_px"] == mask.data.reshape(N_FRAMES, -1).sum(axis=1).tolist()
+    assert mask.metadata[LOWDOSE_KEY]["mask_cleaning"] == rules.to_dict()
+    widget.export(tmp_path / "out")
+    run = json.loads((tmp_path / "out" / "summary.json").read_text())["run"]
+    assert run["mask_cleaning"] == rules.to_dict()
+
+    # Off again: the plain threshold comes back.
+    widget.keep_largest.value = widget.fill_holes.value = False
+    widget.min_area.value = 0.0
+    np.testing.assert_array_equal(mask.data, plain)
+
+
 def test_export_round_trip_and_no_silent_overwrite(setup, tmp_path):
     from napari_lowdose.cli_segment import SEGMENT_FILES
     from napari_lowdose.io.readers import read_series

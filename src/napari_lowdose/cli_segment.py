@@ -36,6 +36,14 @@ def add_segment_parsers(sub: argparse._SubParsersAction) -> None:
                      help=f"shipped model name or .safetensors file (default {DEFAULT_MODEL})")
     seg.add_argument("--threshold", type=float, default=0.9,
                      help="mask = probability >= threshold (default 0.9)")
+    clean = seg.add_argument_group(
+        "mask clean-up", "optional, after the threshold (off: the paper's plain threshold)")
+    clean.add_argument("--keep-largest", action="store_true",
+                       help="keep only the largest region of each mask (one particle in view)")
+    clean.add_argument("--fill-holes", action="store_true",
+                       help="fill holes enclosed by a region")
+    clean.add_argument("--min-area-nm2", type=float, default=0.0, metavar="A",
+                       help="drop regions smaller than A nm² (needs the pixel size)")
     seg.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, mps")
     seg.add_argument("--batch-size", type=int, default=1, help="frames per batch (default 1)")
     seg.add_argument("--tile", type=int, metavar="PX",
@@ -62,6 +70,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .analysis.area_vs_dose import analyse_area_vs_dose
+    from .analysis.masks import MaskCleaning, probability_mask
     from .cli import _open_calibrated
     from .io.outputs import check_output_folder, result_array
     from .models.inference import predict_probabilities
@@ -70,8 +79,16 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     if not 0 < args.threshold < 1:
         raise SegmentError("--threshold must be between 0 and 1")
+    if args.min_area_nm2 < 0:
+        raise SegmentError("--min-area-nm2 must be at least 0")
     check_output_folder(args.out, overwrite=args.overwrite)
     series = _open_calibrated(args)
+    if args.min_area_nm2 > 0 and series.pixel_size_A is None:
+        raise SegmentError("--min-area-nm2 needs the pixel size: give --pixel-size-A or a "
+                           "calibrated file")
+    cleaning = MaskCleaning.from_area_nm2(args.min_area_nm2, series.pixel_size_A,
+                                          keep_largest=args.keep_largest,
+                                          fill_holes=args.fill_holes)
     if series.frame_dose is None:
         raise SegmentError("the area-against-dose curve needs the dose of every frame: give "
                            "--dose dose.csv, --dose-rate with --exposure-s, or "
@@ -91,7 +108,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 model, frames, device=device, batch_size=args.batch_size, tile_px=args.tile
             ):
                 probabilities[index] = probability
-                masks[index] = probability >= args.threshold
+                masks[index] = probability_mask(probability, args.threshold, cleaning)
                 bar.update(1)
         finally:
             bar.close()
@@ -99,7 +116,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         analysis = analyse_area_vs_dose(masks, series.frame_dose.dose_e_per_A2, pixel_size)
         summary = {**analysis.summary(),
                    "run": run_record(args, series, model_path, metadata,
-                                     describe_device(device))}
+                                     describe_device(device), cleaning)}
         label = model_path.stem if Path(str(args.model)).suffix else str(args.model)
         written = write_segmentation(args.out, series, probabilities, masks, analysis, summary,
                                      label=label, overwrite=args.overwrite)
@@ -108,8 +125,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 
 def run_record(args: argparse.Namespace, series, model_path: Path, metadata: dict[str, Any],
-               device: str) -> dict[str, Any]:
-    """What a segmentation was made with: model, threshold, device, versions, input, dose."""
+               device: str, cleaning=None) -> dict[str, Any]:
+    """What a segmentation was made with: model, threshold, clean-up, device, versions, input."""
     import numpy
     import torch
 
@@ -125,6 +142,7 @@ def run_record(args: argparse.Namespace, series, model_path: Path, metadata: dic
         "model": {"name": str(args.model), "file": str(model_path.resolve()),
                   "metadata": metadata},
         "threshold": args.threshold,
+        "mask_cleaning": None if cleaning is None else cleaning.to_dict(),
         "device": device,
         "versions": {"napari-lowdose": __version__, "torch": torch.__version__,
                      "numpy": numpy.__version__},

@@ -1,4 +1,4 @@
-"""Analysis of segmented dose series: area against dose, convergence, F1 (SPEC §5)."""
+"""Analysis of segmented dose series: masks, area against dose, convergence, F1 (SPEC §5)."""
 
 from .area_vs_dose import (
     AREA_TABLE_COLUMNS,
@@ -8,14 +8,20 @@ from .area_vs_dose import (
     convergence_dose,
     dose_at_fraction,
     f1_per_frame,
+    pixel_area_nm2,
 )
+from .masks import MaskCleaning, clean_mask, probability_mask
 
 __all__ = [
     "AREA_TABLE_COLUMNS",
     "AreaAnalysis",
+    "MaskCleaning",
     "analyse_area_vs_dose",
     "area_per_frame",
+    "clean_mask",
     "convergence_dose",
     "dose_at_fraction",
     "f1_per_frame",
+    "pixel_area_nm2",
+    "probability_mask",
 ]

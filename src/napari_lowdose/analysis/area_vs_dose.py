@@ -207,23 +207,24 @@ def analyse_area_vs_dose(
     high = np.argsort(dose, kind="stable")[-n_high:]
     band = (float(area[high].min()), float(area[high].max()))
     converged = float(np.median(area[high]))
-    pixel_area_nm2 = _pixel_area_nm2(pixel_size_A)
+    px_area_nm2 = pixel_area_nm2(pixel_size_A)
     return AreaAnalysis(
         frame=np.arange(area.size),
         dose_e_per_A2=dose,
         cumulative_dose_e_per_A2=np.cumsum(dose),
         area_px=area,
-        area_nm2=area * pixel_area_nm2,
+        area_nm2=area * px_area_nm2,
         band_px=band,
         converged_area_px=converged,
         convergence_dose_e_per_A2=convergence_dose(dose, area, band),
         dose_at_50pct_e_per_A2=dose_at_fraction(dose, area, converged, 0.5),
         high_dose_frames=np.sort(high),
-        pixel_area_nm2=pixel_area_nm2,
+        pixel_area_nm2=px_area_nm2,
     )
 
 
-def _pixel_area_nm2(pixel_size_A: float | tuple[float, float] | None) -> float:
+def pixel_area_nm2(pixel_size_A: float | tuple[float, float] | None) -> float:
+    """Area of one pixel in nm² for a (y, x) or square pixel size in Å (NaN for None)."""
     if pixel_size_A is None:
         return math.nan
     sizes = np.broadcast_to(np.asarray(pixel_size_A, dtype=np.float64), (2,))

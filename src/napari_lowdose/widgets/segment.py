@@ -7,6 +7,9 @@ the chosen image and model — ``"<image> probability [<model>]"`` (Image, NaN
 where not computed yet) and ``"<image> mask [<model>]"`` (Labels, probability ≥
 threshold, 0 where not computed). Running again updates the same two layers;
 moving the threshold re-thresholds the stored probabilities without the network.
+The optional mask clean-up (:class:`~napari_lowdose.analysis.masks.MaskCleaning`:
+keep the largest region, fill holes, drop regions below an area; as the CLI's
+``--keep-largest``, ``--fill-holes``, ``--min-area-nm2``) is applied the same way.
 
 After a run (and after each re-threshold) the area against dose of the frames
 done (:func:`~napari_lowdose.analysis.area_vs_dose.analyse_area_vs_dose`, SPEC §5)
@@ -28,10 +31,12 @@ from types import SimpleNamespace
 import napari
 import numpy as np
 from magicgui.widgets import (
+    CheckBox,
     ComboBox,
     Container,
     FileEdit,
     FloatSlider,
+    FloatSpinBox,
     Label,
     ProgressBar,
     PushButton,
@@ -95,6 +100,19 @@ class SegmentWidget(Container):
         self.device = ComboBox(label="device", choices=DEVICE_CHOICES, value="auto")
         self.device_info = Label(label="runs on", value="")
         self.threshold = FloatSlider(label="threshold", min=0.0, max=1.0, step=0.01, value=0.9)
+        self.keep_largest = CheckBox(
+            text="keep largest region", value=False,
+            tooltip="Keep only the largest connected region of each mask (one particle in "
+            "view); as --keep-largest",
+        )
+        self.fill_holes = CheckBox(text="fill holes", value=False,
+                                   tooltip="Fill holes enclosed by a region; as --fill-holes")
+        self.min_area = FloatSpinBox(
+            label="min area (nm²)", min=0.0, max=1e6, step=0.05, value=0.0,
+            tooltip="Drop regions smaller than this (0: keep all; needs the pixel size); "
+            "as --min-area-nm2",
+        )
+        self.min_area.native.setDecimals(3)
         self.scope = ComboBox(label="frames", choices=SCOPE_CHOICES, value="all")
         self.range_from = SpinBox(label="from frame", min=0, max=0, value=0)
         self.range_to = SpinBox(label="to frame", min=0, max=0, value=0)
@@ -125,6 +143,9 @@ class SegmentWidget(Container):
                 self.device,
                 self.device_info,
                 self.threshold,
+                self.keep_largest,
+                self.fill_holes,
+                self.min_area,
                 self.scope,
                 self.range_from,
                 self.range_to,
@@ -144,7 +165,9 @@ class SegmentWidget(Container):
         self.model_file.changed.connect(self._on_model_changed)
         self.device.changed.connect(self._on_device_changed)
         self.scope.changed.connect(self._on_scope_changed)
-        self.threshold.changed.connect(self._on_threshold_changed)
+        for control in (self.threshold, self.keep_largest, self.fill_holes):
+            control.changed.connect(self._on_threshold_changed)
+        self.min_area.changed.connect(self._on_min_area_changed)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.export_button.changed.connect(self._export_dialog)
@@ -462,7 +485,7 @@ class SegmentWidget(Container):
         run = self._run
         prob, mask = self._views(run)
         prob[index] = probability
-        mask[index] = probability >= float(self.threshold.value)
+        mask[index] = self._mask_of(probability, run)
         run.n_new += 1
         run.prob_layer.refresh()
         run.mask_layer.refresh()
@@ -520,13 +543,42 @@ class SegmentWidget(Container):
             and run.mask_layer in self._viewer.layers
         )
 
+    def mask_cleaning(self, image=None):
+        """The clean-up rules of the inputs for the pixels of ``image`` (None: no area rule).
+
+        A minimum area with no pixel size cannot be applied; it is then left out
+        (and the status line says so).
+        """
+        from ..analysis.masks import MaskCleaning
+
+        pixel_size = None if image is None else _pixel_size_A(image)
+        min_area = float(self.min_area.value) if pixel_size is not None else 0.0
+        return MaskCleaning.from_area_nm2(min_area, pixel_size,
+                                          keep_largest=bool(self.keep_largest.value),
+                                          fill_holes=bool(self.fill_holes.value))
+
+    def _mask_of(self, probability, run):
+        """Mask of one frame: threshold, then the clean-up rules (the CLI's)."""
+        from ..analysis.masks import probability_mask
+
+        return probability_mask(probability, float(self.threshold.value),
+                                self.mask_cleaning(run.image))
+
+    def _on_min_area_changed(self, _value=None):
+        if (self._run_alive() and float(self.min_area.value) > 0
+                and _pixel_size_A(self._run.image) is None):
+            show_warning(f"'{self._run.image.name}' has no pixel size: the minimum area is "
+                         "not applied (use 'Dose calibration').")
+        self._on_threshold_changed()
+
     def _on_threshold_changed(self, _value=None):
         if not self._run_alive():
             return
         prob, mask = self._views()
         done = _done_frames(prob)
+        for index in done:
+            mask[index] = self._mask_of(prob[index], self._run)
         if done.size:
-            mask[done] = prob[done] >= float(self.threshold.value)
             self._run.mask_layer.refresh()
         if self._worker is None:
             self.update_analysis()
@@ -555,6 +607,7 @@ class SegmentWidget(Container):
         done = _done_frames(prob)
         lowdose = dict(run.mask_layer.metadata.get(LOWDOSE_KEY, {}))
         lowdose["threshold"] = float(self.threshold.value)
+        lowdose["mask_cleaning"] = self.mask_cleaning(run.image).to_dict()
         lowdose.pop(AREA_KEY, None)
         run.mask_layer.metadata = {**run.mask_layer.metadata, LOWDOSE_KEY: lowdose}
         run.analysis, run.f1, run.done = None, None, done
@@ -692,7 +745,8 @@ class SegmentWidget(Container):
             threshold=float(self.threshold.value),
         )
         record = run_record(
-            args, series, run.model_path, run.metadata, describe_device(run.device)
+            args, series, run.model_path, run.metadata, describe_device(run.device),
+            self.mask_cleaning(run.image),
         )
         if not (source or lowdose.get("path")):
             record["input"] = f"napari layer '{run.image.name}'"
