@@ -102,6 +102,25 @@ def test_min_area_needs_the_pixel_size(inputs, tmp_path, capsys):
     assert "pixel size" in _one_line_error(capsys) and not out.exists()
 
 
+def test_threshold_model_uses_the_calibrated_threshold(inputs, tmp_path, capsys):
+    folder, series, _, _ = inputs
+    calibrated = save_checkpoint(
+        tmp_path / "cal.safetensors", MSDNet(depth=3, width=2, kernel_size=3, max_dilation=2),
+        arch="msdnet", metadata={"validation": {"f1": 0.5, "calibrated_threshold": 0.35}})
+    out = tmp_path / "run"
+    assert main(["segment", str(series), "--model", str(calibrated), "--device", "cpu",
+                 "--threshold", "model", "--out", str(out)]) == 0
+    masks = np.asarray(read_series(out / "masks.tif").data)
+    p = np.asarray(read_series(out / "probability.tif").data)
+    np.testing.assert_array_equal(masks, (p >= 0.35).astype(np.uint8))
+    assert json.loads((out / "summary.json").read_text())["run"]["threshold"] == 0.35
+    capsys.readouterr()
+    # a model without one is refused in one line, before any output
+    assert _run(inputs, tmp_path / "none", "--threshold", "model") == 1
+    assert "no calibrated threshold" in _one_line_error(capsys)
+    assert not (tmp_path / "none").exists()
+
+
 def _one_line_error(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err and err[-1].startswith("napari-lowdose: error:")

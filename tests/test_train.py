@@ -108,6 +108,69 @@ def test_checkpoint_carries_the_training_record(dataset, tmp_path):
     assert model.config["depth"] == 6
 
 
+def test_threshold_grid_counts_and_best_threshold():
+    from napari_lowdose.train.metrics import (
+        CALIBRATION_THRESHOLDS,
+        best_threshold,
+        counts_at_thresholds,
+    )
+
+    truth = np.zeros((10, 10), bool)
+    truth[:, :5] = True
+    probability = np.where(truth, 0.42, 0.2)  # an under-confident network
+    grid = counts_at_thresholds(probability, truth)
+    assert grid.shape == (len(CALIBRATION_THRESHOLDS), 3)
+    i = CALIBRATION_THRESHOLDS.index(0.9)
+    assert tuple(grid[i]) == (0, 0, 50)  # nothing reaches the paper's 0.9
+    threshold, f1, table = best_threshold(grid)
+    assert 0.2 < threshold <= 0.42 and f1 == 1.0
+    assert threshold == 0.4  # of the perfect thresholds, the one nearest 0.5
+    assert table["0.90"] == 0.0 and table["0.40"] == 1.0
+
+
+def test_training_records_the_calibrated_threshold(dataset, tmp_path):
+    from napari_lowdose.models.checkpoint import read_checkpoint_metadata
+
+    out = tmp_path / "m.safetensors"
+    summary = train_segmentation(dataset, out, _settings(epochs=2))
+    validation = read_checkpoint_metadata(out)["validation"]
+    table = validation["f1_by_threshold"]
+    assert len(table) == 19 and table["0.50"] == pytest.approx(summary.best_f1)  # threshold 0.5
+    assert validation["calibrated_f1"] == max(table.values())
+    assert table[f"{validation['calibrated_threshold']:.2f}"] == validation["calibrated_f1"]
+    assert summary.history[-1]["calibrated_threshold"] is not None
+
+
+def test_calibrate_command_writes_the_threshold_and_keeps_the_weights(dataset, tmp_path,
+                                                                      capsys):
+    from napari_lowdose.models.checkpoint import load_checkpoint
+
+    model_file = tmp_path / "m.safetensors"
+    train_segmentation(dataset, model_file, _settings(epochs=1))
+    before, meta_before = load_checkpoint(model_file)
+    out = tmp_path / "calibrated.safetensors"
+    assert main(["calibrate", str(model_file), "--data", str(dataset), "--device", "cpu",
+                 "--out", str(out)]) == 0
+    assert "calibrated threshold" in capsys.readouterr().out
+    after, meta = load_checkpoint(out)
+    for key, value in before.state_dict().items():
+        assert torch.equal(value, after.state_dict()[key])
+    assert meta["calibration"]["threshold"] == meta["validation"]["calibrated_threshold"]
+    assert meta["training"] == meta_before["training"]  # provenance kept
+    # same data, same crops as training's validation: the same F1 table
+    assert meta["validation"]["f1_by_threshold"] == pytest.approx(
+        meta_before["validation"]["f1_by_threshold"])
+    # a denoiser is refused in one line
+    from napari_lowdose.models.checkpoint import save_checkpoint
+    from napari_lowdose.models.denoiser import DenoiserUNet
+
+    denoiser = save_checkpoint(tmp_path / "d.safetensors",
+                               DenoiserUNet(base_channels=4, levels=1), arch="denoiser",
+                               metadata={})
+    assert main(["calibrate", str(denoiser), "--data", str(dataset), "--device", "cpu"]) == 1
+    assert "not a segmentation network" in capsys.readouterr().err
+
+
 def test_training_resumes_after_the_last_finished_epoch(dataset, tmp_path):
     out = tmp_path / "m.safetensors"
     first = train_segmentation(dataset, out, _settings(epochs=2))

@@ -266,9 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_simulate_parser(sub)
 
-    from .cli_train import add_models_parser, add_train_parser
+    from .cli_train import add_calibrate_parser, add_models_parser, add_train_parser
 
     add_train_parser(sub)
+    add_calibrate_parser(sub)
     add_models_parser(sub)
 
     from .cli_segment import add_segment_parsers

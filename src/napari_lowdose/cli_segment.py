@@ -34,8 +34,9 @@ def add_segment_parsers(sub: argparse._SubParsersAction) -> None:
     seg.add_argument("series", type=Path, metavar="SERIES")
     seg.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|PATH",
                      help=f"shipped model name or .safetensors file (default {DEFAULT_MODEL})")
-    seg.add_argument("--threshold", type=float, default=0.9,
-                     help="mask = probability >= threshold (default 0.9)")
+    seg.add_argument("--threshold", type=threshold_option, default=0.9, metavar="T|model",
+                     help="mask = probability >= T (default 0.9, the paper's); 'model': the "
+                          "model's calibrated threshold (see 'napari-lowdose calibrate')")
     clean = seg.add_argument_group(
         "mask clean-up", "optional, after the threshold (off: the paper's plain threshold)")
     clean.add_argument("--keep-largest", action="store_true",
@@ -62,6 +63,34 @@ def add_segment_parsers(sub: argparse._SubParsersAction) -> None:
     ev.set_defaults(func=cmd_evaluate)
 
 
+def threshold_option(text: str) -> float | str:
+    """``--threshold``: a probability in (0, 1), or ``"model"``."""
+    if text.strip().lower() == "model":
+        return "model"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'model', got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
+
+
+def model_threshold(metadata: dict[str, Any], name: str) -> float:
+    """The calibrated threshold of a model (:func:`~.train.segmentation.calibrate_threshold`).
+
+    Raises
+    ------
+    SegmentError
+        If the model has none.
+    """
+    value = (metadata.get("validation") or {}).get("calibrated_threshold")
+    if value is None:
+        raise SegmentError(f"{name} has no calibrated threshold: give --threshold T, or run "
+                           f"'napari-lowdose calibrate {name} --data DATASET' first")
+    return float(value)
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     """Segment a series and write masks, probabilities, the curve and the summary."""
     import contextlib
@@ -77,8 +106,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from .models.registry import load_model, resolve_model
     from .train.device import describe_device, select_device
 
-    if not 0 < args.threshold < 1:
-        raise SegmentError("--threshold must be between 0 and 1")
     if args.min_area_nm2 < 0:
         raise SegmentError("--min-area-nm2 must be at least 0")
     check_output_folder(args.out, overwrite=args.overwrite)
@@ -96,6 +123,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     device = select_device(args.device)
     model_path = resolve_model(args.model)
     model, metadata = load_model(model_path, device="cpu")
+    if args.threshold == "model":
+        args.threshold = model_threshold(metadata, str(args.model))
     frames = series.data if series.data.ndim == 3 else series.data[None]
     with contextlib.ExitStack() as stack:
         # A large series keeps its results in scratch files, not in memory.

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from .io.errors import LowdoseError
 
-__all__ = ["add_models_parser", "add_train_parser", "cmd_models", "cmd_train"]
+__all__ = ["add_calibrate_parser", "add_models_parser", "add_train_parser", "cmd_calibrate",
+           "cmd_models", "cmd_train"]
 
 
 class TrainUsageError(LowdoseError):
@@ -176,6 +177,63 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_calibrate_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``calibrate`` subcommand."""
+    cal = sub.add_parser(
+        "calibrate",
+        help="record a segmentation model's best probability threshold on a dataset",
+        description="Pooled pixel F1 of the dataset's validation images at thresholds "
+                    "0.05…0.95; the best is stored in the model's metadata and used by "
+                    "'segment --threshold model'. The weights are not changed.",
+    )
+    cal.add_argument("model", type=Path, metavar="MODEL", help="a .safetensors model file")
+    cal.add_argument("--data", type=Path, required=True, metavar="DATASET",
+                     help="dataset folder made by 'napari-lowdose simulate'")
+    cal.add_argument("--out", type=Path, metavar="MODEL_OUT",
+                     help="write the calibrated model here (default: replace MODEL)")
+    cal.add_argument("--device", default="auto",
+                     help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:N or mps")
+    cal.add_argument("--val-crop", type=int, metavar="PX",
+                     help="side of the central crops (default: the model's validation crop; "
+                          "0 = whole images)")
+    cal.add_argument("--max-val-images", type=int, metavar="N",
+                     help="use the first N validation images only")
+    cal.set_defaults(func=cmd_calibrate)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Calibrate a model's threshold and print the F1 at each threshold."""
+    from tqdm import tqdm
+
+    from .train.segmentation import calibrate_threshold
+
+    if args.max_val_images is not None and args.max_val_images < 1:
+        raise TrainUsageError("--max-val-images must be at least 1")
+    if args.val_crop is not None and args.val_crop < 0:
+        raise TrainUsageError("--val-crop must be at least 0")
+    if args.out is not None and args.out.suffix.lower() == ".json":
+        raise TrainUsageError("--out is the model file (.safetensors), not its .json sidecar")
+    crop = None if args.val_crop is None else (args.val_crop or None)
+    bar = tqdm(total=None, unit="image", desc="calibrate", file=sys.stderr, disable=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        kwargs = {"val_crop_px": crop} if args.val_crop is not None else {}
+        record = calibrate_threshold(args.model, args.data, out=args.out, device=args.device,
+                                     max_val_images=args.max_val_images, progress=progress,
+                                     **kwargs)
+    finally:
+        bar.close()
+    table = "  ".join(f"{t}: {f1:.3f}" for t, f1 in record["f1_by_threshold"].items())
+    print(f"F1 by threshold ({record['n_images']} validation images): {table}")
+    print(f"{args.out or args.model}: calibrated threshold {record['threshold']:.2f} "
+          f"(validation F1 {record['f1']:.4f})")
+    return 0
+
+
 def add_models_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``models`` subcommand."""
     models = sub.add_parser("models", help="list the shipped models, or describe a model file")
@@ -201,6 +259,9 @@ def _describe(name: str, metadata: dict) -> str:
     f1, psnr = validation.get("f1"), validation.get("psnr_db")
     if f1 is not None:
         score = f"validation F1 {f1:.3f} (p ≥ {validation.get('threshold')})"
+        if validation.get("calibrated_threshold") is not None:
+            score += (f", {validation['calibrated_f1']:.3f} at its calibrated threshold "
+                      f"{validation['calibrated_threshold']:.2f}")
     elif psnr is not None:
         score = (f"validation PSNR {psnr:.2f} dB (input {validation.get('input_psnr_db', 0):.2f}"
                  " dB)")

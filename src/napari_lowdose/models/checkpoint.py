@@ -43,6 +43,7 @@ __all__ = [
     "FORMAT_VERSION",
     "METADATA_KEY",
     "NORMALISATION",
+    "RESERVED_KEYS",
     "SEGMENTATION_ARCHITECTURES",
     "CheckpointError",
     "build_model",
@@ -80,7 +81,8 @@ NORMALISATION: dict[str, Any] = {
     "epsilon": 1e-6,
 }
 
-_RESERVED = ("format", "format_version", "arch", "config", "package_version")
+#: Keys of the model document set by :func:`save_checkpoint` itself, not by callers.
+RESERVED_KEYS = ("format", "format_version", "arch", "config", "package_version")
 
 
 class CheckpointError(LowdoseError):
@@ -198,7 +200,7 @@ def _tensors_to_save(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _metadata_document(model: nn.Module, arch: str, metadata: Mapping[str, Any]) -> dict:
-    clash = sorted(set(metadata) & set(_RESERVED))
+    clash = sorted(set(metadata) & set(RESERVED_KEYS))
     if clash:
         raise ValueError(f"metadata may not set the reserved key(s) {', '.join(clash)}")
     config = getattr(model, "config", None)

@@ -40,13 +40,20 @@ from ..io.errors import LowdoseError
 from ..models.checkpoint import NORMALISATION, build_model, save_checkpoint
 from .data import SegmentationDataset
 from .device import autocast_dtype, describe_device, select_device
-from .metrics import BinaryCounts, binary_counts
+from .metrics import (
+    CALIBRATION_THRESHOLDS,
+    BinaryCounts,
+    best_threshold,
+    binary_counts,
+    counts_at_thresholds,
+)
 
 __all__ = [
     "EpochResult",
     "TrainSettings",
     "TrainingError",
     "TrainingSummary",
+    "calibrate_threshold",
     "train_segmentation",
 ]
 
@@ -158,6 +165,10 @@ class EpochResult:
     val_f1: float
     seconds: float
     best: bool
+    #: Threshold of highest validation F1 (of :data:`.metrics.CALIBRATION_THRESHOLDS`)
+    #: and that F1.
+    calibrated_threshold: float | None = None
+    calibrated_f1: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary."""
@@ -235,6 +246,92 @@ def train_segmentation(
             dist.destroy_process_group()
 
 
+def calibrate_threshold(
+    model_file: str | os.PathLike,
+    data: str | os.PathLike,
+    *,
+    out: str | os.PathLike | None = None,
+    device: str = "auto",
+    val_crop_px: int | None = None,
+    max_val_images: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Record a trained model's best probability threshold on a dataset's validation split.
+
+    The validation images of ``data`` (as in training: central crops, no
+    augmentation) go through the network; the pooled pixel F1 is computed at every
+    threshold of :data:`.metrics.CALIBRATION_THRESHOLDS` and the best
+    (:func:`.metrics.best_threshold`) is written into the model's ``validation``
+    metadata (``f1_by_threshold``, ``calibrated_threshold``, ``calibrated_f1``),
+    which ``segment --threshold model`` uses. Training records the same for a new
+    model; this is for models trained before, or on another dataset.
+
+    Parameters
+    ----------
+    model_file : str or Path
+        A segmentation model file (MSD-net or U-net).
+    data : str or Path
+        Dataset folder made by ``napari-lowdose simulate`` (with validation images).
+    out : str or Path, optional
+        Where to write the model with its new metadata (default: ``model_file``,
+        replaced atomically); the weights are unchanged.
+    device : str, optional
+        ``"auto"``, ``"cpu"``, ``"cuda"``, …
+    val_crop_px : int, optional
+        Side of the central crops (default: the model's validation crop, else whole
+        images).
+    max_val_images : int, optional
+        Use the first images only.
+    progress : callable, optional
+        ``progress(done, total)`` after each image.
+
+    Returns
+    -------
+    dict
+        The new ``calibration`` record: threshold, F1, F1 by threshold, dataset.
+
+    Raises
+    ------
+    TrainingError
+        If the model is no segmentation network or the dataset has no validation images.
+    """
+    from ..models.checkpoint import RESERVED_KEYS, SEGMENTATION_ARCHITECTURES, load_checkpoint
+
+    model_file, data = Path(model_file), Path(data)
+    target = select_device(device)
+    model, metadata = load_checkpoint(model_file, device=target)
+    if metadata["arch"] not in SEGMENTATION_ARCHITECTURES:
+        raise TrainingError(f"{model_file.name} holds a {metadata['arch']}, not a "
+                            "segmentation network")
+    validation = dict(metadata.get("validation") or {})
+    crop = val_crop_px if val_crop_px is not None else validation.get("crop_px")
+    val_set = SegmentationDataset(data, "val", crop_px=crop, augment=False,
+                                  max_items=max_val_images)
+    if len(val_set) == 0:
+        raise TrainingError(f"{data} has no validation images")
+    grid = np.zeros((len(CALIBRATION_THRESHOLDS), 3), dtype=np.int64)
+    with torch.no_grad():
+        for index in range(len(val_set)):
+            image, mask = val_set[index]
+            with torch.autocast(target.type, dtype=autocast_dtype(target) or torch.float32,
+                                enabled=target.type == "cuda"):
+                logits = model(image[None].to(target)).float()
+            grid += counts_at_thresholds(torch.sigmoid(logits), (mask[None] >= 0.5).numpy())
+            if progress is not None:
+                progress(index + 1, len(val_set))
+    threshold, f1, table = best_threshold(grid)
+    record = {"threshold": threshold, "f1": f1, "f1_by_threshold": table,
+              "dataset": str(data.resolve()), "n_images": len(val_set), "crop_px": crop,
+              "device": describe_device(target), "napari_lowdose": __version__}
+    validation.update(f1_by_threshold=table, calibrated_threshold=threshold,
+                      calibrated_f1=f1)
+    document = {k: v for k, v in metadata.items() if k not in RESERVED_KEYS}
+    document.update(validation=validation, calibration=record)
+    save_checkpoint(Path(out) if out is not None else model_file, model.cpu(),
+                    arch=metadata["arch"], metadata=document)
+    return record
+
+
 def _start(settings: TrainSettings) -> _Context:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
@@ -310,18 +407,20 @@ def _train(data: Path, out: Path, settings: TrainSettings, context: _Context, re
         stopped = _any_rank(stopped, context)
         if stopped:
             break
-        val_loss, counts = _validate(model, val_set, settings, context, loss_fn, amp_dtype)
+        val_loss, counts, grid = _validate(model, val_set, settings, context, loss_fn,
+                                           amp_dtype)
         train_loss = _mean_over_ranks(loss_sum, n_batches, context)
         is_best = counts.f1 > best_f1
         if is_best:
             best_f1, best_epoch = counts.f1, epoch + 1
+        threshold, threshold_f1, f1_by_threshold = best_threshold(grid)
         result = EpochResult(epoch + 1, train_loss, val_loss, counts.f1,
-                             time.perf_counter() - t0, is_best)
+                             time.perf_counter() - t0, is_best, threshold, threshold_f1)
         history.append(result.to_dict())
         if context.is_main:
             if is_best:
                 _save_best(out, model, settings, data, train_set, val_set, result, history,
-                           context, time.perf_counter() - started)
+                           context, time.perf_counter() - started, f1_by_threshold)
             _save_state(state_path, epoch + 1, model, optimiser, best_f1, best_epoch, history,
                         settings)
             if on_epoch is not None:
@@ -403,25 +502,31 @@ class _ShardSampler(Sampler[int]):
 
 @torch.no_grad()
 def _validate(model: torch.nn.Module, val_set: SegmentationDataset, settings: TrainSettings,
-              context: _Context, loss_fn: torch.nn.Module,
-              amp_dtype: torch.dtype | None) -> tuple[float, BinaryCounts]:
+              context: _Context, loss_fn: torch.nn.Module, amp_dtype: torch.dtype | None
+              ) -> tuple[float, BinaryCounts, np.ndarray]:
+    """Validation loss, pooled counts at the threshold, and counts at every calibration one."""
     model.eval()
-    totals = torch.zeros(5, dtype=torch.float64)  # tp, fp, fn, loss sum, images
+    n_t = len(CALIBRATION_THRESHOLDS)
+    totals = torch.zeros(5 + 3 * n_t, dtype=torch.float64)  # tp, fp, fn, loss, images, grid
     for index in range(context.rank, len(val_set), context.world_size):
         image, mask = val_set[index]
         image, mask = image[None].to(context.device), mask[None].to(context.device)
         with torch.autocast(context.device.type, dtype=amp_dtype or torch.float32,
                             enabled=amp_dtype is not None):
             logits = model(image).float()
-        counts = binary_counts(torch.sigmoid(logits) >= settings.threshold, mask >= 0.5)
+        probability = torch.sigmoid(logits)
+        truth = mask >= 0.5
+        counts = binary_counts(probability >= settings.threshold, truth)
+        grid = counts_at_thresholds(probability, truth.cpu().numpy())
         totals += torch.tensor([counts.tp, counts.fp, counts.fn, float(loss_fn(logits, mask)),
-                                1.0], dtype=torch.float64)
+                                1.0, *grid.ravel().tolist()], dtype=torch.float64)
     if context.world_size > 1:
         totals = totals.to(context.device) if context.device.type == "cuda" else totals
         dist.all_reduce(totals)
         totals = totals.cpu()
-    tp, fp, fn, loss_sum, n = totals.tolist()
-    return loss_sum / max(n, 1.0), BinaryCounts(int(tp), int(fp), int(fn))
+    tp, fp, fn, loss_sum, n = totals[:5].tolist()
+    grid = totals[5:].numpy().astype(np.int64).reshape(n_t, 3)
+    return loss_sum / max(n, 1.0), BinaryCounts(int(tp), int(fp), int(fn)), grid
 
 
 def _mean_over_ranks(loss_sum: float, n_batches: int, context: _Context) -> float:
@@ -445,7 +550,7 @@ def _any_rank(flag: bool, context: _Context) -> bool:
 def _save_best(out: Path, model: torch.nn.Module, settings: TrainSettings, data: Path,
                train_set: SegmentationDataset, val_set: SegmentationDataset,
                result: EpochResult, history: list[dict[str, Any]], context: _Context,
-               elapsed_s: float) -> None:
+               elapsed_s: float, f1_by_threshold: dict[str, float]) -> None:
     card = train_set.card
     metadata = {
         "normalisation": NORMALISATION,
@@ -458,6 +563,9 @@ def _save_best(out: Path, model: torch.nn.Module, settings: TrainSettings, data:
             "threshold": settings.threshold,
             "n_images": len(val_set),
             "crop_px": val_set.crop_px,
+            "f1_by_threshold": f1_by_threshold,
+            "calibrated_threshold": result.calibrated_threshold,
+            "calibrated_f1": result.calibrated_f1,
         },
         "training": {
             "settings": settings.to_dict(),
