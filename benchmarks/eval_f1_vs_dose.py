@@ -46,8 +46,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--size", type=int, default=384)
     parser.add_argument("--thresholds", default="0.9",
-                        help="probability thresholds, e.g. 0.9,0.5 (one network pass for all); "
-                             "0.9 writes OUT.*, 0.5 writes OUT_p05.*")
+                        help="probability thresholds, e.g. 0.9,0.5,model (one network pass for "
+                             "all; 'model': each model's calibrated threshold); 0.9 writes "
+                             "OUT.*, 0.5 writes OUT_p05.*, model OUT_pmodel.*")
     parser.add_argument("--clean", action="store_true",
                         help="also score masks with keep-largest + fill-holes (OUT_clean.*)")
     parser.add_argument("--first-seed", type=int, default=1000)
@@ -58,15 +59,19 @@ def main() -> None:
 
     matplotlib.use("Agg")
 
+    from napari_lowdose.cli_segment import model_threshold
     from napari_lowdose.models.checkpoint import load_checkpoint
     from napari_lowdose.models.inference import predict_probabilities
     from napari_lowdose.simulate.series import series_recipe, simulate_dose_series
     from napari_lowdose.train.metrics import binary_counts
 
-    models = {path.stem: load_checkpoint(path)[0] for path in args.models}
+    loaded = {path.stem: load_checkpoint(path) for path in args.models}
+    models = {name: model for name, (model, _) in loaded.items()}
+    calibrated = {name: model_threshold(meta, name) for name, (_, meta) in loaded.items()
+                  if "model" in args.thresholds}
     from napari_lowdose.analysis.masks import MaskCleaning, probability_mask
 
-    thresholds = [float(v) for v in args.thresholds.split(",")]
+    thresholds = [v if v == "model" else float(v) for v in args.thresholds.split(",")]
     cleanings = {"": None}
     if args.clean:
         cleanings["_clean"] = MaskCleaning(keep_largest=True, fill_holes=True)
@@ -78,7 +83,8 @@ def main() -> None:
         for name, model in models.items():
             for frame, probability in predict_probabilities(model, series.frames, device="cpu"):
                 for (threshold, suffix), found in rows.items():
-                    mask = probability_mask(probability, threshold, cleanings[suffix])
+                    value = calibrated[name] if threshold == "model" else threshold
+                    mask = probability_mask(probability, value, cleanings[suffix])
                     counts = binary_counts(mask, series.mask)
                     found.append((name, particle, frame,
                                   float(series.dose_e_per_A2[frame]), counts.f1))
@@ -86,10 +92,12 @@ def main() -> None:
               flush=True)
     for (threshold, suffix), found in rows.items():
         out = args.out if threshold == 0.9 else args.out.with_name(
-            f"{args.out.name}_p{f'{threshold:g}'.replace('.', '')}")  # 0.5 → _p05
+            f"{args.out.name}_p{f'{threshold:g}'.replace('.', '')}")  # 0.5 → _p05, _pmodel
         out = out.with_name(out.name + suffix)
-        print(f"\nprobability ≥ {threshold}{' + keep largest, fill holes' if suffix else ''}:")
-        _report(found, list(models), threshold, out, args)
+        shown = (threshold if threshold != "model" else "calibrated (" + ", ".join(
+            f"{name} {value:g}" for name, value in calibrated.items()) + ")")
+        print(f"\nprobability ≥ {shown}{' + keep largest, fill holes' if suffix else ''}:")
+        _report(found, list(models), shown, out, args)
 
 
 def _report(rows: list, names: list[str], threshold: float, out: Path, args) -> None:

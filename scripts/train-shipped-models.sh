@@ -48,9 +48,15 @@ wait
 for name in msdnet_au_ceo2_low unet_au_ceo2_low; do
     cp "$work/models/$name.safetensors" "$work/models/$name.json" src/napari_lowdose/models/pretrained/
 done
+# Threshold calibration (trainings since record it themselves): the best-F1 threshold on
+# each model's own validation images, stored in its metadata (segment --threshold model).
+for model in msdnet_au_ceo2:high unet_au_ceo2:high msdnet_au_ceo2_low:low unet_au_ceo2_low:low; do
+    OMP_NUM_THREADS=1 $bin calibrate "src/napari_lowdose/models/pretrained/${model%%:*}.safetensors" \
+        --data "$work/au_ceo2_384_${model##*:}" --max-val-images 60 --device cpu
+done
 PYTHONPATH=src .venv/bin/python benchmarks/eval_f1_vs_dose.py \
     src/napari_lowdose/models/pretrained/{msdnet_au_ceo2,unet_au_ceo2,msdnet_au_ceo2_low,unet_au_ceo2_low}.safetensors \
-    --particles 3 --frames 40 --size 384 --thresholds 0.9,0.5 --out docs/images/f1_vs_dose
+    --particles 3 --frames 40 --size 384 --thresholds 0.9,0.5,model --clean --out docs/images/f1_vs_dose
 
 # Denoiser (issue 7): the same exit waves, noisy vs noise-free, 0.05–100 e⁻/px; plain L1,
 # then fine-tuned with the noise-weighted loss (docs/models.md).

@@ -62,6 +62,10 @@ def test_shipped_models_load_and_segment(name):
     assert metadata["dataset"]["card"]["recipe"]["noise_model"]["name"] == "MTF4"
     # (The low-dose validation sets reach down to 10 e⁻/Å², where no network sees much.)
     assert metadata["validation"]["f1"] > 0.4
+    # Calibrated (napari-lowdose calibrate): its best threshold is at least as good as 0.9.
+    validation = metadata["validation"]
+    assert 0 < validation["calibrated_threshold"] < 1
+    assert validation["calibrated_f1"] >= validation["f1_by_threshold"]["0.90"]
     frame = np.random.default_rng(0).poisson(50.0, (67, 90)).astype(np.float32)
     probability = predict_frame(model, frame, device="cpu")
     assert probability.shape == (67, 90) and 0 <= probability.min() <= probability.max() <= 1

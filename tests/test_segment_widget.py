@@ -240,6 +240,24 @@ def test_mask_clean_up_re_applies_without_the_network_and_is_exported(setup, mon
     np.testing.assert_array_equal(mask.data, plain)
 
 
+def test_the_model_threshold_button_sets_the_calibrated_threshold(setup, tmp_path):
+    viewer, widget, _, _ = setup
+    assert widget.calibrated_threshold is None and not widget.model_threshold_button.enabled
+    calibrated = save_checkpoint(
+        tmp_path / "cal.safetensors", MSDNet(depth=3, width=2, kernel_size=3, max_dilation=2),
+        arch="msdnet", metadata={"validation": {"f1": 0.5, "calibrated_threshold": 0.35,
+                                                "calibrated_f1": 0.6}})
+    widget.model_file.value = calibrated
+    assert widget.calibrated_threshold == 0.35 and widget.model_threshold_button.enabled
+    assert "0.35" in widget.model_info.value and "0.35" in widget.model_threshold_button.text
+    widget.run()
+    widget.model_threshold_button.clicked.emit()
+    assert widget.threshold.value == pytest.approx(0.35)
+    prob = viewer.layers["series probability [cal]"]
+    mask = viewer.layers["series mask [cal]"]
+    np.testing.assert_array_equal(mask.data, prob.data >= 0.35)
+
+
 def test_export_round_trip_and_no_silent_overwrite(setup, tmp_path):
     from napari_lowdose.cli_segment import SEGMENT_FILES
     from napari_lowdose.io.readers import read_series

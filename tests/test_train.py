@@ -130,12 +130,13 @@ def test_threshold_grid_counts_and_best_threshold():
 
 def test_training_records_the_calibrated_threshold(dataset, tmp_path):
     from napari_lowdose.models.checkpoint import read_checkpoint_metadata
+    from napari_lowdose.train.metrics import CALIBRATION_THRESHOLDS
 
     out = tmp_path / "m.safetensors"
     summary = train_segmentation(dataset, out, _settings(epochs=2))
     validation = read_checkpoint_metadata(out)["validation"]
     table = validation["f1_by_threshold"]
-    assert len(table) == 19 and table["0.50"] == pytest.approx(summary.best_f1)  # threshold 0.5
+    assert len(table) == len(CALIBRATION_THRESHOLDS) and table["0.50"] == pytest.approx(summary.best_f1)  # threshold 0.5
     assert validation["calibrated_f1"] == max(table.values())
     assert table[f"{validation['calibrated_threshold']:.2f}"] == validation["calibrated_f1"]
     assert summary.history[-1]["calibrated_threshold"] is not None

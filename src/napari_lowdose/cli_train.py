@@ -183,7 +183,7 @@ def add_calibrate_parser(sub: argparse._SubParsersAction) -> None:
         "calibrate",
         help="record a segmentation model's best probability threshold on a dataset",
         description="Pooled pixel F1 of the dataset's validation images at thresholds "
-                    "0.05…0.95; the best is stored in the model's metadata and used by "
+                    "0.05…0.99; the best is stored in the model's metadata and used by "
                     "'segment --threshold model'. The weights are not changed.",
     )
     cal.add_argument("model", type=Path, metavar="MODEL", help="a .safetensors model file")

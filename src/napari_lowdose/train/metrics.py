@@ -26,8 +26,9 @@ __all__ = [
     "f1_score",
 ]
 
-#: Thresholds at which validation F1 is recorded: 0.05, 0.10, …, 0.95.
-CALIBRATION_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
+#: Thresholds at which validation F1 is recorded: 0.05, 0.10, …, 0.95, 0.97, 0.99.
+CALIBRATION_THRESHOLDS: tuple[float, ...] = (
+    *(round(0.05 * k, 2) for k in range(1, 20)), 0.97, 0.99)
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,13 @@ class SegmentWidget(Container):
         self.device = ComboBox(label="device", choices=DEVICE_CHOICES, value="auto")
         self.device_info = Label(label="runs on", value="")
         self.threshold = FloatSlider(label="threshold", min=0.0, max=1.0, step=0.01, value=0.9)
+        self.model_threshold_button = PushButton(
+            text="Use the model's threshold", enabled=False,
+            tooltip="Set the threshold to the one of best validation F1 recorded with the model "
+            "(napari-lowdose calibrate; as segment --threshold model)",
+        )
+        #: The chosen model's calibrated threshold (None: it has none).
+        self.calibrated_threshold: float | None = None
         self.keep_largest = CheckBox(
             text="keep largest region", value=False,
             tooltip="Keep only the largest connected region of each mask (one particle in "
@@ -143,6 +150,7 @@ class SegmentWidget(Container):
                 self.device,
                 self.device_info,
                 self.threshold,
+                self.model_threshold_button,
                 self.keep_largest,
                 self.fill_holes,
                 self.min_area,
@@ -168,6 +176,7 @@ class SegmentWidget(Container):
         for control in (self.threshold, self.keep_largest, self.fill_holes):
             control.changed.connect(self._on_threshold_changed)
         self.min_area.changed.connect(self._on_min_area_changed)
+        self.model_threshold_button.changed.connect(self.use_model_threshold)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.export_button.changed.connect(self._export_dialog)
@@ -238,6 +247,7 @@ class SegmentWidget(Container):
         from ..models.checkpoint import CheckpointError, read_checkpoint_metadata
 
         self.model_file.visible = self.model.value == FILE_CHOICE
+        self._set_calibrated_threshold(None)
         try:
             path = self._model_path()
         except LowdoseError as err:
@@ -248,9 +258,26 @@ class SegmentWidget(Container):
         except CheckpointError as err:
             self.model_info.value = f"not usable: {one_line(err)}"
             return
-        f1 = (meta.get("validation") or {}).get("f1")
+        validation = meta.get("validation") or {}
+        f1 = validation.get("f1")
         f1_text = f", validation F1 {float(f1):.3f}" if isinstance(f1, int | float) else ""
+        calibrated = validation.get("calibrated_threshold")
+        if isinstance(calibrated, int | float):
+            self._set_calibrated_threshold(float(calibrated))
+            f1_text += (f"; best threshold {float(calibrated):.2f} "
+                        f"(F1 {float(validation.get('calibrated_f1', np.nan)):.3f})")
         self.model_info.value = f"{meta.get('arch', '?')}{f1_text} ({path.name})"
+
+    def _set_calibrated_threshold(self, value: float | None) -> None:
+        self.calibrated_threshold = value
+        self.model_threshold_button.enabled = value is not None
+        self.model_threshold_button.text = ("Use the model's threshold" if value is None
+                                            else f"Use the model's threshold ({value:.2f})")
+
+    def use_model_threshold(self, _value=None):
+        """Set the threshold to the chosen model's calibrated one (masks follow)."""
+        if self.calibrated_threshold is not None:
+            self.threshold.value = self.calibrated_threshold
 
     def _model_path(self) -> Path:
         """The checkpoint file of the chosen model (raises CheckpointError/LowdoseError)."""
