@@ -159,8 +159,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     def on_epoch(result) -> None:
         marker = " (best, saved)" if result.best else ""
+        calibrated = ("" if result.calibrated_threshold is None else
+                      f" ({result.calibrated_f1:.4f} at p ≥ {result.calibrated_threshold:.2f})")
         tqdm.write(f"epoch {result.epoch}: train loss {result.train_loss:.4f}, "
-                   f"val loss {result.val_loss:.4f}, val F1 {result.val_f1:.4f}, "
+                   f"val loss {result.val_loss:.4f}, val F1 {result.val_f1:.4f}{calibrated}, "
                    f"{result.seconds:.1f} s{marker}", file=sys.stdout)
 
     try:
