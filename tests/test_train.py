@@ -136,10 +136,24 @@ def test_training_records_the_calibrated_threshold(dataset, tmp_path):
     summary = train_segmentation(dataset, out, _settings(epochs=2))
     validation = read_checkpoint_metadata(out)["validation"]
     table = validation["f1_by_threshold"]
-    assert len(table) == len(CALIBRATION_THRESHOLDS) and table["0.50"] == pytest.approx(summary.best_f1)  # threshold 0.5
+    assert len(table) == len(CALIBRATION_THRESHOLDS)
+    assert table["0.50"] == pytest.approx(summary.best_f1)  # trained with threshold 0.5
     assert validation["calibrated_f1"] == max(table.values())
     assert table[f"{validation['calibrated_threshold']:.2f}"] == validation["calibrated_f1"]
     assert summary.history[-1]["calibrated_threshold"] is not None
+
+
+def test_select_by_calibrated_keeps_the_epoch_of_best_calibrated_f1(dataset, tmp_path):
+    from napari_lowdose.models.checkpoint import read_checkpoint_metadata
+
+    out = tmp_path / "m.safetensors"
+    summary = train_segmentation(dataset, out, _settings(epochs=3, select_by="calibrated"))
+    scores = [h["calibrated_f1"] for h in summary.history]
+    assert summary.best_epoch == 1 + int(np.argmax(scores))
+    assert summary.best_f1 == pytest.approx(max(scores))
+    assert read_checkpoint_metadata(out)["validation"]["epoch"] == summary.best_epoch
+    with pytest.raises(TrainingError, match="select_by"):
+        _settings(select_by="loss")
 
 
 def test_calibrate_command_writes_the_threshold_and_keeps_the_weights(dataset, tmp_path,

@@ -55,6 +55,9 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
                        help="validate on the first N validation images only")
     train.add_argument("--threshold", type=float, default=0.9,
                        help="probability threshold of the validation masks (default 0.9)")
+    train.add_argument("--select-by", choices=["threshold", "calibrated"], default="threshold",
+                       help="keep the checkpoint of best F1 at --threshold (default), or at "
+                            "each epoch's own best threshold (then segment --threshold model)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     train.add_argument("--loader-workers", type=int, default=0, metavar="N",
@@ -107,6 +110,7 @@ def settings_from_args(args: argparse.Namespace):
         max_val_images=args.max_val_images,
         steps_per_epoch=args.steps_per_epoch,
         threshold=args.threshold,
+        select_by=args.select_by,
         seed=args.seed,
         num_workers=args.loader_workers,
         init_from=None if args.init is None else str(args.init),
@@ -174,7 +178,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if summary.best_epoch == 0:
             print(f"no epoch finished; nothing written to {args.out}", file=sys.stderr)
             return 1
-        print(f"{args.out}: best validation F1 {summary.best_f1:.4f} at epoch "
+        how = " at its calibrated threshold" if settings.select_by == "calibrated" else ""
+        print(f"{args.out}: best validation F1{how} {summary.best_f1:.4f} at epoch "
               f"{summary.best_epoch} of {summary.epochs_done} ({summary.device})")
     return 0
 

@@ -64,6 +64,10 @@ class TrainingError(LowdoseError):
     """Training cannot start or continue as asked."""
 
 
+#: How the best checkpoint is chosen (see :class:`TrainSettings`).
+SELECT_BY = ("threshold", "calibrated")
+
+
 @dataclass
 class TrainSettings:
     """How a segmentation network is trained.
@@ -96,6 +100,11 @@ class TrainSettings:
         Cap on the steps of one epoch (None: one full pass).
     threshold : float
         Probability threshold of the validation masks (0.9 as at inference).
+    select_by : {"threshold", "calibrated"}
+        Which validation F1 picks the best checkpoint: at ``threshold``, or at the
+        epoch's own best threshold (:data:`.metrics.CALIBRATION_THRESHOLDS`; then use
+        the model with ``segment --threshold model``). A briefly trained network's F1
+        at 0.9 jumps between epochs as its confidence shifts; the calibrated F1 does not.
     seed : int
         Seed of the weights (``init_seed`` where the architecture has one),
         the shuffling and the augmentation.
@@ -123,6 +132,7 @@ class TrainSettings:
     max_val_images: int | None = None
     steps_per_epoch: int | None = None
     threshold: float = 0.9
+    select_by: str = "threshold"
     seed: int = 0
     num_workers: int = 0
     grad_clip_norm: float | None = 1.0
@@ -135,6 +145,9 @@ class TrainSettings:
             raise TrainingError("the learning rate must be positive")
         if not 0 < self.threshold < 1:
             raise TrainingError("the threshold must be between 0 and 1")
+        if self.select_by not in SELECT_BY:
+            raise TrainingError(f"select_by must be one of {', '.join(SELECT_BY)}, "
+                                f"not {self.select_by!r}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise TrainingError("steps per epoch must be at least 1")
         if self.grad_clip_norm is not None and self.grad_clip_norm <= 0:
@@ -410,10 +423,11 @@ def _train(data: Path, out: Path, settings: TrainSettings, context: _Context, re
         val_loss, counts, grid = _validate(model, val_set, settings, context, loss_fn,
                                            amp_dtype)
         train_loss = _mean_over_ranks(loss_sum, n_batches, context)
-        is_best = counts.f1 > best_f1
-        if is_best:
-            best_f1, best_epoch = counts.f1, epoch + 1
         threshold, threshold_f1, f1_by_threshold = best_threshold(grid)
+        score = threshold_f1 if settings.select_by == "calibrated" else counts.f1
+        is_best = score > best_f1
+        if is_best:
+            best_f1, best_epoch = score, epoch + 1
         result = EpochResult(epoch + 1, train_loss, val_loss, counts.f1,
                              time.perf_counter() - t0, is_best, threshold, threshold_f1)
         history.append(result.to_dict())
