@@ -65,6 +65,9 @@ def test_defaults_mirror_the_cli(make_napari_viewer):
     assert settings.arch == "msdnet" and settings.epochs == 10 and settings.crop_px == 128
     assert settings.batch_size == 4 and settings.learning_rate == pytest.approx(1e-3)
     assert settings.device == "auto" and widget.resume.value
+    assert settings.select_by == "threshold"  # the CLI's default; ticked: "calibrated"
+    widget.select_calibrated.value = True
+    assert widget.settings().select_by == "calibrated"
     assert settings.model_config == {"depth": 50, "width": 1, "kernel_size": 9}
     widget.arch.value = "unet"
     assert widget.settings().model_config == {"base_channels": 16, "levels": 3, "kernel_size": 5}
@@ -81,7 +84,7 @@ def test_train_plots_every_epoch_and_saves_the_best(widget, tmp_path):
     summary = widget.summary
     assert summary is not None and not summary.stopped and summary.epochs_done == 2
     plotted = widget.plotted_history()
-    for name in ("train_loss", "val_loss", "val_f1"):
+    for name in ("train_loss", "val_loss", "val_f1", "calibrated_f1"):
         epochs, values = plotted[name]
         np.testing.assert_array_equal(epochs, [1, 2])
         assert np.isfinite(values).all()

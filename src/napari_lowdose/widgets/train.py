@@ -37,7 +37,7 @@ ARCH_CHOICES = [("MSD-net", "msdnet"), ("U-net", "unet")]
 #: "start from" choice for a network with fresh random weights.
 RANDOM_WEIGHTS = "random weights"
 MODEL_SUFFIX = ".safetensors"
-CURVES = ("train_loss", "val_loss", "val_f1")
+CURVES = ("train_loss", "val_loss", "val_f1", "calibrated_f1")
 
 
 def _heading(text):
@@ -209,6 +209,12 @@ class TrainWidget(TrainingDock):
         self.out_file = FileEdit(
             label="output model", mode="w", filter=f"*{MODEL_SUFFIX}", value=""
         )
+        self.select_calibrated = CheckBox(
+            text="keep the best F1 at its own threshold", value=False,
+            tooltip="Keep the checkpoint of best validation F1 at each epoch's best threshold "
+            "instead of at 0.9 (train --select-by calibrated); segment it with the "
+            "model's threshold",
+        )
         self.resume = CheckBox(text="resume from the saved state", value=True)
         self.train_button = PushButton(text="Train")
         self.stop_button = PushButton(text="Stop", enabled=False)
@@ -230,6 +236,7 @@ class TrainWidget(TrainingDock):
             self.learning_rate,
             self.device,
             self.out_file,
+            self.select_calibrated,
             self.resume,
         ]
         self.extend(
@@ -255,6 +262,7 @@ class TrainWidget(TrainingDock):
                 self.device,
                 self.device_info,
                 self.out_file,
+                self.select_calibrated,
                 self.resume,
                 self.train_button,
                 self.stop_button,
@@ -392,6 +400,7 @@ class TrainWidget(TrainingDock):
             batch_size=int(self.batch_size.value),
             learning_rate=float(self.learning_rate.value),
             device=self.device.value,
+            select_by="calibrated" if self.select_calibrated.value else "threshold",
             init_from=None if self.init_model.value in (None, RANDOM_WEIGHTS)
             else str(self.init_model.value),
         )
@@ -472,6 +481,9 @@ class TrainWidget(TrainingDock):
             f"{result.train_loss:.4f}, val loss {result.val_loss:.4f}, "
             f"val F1 {result.val_f1:.4f}{marker}"
         )
+        if result.calibrated_threshold is not None:
+            self.status.value += (f"; {result.calibrated_f1:.4f} at p ≥ "
+                                  f"{result.calibrated_threshold:.2f}")
         self._update_plot()
 
     def _on_done(self, summary):
@@ -522,6 +534,9 @@ class TrainWidget(TrainingDock):
         (self.lines["val_f1"],) = self.ax_f1.plot(
             [], [], "^-", ms=4, color="#ff9e40", label="val F1"
         )
+        (self.lines["calibrated_f1"],) = self.ax_f1.plot(
+            [], [], "v:", ms=4, color="#f28b82", label="val F1, best threshold"
+        )
         (self.best_marker,) = self.ax_f1.plot([], [], "*", ms=12, color="#fdd663", label="best F1")
         self.ax_loss.set_xlabel("epoch")
         self.ax_loss.set_ylabel("BCE loss")
@@ -538,12 +553,14 @@ class TrainWidget(TrainingDock):
     def _update_plot(self):
         epochs = np.array([row["epoch"] for row in self.history], dtype=float)
         for name, line in self.lines.items():
-            line.set_data(epochs, np.array([row[name] for row in self.history], dtype=float))
+            values = [np.nan if row.get(name) is None else row[name] for row in self.history]
+            line.set_data(epochs, np.array(values, dtype=float))
         if self.history:
-            best = max(self.history, key=lambda row: row["val_f1"])
-            self.best_marker.set_data([best["epoch"]], [best["val_f1"]])
+            key = "calibrated_f1" if self.select_calibrated.value else "val_f1"
+            best = max(self.history, key=lambda row: row.get(key) or -1.0)
+            self.best_marker.set_data([best["epoch"]], [best.get(key) or np.nan])
             self.ax_f1.set_title(
-                f"best F1 {best['val_f1']:.3f} at epoch {best['epoch']}",
+                f"best F1 {best.get(key) or np.nan:.3f} at epoch {best['epoch']}",
                 fontsize="small",
                 color=self._colors["fg"],
             )
