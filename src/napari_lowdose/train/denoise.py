@@ -83,8 +83,9 @@ __all__ = [
 ]
 
 #: Default range of the simulated frame doses, electrons per pixel (log-uniform):
-#: from far below Katsuno et al.'s ~5 e⁻/px to where shot noise is small.
-DEFAULT_E_PER_PX_RANGE: tuple[float, float] = (0.2, 50.0)
+#: from far below Katsuno et al.'s ~5 e⁻/px to where shot noise is small. The range
+#: the shipped denoiser was trained on (``docs/models.md``).
+DEFAULT_E_PER_PX_RANGE: tuple[float, float] = (0.05, 100.0)
 #: Margin (px) kept around a shifted window for the cubic spline's support.
 _SPLINE_MARGIN_PX = 4
 #: Margin (px) around a simulated crop given detector noise (MTF point-spread function).

@@ -124,7 +124,10 @@ class TrainDenoiserWidget(TrainingDock):
 
         self.source = ComboBox(label="source", choices=SOURCE_CHOICES, value=SIMULATED)
         self.data_dir = FileEdit(label="dataset folder", mode="d", value="")
-        self.e_per_px_range = LineEdit(label="e⁻/px range", value="0.05,100")
+        from ..train.denoise import DEFAULT_E_PER_PX_RANGE  # the command's default
+
+        self.e_per_px_range = LineEdit(
+            label="e⁻/px range", value="{:g},{:g}".format(*DEFAULT_E_PER_PX_RANGE))
         self.layer_combo = ComboBox(label="image", choices=self._image_layers, nullable=True)
         self.short_combo = ComboBox(
             label="short exposures", choices=self._image_layers, nullable=True,
