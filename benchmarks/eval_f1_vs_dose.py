@@ -91,8 +91,9 @@ def main() -> None:
         print(f"particle {particle} (seed {seed}): mask {series.mask.mean():.1%} of the field",
               flush=True)
     for (threshold, suffix), found in rows.items():
+        tag = threshold if threshold == "model" else f"{threshold:g}".replace(".", "")
         out = args.out if threshold == 0.9 else args.out.with_name(
-            f"{args.out.name}_p{f'{threshold:g}'.replace('.', '')}")  # 0.5 → _p05, _pmodel
+            f"{args.out.name}_p{tag}")  # 0.5 → _p05, model → _pmodel
         out = out.with_name(out.name + suffix)
         shown = (threshold if threshold != "model" else "calibrated (" + ", ".join(
             f"{name} {value:g}" for name, value in calibrated.items()) + ")")
