@@ -175,6 +175,11 @@ def test_calibrate_command_writes_the_threshold_and_keeps_the_weights(dataset, t
     # same data, same crops as training's validation: the same F1 table
     assert meta["validation"]["f1_by_threshold"] == pytest.approx(
         meta_before["validation"]["f1_by_threshold"])
+    # --val-crop 0: whole validation images
+    assert main(["calibrate", str(model_file), "--data", str(dataset), "--device", "cpu",
+                 "--val-crop", "0", "--out", str(tmp_path / "whole.safetensors")]) == 0
+    whole = load_checkpoint(tmp_path / "whole.safetensors")[1]["calibration"]
+    assert whole["crop_px"] is None and meta["calibration"]["crop_px"] == 32
     # a denoiser is refused in one line
     from napari_lowdose.models.checkpoint import save_checkpoint
     from napari_lowdose.models.denoiser import DenoiserUNet

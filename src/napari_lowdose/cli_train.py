@@ -228,10 +228,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         bar.update(done - bar.n)
 
     try:
-        kwargs = {"val_crop_px": crop} if args.val_crop is not None else {}
         record = calibrate_threshold(args.model, args.data, out=args.out, device=args.device,
-                                     max_val_images=args.max_val_images, progress=progress,
-                                     **kwargs)
+                                     val_crop_px="model" if args.val_crop is None else crop,
+                                     max_val_images=args.max_val_images, progress=progress)
     finally:
         bar.close()
     table = "  ".join(f"{t}: {f1:.3f}" for t, f1 in record["f1_by_threshold"].items())

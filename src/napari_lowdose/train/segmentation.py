@@ -265,7 +265,7 @@ def calibrate_threshold(
     *,
     out: str | os.PathLike | None = None,
     device: str = "auto",
-    val_crop_px: int | None = None,
+    val_crop_px: int | str | None = "model",
     max_val_images: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
@@ -290,9 +290,9 @@ def calibrate_threshold(
         replaced atomically); the weights are unchanged.
     device : str, optional
         ``"auto"``, ``"cpu"``, ``"cuda"``, …
-    val_crop_px : int, optional
-        Side of the central crops (default: the model's validation crop, else whole
-        images).
+    val_crop_px : int or None or "model", optional
+        Side of the central crops; ``None``: whole images; ``"model"`` (default): the
+        model's own validation crop (whole images if it has none).
     max_val_images : int, optional
         Use the first images only.
     progress : callable, optional
@@ -317,7 +317,7 @@ def calibrate_threshold(
         raise TrainingError(f"{model_file.name} holds a {metadata['arch']}, not a "
                             "segmentation network")
     validation = dict(metadata.get("validation") or {})
-    crop = val_crop_px if val_crop_px is not None else validation.get("crop_px")
+    crop = validation.get("crop_px") if val_crop_px == "model" else val_crop_px
     val_set = SegmentationDataset(data, "val", crop_px=crop, augment=False,
                                   max_items=max_val_images)
     if len(val_set) == 0:
