@@ -34,7 +34,12 @@ def test_demo_writes_series_noise_fit_segmentation_and_record(demo_folder):
     summary = json.loads((out / "segment" / "summary.json").read_text())
     assert record["segmentation"]["convergence_dose_e_per_A2"] == (
         summary["convergence_dose_e_per_A2"])
-    assert record["model"] == "unet-au-ceo2-low" and record["threshold"] == 0.5
+    # by default the model's calibrated threshold (segment --threshold model)
+    from napari_lowdose.models.registry import load_model
+
+    calibrated = load_model("unet-au-ceo2-low")[1]["validation"]["calibrated_threshold"]
+    assert record["model"] == "unet-au-ceo2-low" and record["threshold"] == calibrated
+    assert summary["run"]["threshold"] == calibrated
     # The vacuum corner holds no particle and the fit gives back the detector's MTF.
     y0, y1, x0, x1 = record["noise_fit"]["roi_px"]
     truth_mask = np.asarray(read_series(out / "truth_mask.tif").data)
@@ -92,8 +97,10 @@ def test_demo_viewer_shows_the_run_in_the_segment_and_plot_docks(demo_folder,
     assert tuple(mask.scale) == tuple(image.scale)
     saved = np.asarray(read_series(demo_folder / "segment" / "probability.tif").data)
     assert np.array_equal(prob.data, saved)
-    assert np.array_equal(mask.data, (saved >= 0.5).astype(np.uint8))
     summary = json.loads((demo_folder / "segment" / "summary.json").read_text())
+    threshold = summary["run"]["threshold"]  # the model's calibrated one
+    assert widget.threshold.value == pytest.approx(threshold)
+    assert np.array_equal(mask.data, (saved >= threshold).astype(np.uint8))
     features = mask.features
     assert features["converged_area_px"][0] == pytest.approx(summary["converged_area_px"])
     assert "median_f1" in features  # the truth mask was picked up

@@ -37,10 +37,11 @@ __all__ = ["DEMO_RECORD", "add_demo_parser", "cmd_demo"]
 DEMO_RECORD = "demo.json"
 #: The model and threshold the demo segments with: of the shipped models, the best on
 #: series that start at 10 e⁻/Å² (docs/models.md: F1 ≥ 0.5 on every frame from
-#: 70 e⁻/Å²). The CPU-trained networks are under-confident, hence p ≥ 0.5 rather
-#: than the paper's 0.9; ``--model`` and ``--threshold`` choose others.
+#: 41 e⁻/Å²), at its calibrated threshold (``segment --threshold model``, 0.55: the
+#: CPU-trained networks are less confident than the paper's 0.9 assumes);
+#: ``--model`` and ``--threshold`` choose others.
 DEMO_MODEL = "unet-au-ceo2-low"
-DEMO_THRESHOLD = 0.5
+DEMO_THRESHOLD = "model"
 #: Side of the vacuum square for the noise fit (px), and the smallest one tried.
 VACUUM_SIDE_PX = (96, 64, 32)
 #: Frames at or above this dose count as "high dose" in the F1 summary (e⁻/Å², issue 5).
@@ -53,6 +54,8 @@ class DemoError(LowdoseError):
 
 def add_demo_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``napari-lowdose demo``."""
+    from .cli_segment import threshold_option
+
     demo = sub.add_parser(
         "demo", help="the whole analysis on the built-in simulated Au/CeO2 dose series",
         description="Simulate a dose series of a supported Au particle (SOI Fig. 9), fit the "
@@ -69,8 +72,10 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--model", default=DEMO_MODEL, metavar="NAME|PATH",
                       help=f"segmentation model (default {DEMO_MODEL}; see 'napari-lowdose "
                            "models')")
-    demo.add_argument("--threshold", type=float, default=DEMO_THRESHOLD,
-                      help=f"probability threshold of the masks (default {DEMO_THRESHOLD})")
+    demo.add_argument("--threshold", type=threshold_option, default=DEMO_THRESHOLD,
+                      metavar="T|model",
+                      help="probability threshold of the masks (default: the model's "
+                           "calibrated threshold)")
     demo.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     demo.add_argument("--overwrite", action="store_true",
                       help="write into a folder that holds other files")
@@ -210,8 +215,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise DemoError("--frames must be at least 2 (the curve needs several doses)")
     if args.size < 128:
         raise DemoError("--size must be at least 128 px")
-    if not 0 < args.threshold < 1:
-        raise DemoError("--threshold must be between 0 and 1")
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="lowdose-demo-"))
     _check_folder(out, args.overwrite)
     if args.gui and not _has_display():
@@ -254,7 +257,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                    "files": {key: path.name for key, path in paths.items()}},
         "noise_fit": noise,
         "model": str(args.model),
-        "threshold": float(args.threshold),
+        "threshold": float(summary["run"]["threshold"]),
         "segmentation": {key: summary.get(key) for key in (
             "convergence_dose_e_per_A2", "dose_at_50pct_e_per_A2", "converged_area_px",
             "converged_area_nm2")},
