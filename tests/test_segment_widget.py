@@ -286,6 +286,22 @@ def test_export_round_trip_and_no_silent_overwrite(setup, tmp_path):
     assert (out / "summary.json").stat().st_mtime_ns != stamp
 
 
+def test_min_area_on_an_uncalibrated_image_warns_once_and_is_not_applied(setup, monkeypatch):
+    viewer, widget, image, _ = setup
+    frames = np.asarray(image.data).copy()
+    bare = viewer.add_image(frames, name="bare", metadata=dict(image.metadata))
+    widget.layer_combo.value = bare
+    widget.run()
+    mask = viewer.layers["bare mask [tiny]"]
+    prob = viewer.layers["bare probability [tiny]"]
+    warnings = []
+    monkeypatch.setattr("napari_lowdose.widgets.segment.show_warning", warnings.append)
+    widget.min_area.value = 5.0
+    assert len(warnings) == 1 and "no pixel size" in warnings[0]
+    np.testing.assert_array_equal(mask.data, prob.data >= 0.5)  # the rule is left out
+    np.testing.assert_array_equal(bare.data, frames)
+
+
 def test_errors_are_one_line_and_inputs_stay_enabled(setup, model_file, monkeypatch):
     viewer, widget, _, _ = setup
     messages = []
