@@ -164,6 +164,41 @@ class TrainingDock(Container):
             self._stop_event.set()
             self.status.value = "stopping after the current step…"
 
+    # -- history plot (``self.lines``: history column → line; ``self.best_marker``) -------
+    def _column(self, name: str) -> np.ndarray:
+        """One column of the epoch history (NaN where an epoch lacks it)."""
+        return np.array([np.nan if row.get(name) is None else row[name]
+                         for row in self.history], dtype=float)
+
+    def _draw_history(self) -> np.ndarray:
+        """Set every line of ``self.lines`` from the history; returns the epochs."""
+        epochs = self._column("epoch")
+        for name, line in self.lines.items():
+            line.set_data(epochs, self._column(name))
+        return epochs
+
+    def _mark_best(self, epochs, values, label: str, fmt: str, ax, title_ax,
+                   unit: str = "") -> None:
+        """Mark the best epoch of ``values`` and title it, fit the x range, redraw."""
+        if np.isfinite(values).any():
+            best = int(np.nanargmax(values))
+            self.best_marker.set_data([epochs[best]], [values[best]])
+            title = f"best {label} {values[best]:{fmt}}{unit} at epoch {epochs[best]:g}"
+            title_ax.set_title(title, fontsize="small", color=self._colors["fg"])
+            ax.set_xlim(0.5, max(epochs.max(), 2) + 0.5)
+        else:
+            self.best_marker.set_data([], [])
+            title_ax.set_title("")
+        ax.relim()
+        ax.autoscale_view(scalex=False)
+        self.canvas.draw_idle()
+
+    def plotted_history(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The (epoch, value) data of every plotted curve, and of the best-epoch marker."""
+        lines = {**self.lines, "best": self.best_marker}
+        return {k: tuple(np.asarray(v, dtype=float) for v in line.get_data())
+                for k, line in lines.items()}
+
     def _new_figure(self, min_height_px: int):
         """A matplotlib figure and Qt canvas in napari's theme colours."""
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -551,32 +586,6 @@ class TrainWidget(TrainingDock):
         self.native.layout().addWidget(self.canvas)
 
     def _update_plot(self):
-        epochs = np.array([row["epoch"] for row in self.history], dtype=float)
-        for name, line in self.lines.items():
-            values = [np.nan if row.get(name) is None else row[name] for row in self.history]
-            line.set_data(epochs, np.array(values, dtype=float))
-        if self.history:
-            key = "calibrated_f1" if self.select_calibrated.value else "val_f1"
-            best = max(self.history, key=lambda row: row.get(key) or -1.0)
-            self.best_marker.set_data([best["epoch"]], [best.get(key) or np.nan])
-            self.ax_f1.set_title(
-                f"best F1 {best.get(key) or np.nan:.3f} at epoch {best['epoch']}",
-                fontsize="small",
-                color=self._colors["fg"],
-            )
-            self.ax_loss.set_xlim(0.5, max(epochs.max(), 2) + 0.5)
-        else:
-            self.best_marker.set_data([], [])
-            self.ax_f1.set_title("")
-        self.ax_loss.relim()
-        self.ax_loss.autoscale_view(scalex=False)
-        self.canvas.draw_idle()
-
-    def plotted_history(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """The (epoch, value) data of every plotted curve, and of the best-epoch marker."""
-        out = {name: line.get_data() for name, line in self.lines.items()}
-        out["best"] = self.best_marker.get_data()
-        return {
-            k: (np.asarray(x, dtype=float), np.asarray(y, dtype=float))
-            for k, (x, y) in out.items()
-        }
+        epochs = self._draw_history()
+        key = "calibrated_f1" if self.select_calibrated.value else "val_f1"
+        self._mark_best(epochs, self._column(key), "F1", ".3f", self.ax_loss, self.ax_f1)

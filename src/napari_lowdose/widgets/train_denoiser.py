@@ -474,10 +474,9 @@ class TrainDenoiserWidget(TrainingDock):
     def _build_plot(self):
         self._new_figure(240)
         self.ax = self.figure.add_subplot()
-        (self.psnr_line,) = self.ax.plot([], [], "o-", ms=3, color="#ff9e40", label="val PSNR")
-        (self.input_line,) = self.ax.plot(
-            [], [], "--", color="#8ab4f8", label="input PSNR (noisy)"
-        )
+        (psnr_line,) = self.ax.plot([], [], "o-", ms=3, color="#ff9e40", label="val PSNR")
+        (input_line,) = self.ax.plot([], [], "--", color="#8ab4f8", label="input PSNR (noisy)")
+        self.lines = {"val_psnr_db": psnr_line, "input_psnr_db": input_line}
         (self.best_marker,) = self.ax.plot([], [], "*", ms=12, color="#fdd663", label="best")
         self.ax.set_xlabel("epoch")
         self.ax.set_ylabel("PSNR (dB)")
@@ -486,27 +485,6 @@ class TrainDenoiserWidget(TrainingDock):
         self.native.layout().addWidget(self.canvas)
 
     def _update_plot(self):
-        epochs = np.array([row["epoch"] for row in self.history], dtype=float)
-        psnr = np.array([row["val_psnr_db"] for row in self.history], dtype=float)
-        self.psnr_line.set_data(epochs, psnr)
-        self.input_line.set_data(
-            epochs, np.array([row["input_psnr_db"] for row in self.history], dtype=float))
-        if self.history:
-            best = int(np.nanargmax(psnr)) if np.isfinite(psnr).any() else 0
-            self.best_marker.set_data([epochs[best]], [psnr[best]])
-            self.ax.set_title(f"best PSNR {psnr[best]:.2f} dB at epoch {epochs[best]:g}",
-                              fontsize="small", color=self._colors["fg"])
-            self.ax.set_xlim(0.5, max(epochs.max(), 2) + 0.5)
-        else:
-            self.best_marker.set_data([], [])
-            self.ax.set_title("")
-        self.ax.relim()
-        self.ax.autoscale_view(scalex=False)
-        self.canvas.draw_idle()
-
-    def plotted_history(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """The (epoch, value) data of the plotted curves and of the best-epoch marker."""
-        lines = {"val_psnr_db": self.psnr_line, "input_psnr_db": self.input_line,
-                 "best": self.best_marker}
-        return {k: tuple(np.asarray(v, dtype=float) for v in line.get_data())
-                for k, line in lines.items()}
+        epochs = self._draw_history()
+        self._mark_best(epochs, self._column("val_psnr_db"), "PSNR", ".2f", self.ax, self.ax,
+                        unit=" dB")
