@@ -29,3 +29,14 @@ def real_formats() -> Path:
         pytest.skip(f"real-format test files not found at {REAL_FORMATS} "
                     "(set LOWDOSE_REAL_FORMATS to their folder)")
     return REAL_FORMATS
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Train and infer on one torch thread (stable timings and results on small CPUs)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -22,12 +22,7 @@ TINY_TRAIN = ["--epochs", "1", "--crop", "16", "--batch-size", "2", "--steps-per
               "--max-val-images", "1"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -25,13 +25,7 @@ from napari_lowdose.models.denoiser import (
 )
 from napari_lowdose.models.msdnet import MSDNet
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _random_head(model: DenoiserUNet, seed: int = 0) -> DenoiserUNet:

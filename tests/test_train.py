@@ -21,12 +21,7 @@ TINY = StructureRecipe(size_px=48, sampling_range_A=(0.25, 0.25), diameter_range
 MSD_TINY = {"depth": 6, "width": 3, "kernel_size": 3, "max_dilation": 3}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

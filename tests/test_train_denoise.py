@@ -22,12 +22,7 @@ from napari_lowdose.train.segmentation import TrainingError
 TINY = {"base_channels": 8, "levels": 2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _fourier_shift(image, shift):

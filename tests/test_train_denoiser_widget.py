@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from denoise_data import SAMPLING_A, clean_lattice, fake_simulated_dataset, noisy_copies
 from napari_lowdose.io.dose import FrameDose
@@ -11,13 +10,7 @@ from napari_lowdose.models.registry import load_denoiser
 from napari_lowdose.widgets import train_denoiser as module
 from napari_lowdose.widgets.train_denoiser import SERIES, TrainDenoiserWidget
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

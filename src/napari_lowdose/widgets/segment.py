@@ -584,12 +584,13 @@ class SegmentWidget(Container):
                                           keep_largest=bool(self.keep_largest.value),
                                           fill_holes=bool(self.fill_holes.value))
 
-    def _mask_of(self, probability, run):
+    def _mask_of(self, probability, run, cleaning=None):
         """Mask of one frame: threshold, then the clean-up rules (the CLI's)."""
         from ..analysis.masks import probability_mask
 
-        return probability_mask(probability, float(self.threshold.value),
-                                self.mask_cleaning(run.image))
+        if cleaning is None:
+            cleaning = self.mask_cleaning(run.image)
+        return probability_mask(probability, float(self.threshold.value), cleaning)
 
     def _on_min_area_changed(self, _value=None):
         if (self._run_alive() and float(self.min_area.value) > 0
@@ -603,8 +604,9 @@ class SegmentWidget(Container):
             return
         prob, mask = self._views()
         done = _done_frames(prob)
+        cleaning = self.mask_cleaning(self._run.image)
         for index in done:
-            mask[index] = self._mask_of(prob[index], self._run)
+            mask[index] = self._mask_of(prob[index], self._run, cleaning)
         if done.size:
             self._run.mask_layer.refresh()
         if self._worker is None:
