@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from napari_lowdose import __version__
-from napari_lowdose.io.errors import LowdoseError
+from napari_lowdose.errors import LowdoseError
 from napari_lowdose.models import MSDNet, UNet
 from napari_lowdose.models.checkpoint import (
     ARCHITECTURES,

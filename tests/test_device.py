@@ -1,15 +1,15 @@
-"""Device choice and description (train/device.py)."""
+"""Device choice and description (device.py)."""
 
 import pytest
 import torch
 
-from napari_lowdose.io.errors import LowdoseError
-from napari_lowdose.train.device import (
+from napari_lowdose.device import (
     DeviceError,
     autocast_dtype,
     describe_device,
     select_device,
 )
+from napari_lowdose.errors import LowdoseError
 
 
 def test_auto_picks_cpu_without_accelerators(monkeypatch):

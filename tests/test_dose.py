@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from napari_lowdose.errors import DoseCalibrationError
 from napari_lowdose.io.calibrate import calibrate_frame_dose
 from napari_lowdose.io.dose import (
     FrameDose,
@@ -11,7 +12,6 @@ from napari_lowdose.io.dose import (
     resolve_frame_dose,
     write_dose_table,
 )
-from napari_lowdose.io.errors import DoseCalibrationError
 from napari_lowdose.simulate.synthetic_series import make_synthetic_dose_series
 
 

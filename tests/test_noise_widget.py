@@ -5,8 +5,8 @@ import csv
 import numpy as np
 import pytest
 
+from napari_lowdose.errors import LowdoseError
 from napari_lowdose.io.dose import FrameDose
-from napari_lowdose.io.errors import LowdoseError
 from napari_lowdose.io.layers import with_frame_dose
 from napari_lowdose.noise import NoiseModel, apply_detector_noise
 from napari_lowdose.widgets.noise_fit import NoiseFitWidget

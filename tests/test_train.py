@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from napari_lowdose.analysis.metrics import binary_counts, f1_score
 from napari_lowdose.cli import main
 from napari_lowdose.simulate.dataset import DatasetRecipe, generate_dataset
 from napari_lowdose.simulate.structures import StructureRecipe
 from napari_lowdose.train.data import SegmentationDataset
-from napari_lowdose.train.metrics import binary_counts, f1_score
 from napari_lowdose.train.segmentation import TrainingError, TrainSettings, train_segmentation
 
 TINY = StructureRecipe(size_px=48, sampling_range_A=(0.25, 0.25), diameter_range_A=(9.0, 10.0),
@@ -104,7 +104,7 @@ def test_checkpoint_carries_the_training_record(dataset, tmp_path):
 
 
 def test_threshold_grid_counts_and_best_threshold():
-    from napari_lowdose.train.metrics import (
+    from napari_lowdose.analysis.metrics import (
         CALIBRATION_THRESHOLDS,
         best_threshold,
         counts_at_thresholds,
@@ -124,8 +124,8 @@ def test_threshold_grid_counts_and_best_threshold():
 
 
 def test_training_records_the_calibrated_threshold(dataset, tmp_path):
+    from napari_lowdose.analysis.metrics import CALIBRATION_THRESHOLDS
     from napari_lowdose.models.checkpoint import read_checkpoint_metadata
-    from napari_lowdose.train.metrics import CALIBRATION_THRESHOLDS
 
     out = tmp_path / "m.safetensors"
     summary = train_segmentation(dataset, out, _settings(epochs=2))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_lowdose.io.errors import SeriesReadError
+from napari_lowdose.errors import SeriesReadError
 from napari_lowdose.io.watch import (
     FolderWatcher,
     RateMeter,

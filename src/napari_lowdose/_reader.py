@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from .io.errors import SeriesReadError
+from .errors import SeriesReadError
 from .io.layers import series_to_layer_data
 from .io.readers import SUPPORTED_SUFFIXES, read_series
 

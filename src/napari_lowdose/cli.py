@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .io.errors import LowdoseError
+from .errors import LowdoseError
 
 __all__ = ["main", "parse_roi"]
 

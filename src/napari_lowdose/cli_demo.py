@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .io.errors import LowdoseError
+from .errors import LowdoseError
 
 __all__ = ["DEMO_RECORD", "add_demo_parser", "cmd_demo"]
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .io.errors import LowdoseError
+from .errors import LowdoseError
 
 __all__ = ["DENOISE_FILES", "add_denoise_parsers", "cmd_denoise", "cmd_train_denoiser",
            "parse_frames"]
@@ -349,11 +349,11 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
+    from .device import describe_device, select_device
     from .io.outputs import check_output_folder, result_array, write_output_folder
     from .io.writers import write_series_tiff
     from .models.denoiser import denoise_frames, outside_training_range
     from .models.registry import load_denoiser, resolve_denoiser
-    from .train.device import describe_device, select_device
 
     if args.batch_size < 1:
         raise DenoiseError("--batch-size must be at least 1")
@@ -420,10 +420,7 @@ def _run_record(args: argparse.Namespace, series, model_path: Path, metadata: di
                 device: str, selected: range, doses, e_per_px, how: str, gain: float,
                 seconds: float) -> dict[str, Any]:
     """What a denoising run was made with: model, device, versions, input, dose, frames."""
-    import numpy
-    import torch
-
-    from . import __version__
+    from .provenance import package_versions
 
     dose = series.frame_dose
     indices = list(selected)
@@ -449,6 +446,5 @@ def _run_record(args: argparse.Namespace, series, model_path: Path, metadata: di
         "batch_size": args.batch_size,
         "tile_px": args.tile,
         "seconds": seconds,
-        "versions": {"napari-lowdose": __version__, "torch": torch.__version__,
-                     "numpy": numpy.__version__},
+        "versions": package_versions(),
     }

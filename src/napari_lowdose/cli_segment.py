@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .io.errors import LowdoseError
+from .errors import LowdoseError
 
 __all__ = ["add_segment_parsers", "cmd_evaluate", "cmd_segment"]
 
@@ -101,10 +101,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from .analysis.area_vs_dose import analyse_area_vs_dose
     from .analysis.masks import MaskCleaning, probability_mask
     from .cli import _open_calibrated
+    from .device import describe_device, select_device
     from .io.outputs import check_output_folder, result_array
     from .models.inference import predict_probabilities
     from .models.registry import load_model, resolve_model
-    from .train.device import describe_device, select_device
 
     if args.min_area_nm2 < 0:
         raise SegmentError("--min-area-nm2 must be at least 0")
@@ -156,10 +156,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 def run_record(args: argparse.Namespace, series, model_path: Path, metadata: dict[str, Any],
                device: str, cleaning=None) -> dict[str, Any]:
     """What a segmentation was made with: model, threshold, clean-up, device, versions, input."""
-    import numpy
-    import torch
-
-    from . import __version__
+    from .provenance import package_versions
 
     dose = series.frame_dose
     return {
@@ -173,8 +170,7 @@ def run_record(args: argparse.Namespace, series, model_path: Path, metadata: dic
         "threshold": args.threshold,
         "mask_cleaning": None if cleaning is None else cleaning.to_dict(),
         "device": device,
-        "versions": {"napari-lowdose": __version__, "torch": torch.__version__,
-                     "numpy": numpy.__version__},
+        "versions": package_versions(),
     }
 
 

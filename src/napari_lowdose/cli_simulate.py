@@ -10,7 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .io.errors import LowdoseError
+from .errors import LowdoseError
 
 __all__ = ["add_simulate_parser", "cmd_simulate"]
 

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from .io.errors import LowdoseError
+from .errors import LowdoseError
 
 __all__ = ["add_calibrate_parser", "add_models_parser", "add_train_parser", "cmd_calibrate",
            "cmd_models", "cmd_train"]

@@ -61,7 +61,7 @@ class FrameDenoiser:
 
     def __init__(self, model: Any, device: Any = "cpu", *, dose_e_per_A2: float | None = None,
                  pixel_size_A: float | None = None, counts_per_electron: float = 1.0) -> None:
-        from .train.device import select_device
+        from .device import select_device
 
         self.model = model
         self.device = select_device(device)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..train.metrics import binary_counts
+from .metrics import binary_counts
 
 __all__ = [
     "AREA_TABLE_COLUMNS",

@@ -5,8 +5,8 @@ loaded array of frames, the pixel size in Å, the source metadata and any dose
 information the file holds.
 """
 
+from ..errors import SeriesReadError, UnsupportedFormatError
 from .dose import FrameDose, read_dose_table, resolve_frame_dose
-from .errors import SeriesReadError, UnsupportedFormatError
 from .readers import SUPPORTED_SUFFIXES, read_series
 from .series import DoseHints, Series
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DoseCalibrationError
 from .dose import DOSE_SOURCES, FrameDose, resolve_frame_dose
-from .errors import DoseCalibrationError
 
 __all__ = ["calibrate_frame_dose", "iter_frame_mean_counts"]
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DoseCalibrationError
+from ..errors import DoseCalibrationError
 
 __all__ = [
     "DOSE_SOURCES",

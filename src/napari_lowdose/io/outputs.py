@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import LowdoseError
+from ..errors import LowdoseError
 
 __all__ = [
     "IN_MEMORY_LIMIT_BYTES",

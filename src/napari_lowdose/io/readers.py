@@ -3,7 +3,7 @@
 Each reader opens a file lazily (memory map or dask: only headers are read),
 finds the pixel size in Å and any dose information in the metadata, and
 returns a :class:`~napari_lowdose.io.series.Series`. Anything that is not a
-readable image file raises :class:`~napari_lowdose.io.errors.SeriesReadError`
+readable image file raises :class:`~napari_lowdose.errors.SeriesReadError`
 with a one-line message.
 """
 
@@ -21,8 +21,8 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
+from ..errors import SeriesReadError, UnsupportedFormatError
 from .dose import resolve_frame_dose
-from .errors import SeriesReadError, UnsupportedFormatError
 from .series import DoseHints, Series
 from .units import length_to_angstrom_factor, normalise_unit
 from .writers import LOWDOSE_TIFF_KEY

@@ -67,7 +67,7 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from .errors import SeriesReadError
+from ..errors import SeriesReadError
 from .readers import SUPPORTED_SUFFIXES, read_series
 
 __all__ = [

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..io.errors import LowdoseError
+from ..errors import LowdoseError
 from .denoiser import DenoiserUNet, denoiser_normalisation
 from .msdnet import MSDNet
 from .unet import UNet
@@ -363,7 +363,7 @@ def read_checkpoint_metadata(path: str | Path) -> dict[str, Any]:
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
-    from ..train.device import select_device
+    from ..device import select_device
 
     return select_device(device)
 
@@ -381,7 +381,7 @@ def load_checkpoint(
         Expected architecture; a file holding another one is refused.
     device : str or torch.device, optional
         Device to put the network on (``"auto"`` allowed, see
-        :func:`napari_lowdose.train.device.select_device`).
+        :func:`napari_lowdose.device.select_device`).
 
     Returns
     -------

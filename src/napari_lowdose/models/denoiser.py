@@ -420,7 +420,7 @@ def denoise_frames(
     Each frame is normalised by its expected counts per vacuum pixel
     (:func:`normalise_counts`), passed through the denoiser under
     :func:`torch.inference_mode` (autocast in bf16/fp16 on CUDA,
-    :func:`napari_lowdose.train.device.autocast_dtype`; the residual sum is kept
+    :func:`napari_lowdose.device.autocast_dtype`; the residual sum is kept
     in float32) and scaled back to the input's units.
 
     Parameters
@@ -467,10 +467,10 @@ def denoise_frames(
         tiling is impossible.
     IndexError
         If a frame index is out of range.
-    napari_lowdose.train.device.DeviceError
+    napari_lowdose.device.DeviceError
         If the device is not available.
     """
-    from ..train.device import select_device
+    from ..device import select_device
     from .inference import (
         _alignment,
         _as_stack,

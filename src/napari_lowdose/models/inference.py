@@ -174,7 +174,7 @@ def _read(frames: Any, single: bool, indices: list[int]) -> np.ndarray:
 
 
 def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    from ..train.device import autocast_dtype
+    from ..device import autocast_dtype
 
     dtype = autocast_dtype(device)
     if dtype is None:
@@ -244,7 +244,7 @@ def predict_probabilities(
 
     Each frame is standardised (:func:`.checkpoint.standardise`, as in training),
     passed through ``model`` under :func:`torch.inference_mode` (with autocast on
-    CUDA, :func:`napari_lowdose.train.device.autocast_dtype`) and turned into
+    CUDA, :func:`napari_lowdose.device.autocast_dtype`) and turned into
     per-pixel probabilities by a sigmoid (SPEC §4; Larsen et al. 2023).
 
     Parameters
@@ -288,10 +288,10 @@ def predict_probabilities(
         the tiling is impossible or the network has more than one output channel.
     IndexError
         If a frame index is out of range.
-    napari_lowdose.train.device.DeviceError
+    napari_lowdose.device.DeviceError
         If the device is not available.
     """
-    from ..train.device import select_device
+    from ..device import select_device
 
     frames, single = _as_stack(frames)
     shape = (int(frames.shape[-2]), int(frames.shape[-1]))

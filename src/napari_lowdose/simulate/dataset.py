@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io.errors import LowdoseError
+from ..errors import LowdoseError
 from ..io.tables import table_to_csv
 from ..io.writers import atomic_write_text
 from ..noise.model import NoiseModel, preset

@@ -43,7 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from ..io.errors import LowdoseError
+from ..errors import LowdoseError
+from ..provenance import package_versions
 from .structures import StructureGeometry, StructureRecipe, SupportedParticle, next_5_smooth
 
 __all__ = [
@@ -412,19 +413,7 @@ def simulate_structure(
 
 def software_versions() -> dict[str, str]:
     """Versions of the packages that determine a simulated wave."""
-    import abtem
-    import ase
-    import scipy
-
-    from .. import __version__
-
-    return {
-        "napari-lowdose": __version__,
-        "abtem": abtem.__version__,
-        "ase": ase.__version__,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-    }
+    return package_versions("abtem", "ase", "numpy", "scipy")
 
 
 def _check_matches(

@@ -53,12 +53,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .. import __version__
 from ..analysis.image_quality import psnr, ssim
 from ..analysis.registration import register_translation, shift_image
+from ..device import autocast_dtype, describe_device, select_device
 from ..models.checkpoint import save_checkpoint
 from ..models.denoiser import DenoiserUNet, denoiser_normalisation
-from .device import autocast_dtype, describe_device, select_device
+from ..provenance import training_versions
 from .segmentation import (
     STATE_SUFFIX,
     TrainingError,
@@ -1153,8 +1153,7 @@ def _save_best(out: Path, model: DenoiserUNet, settings: DenoiserSettings,
             "epochs_done": result.epoch,
             "seconds": elapsed_s,
             "device": describe_device(device),
-            "torch": torch.__version__,
-            "napari_lowdose": __version__,
+            **training_versions(),
             "loss": {"l1": "L1 (mean absolute error)", "l2": "L2 (mean squared error)"}[
                 settings.loss] + " in normalised units",
             "optimiser": f"Adam, lr {settings.learning_rate}",

@@ -35,18 +35,18 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 
-from .. import __version__
-from ..io.errors import LowdoseError
-from ..models.checkpoint import NORMALISATION, build_model, save_checkpoint
-from .data import SegmentationDataset
-from .device import autocast_dtype, describe_device, select_device
-from .metrics import (
+from ..analysis.metrics import (
     CALIBRATION_THRESHOLDS,
     BinaryCounts,
     best_threshold,
     binary_counts,
     counts_at_thresholds,
 )
+from ..device import autocast_dtype, describe_device, select_device
+from ..errors import LowdoseError
+from ..models.checkpoint import NORMALISATION, build_model, save_checkpoint
+from ..provenance import training_versions
+from .data import SegmentationDataset
 
 __all__ = [
     "EpochResult",
@@ -335,7 +335,7 @@ def calibrate_threshold(
     threshold, f1, table = best_threshold(grid)
     record = {"threshold": threshold, "f1": f1, "f1_by_threshold": table,
               "dataset": str(data.resolve()), "n_images": len(val_set), "crop_px": crop,
-              "device": describe_device(target), "napari_lowdose": __version__}
+              "device": describe_device(target), **training_versions()}
     validation.update(f1_by_threshold=table, calibrated_threshold=threshold,
                       calibrated_f1=f1)
     document = {k: v for k, v in metadata.items() if k not in RESERVED_KEYS}
@@ -587,8 +587,7 @@ def _save_best(out: Path, model: torch.nn.Module, settings: TrainSettings, data:
             "seconds": elapsed_s,
             "device": describe_device(context.device),
             "world_size": context.world_size,
-            "torch": torch.__version__,
-            "napari_lowdose": __version__,
+            **training_versions(),
             "loss": "binary cross-entropy",
             "optimiser": f"Adam (AMSGrad), lr {settings.learning_rate}",
         },

@@ -45,7 +45,7 @@ def is_empty_path(value) -> bool:
 
 def device_description(name: str) -> str:
     """What a device choice resolves to here ("CPU (2 threads)"), or why it cannot be used."""
-    from ..train.device import DeviceError, describe_device, select_device
+    from ..device import DeviceError, describe_device, select_device
 
     try:
         return describe_device(select_device(name))

@@ -13,7 +13,7 @@ import napari
 import numpy as np
 
 from ..cli_demo import DEMO_RECORD
-from ..io.errors import LowdoseError
+from ..errors import LowdoseError
 from ..io.readers import read_series
 from .segment import FILE_CHOICE, SegmentWidget
 

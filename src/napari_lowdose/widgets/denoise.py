@@ -61,7 +61,7 @@ from napari.qt.threading import thread_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from ..io.errors import LowdoseError
+from ..errors import LowdoseError
 from ..io.layers import LOWDOSE_KEY, image_layer_kwargs, layer_frame_dose
 from ._common import DEVICE_CHOICES, device_description, is_empty_path, one_line, shown_frame
 from .noise_fit import _base_data
@@ -527,8 +527,8 @@ class DenoiseWidget(Container):
 
     def _checked_model(self, what: str):
         """(model file, its metadata, device), or None after one notification."""
+        from ..device import select_device
         from ..models.checkpoint import read_checkpoint_metadata
-        from ..train.device import select_device
 
         try:
             model_path = self._model_path()
@@ -715,7 +715,7 @@ class DenoiseWidget(Container):
 
     def _prepare_layer(self, request):
         """Create (or reuse) the output layer of this image and model."""
-        from ..train.device import describe_device
+        from ..device import describe_device
 
         layer, shape = request.layer, tuple(request.data.shape)
         name = self._output_name(layer, request.label)

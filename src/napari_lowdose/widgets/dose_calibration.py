@@ -14,9 +14,9 @@ from napari.qt.threading import thread_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 
+from ..errors import LowdoseError
 from ..io.calibrate import calibrate_frame_dose, iter_frame_mean_counts
 from ..io.dose import FrameDose, write_dose_table
-from ..io.errors import LowdoseError
 from ..io.layers import LOWDOSE_KEY, layer_frame_dose, with_frame_dose
 from ._common import rectangle_roi_px
 

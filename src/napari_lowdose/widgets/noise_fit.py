@@ -16,7 +16,7 @@ from napari.qt.threading import thread_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from ..io.errors import LowdoseError
+from ..errors import LowdoseError
 from ..io.layers import layer_frame_dose
 from ..io.writers import atomic_write_text
 from ..noise.fitting import NoiseFitResult, fit_spectra, fit_table_csv

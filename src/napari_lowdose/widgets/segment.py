@@ -46,7 +46,7 @@ from napari.qt.threading import thread_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from ..io.errors import LowdoseError
+from ..errors import LowdoseError
 from ..io.layers import LOWDOSE_KEY, layer_frame_dose
 from ._common import DEVICE_CHOICES, device_description, is_empty_path, one_line, shown_frame
 from .area_plot import AREA_KEY, AreaPlotWidget, area_record, refresh_area_plots
@@ -323,8 +323,8 @@ class SegmentWidget(Container):
 
     def _request(self):
         """Everything a run needs, or None after show_error."""
+        from ..device import select_device
         from ..models.checkpoint import read_checkpoint_metadata
-        from ..train.device import select_device
 
         layer = self.layer
         if layer is None:
@@ -744,8 +744,8 @@ class SegmentWidget(Container):
         Only frames that have been segmented are written (in series order).
         """
         from ..cli_segment import SEGMENT_FILES, run_record, write_segmentation
+        from ..device import describe_device
         from ..io.tables import table_to_csv
-        from ..train.device import describe_device
 
         if not self._run_alive() or getattr(self._run, "analysis", None) is None:
             show_error("Nothing to export: segment a series with a per-frame dose first.")

@@ -442,7 +442,7 @@ class TrainWidget(TrainingDock):
 
     def _request(self):
         """(dataset, out, settings, resume) or None after show_error."""
-        from ..train.device import DeviceError, select_device
+        from ..device import DeviceError, select_device
         from ..train.segmentation import TrainingError
 
         card = self._read_card(notify=True)

@@ -35,7 +35,7 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from ..io.errors import LowdoseError
+from ..errors import LowdoseError
 from ._common import DEVICE_CHOICES, device_description, is_empty_path, one_line
 from .denoise import AUTO_GAIN_TEXT, layer_counts_per_electron, layer_expected_e_per_px
 from .noise_fit import _base_data, _style_axes
@@ -401,7 +401,7 @@ class TrainDenoiserWidget(TrainingDock):
 
     def _request(self):
         """(train, val, out, settings, notes) or None after show_error."""
-        from ..train.device import select_device
+        from ..device import select_device
 
         out = self.out_file.value
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ..io.errors import LowdoseError
+from .errors import LowdoseError
 
 __all__ = ["DeviceError", "autocast_dtype", "describe_device", "select_device"]
 
