@@ -60,10 +60,10 @@ def main() -> None:
     matplotlib.use("Agg")
 
     from napari_lowdose.analysis.metrics import binary_counts
-    from napari_lowdose.cli_segment import model_threshold
     from napari_lowdose.models.checkpoint import load_checkpoint
     from napari_lowdose.models.inference import predict_probabilities
     from napari_lowdose.simulate.series import series_recipe, simulate_dose_series
+    from napari_lowdose.workflows.segmentation import model_threshold
 
     loaded = {path.stem: load_checkpoint(path) for path in args.models}
     models = {name: model for name, (model, _) in loaded.items()}

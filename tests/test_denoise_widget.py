@@ -1,7 +1,6 @@
 """The 'Denoise' dock widget: layer mode, live scope and in-situ folder watch."""
 
 import threading
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -383,8 +382,8 @@ def test_contrast_follows_the_frame_shown_until_the_user_sets_it(setup):
 
 
 def test_gain_normalises_like_the_command(setup, model_file, monkeypatch):
-    from napari_lowdose.cli_denoise import _gain
     from napari_lowdose.models.registry import load_denoiser
+    from napari_lowdose.workflows.policies import detector_gain
 
     viewer, widget, image = setup
     model, _ = load_denoiser(model_file)
@@ -412,8 +411,7 @@ def test_gain_normalises_like_the_command(setup, model_file, monkeypatch):
     widget.layer_combo.value = hinted
     widget.gain.value = 0.0
     assert widget.gain_info.value == "2.5 counts/e⁻ (from the file)"
-    series = SimpleNamespace(dose_hints=SimpleNamespace(counts_per_electron=2.5))
-    assert _gain(SimpleNamespace(counts_per_electron=None), series) == 2.5
+    assert detector_gain(None, 2.5) == 2.5  # the rule the command applies
     widget.run()
     expected = denoiser.denoise_frame(model, image.data[3], counts_per_electron=2.5,
                                       device="cpu")

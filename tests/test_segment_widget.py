@@ -259,8 +259,8 @@ def test_the_model_threshold_button_sets_the_calibrated_threshold(setup, tmp_pat
 
 
 def test_export_round_trip_and_no_silent_overwrite(setup, tmp_path):
-    from napari_lowdose.cli_segment import SEGMENT_FILES
     from napari_lowdose.io.readers import read_series
+    from napari_lowdose.workflows.segmentation import SEGMENT_FILES
 
     viewer, widget, _, disk = setup
     viewer.add_labels(disk, name="particle truth", **image_layer_kwargs((PIXEL_A,) * 2, 2))

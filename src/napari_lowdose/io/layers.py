@@ -10,15 +10,18 @@ Layer metadata layout (shared by every widget of the plugin)::
     metadata["source_metadata"] = the file's own metadata
 """
 
+import math
 from typing import Any
 
 from .dose import FrameDose
 from .series import Series
+from .units import length_to_angstrom_factor
 
 __all__ = [
     "LOWDOSE_KEY",
     "image_layer_kwargs",
     "layer_frame_dose",
+    "pixel_size_A_from_scale",
     "series_to_layer_data",
     "with_frame_dose",
 ]
@@ -81,3 +84,36 @@ def with_frame_dose(metadata: dict[str, Any], dose: FrameDose | None) -> dict[st
     lowdose["dose"] = None if dose is None else dose.to_metadata()
     new[LOWDOSE_KEY] = lowdose
     return new
+
+
+def pixel_size_A_from_scale(scale: Any, units: Any) -> tuple[float, float] | None:
+    """(y, x) pixel size in Å of an image's last two axes, from its scale and length units.
+
+    The one rule every dock uses to read a layer's pixel size: any length unit napari or a
+    file writes (``angstrom``, ``nanometer``, ``micrometer``, ``Å``, ``nm``, ``µm`` …)
+    is converted; ``pixel`` or an unknown unit means uncalibrated.
+
+    Parameters
+    ----------
+    scale : sequence of float
+        The layer's ``scale`` (the last two values are used).
+    units : sequence of str or pint units, or None
+        The layer's ``units`` (the last two are used).
+
+    Returns
+    -------
+    (float, float) or None
+        The pixel size in Å, or None when uncalibrated or not positive and finite.
+    """
+    if units is None or scale is None or len(units) < 2 or len(scale) < 2:
+        return None
+    sizes = []
+    for value, unit in zip(tuple(scale)[-2:], tuple(units)[-2:], strict=True):
+        factor = length_to_angstrom_factor(str(unit))
+        if factor is None:
+            return None
+        size = float(value) * factor
+        if not (math.isfinite(size) and size > 0):
+            return None
+        sizes.append(size)
+    return sizes[0], sizes[1]

@@ -22,6 +22,9 @@ _TO_ANGSTROM = {
     "Å": 1.0,
     "angstrom": 1.0,
     "pm": 0.01,
+    "millimeter": 1e7,
+    "centimeter": 1e8,
+    "picometer": 0.01,
 }
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import napari
 import numpy as np
 
-from ..cli_demo import DEMO_RECORD
 from ..errors import LowdoseError
 from ..io.readers import read_series
+from ..workflows.demo import DEMO_RECORD
 from .segment import FILE_CHOICE, SegmentWidget
 
 __all__ = ["populate_demo_viewer"]
@@ -77,3 +77,29 @@ def populate_demo_viewer(viewer: napari.viewer.Viewer, folder: str | Path) -> Se
     widget.show_probabilities(np.asarray(probabilities))
     viewer.dims.set_current_step(0, image.data.shape[0] - 1)
     return widget
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m napari_lowdose.widgets.demo FOLDER``: open a finished demo in napari.
+
+    ``napari-lowdose demo --gui`` starts this once the demo has written its files.
+    """
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m napari_lowdose.widgets.demo DEMO_FOLDER", file=sys.stderr)
+        return 2
+    viewer = napari.Viewer(title="napari-lowdose demo")
+    try:
+        populate_demo_viewer(viewer, args[0])
+    except LowdoseError as err:
+        print(f"napari-lowdose: error: {err}", file=sys.stderr)
+        viewer.close()
+        return 1
+    napari.run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,7 +1,7 @@
 """'Denoise' dock widget: low-dose frames through a denoiser, on a layer or a live folder.
 
 The napari face of ``napari-lowdose denoise`` and ``napari-lowdose watch``
-(:mod:`napari_lowdose.cli_denoise`, :mod:`napari_lowdose.cli_watch`), after
+(:mod:`napari_lowdose.cli.denoise`, :mod:`napari_lowdose.cli.watch`), after
 Katsuno et al. (2021).
 
 Layer mode
@@ -39,7 +39,6 @@ In-situ mode
 """
 
 import inspect
-import math
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -62,8 +61,9 @@ from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..errors import LowdoseError
-from ..io.layers import LOWDOSE_KEY, image_layer_kwargs, layer_frame_dose
+from ..io.layers import LOWDOSE_KEY, image_layer_kwargs
 from ._common import DEVICE_CHOICES, device_description, is_empty_path, one_line, shown_frame
+from ._layers import layer_counts_per_electron, layer_expected_e_per_px
 from .noise_fit import _base_data
 
 __all__ = [
@@ -71,7 +71,6 @@ __all__ = [
     "LIVE_DENOISED",
     "LIVE_RAW",
     "DenoiseWidget",
-    "layer_counts_per_electron",
 ]
 
 FILE_CHOICE = "model file…"
@@ -93,18 +92,6 @@ AUTO_GAIN_TEXT = "auto (the file's, else 1)"
 MIN_TILE_PX = 16
 
 
-def _pixel_size_A(layer) -> tuple[float, float] | None:
-    """(y, x) pixel size in Å from the layer's scale and units, or None if uncalibrated."""
-    try:
-        sizes = tuple(
-            float((float(s) * u).to("angstrom").magnitude)
-            for s, u in zip(layer.scale[-2:], layer.units[-2:], strict=True)
-        )
-    except Exception:  # noqa: BLE001 - pixel or dimensionless units do not convert
-        return None
-    return sizes if all(np.isfinite(v) and v > 0 for v in sizes) else None
-
-
 def _display_limits(frame: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
     """(contrast limits, contrast-limit range) for a frame: 0.5–99.5 % and min–max."""
     finite = np.asarray(frame, dtype=np.float64)
@@ -116,71 +103,6 @@ def _display_limits(frame: np.ndarray) -> tuple[tuple[float, float], tuple[float
         hi = lo + 1.0
     full = (min(float(finite.min()), lo), max(float(finite.max()), hi))
     return (lo, hi), full
-
-
-def layer_expected_e_per_px(layer, n: int) -> tuple[np.ndarray | None, str]:
-    """Expected e⁻ per vacuum pixel of the ``n`` frames of a layer (or None), and why.
-
-    dose × pixel size² when the layer has a per-frame dose for all its frames
-    and a pixel size in Å; otherwise None (the denoiser then uses each frame's
-    mean) and a sentence saying what is missing.
-    """
-    mean = "each frame's mean is used instead"
-    try:
-        dose = layer_frame_dose(layer.metadata)
-    except LowdoseError as err:
-        return None, f"dose metadata unreadable ({one_line(err)}): {mean}"
-    if dose is None:
-        return None, f"no per-frame dose: {mean} (see 'Dose calibration')"
-    if dose.n_frames != n:
-        return None, f"the dose lists {dose.n_frames} frame(s), the layer has {n}: {mean}"
-    pixel = _pixel_size_A(layer)
-    if pixel is None:
-        return None, f"no pixel size in Å: {mean}"
-    from ..models.denoiser import expected_e_per_px_from_dose
-
-    values = expected_e_per_px_from_dose(dose.dose_e_per_A2, math.sqrt(pixel[0] * pixel[1]))
-    if not np.all(np.isfinite(values) & (values > 0)):
-        return None, f"some frame doses are not positive: {mean}"
-    lo, hi = float(values.min()), float(values.max())
-    span = f"{lo:.3g}" if math.isclose(lo, hi) else f"{lo:.3g} … {hi:.3g}"
-    return values, f"dose × pixel size²: {span} e⁻/px"
-
-
-def layer_counts_per_electron(layer, value: float = 0.0) -> tuple[float, str]:
-    """Detector gain (counts per electron) to normalise a layer's frames with, and why.
-
-    As ``napari-lowdose denoise`` and ``train-denoiser`` choose it
-    (:func:`napari_lowdose.cli_denoise._gain`): ``value`` when it is positive
-    (the user's), otherwise the gain the layer's file states
-    (``metadata["lowdose"]["dose_hints"]["counts_per_electron"]``), otherwise 1
-    (frames in electrons).
-
-    Parameters
-    ----------
-    layer : napari.layers.Image or None
-        The layer whose file may state a gain.
-    value : float, optional
-        The user's gain; 0 (or below): none given.
-
-    Returns
-    -------
-    gain : float
-        Counts per electron, positive.
-    text : str
-        Where it comes from, for a label.
-    """
-    if value is not None and math.isfinite(float(value)) and float(value) > 0:
-        return float(value), f"{float(value):g} counts/e⁻ (set here)"
-    lowdose = {} if layer is None else ((layer.metadata or {}).get(LOWDOSE_KEY) or {})
-    stated = (lowdose.get("dose_hints") or {}).get("counts_per_electron")
-    try:
-        stated = None if stated is None else float(stated)
-    except (TypeError, ValueError):
-        stated = None
-    if stated is not None and math.isfinite(stated) and stated > 0:
-        return stated, f"{stated:g} counts/e⁻ (from the file)"
-    return 1.0, "1 count/e⁻ (the file states no gain: frames taken as electrons)"
 
 
 def _default_overlap_px() -> int:

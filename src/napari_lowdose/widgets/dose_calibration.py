@@ -18,7 +18,9 @@ from ..errors import LowdoseError
 from ..io.calibrate import calibrate_frame_dose, iter_frame_mean_counts
 from ..io.dose import FrameDose, write_dose_table
 from ..io.layers import LOWDOSE_KEY, layer_frame_dose, with_frame_dose
+from ..workflows.policies import pixel_area_A2
 from ._common import rectangle_roi_px
+from ._layers import layer_pixel_size_A
 
 SOURCE_CHOICES = [
     ("Automatic (metadata > table > rate × exposure > counts)", "auto"),
@@ -95,16 +97,12 @@ class DoseCalibrationWidget(Container):
         layer = self.layer
         if layer is not None:
             hints = layer.metadata.get(LOWDOSE_KEY, {}).get("dose_hints", {}) or {}
-            self.pixel_size.value = float(layer.scale[-1]) if self._is_calibrated(layer) else 0
+            pixel = layer_pixel_size_A(layer)
+            self.pixel_size.value = 0 if pixel is None else pixel[1]
             self.dose_rate.value = hints.get("dose_rate_e_per_A2_s") or 0
             self.exposure.value = hints.get("exposure_time_s") or 0
             self.counts_per_electron.value = hints.get("counts_per_electron") or 0
         self._update_status()
-
-    @staticmethod
-    def _is_calibrated(layer) -> bool:
-        units = getattr(layer, "units", None)
-        return units is not None and str(units[-1]) == "angstrom"
 
     def _update_status(self):
         layer = self.layer
@@ -231,8 +229,8 @@ class DoseCalibrationWidget(Container):
         return None if shapes is None else rectangle_roi_px(shapes, layer)
 
     def _finish(self, layer, inputs, mean_counts, roi):
-        pixel_area = float(layer.scale[-1] * layer.scale[-2]) if self._is_calibrated(layer) \
-            else None
+        pixel = layer_pixel_size_A(layer)
+        pixel_area = None if pixel is None else pixel_area_A2(pixel)
         hints = layer.metadata.get(LOWDOSE_KEY, {}).get("dose_hints", {}) or {}
         try:
             dose = calibrate_frame_dose(

@@ -1,8 +1,9 @@
 """'Segment' dock widget: stream a dose series through a network; area against dose.
 
-The napari face of ``napari-lowdose segment`` (:mod:`napari_lowdose.cli_segment`):
-frames go through :func:`napari_lowdose.models.inference.predict_probabilities`
-one by one in a worker thread and land, as they arrive, in two layers made for
+The napari face of ``napari-lowdose segment`` (both write through
+:mod:`napari_lowdose.workflows.segmentation`): frames go through
+:func:`napari_lowdose.models.inference.predict_probabilities` one by one in a
+worker thread and land, as they arrive, in two layers made for
 the chosen image and model — ``"<image> probability [<model>]"`` (Image, NaN
 where not computed yet) and ``"<image> mask [<model>]"`` (Labels, probability ≥
 threshold, 0 where not computed). Running again updates the same two layers;
@@ -19,7 +20,7 @@ is stored in the mask layer: the per-frame table in
 table for label 1 with the summary (shown when hovering the mask). With a truth
 mask (a Labels layer such as the samples' "particle truth") the per-frame F1 is
 added. The 'Area vs dose' dock draws every such layer. "Export…" writes the CLI's
-files (:data:`~napari_lowdose.cli_segment.SEGMENT_FILES`, plus f1_vs_dose.csv)
+files (:data:`~napari_lowdose.workflows.segmentation.SEGMENT_FILES`, plus f1_vs_dose.csv)
 into a folder, all or nothing.
 """
 
@@ -49,6 +50,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from ..errors import LowdoseError
 from ..io.layers import LOWDOSE_KEY, layer_frame_dose
 from ._common import DEVICE_CHOICES, device_description, is_empty_path, one_line, shown_frame
+from ._layers import layer_pixel_size_A
 from .area_plot import AREA_KEY, AreaPlotWidget, area_record, refresh_area_plots
 from .noise_fit import _base_data
 
@@ -59,18 +61,6 @@ SCOPE_CHOICES = [("current frame", "current"), ("whole series", "all"), ("frame 
 TRUTH_NAME = "particle truth"
 MODEL_SUFFIX = ".safetensors"
 
-
-
-def _pixel_size_A(layer) -> tuple[float, float] | None:
-    """(y, x) pixel size in Å from the layer's scale and units, or None if uncalibrated."""
-    try:
-        sizes = tuple(
-            float((float(s) * u).to("angstrom").magnitude)
-            for s, u in zip(layer.scale[-2:], layer.units[-2:], strict=True)
-        )
-    except Exception:  # noqa: BLE001 - pixel or dimensionless units do not convert
-        return None
-    return sizes if all(np.isfinite(v) and v > 0 for v in sizes) else None
 
 
 def _done_frames(probabilities3: np.ndarray) -> np.ndarray:
@@ -578,7 +568,7 @@ class SegmentWidget(Container):
         """
         from ..analysis.masks import MaskCleaning
 
-        pixel_size = None if image is None else _pixel_size_A(image)
+        pixel_size = None if image is None else layer_pixel_size_A(image)
         min_area = float(self.min_area.value) if pixel_size is not None else 0.0
         return MaskCleaning.from_area_nm2(min_area, pixel_size,
                                           keep_largest=bool(self.keep_largest.value),
@@ -594,7 +584,7 @@ class SegmentWidget(Container):
 
     def _on_min_area_changed(self, _value=None):
         if (self._run_alive() and float(self.min_area.value) > 0
-                and _pixel_size_A(self._run.image) is None):
+                and layer_pixel_size_A(self._run.image) is None):
             show_warning(f"'{self._run.image.name}' has no pixel size: the minimum area is "
                          "not applied (use 'Dose calibration').")
         self._on_threshold_changed()
@@ -655,7 +645,7 @@ class SegmentWidget(Container):
             return None
         try:
             analysis = analyse_area_vs_dose(
-                mask[done], dose.dose_e_per_A2[done], _pixel_size_A(run.image)
+                mask[done], dose.dose_e_per_A2[done], layer_pixel_size_A(run.image)
             )
         except ValueError as err:
             show_error(f"Area against dose: {one_line(err)}")
@@ -743,9 +733,13 @@ class SegmentWidget(Container):
         ``overwrite=None`` asks before replacing files in a non-empty folder.
         Only frames that have been segmented are written (in series order).
         """
-        from ..cli_segment import SEGMENT_FILES, run_record, write_segmentation
         from ..device import describe_device
         from ..io.tables import table_to_csv
+        from ..workflows.segmentation import (
+            SEGMENT_FILES,
+            segmentation_record,
+            write_segmentation,
+        )
 
         if not self._run_alive() or getattr(self._run, "analysis", None) is None:
             show_error("Nothing to export: segment a series with a per-frame dose first.")
@@ -762,23 +756,20 @@ class SegmentWidget(Container):
         done, analysis = run.done, run.analysis
         source = getattr(run.image.source, "path", None)
         lowdose = run.image.metadata.get(LOWDOSE_KEY, {})
-        series = SimpleNamespace(
-            path=source or lowdose.get("path") or run.image.name,
-            format=lowdose.get("format", "napari layer"),
-            pixel_size_A=_pixel_size_A(run.image),
+        dose = layer_frame_dose(run.image.metadata)
+        record = segmentation_record(
+            input_name=(str(Path(source or lowdose["path"]).resolve())
+                        if (source or lowdose.get("path"))
+                        else f"napari layer '{run.image.name}'"),
+            file_format=lowdose.get("format", "napari layer"),
+            pixel_size_A=layer_pixel_size_A(run.image),
             pixel_size_source=lowdose.get("pixel_size_source", "napari layer scale"),
-            frame_dose=layer_frame_dose(run.image.metadata),
+            dose_source=dose.source, dose_detail=dose.detail,
+            model_name=str(run.model_path) if self.model.value == FILE_CHOICE else run.label,
+            model_path=run.model_path, model_metadata=run.metadata,
+            threshold=float(self.threshold.value), cleaning=self.mask_cleaning(run.image),
+            device=describe_device(run.device),
         )
-        args = SimpleNamespace(
-            model=str(run.model_path) if self.model.value == FILE_CHOICE else run.label,
-            threshold=float(self.threshold.value),
-        )
-        record = run_record(
-            args, series, run.model_path, run.metadata, describe_device(run.device),
-            self.mask_cleaning(run.image),
-        )
-        if not (source or lowdose.get("path")):
-            record["input"] = f"napari layer '{run.image.name}'"
         record["frames"] = [int(f) for f in done]
         summary = {**analysis.summary(), "run": record}
         extra = {}
@@ -789,11 +780,11 @@ class SegmentWidget(Container):
         try:
             written = write_segmentation(
                 folder,
-                series,
-                np.asarray(prob[done]),
-                np.asarray(mask[done]),
-                analysis,
-                summary,
+                pixel_size_A=layer_pixel_size_A(run.image),
+                probabilities=np.asarray(prob[done]),
+                masks=np.asarray(mask[done]),
+                analysis=analysis,
+                summary=summary,
                 label=run.label,
                 overwrite=bool(overwrite),
                 extra_files=extra,

@@ -332,7 +332,7 @@ class TrainWidget(TrainingDock):
 
     def _on_init_changed(self, _value=None):
         """Fine-tuning: take the architecture and its settings from the chosen model."""
-        from ..cli_train import init_config
+        from ..cli.train import init_config
         from ..models.checkpoint import read_checkpoint_metadata
         from ..models.registry import resolve_model
 
@@ -408,7 +408,7 @@ class TrainWidget(TrainingDock):
     def model_config(self) -> dict:
         """The architecture settings of the current inputs (all of the model's to fine-tune)."""
         if self.init_model.value not in (None, RANDOM_WEIGHTS):
-            from ..cli_train import init_config
+            from ..cli.train import init_config
 
             return init_config(self.init_model.value)
         if self.arch.value == "msdnet":

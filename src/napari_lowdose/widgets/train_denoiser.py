@@ -37,7 +37,8 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..errors import LowdoseError
 from ._common import DEVICE_CHOICES, device_description, is_empty_path, one_line
-from .denoise import AUTO_GAIN_TEXT, layer_counts_per_electron, layer_expected_e_per_px
+from ._layers import layer_counts_per_electron, layer_expected_e_per_px
+from .denoise import AUTO_GAIN_TEXT
 from .noise_fit import _base_data, _style_axes
 from .train import MODEL_SUFFIX, RANDOM_WEIGHTS, TrainingDock, _heading
 
@@ -54,10 +55,10 @@ def cli_default(option: str):
     """Default of an option of ``napari-lowdose train-denoiser`` (its ``dest`` name).
 
     The widget takes its defaults from the command's parser
-    (:func:`napari_lowdose.cli_denoise.add_denoise_parsers`), so that the two
+    (:func:`napari_lowdose.cli.denoise.add_denoise_parsers`), so that the two
     cannot drift apart.
     """
-    from ..cli_denoise import add_denoise_parsers
+    from ..cli.denoise import add_denoise_parsers
 
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers()
@@ -307,7 +308,7 @@ class TrainDenoiserWidget(TrainingDock):
 
     def _datasets(self):
         """(train, val, notes) of the chosen source (raises LowdoseError, ValueError)."""
-        from ..cli_denoise import _datasets
+        from ..cli.denoise import _datasets
 
         notes: list[str] = []
         crop = int(self.crop.value)

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import LowdoseError
+from ..errors import LowdoseError
 
 __all__ = ["add_calibrate_parser", "add_models_parser", "add_train_parser", "cmd_calibrate",
            "cmd_models", "cmd_train"]
@@ -77,7 +77,7 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
 
 def settings_from_args(args: argparse.Namespace):
     """The :class:`~.train.segmentation.TrainSettings` that the options describe."""
-    from .train.segmentation import TrainSettings
+    from ..train.segmentation import TrainSettings
 
     if args.init is not None:
         _architecture_of_init(args)
@@ -119,8 +119,8 @@ def settings_from_args(args: argparse.Namespace):
 
 def init_config(name_or_path) -> dict:
     """Architecture settings of a trained model, as ``TrainSettings.model_config``."""
-    from .models.checkpoint import read_checkpoint_metadata
-    from .models.registry import resolve_model
+    from ..models.checkpoint import read_checkpoint_metadata
+    from ..models.registry import resolve_model
 
     config = dict(read_checkpoint_metadata(resolve_model(name_or_path)).get("config") or {})
     for key in ("in_channels", "out_channels"):
@@ -130,8 +130,8 @@ def init_config(name_or_path) -> dict:
 
 def _architecture_of_init(args: argparse.Namespace) -> None:
     """Take ``--arch`` and the architecture options from the ``--init`` model."""
-    from .models.checkpoint import read_checkpoint_metadata
-    from .models.registry import resolve_model
+    from ..models.checkpoint import read_checkpoint_metadata
+    from ..models.registry import resolve_model
 
     metadata = read_checkpoint_metadata(resolve_model(args.init))
     arch = metadata.get("arch")
@@ -148,7 +148,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train with a progress bar (process 0) and a line per epoch."""
     from tqdm import tqdm
 
-    from .train.segmentation import train_segmentation
+    from ..train.segmentation import train_segmentation
 
     if args.val_crop == 0 and args.crop == 0:
         args.val_crop = None
@@ -212,7 +212,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     """Calibrate a model's threshold and print the F1 at each threshold."""
     from tqdm import tqdm
 
-    from .train.segmentation import calibrate_threshold
+    from ..train.segmentation import calibrate_threshold
 
     if args.max_val_images is not None and args.max_val_images < 1:
         raise TrainUsageError("--max-val-images must be at least 1")
@@ -293,8 +293,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     """Print the shipped models, or one model's metadata."""
     import json
 
-    from .models.checkpoint import read_checkpoint_metadata
-    from .models.registry import (
+    from ..models.checkpoint import read_checkpoint_metadata
+    from ..models.registry import (
         SHIPPED_DENOISERS,
         SHIPPED_MODELS,
         available_denoisers,

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import LowdoseError
+from ..errors import LowdoseError
+from ..workflows.policies import GainError, detector_gain, expected_e_per_px
 
 __all__ = ["DENOISE_FILES", "add_denoise_parsers", "cmd_denoise", "cmd_train_denoiser",
            "parse_frames"]
@@ -64,9 +65,9 @@ def _pair_of_floats(text: str) -> tuple[float, float]:
 
 def add_denoise_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``train-denoiser`` and ``denoise``."""
-    from .cli import _add_dose_options
-    from .models.registry import DEFAULT_DENOISER
-    from .train.denoise import DEFAULT_E_PER_PX_RANGE
+    from ..models.registry import DEFAULT_DENOISER
+    from ..train.denoise import DEFAULT_E_PER_PX_RANGE
+    from ._common import add_dose_options
 
     train = sub.add_parser(
         "train-denoiser",
@@ -140,7 +141,7 @@ def add_denoise_parsers(sub: argparse._SubParsersAction) -> None:
                        help="DataLoader worker processes (default 0)")
     train.add_argument("--restart", action="store_true",
                        help="start afresh instead of resuming from MODEL.state.pt")
-    _add_dose_options(train)
+    add_dose_options(train)
     train.set_defaults(func=cmd_train_denoiser)
 
     den = sub.add_parser("denoise", help="denoise a series with a trained denoiser")
@@ -155,7 +156,7 @@ def add_denoise_parsers(sub: argparse._SubParsersAction) -> None:
     den.add_argument("--out", type=Path, required=True, metavar="DIR",
                      help="writes " + " and ".join(DENOISE_FILES))
     den.add_argument("--overwrite", action="store_true", help="replace files in an existing DIR")
-    _add_dose_options(den)
+    add_dose_options(den)
     den.set_defaults(func=cmd_denoise)
 
 
@@ -165,38 +166,31 @@ def add_denoise_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _gain(args: argparse.Namespace, series) -> float:
-    gain = args.counts_per_electron or series.dose_hints.counts_per_electron or 1.0
-    if not gain > 0:
-        raise DenoiseError("--counts-per-electron must be positive")
-    return float(gain)
+    try:
+        return detector_gain(args.counts_per_electron, series.dose_hints.counts_per_electron)
+    except GainError:
+        raise DenoiseError("--counts-per-electron must be positive") from None
 
 
 def _expected_e_per_px(series) -> tuple[Any, str]:
     """Per-frame expected electrons per pixel (or None) and how it was found."""
-    import numpy as np
-
-    from .models.denoiser import expected_e_per_px_from_dose
-
     dose = series.frame_dose
-    if dose is None:
-        return None, "frame mean / counts_per_electron (no dose calibration)"
-    if series.pixel_size_A is None:
+    if dose is not None and series.pixel_size_A is None:
         print("napari-lowdose: warning: the series has a dose but no pixel size; normalising "
               "by the frame means (give --pixel-size-A)", file=sys.stderr)
-        return None, "frame mean / counts_per_electron (no pixel size)"
-    sampling = float(np.mean(series.pixel_size_A))
-    return (expected_e_per_px_from_dose(dose.dose_e_per_A2, sampling),
-            f"dose_e_per_A2 × {sampling:.6g}² Å² (dose source: {dose.source})")
+    return expected_e_per_px(None if dose is None else dose.dose_e_per_A2,
+                             series.pixel_size_A,
+                             dose_source="" if dose is None else dose.source)
 
 
 def _open(args: argparse.Namespace, path: Path, *, calibrated: bool):
     """A series opened with (``calibrated``) or without the command's dose options."""
-    from .cli import _open_calibrated
-    from .io.readers import read_series
+    from ..io.readers import read_series
+    from ._common import open_calibrated
 
     if not calibrated:
         return read_series(path)
-    return _open_calibrated(argparse.Namespace(**{**vars(args), "series": path}))
+    return open_calibrated(argparse.Namespace(**{**vars(args), "series": path}))
 
 
 # ---------------------------------------------------------------------------
@@ -233,7 +227,7 @@ def _check_source_options(args: argparse.Namespace) -> None:
 
 def _datasets(args: argparse.Namespace, notes: list[str]):
     """Training and validation datasets of the chosen source."""
-    from .train.denoise import (
+    from ..train.denoise import (
         DEFAULT_E_PER_PX_RANGE,
         SimulatedPairs,
         pair_datasets,
@@ -284,7 +278,7 @@ def cmd_train_denoiser(args: argparse.Namespace) -> int:
     """Train a denoiser with a progress bar and a line per epoch."""
     from tqdm import tqdm
 
-    from .train.denoise import DenoiserSettings, train_denoiser
+    from ..train.denoise import DenoiserSettings, train_denoiser
 
     _check_source_options(args)
     if args.out.suffix.lower() == ".json":
@@ -296,8 +290,8 @@ def cmd_train_denoiser(args: argparse.Namespace) -> int:
     config = {name: getattr(args, name) for name in ("base_channels", "levels")
               if getattr(args, name) is not None}
     if args.init is not None:
-        from .models.checkpoint import read_checkpoint_metadata
-        from .models.registry import resolve_denoiser
+        from ..models.checkpoint import read_checkpoint_metadata
+        from ..models.registry import resolve_denoiser
 
         init = read_checkpoint_metadata(resolve_denoiser(args.init))
         if init.get("arch") != "denoiser":
@@ -349,11 +343,11 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from .device import describe_device, select_device
-    from .io.outputs import check_output_folder, result_array, write_output_folder
-    from .io.writers import write_series_tiff
-    from .models.denoiser import denoise_frames, outside_training_range
-    from .models.registry import load_denoiser, resolve_denoiser
+    from ..device import describe_device, select_device
+    from ..io.outputs import check_output_folder, result_array, write_output_folder
+    from ..io.writers import write_series_tiff
+    from ..models.denoiser import denoise_frames, outside_training_range
+    from ..models.registry import load_denoiser, resolve_denoiser
 
     if args.batch_size < 1:
         raise DenoiseError("--batch-size must be at least 1")
@@ -420,7 +414,7 @@ def _run_record(args: argparse.Namespace, series, model_path: Path, metadata: di
                 device: str, selected: range, doses, e_per_px, how: str, gain: float,
                 seconds: float) -> dict[str, Any]:
     """What a denoising run was made with: model, device, versions, input, dose, frames."""
-    from .provenance import package_versions
+    from ..provenance import package_versions
 
     dose = series.frame_dose
     indices = list(selected)

@@ -10,7 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .errors import LowdoseError
+from ..errors import LowdoseError
 
 __all__ = ["add_simulate_parser", "cmd_simulate"]
 
@@ -31,7 +31,7 @@ def _pair(text: str, name: str) -> tuple[float, float]:
 
 def dose_range_argument(text: str) -> tuple[float, float]:
     """``high``/``low`` (Table 2) or ``LO,HI`` in e⁻/Å²."""
-    from .simulate.imaging import DOSE_RANGES_E_PER_A2
+    from ..simulate.imaging import DOSE_RANGES_E_PER_A2
 
     if text.lower() in DOSE_RANGES_E_PER_A2:
         return DOSE_RANGES_E_PER_A2[text.lower()]
@@ -40,7 +40,7 @@ def dose_range_argument(text: str) -> tuple[float, float]:
 
 def noise_model_argument(text: str):
     """A Table 3 preset name (``MTF4``, ``"MTF 4"``) or a ``noise_model.json`` file."""
-    from .noise.model import NoiseModel, preset
+    from ..noise.model import NoiseModel, preset
 
     if text.lower().endswith(".json") or os.sep in text:
         path = Path(text)
@@ -103,8 +103,8 @@ def add_simulate_parser(sub: argparse._SubParsersAction) -> None:
 
 def recipe_from_args(args: argparse.Namespace):
     """The :class:`~.simulate.dataset.DatasetRecipe` that the options describe."""
-    from .simulate.dataset import DatasetRecipe, read_card
-    from .simulate.structures import StructureRecipe
+    from ..simulate.dataset import DatasetRecipe, read_card
+    from ..simulate.structures import StructureRecipe
 
     if args.from_card is not None:
         return DatasetRecipe.from_dict(read_card(args.from_card)["recipe"])
@@ -131,8 +131,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     """Simulate (or resume) a dataset with a progress bar on stderr."""
     from tqdm import tqdm
 
-    from .simulate.dataset import generate_dataset
-    from .simulate.exitwaves import FFTW_WISDOM_FILE
+    from ..simulate.dataset import generate_dataset
+    from ..simulate.exitwaves import FFTW_WISDOM_FILE
 
     if args.workers < 1:
         raise SimulateUsageError("--workers must be at least 1")

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import LowdoseError
+from ..errors import LowdoseError
 
 __all__ = ["add_watch_parser", "cmd_watch"]
 
@@ -79,10 +79,10 @@ def _check(args: argparse.Namespace) -> None:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     """Watch, denoise, write and log until stopped; exit 1 if any frame failed."""
-    from .device import describe_device
-    from .insitu import FrameDenoiser, InSituOutput
-    from .io.watch import FolderWatcher, WatchSession
-    from .models.registry import DEFAULT_DENOISER, load_denoiser
+    from ..device import describe_device
+    from ..insitu import FrameDenoiser, InSituOutput
+    from ..io.watch import FolderWatcher, WatchSession
+    from ..models.registry import DEFAULT_DENOISER, load_denoiser
 
     _check(args)
     model_name = args.model or DEFAULT_DENOISER

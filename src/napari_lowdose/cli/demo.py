@@ -29,12 +29,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import LowdoseError
+from ..errors import LowdoseError
+from ..workflows.demo import (
+    DEMO_RECORD,
+    denoising_gain,
+    f1_summary,
+    truth_area_nm2,
+)
 
-__all__ = ["DEMO_RECORD", "add_demo_parser", "cmd_demo"]
+__all__ = ["add_demo_parser", "cmd_demo"]
 
-#: The record a demo writes last; a folder holding one is a demo folder a rerun may replace.
-DEMO_RECORD = "demo.json"
 #: The model and threshold the demo segments with: of the shipped models, the best on
 #: series that start at 10 e⁻/Å² (docs/models.md: F1 ≥ 0.5 on every frame from
 #: 41 e⁻/Å²), at its calibrated threshold (``segment --threshold model``, 0.55: the
@@ -44,8 +48,6 @@ DEMO_MODEL = "unet-au-ceo2-low"
 DEMO_THRESHOLD = "model"
 #: Side of the vacuum square for the noise fit (px), and the smallest one tried.
 VACUUM_SIDE_PX = (96, 64, 32)
-#: Frames at or above this dose count as "high dose" in the F1 summary (e⁻/Å², issue 5).
-F1_HIGH_DOSE_E_PER_A2 = 200.0
 
 
 class DemoError(LowdoseError):
@@ -54,7 +56,7 @@ class DemoError(LowdoseError):
 
 def add_demo_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``napari-lowdose demo``."""
-    from .cli_segment import threshold_option
+    from .segment import threshold_option
 
     demo = sub.add_parser(
         "demo", help="the whole analysis on the built-in simulated Au/CeO2 dose series",
@@ -95,7 +97,7 @@ def _check_folder(out: Path, overwrite: bool) -> None:
 
 def _run(argv: list[str]) -> None:
     """Run one ``napari-lowdose`` command as a user would type it."""
-    from .cli import build_parser
+    from . import build_parser
 
     print(f"\n$ napari-lowdose {' '.join(argv)}")
     args = build_parser().parse_args(argv)
@@ -105,8 +107,8 @@ def _run(argv: list[str]) -> None:
 
 
 def _write_series(series, out: Path) -> dict[str, Path]:
-    from .io.dose import write_dose_table
-    from .io.writers import write_series_tiff
+    from ..io.dose import write_dose_table
+    from ..io.writers import write_series_tiff
 
     paths = {"series": out / "series.tif", "truth": out / "truth_mask.tif",
              "dose": out / "dose.csv"}
@@ -128,53 +130,11 @@ def _fit_noise(series, series_path: Path, out: Path) -> dict[str, Any]:
                         "--size")
     y0, y1, x0, x1 = roi
     _run(["fit-noise", str(series_path), "--roi", f"{y0}:{y1},{x0}:{x1}",
-          "--model", "physical", "--out", str(out / "noise_fit")])
+          "--model", "physical", "--overwrite", "--out", str(out / "noise_fit")])
     truth = {key: float(series.records[0][key]) for key in ("c0", "c3", "n0_e_per_px")}
     print(f"the series was made with c0 = {truth['c0']:.3g} q_N, c3 = {truth['c3']:.3g}, "
           f"N0 = {truth['n0_e_per_px']:.3g} e⁻/px ({series.noise_model.name})")
     return {"roi_px": [y0, y1, x0, x1], "truth": truth}
-
-
-def _f1_summary(segment_dir: Path) -> dict[str, Any]:
-    import csv
-
-    import numpy as np
-
-    with open(segment_dir / "f1_vs_dose.csv", newline="", encoding="utf-8") as table:
-        rows = list(csv.DictReader(table))
-    dose = np.array([float(row["dose_e_per_A2"]) for row in rows])
-    f1 = np.array([float(row["f1"]) for row in rows])
-    high = dose >= F1_HIGH_DOSE_E_PER_A2
-    above = np.flatnonzero(f1 < 0.5)
-    # The lowest dose from which every frame has F1 ≥ 0.5.
-    from_dose = float(dose[0]) if above.size == 0 else (
-        float(dose[above[-1] + 1]) if above[-1] + 1 < dose.size else None)
-    return {
-        "median_f1_at_200_e_per_A2_and_above": float(np.median(f1[high])) if high.any() else None,
-        "worst_f1_at_200_e_per_A2_and_above": float(np.min(f1[high])) if high.any() else None,
-        "f1_at_least_half_from_e_per_A2": from_dose,
-    }
-
-
-#: The frame of the demo series whose denoising is reported: the one nearest this level
-#: (Katsuno et al. 2021 denoise ~5 e⁻/px frames).
-DENOISE_REPORT_E_PER_PX = 5.0
-
-
-def _denoising_gain(series, denoised_path: Path) -> dict[str, Any]:
-    """PSNR of the raw and denoised frame nearest 5 e⁻/px against the noise-free one."""
-    import numpy as np
-
-    from .analysis.image_quality import psnr
-    from .io.readers import read_series
-
-    e_per_px = series.dose_e_per_A2 * series.sampling_A**2
-    index = int(np.argmin(np.abs(np.log(e_per_px / DENOISE_REPORT_E_PER_PX))))
-    reference = series.clean[index] * e_per_px[index]
-    denoised = np.asarray(read_series(denoised_path).data[index], dtype=np.float32)
-    return {"frame": index, "e_per_px": float(e_per_px[index]),
-            "raw_psnr_dB": psnr(series.frames[index], reference),
-            "denoised_psnr_dB": psnr(denoised, reference)}
 
 
 def _print_summary(record: dict[str, Any]) -> None:
@@ -207,9 +167,10 @@ def _print_summary(record: dict[str, Any]) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Simulate, fit the noise, segment, score and summarise (see the module docstring)."""
-    from . import __version__
-    from .io.writers import atomic_write_text
-    from .simulate.series import simulate_dose_series
+    from .. import __version__
+    from ..io.readers import read_series
+    from ..io.writers import atomic_write_text
+    from ..simulate.series import simulate_dose_series
 
     if args.frames < 2:
         raise DemoError("--frames must be at least 2 (the curve needs several doses)")
@@ -243,7 +204,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("\n5. denoising every frame")
     _run(["denoise", str(paths["series"]), "--device", str(args.device), "--overwrite",
           "--out", str(out / "denoise")])
-    denoising = _denoising_gain(series, out / "denoise" / "denoised.tif")
+    denoising = denoising_gain(series, read_series(out / "denoise" / "denoised.tif").data)
 
     summary = json.loads((segment_dir / "summary.json").read_text(encoding="utf-8"))
     record = {
@@ -261,8 +222,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "segmentation": {key: summary.get(key) for key in (
             "convergence_dose_e_per_A2", "dose_at_50pct_e_per_A2", "converged_area_px",
             "converged_area_nm2")},
-        "truth_area_nm2": float(series.mask.sum()) * float(series.sampling_A) ** 2 / 100.0,
-        "f1": _f1_summary(segment_dir),
+        "truth_area_nm2": truth_area_nm2(series),
+        "f1": f1_summary(segment_dir / "f1_vs_dose.csv"),
         "denoising": denoising,
         "elapsed_s": round(time.perf_counter() - started, 1),
     }
@@ -283,15 +244,16 @@ def _has_display() -> bool:
 
 
 def _open_gui(out: Path) -> int:
-    try:
-        import napari
+    """Hand the finished folder to the viewer (``python -m napari_lowdose.widgets.demo``).
 
-        from .widgets.demo import populate_demo_viewer
-    except ImportError as error:
-        raise DemoError(f"--gui needs napari with a Qt binding ({error}); "
-                        "pip install 'napari-lowdose[all]'") from None
-    viewer = napari.Viewer(title="napari-lowdose demo")
-    populate_demo_viewer(viewer, out)
-    print("\nnapari is open; close its window to finish.", file=sys.stderr)
-    napari.run()
-    return 0
+    The viewer runs in its own process: the command line never imports the docks.
+    """
+    import importlib.util
+    import subprocess
+
+    missing = [name for name in ("napari", "qtpy") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise DemoError(f"--gui needs napari with a Qt binding ({', '.join(missing)} not "
+                        "installed); pip install 'napari-lowdose[all]'")
+    print("\nopening napari; close its window to finish.", file=sys.stderr)
+    return subprocess.call([sys.executable, "-m", "napari_lowdose.widgets.demo", str(out)])

@@ -1,4 +1,4 @@
-"""``napari-lowdose segment`` and ``evaluate``: masks, area against dose, F1 (SPEC §5).
+"""``napari-lowdose segment`` and ``evaluate``: masks, area against dose, F1 (Larsen Sec. 3).
 
 ``segment`` streams a series through a segmentation network frame by frame,
 thresholds the probabilities, reads the convergence dose and the dose at 50 %
@@ -8,27 +8,22 @@ partial folder, and an existing folder needs ``--overwrite``.
 """
 
 import argparse
-import json
-import sys
 from pathlib import Path
-from typing import Any
 
-from .errors import LowdoseError
+from ..workflows.segmentation import (
+    SEGMENT_FILES,
+    SegmentError,
+    model_threshold,
+    segmentation_record,
+    write_segmentation,
+)
 
 __all__ = ["add_segment_parsers", "cmd_evaluate", "cmd_segment"]
 
-SEGMENT_FILES = ("masks.tif", "probability.tif", "area_vs_dose.csv", "summary.json",
-                 "area_vs_dose.png", "area_vs_dose.svg")
-
-
-class SegmentError(LowdoseError):
-    """Segmentation or evaluation cannot run as asked."""
-
-
 def add_segment_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``segment`` and ``evaluate``."""
-    from .cli import _add_dose_options
-    from .models.registry import DEFAULT_MODEL
+    from ..models.registry import DEFAULT_MODEL
+    from ._common import add_dose_options
 
     seg = sub.add_parser("segment", help="segment a dose series; area against dose")
     seg.add_argument("series", type=Path, metavar="SERIES")
@@ -52,7 +47,7 @@ def add_segment_parsers(sub: argparse._SubParsersAction) -> None:
     seg.add_argument("--out", type=Path, required=True, metavar="DIR",
                      help="writes " + ", ".join(SEGMENT_FILES))
     seg.add_argument("--overwrite", action="store_true", help="replace files in an existing DIR")
-    _add_dose_options(seg)
+    add_dose_options(seg)
     seg.set_defaults(func=cmd_segment)
 
     ev = sub.add_parser("evaluate", help="F1 per frame of a segment output against a truth mask")
@@ -76,40 +71,24 @@ def threshold_option(text: str) -> float | str:
     return value
 
 
-def model_threshold(metadata: dict[str, Any], name: str) -> float:
-    """The calibrated threshold of a model (:func:`~.train.segmentation.calibrate_threshold`).
-
-    Raises
-    ------
-    SegmentError
-        If the model has none.
-    """
-    value = (metadata.get("validation") or {}).get("calibrated_threshold")
-    if value is None:
-        raise SegmentError(f"{name} has no calibrated threshold: give --threshold T, or run "
-                           f"'napari-lowdose calibrate {name} --data DATASET' first")
-    return float(value)
-
-
 def cmd_segment(args: argparse.Namespace) -> int:
     """Segment a series and write masks, probabilities, the curve and the summary."""
     import contextlib
 
     import numpy as np
-    from tqdm import tqdm
 
-    from .analysis.area_vs_dose import analyse_area_vs_dose
-    from .analysis.masks import MaskCleaning, probability_mask
-    from .cli import _open_calibrated
-    from .device import describe_device, select_device
-    from .io.outputs import check_output_folder, result_array
-    from .models.inference import predict_probabilities
-    from .models.registry import load_model, resolve_model
+    from ..analysis.area_vs_dose import analyse_area_vs_dose
+    from ..analysis.masks import MaskCleaning, probability_mask
+    from ..device import describe_device, select_device
+    from ..io.outputs import check_output_folder, result_array
+    from ..models.inference import predict_probabilities
+    from ..models.registry import load_model, resolve_model
+    from ._common import open_calibrated, progress_bar
 
     if args.min_area_nm2 < 0:
         raise SegmentError("--min-area-nm2 must be at least 0")
     check_output_folder(args.out, overwrite=args.overwrite)
-    series = _open_calibrated(args)
+    series = open_calibrated(args)
     if args.min_area_nm2 > 0 and series.pixel_size_A is None:
         raise SegmentError("--min-area-nm2 needs the pixel size: give --pixel-size-A or a "
                            "calibrated file")
@@ -130,8 +109,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         # A large series keeps its results in scratch files, not in memory.
         probabilities = stack.enter_context(result_array(frames.shape, np.float32, args.out))
         masks = stack.enter_context(result_array(frames.shape, np.uint8, args.out))
-        bar = tqdm(total=len(frames), unit="frame", desc="segment", file=sys.stderr,
-                   disable=None)
+        bar = progress_bar(len(frames), unit="frame", desc="segment")
         try:
             for index, probability in predict_probabilities(
                 model, frames, device=device, batch_size=args.batch_size, tile_px=args.tile
@@ -143,64 +121,21 @@ def cmd_segment(args: argparse.Namespace) -> int:
             bar.close()
         pixel_size = None if series.pixel_size_A is None else series.pixel_size_A
         analysis = analyse_area_vs_dose(masks, series.frame_dose.dose_e_per_A2, pixel_size)
-        summary = {**analysis.summary(),
-                   "run": run_record(args, series, model_path, metadata,
-                                     describe_device(device), cleaning)}
+        dose = series.frame_dose
+        record = segmentation_record(
+            input_name=str(Path(series.path).resolve()), file_format=series.format,
+            pixel_size_A=series.pixel_size_A, pixel_size_source=series.pixel_size_source,
+            dose_source=dose.source, dose_detail=dose.detail, model_name=str(args.model),
+            model_path=model_path, model_metadata=metadata, threshold=args.threshold,
+            cleaning=cleaning, device=describe_device(device))
+        summary = {**analysis.summary(), "run": record}
         label = model_path.stem if Path(str(args.model)).suffix else str(args.model)
-        written = write_segmentation(args.out, series, probabilities, masks, analysis, summary,
-                                     label=label, overwrite=args.overwrite)
+        written = write_segmentation(args.out, pixel_size_A=series.pixel_size_A,
+                                     probabilities=probabilities, masks=masks,
+                                     analysis=analysis, summary=summary, label=label,
+                                     overwrite=args.overwrite)
     _print_summary(analysis, written[0].parent)
     return 0
-
-
-def run_record(args: argparse.Namespace, series, model_path: Path, metadata: dict[str, Any],
-               device: str, cleaning=None) -> dict[str, Any]:
-    """What a segmentation was made with: model, threshold, clean-up, device, versions, input."""
-    from .provenance import package_versions
-
-    dose = series.frame_dose
-    return {
-        "input": str(Path(series.path).resolve()),
-        "format": series.format,
-        "pixel_size_A": None if series.pixel_size_A is None else list(series.pixel_size_A),
-        "pixel_size_source": series.pixel_size_source,
-        "dose": {"source": dose.source, "detail": dose.detail},
-        "model": {"name": str(args.model), "file": str(model_path.resolve()),
-                  "metadata": metadata},
-        "threshold": args.threshold,
-        "mask_cleaning": None if cleaning is None else cleaning.to_dict(),
-        "device": device,
-        "versions": package_versions(),
-    }
-
-
-def write_segmentation(out: Path, series, probabilities, masks, analysis, summary: dict,
-                       *, label: str, overwrite: bool,
-                       extra_files: dict[str, Any] | None = None) -> list[Path]:
-    """Write the outputs of a segmentation run together (see :data:`SEGMENT_FILES`).
-
-    ``series`` needs only ``pixel_size_A``; ``extra_files`` (name → writer of that
-    path, e.g. ``f1_vs_dose.csv`` from the napari widget) are written in the same
-    all-or-nothing step.
-    """
-    from .io.outputs import write_output_folder
-    from .io.tables import table_to_csv
-    from .io.writers import write_series_tiff
-    from .plots.area import area_vs_dose_figure
-
-    pixel = None if series.pixel_size_A is None else float(sum(series.pixel_size_A) / 2)
-    doses = analysis.dose_e_per_A2
-    figure = area_vs_dose_figure({label: analysis})
-    return write_output_folder(out, {
-        "masks.tif": lambda p: write_series_tiff(p, masks, pixel, dose_e_per_A2=doses),
-        "probability.tif": lambda p: write_series_tiff(p, probabilities, pixel,
-                                                       dose_e_per_A2=doses),
-        "area_vs_dose.csv": lambda p: p.write_text(table_to_csv(analysis.table())),
-        "summary.json": lambda p: p.write_text(json.dumps(summary, indent=2, default=str)),
-        "area_vs_dose.png": lambda p: figure.savefig(p, format="png", dpi=110),
-        "area_vs_dose.svg": lambda p: figure.savefig(p, format="svg"),
-        **(extra_files or {}),
-    }, overwrite=overwrite)
 
 
 def _print_summary(analysis, out: Path) -> None:
@@ -221,10 +156,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """F1 of every frame of a segment output against a truth mask → f1_vs_dose.csv."""
     import numpy as np
 
-    from .analysis.area_vs_dose import f1_per_frame
-    from .io.readers import read_series
-    from .io.tables import table_to_csv
-    from .io.writers import atomic_write_text
+    from ..analysis.area_vs_dose import f1_per_frame
+    from ..io.readers import read_series
+    from ..io.tables import table_to_csv
+    from ..io.writers import atomic_write_text
 
     masks_path = args.folder / "masks.tif"
     if not masks_path.is_file():

@@ -1,0 +1,100 @@
+"""What every command shares: errors, regions, dose options, opening a calibrated series,
+progress bars.
+
+The commands are a thin face over the core (:mod:`napari_lowdose.workflows`,
+:mod:`napari_lowdose.io` and the science packages): they parse arguments, call the
+core with plain values, and print. Nothing here is imported by the napari widgets.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import LowdoseError
+
+__all__ = ["PROG", "CliError", "add_dose_options", "open_calibrated", "parse_roi",
+           "progress_bar", "roi_argument"]
+
+PROG = "napari-lowdose"
+
+
+class CliError(LowdoseError):
+    """A usage error detected after argument parsing."""
+
+
+def parse_roi(text: str) -> tuple[int, int, int, int]:
+    """Parse ``"Y0:Y1,X0:X1"`` (pixels, end exclusive) into ``(y0, y1, x0, x1)``."""
+    try:
+        rows, cols = text.split(",")
+        y0, y1 = (int(v) for v in rows.split(":"))
+        x0, x1 = (int(v) for v in cols.split(":"))
+    except ValueError:
+        raise CliError(f"region {text!r} must look like Y0:Y1,X0:X1 (pixels)") from None
+    if y1 <= y0 or x1 <= x0 or min(y0, x0) < 0:
+        raise CliError(f"region {text!r} is empty or negative")
+    return y0, y1, x0, x1
+
+
+def roi_argument(text: str) -> tuple[int, int, int, int]:
+    """argparse ``type=`` for a region: a bad value becomes a usage error."""
+    try:
+        return parse_roi(text)
+    except CliError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_dose_options(parser: argparse.ArgumentParser) -> None:
+    """The dose and pixel-size options of every command that opens a series."""
+    group = parser.add_argument_group("dose per frame (overrides what the file states)")
+    group.add_argument("--dose", metavar="CSV", type=Path,
+                       help="dose table: CSV with a dose_e_per_A2 column, one row per frame")
+    group.add_argument("--dose-source", default="auto",
+                       choices=["auto", "metadata", "table", "rate_x_exposure", "counts"],
+                       help="force one source instead of the priority order "
+                            "metadata > table > rate×exposure > counts (default: auto)")
+    group.add_argument("--dose-rate", type=float, metavar="E_PER_A2_S",
+                       help="dose rate at the specimen in e⁻/Å²/s")
+    group.add_argument("--exposure-s", type=float, metavar="S",
+                       help="exposure time of one frame in s")
+    group.add_argument("--counts-per-electron", type=float, metavar="G",
+                       help="detector counts per electron (dose from mean counts)")
+    group.add_argument("--counts-roi", type=roi_argument, metavar="Y0:Y1,X0:X1",
+                       help="vacuum region for the counts source (default: whole frame)")
+    parser.add_argument("--pixel-size-A", type=float, metavar="S",
+                        help="pixel size in Å/px (overrides the file's calibration)")
+
+
+def open_calibrated(args: argparse.Namespace):
+    """Open ``args.series`` with the pixel size and dose the options give (see
+    :func:`napari_lowdose.io.calibrate.calibrate_frame_dose`)."""
+    from ..io.calibrate import calibrate_frame_dose
+    from ..io.readers import read_series
+
+    series = read_series(args.series)
+    if args.pixel_size_A is not None:
+        if not args.pixel_size_A > 0:
+            raise CliError("--pixel-size-A must be positive")
+        series.pixel_size_A = (args.pixel_size_A, args.pixel_size_A)
+        series.pixel_size_source = "command line --pixel-size-A"
+    user_given = any(v is not None for v in (args.dose, args.dose_rate, args.exposure_s,
+                                             args.counts_per_electron))
+    if user_given or args.dose_source != "auto" or args.pixel_size_A is not None:
+        series.frame_dose = calibrate_frame_dose(
+            series.data,
+            pixel_area_A2=series.pixel_area_A2,
+            hints=series.dose_hints.to_metadata(),
+            source=args.dose_source,
+            dose_table=args.dose,
+            dose_rate_e_per_A2_s=args.dose_rate,
+            exposure_time_s=args.exposure_s,
+            counts_per_electron=args.counts_per_electron,
+            roi=args.counts_roi,
+        )
+    return series
+
+
+def progress_bar(total: int | None, *, unit: str, desc: str):
+    """A tqdm bar on stderr (hidden when stderr is not a terminal)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, disable=None)

@@ -1,0 +1,102 @@
+"""The layer contract every dock reads: a layer's pixel size in Å, its per-frame dose, the
+expected electrons per pixel and the detector gain of its frames.
+
+The rules themselves live in the core (:func:`napari_lowdose.io.layers.pixel_size_A_from_scale`,
+:mod:`napari_lowdose.workflows.policies`); these functions only read a napari layer.
+"""
+
+import math
+
+import numpy as np
+
+from ..errors import LowdoseError
+from ..io.layers import LOWDOSE_KEY, layer_frame_dose, pixel_size_A_from_scale
+from ..workflows.policies import detector_gain, electrons_per_pixel
+from ._common import one_line
+
+__all__ = ["layer_counts_per_electron", "layer_expected_e_per_px", "layer_pixel_size_A"]
+
+
+def layer_pixel_size_A(layer) -> tuple[float, float] | None:
+    """(y, x) pixel size in Å from a layer's scale and units (any length unit), or None.
+
+    Parameters
+    ----------
+    layer : napari.layers.Layer
+        An image (or labels) layer; the last two axes are (y, x).
+
+    Returns
+    -------
+    (float, float) or None
+        None when the layer is uncalibrated (``pixel`` units).
+    """
+    return pixel_size_A_from_scale(getattr(layer, "scale", None), getattr(layer, "units", None))
+
+
+def layer_expected_e_per_px(layer, n: int) -> tuple[np.ndarray | None, str]:
+    """Expected e⁻ per vacuum pixel of the ``n`` frames of a layer (or None), and why.
+
+    dose × pixel height × pixel width when the layer has a per-frame dose for all its frames
+    and a pixel size in Å; otherwise None (the denoiser then uses each frame's
+    mean) and a sentence saying what is missing.
+    """
+    mean = "each frame's mean is used instead"
+    try:
+        dose = layer_frame_dose(layer.metadata)
+    except LowdoseError as err:
+        return None, f"dose metadata unreadable ({one_line(err)}): {mean}"
+    if dose is None:
+        return None, f"no per-frame dose: {mean} (see 'Dose calibration')"
+    if dose.n_frames != n:
+        return None, f"the dose lists {dose.n_frames} frame(s), the layer has {n}: {mean}"
+    pixel = layer_pixel_size_A(layer)
+    if pixel is None:
+        return None, f"no pixel size in Å: {mean}"
+    values = electrons_per_pixel(dose.dose_e_per_A2, pixel)
+    if not np.all(np.isfinite(values) & (values > 0)):
+        return None, f"some frame doses are not positive: {mean}"
+    lo, hi = float(values.min()), float(values.max())
+    span = f"{lo:.3g}" if math.isclose(lo, hi) else f"{lo:.3g} … {hi:.3g}"
+    return values, f"dose × pixel area: {span} e⁻/px"
+
+
+def layer_counts_per_electron(layer, value: float = 0.0) -> tuple[float, str]:
+    """Detector gain (counts per electron) to normalise a layer's frames with, and why.
+
+    As ``napari-lowdose denoise`` and ``train-denoiser`` choose it
+    (:func:`napari_lowdose.workflows.policies.detector_gain`): ``value`` when it is positive
+    (the user's), otherwise the gain the layer's file states
+    (``metadata["lowdose"]["dose_hints"]["counts_per_electron"]``), otherwise 1
+    (frames in electrons).
+
+    Parameters
+    ----------
+    layer : napari.layers.Image or None
+        The layer whose file may state a gain.
+    value : float, optional
+        The user's gain; 0 (or below): none given.
+
+    Returns
+    -------
+    gain : float
+        Counts per electron, positive.
+    text : str
+        Where it comes from, for a label.
+    """
+    user = float(value) if value is not None and math.isfinite(float(value)) else 0.0
+    lowdose = {} if layer is None else ((layer.metadata or {}).get(LOWDOSE_KEY) or {})
+    stated = (lowdose.get("dose_hints") or {}).get("counts_per_electron")
+    try:
+        stated = None if stated is None else float(stated)
+    except (TypeError, ValueError):
+        stated = None
+    if stated is not None and not (math.isfinite(stated) and stated > 0):
+        stated = None
+    gain = detector_gain(user if user > 0 else None, stated)
+    if user > 0:
+        return gain, f"{gain:g} counts/e⁻ (set here)"
+    if stated is not None:
+        return gain, f"{gain:g} counts/e⁻ (from the file)"
+    return gain, "1 count/e⁻ (the file states no gain: frames taken as electrons)"
+
+

@@ -1,0 +1,152 @@
+"""A segmentation run's files, its run record and its threshold (Larsen et al. Sec. 3: a
+mask is the network's probability ≥ a threshold, 0.9 in the paper).
+
+``napari-lowdose segment`` and the Segment dock's Export both write a run through
+:func:`write_segmentation` with the record of :func:`segmentation_record`, so the files a
+microscopist gets are the same whichever face made them.
+"""
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import LowdoseError
+from ..provenance import package_versions
+
+__all__ = ["SEGMENT_FILES", "SegmentError", "model_threshold", "segmentation_record",
+           "write_segmentation"]
+
+#: The files of a segmentation run, in the order they are reported.
+SEGMENT_FILES = ("masks.tif", "probability.tif", "area_vs_dose.csv", "summary.json",
+                 "area_vs_dose.png", "area_vs_dose.svg")
+
+
+class SegmentError(LowdoseError):
+    """Segmentation or evaluation cannot run as asked."""
+
+
+def model_threshold(metadata: dict[str, Any], name: str) -> float:
+    """The calibrated threshold of a model (``napari-lowdose calibrate``).
+
+    Parameters
+    ----------
+    metadata : dict
+        The model file's metadata.
+    name : str
+        The model's name or path, for the message.
+
+    Raises
+    ------
+    SegmentError
+        If the model has none.
+    """
+    value = (metadata.get("validation") or {}).get("calibrated_threshold")
+    if value is None:
+        raise SegmentError(f"{name} has no calibrated threshold: give --threshold T, or run "
+                           f"'napari-lowdose calibrate {name} --data DATASET' first")
+    return float(value)
+
+
+def segmentation_record(*, input_name: str, file_format: str,
+                        pixel_size_A: tuple[float, float] | None, pixel_size_source: str,
+                        dose_source: str, dose_detail: str, model_name: str,
+                        model_path: Path, model_metadata: dict[str, Any],
+                        threshold: float, cleaning: Any = None, device: str) -> dict[str, Any]:
+    """What a segmentation was made with: input, model, threshold, clean-up, device, versions.
+
+    Parameters
+    ----------
+    input_name : str
+        The input file (resolved path) or a description of a napari layer.
+    file_format, pixel_size_source, dose_source, dose_detail : str
+        As the series states them.
+    pixel_size_A : (float, float) or None
+        (y, x) pixel size in Å.
+    model_name : str
+        The model as the user named it (a shipped name or a path).
+    model_path : Path
+        The model file.
+    model_metadata : dict
+        The model file's metadata.
+    threshold : float
+        The probability threshold used.
+    cleaning : MaskCleaning, optional
+        The clean-up rules used after the threshold.
+    device : str
+        The device described (:func:`napari_lowdose.device.describe_device`).
+
+    Returns
+    -------
+    dict
+        The ``run`` block of ``summary.json``.
+    """
+    return {
+        "input": input_name,
+        "format": file_format,
+        "pixel_size_A": None if pixel_size_A is None else list(pixel_size_A),
+        "pixel_size_source": pixel_size_source,
+        "dose": {"source": dose_source, "detail": dose_detail},
+        "model": {"name": model_name, "file": str(Path(model_path).resolve()),
+                  "metadata": model_metadata},
+        "threshold": threshold,
+        "mask_cleaning": None if cleaning is None else cleaning.to_dict(),
+        "device": device,
+        "versions": package_versions(),
+    }
+
+
+def write_segmentation(out: Path, *, pixel_size_A: tuple[float, float] | None,
+                       probabilities: Any, masks: Any, analysis: Any, summary: dict,
+                       label: str, overwrite: bool,
+                       extra_files: dict[str, Callable[[Path], Any]] | None = None
+                       ) -> list[Path]:
+    """Write the outputs of a segmentation run together (see :data:`SEGMENT_FILES`).
+
+    Everything is written at once (:func:`napari_lowdose.io.outputs.write_output_folder`):
+    an error leaves no partial folder, and an existing folder needs ``overwrite``.
+
+    Parameters
+    ----------
+    out : Path
+        The output folder.
+    pixel_size_A : (float, float) or None
+        (y, x) pixel size in Å of the series, written into the TIFFs.
+    probabilities, masks : array-like
+        (frames, y, x) probabilities and masks.
+    analysis : AreaAnalysis
+        The area-against-dose analysis of the masks.
+    summary : dict
+        Written as ``summary.json``.
+    label : str
+        The curve's label in the plot.
+    overwrite : bool
+        Replace files in an existing folder.
+    extra_files : dict, optional
+        Name → writer of that path (e.g. ``f1_vs_dose.csv`` from the dock), written in the
+        same all-or-nothing step.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    from ..io.outputs import write_output_folder
+    from ..io.tables import table_to_csv
+    from ..io.writers import write_series_tiff
+    from ..plots.area import area_vs_dose_figure
+
+    # The TIFF stores one (isotropic) pixel size: the mean of the two sides.
+    pixel = None if pixel_size_A is None else float(sum(pixel_size_A) / 2)
+    doses = analysis.dose_e_per_A2
+    figure = area_vs_dose_figure({label: analysis})
+    return write_output_folder(out, {
+        "masks.tif": lambda p: write_series_tiff(p, masks, pixel, dose_e_per_A2=doses),
+        "probability.tif": lambda p: write_series_tiff(p, probabilities, pixel,
+                                                       dose_e_per_A2=doses),
+        "area_vs_dose.csv": lambda p: p.write_text(table_to_csv(analysis.table())),
+        "summary.json": lambda p: p.write_text(json.dumps(summary, indent=2, default=str)),
+        "area_vs_dose.png": lambda p: figure.savefig(p, format="png", dpi=110),
+        "area_vs_dose.svg": lambda p: figure.savefig(p, format="svg"),
+        **(extra_files or {}),
+    }, overwrite=overwrite)
