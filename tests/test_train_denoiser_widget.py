@@ -173,7 +173,19 @@ def test_network_size_is_shown_and_follows_the_settings(widget):
 
 
 def test_defaults_are_the_commands(widget):
-    assert widget.learning_rate.value == pytest.approx(module.cli_default("lr"))
-    assert module.cli_default("lr") == pytest.approx(1e-4)  # Katsuno et al. (2021)
+    import argparse
+
+    from napari_lowdose.cli.denoise import add_denoise_parsers
+    from napari_lowdose.workflows.denoiser_training import DENOISER_TRAINING_DEFAULTS
+
+    parser = argparse.ArgumentParser()
+    add_denoise_parsers(parser.add_subparsers())
+    command = parser.parse_args(["train-denoiser", "--source", "series", "--out", "M"])
+    defaults = DENOISER_TRAINING_DEFAULTS
+    assert defaults.learning_rate == pytest.approx(1e-4)  # Katsuno et al. (2021)
+    assert widget.learning_rate.value == pytest.approx(command.lr) == defaults.learning_rate
+    # (the fixture shortened the widget's epochs and crops; the command reads the same object)
+    assert (command.epochs, command.crop, command.batch_size, command.seed) == (
+        defaults.epochs, defaults.crop_px, defaults.batch_size, defaults.seed)
     widget.learning_rate.value = 3e-4  # still the user's choice
     assert widget.settings().learning_rate == pytest.approx(3e-4)

@@ -55,17 +55,27 @@ def widget(make_napari_viewer, dataset, tmp_path):
 
 
 def test_defaults_mirror_the_cli(make_napari_viewer):
+    import argparse
+
+    from napari_lowdose.cli.train import add_train_parser, settings_from_args
+    from napari_lowdose.train.segmentation import TrainSettings
+    from napari_lowdose.workflows.training import architecture_defaults
+
     widget = TrainWidget(make_napari_viewer(), use_thread=False)
     settings = widget.settings()
-    assert settings.arch == "msdnet" and settings.epochs == 10 and settings.crop_px == 128
-    assert settings.batch_size == 4 and settings.learning_rate == pytest.approx(1e-3)
-    assert settings.device == "auto" and widget.resume.value
-    assert settings.select_by == "threshold"  # the CLI's default; ticked: "calibrated"
+    parser = argparse.ArgumentParser()
+    add_train_parser(parser.add_subparsers())
+    command = settings_from_args(parser.parse_args(["train", "--data", "D", "--out", "M"]))
+    defaults = TrainSettings()
+    for name in ("arch", "epochs", "crop_px", "batch_size", "learning_rate", "device",
+                 "threshold", "select_by", "seed"):
+        assert getattr(settings, name) == getattr(command, name) == getattr(defaults, name)
+    assert widget.resume.value
     widget.select_calibrated.value = True
     assert widget.settings().select_by == "calibrated"
-    assert settings.model_config == {"depth": 50, "width": 1, "kernel_size": 9}
+    assert settings.model_config == architecture_defaults("msdnet")
     widget.arch.value = "unet"
-    assert widget.settings().model_config == {"base_channels": 16, "levels": 3, "kernel_size": 5}
+    assert widget.settings().model_config == architecture_defaults("unet")
     widget.crop.value = 0
     assert widget.settings().crop_px is None
     assert widget.device_info.value  # what "auto" resolves to

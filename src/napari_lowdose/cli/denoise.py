@@ -67,6 +67,7 @@ def add_denoise_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``train-denoiser`` and ``denoise``."""
     from ..models.registry import DEFAULT_DENOISER
     from ..train.denoise import DEFAULT_E_PER_PX_RANGE
+    from ..workflows.denoiser_training import DENOISER_TRAINING_DEFAULTS as defaults
     from ._common import add_dose_options
 
     train = sub.add_parser(
@@ -98,28 +99,32 @@ def add_denoise_parsers(sub: argparse._SubParsersAction) -> None:
                           f"{DEFAULT_E_PER_PX_RANGE[0]:g}…{DEFAULT_E_PER_PX_RANGE[1]:g} e⁻/px)")
     sim.add_argument("--e-per-px-range", type=_pair_of_floats, metavar="LO,HI",
                      help="frame dose drawn log-uniformly in LO…HI electrons per pixel")
-    sim.add_argument("--images-per-wave", type=int, default=4, metavar="N",
-                     help="optics draws per exit wave and epoch (default 4)")
+    sim.add_argument("--images-per-wave", type=int, default=defaults.images_per_wave,
+                     metavar="N",
+                     help="optics draws per exit wave and epoch (default %(default)s)")
     sim.add_argument("--max-waves", type=int, metavar="N",
                      help="use only the first N training exit waves")
-    sim.add_argument("--clean-cache", type=int, default=512, metavar="N",
-                     help="noise-free images kept in memory (default 512; one per exit wave "
-                          "and optics draw is enough to compute each only once)")
+    sim.add_argument("--clean-cache", type=int, default=defaults.clean_cache, metavar="N",
+                     help="noise-free images kept in memory (default %(default)s; one per "
+                          "exit wave and optics draw is enough to compute each only once)")
     series = train.add_argument_group("--source series")
     series.add_argument("--series", type=Path, metavar="SERIES",
                         help="dose series (frames of the same field)")
-    series.add_argument("--max-frame-gap", type=int, default=1, metavar="N",
-                        help="pair frames at most N apart (default 1)")
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--crop", type=int, default=128, metavar="PX",
-                       help="side of the random training crops (default 128)")
+    series.add_argument("--max-frame-gap", type=int, default=defaults.max_frame_gap,
+                        metavar="N",
+                        help="pair frames at most N apart (default %(default)s)")
+    train.add_argument("--epochs", type=int, default=defaults.epochs)
+    train.add_argument("--crop", type=int, default=defaults.crop_px, metavar="PX",
+                       help="side of the random training crops (default %(default)s)")
     train.add_argument("--val-crop", type=int, metavar="PX",
                        help="side of the central validation crops (default 2 × --crop; "
                             "0 = whole frames)")
-    train.add_argument("--max-val-images", type=int, default=16, metavar="N",
-                       help="validation items (default 16)")
-    train.add_argument("--batch-size", type=int, default=8)
-    train.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (1e-4)")
+    train.add_argument("--max-val-images", type=int, default=defaults.max_val_images,
+                       metavar="N",
+                       help="validation items (default %(default)s)")
+    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    train.add_argument("--lr", type=float, default=defaults.learning_rate,
+                       help="Adam learning rate (default %(default)s)")
     train.add_argument("--loss", choices=["l1", "l2"],
                        help="default l1 (Katsuno et al.); l2 for --source series, where the "
                             "noisy target makes L1 biased at low dose")
@@ -127,7 +132,7 @@ def add_denoise_parsers(sub: argparse._SubParsersAction) -> None:
                        help="cap the steps of an epoch (default: one pass over the items)")
     train.add_argument("--device", default="auto",
                        help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:N or mps")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--base-channels", type=int, help="channels of the first block (32)")
     train.add_argument("--levels", type=int, help="down-sampling steps (3)")
     train.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
@@ -227,33 +232,18 @@ def _check_source_options(args: argparse.Namespace) -> None:
 
 def _datasets(args: argparse.Namespace, notes: list[str]):
     """Training and validation datasets of the chosen source."""
-    from ..train.denoise import (
-        DEFAULT_E_PER_PX_RANGE,
-        SimulatedPairs,
-        pair_datasets,
-        series_datasets,
-    )
+    from ..train.denoise import pair_datasets, series_datasets
+    from ..workflows.denoiser_training import simulated_datasets, validation_crop_px
 
     crop = args.crop
-    val_crop = 2 * crop if args.val_crop is None else (args.val_crop or None)
+    val_crop = validation_crop_px(crop, args.val_crop)
     seed = args.seed
     if args.source == "simulated":
-        common = {"dose_range_e_per_A2": args.dose_range,
-                  "e_per_px_range": args.e_per_px_range or DEFAULT_E_PER_PX_RANGE,
-                  "images_per_wave": args.images_per_wave, "clean_cache": args.clean_cache}
-        train = SimulatedPairs(args.data, "train", crop_px=crop, seed=seed,
-                               max_waves=args.max_waves, **common)
-        try:
-            val = SimulatedPairs(args.data, "val", crop_px=val_crop, augment=False,
-                                 seed=seed + 1, **common)
-        except LowdoseError:
-            val = None
-        if val is None or len(val) == 0:
-            notes.append("the dataset has no validation structures: validating on other "
-                         "draws of the training waves")
-            val = SimulatedPairs(args.data, "train", crop_px=val_crop, augment=False,
-                                 seed=seed + 1, max_waves=args.max_waves, **common)
-        return train, val
+        return simulated_datasets(
+            args.data, crop_px=crop, val_crop_px=val_crop, seed=seed,
+            dose_range_e_per_A2=args.dose_range, e_per_px_range=args.e_per_px_range,
+            images_per_wave=args.images_per_wave, clean_cache=args.clean_cache,
+            max_waves=args.max_waves, notes=notes)
     if args.source == "pairs":
         short = _open(args, args.short, calibrated=True)
         long = _open(args, args.long, calibrated=False)

@@ -21,6 +21,8 @@ class TrainUsageError(LowdoseError):
 
 def add_train_parser(sub: argparse._SubParsersAction) -> None:
     """Register the ``train`` subcommand."""
+    from ..train.segmentation import TrainSettings as DEFAULTS
+
     train = sub.add_parser(
         "train",
         help="train an MSD-net or U-net on a simulated dataset",
@@ -39,13 +41,15 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--out", type=Path, required=True, metavar="MODEL",
                        help="checkpoint file (.safetensors; MODEL.json and MODEL.state.pt "
                             "are written beside it)")
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--crop", type=int, default=128, metavar="PX",
-                       help="side of the random training crops (default 128; 0 = whole frames)")
-    train.add_argument("--device", default="auto",
+    train.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
+    train.add_argument("--crop", type=int, default=DEFAULTS.crop_px, metavar="PX",
+                       help="side of the random training crops (default %(default)s; "
+                            "0 = whole frames)")
+    train.add_argument("--device", default=DEFAULTS.device,
                        help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:N or mps")
-    train.add_argument("--batch-size", type=int, default=4)
-    train.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
+    train.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    train.add_argument("--lr", type=float, default=DEFAULTS.learning_rate,
+                       help="learning rate (default %(default)s)")
     train.add_argument("--steps-per-epoch", type=int, metavar="N",
                        help="cap the steps of an epoch (default: one pass over the images)")
     train.add_argument("--val-crop", type=int, metavar="PX",
@@ -53,12 +57,14 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
                             "0 = whole frames)")
     train.add_argument("--max-val-images", type=int, metavar="N",
                        help="validate on the first N validation images only")
-    train.add_argument("--threshold", type=float, default=0.9,
-                       help="probability threshold of the validation masks (default 0.9)")
-    train.add_argument("--select-by", choices=["threshold", "calibrated"], default="threshold",
+    train.add_argument("--threshold", type=float, default=DEFAULTS.threshold,
+                       help="probability threshold of the validation masks (default "
+                            "%(default)s)")
+    train.add_argument("--select-by", choices=["threshold", "calibrated"],
+                       default=DEFAULTS.select_by,
                        help="keep the checkpoint of best F1 at --threshold (default), or at "
                             "each epoch's own best threshold (then segment --threshold model)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=DEFAULTS.seed)
     train.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     train.add_argument("--loader-workers", type=int, default=0, metavar="N",
                        help="DataLoader worker processes (default 0)")
@@ -89,6 +95,8 @@ def settings_from_args(args: argparse.Namespace):
                     if getattr(args, name) is not None}
     if args.init is not None:
         # All of the model's settings (e.g. its dilations), then what the options change.
+        from ..workflows.training import init_config
+
         model_config = {**init_config(args.init), **model_config}
     other = [name for name in ("depth", "width", "dilation_seed", "base_channels", "levels")
              if name not in names and getattr(args, name) is not None]
@@ -115,17 +123,6 @@ def settings_from_args(args: argparse.Namespace):
         num_workers=args.loader_workers,
         init_from=None if args.init is None else str(args.init),
     )
-
-
-def init_config(name_or_path) -> dict:
-    """Architecture settings of a trained model, as ``TrainSettings.model_config``."""
-    from ..models.checkpoint import read_checkpoint_metadata
-    from ..models.registry import resolve_model
-
-    config = dict(read_checkpoint_metadata(resolve_model(name_or_path)).get("config") or {})
-    for key in ("in_channels", "out_channels"):
-        config.pop(key, None)
-    return config
 
 
 def _architecture_of_init(args: argparse.Namespace) -> None:

@@ -30,6 +30,8 @@ from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Signal
 
+from ..train.segmentation import TrainSettings as DEFAULTS
+from ..workflows.training import architecture_defaults
 from ._common import DEVICE_CHOICES, device_description, is_empty_path, one_line
 from .noise_fit import _style_axes, _theme_colors
 
@@ -225,21 +227,25 @@ class TrainWidget(TrainingDock):
             label="start from", choices=self._init_choices, value=RANDOM_WEIGHTS
         )
         self.init_info = Label(label="", value="")
-        self.arch = ComboBox(label="architecture", choices=ARCH_CHOICES, value="msdnet")
-        self.msd_depth = SpinBox(label="MSD-net depth", min=1, max=1000, value=50)
-        self.msd_width = SpinBox(label="MSD-net width", min=1, max=64, value=1)
-        self.msd_kernel = SpinBox(label="MSD-net kernel", min=1, max=31, step=2, value=9)
-        self.unet_channels = SpinBox(label="U-net base channels", min=1, max=512, value=16)
-        self.unet_levels = SpinBox(label="U-net levels", min=1, max=8, value=3)
-        self.unet_kernel = SpinBox(label="U-net kernel", min=1, max=31, step=2, value=5)
-        self.epochs = SpinBox(label="epochs", min=1, max=100_000, value=10)
-        self.crop = SpinBox(label="crop (px, 0 = whole)", min=0, max=8192, value=128)
-        self.batch_size = SpinBox(label="batch size", min=1, max=4096, value=4)
+        self.arch = ComboBox(label="architecture", choices=ARCH_CHOICES, value=DEFAULTS.arch)
+        msd, unet = architecture_defaults("msdnet"), architecture_defaults("unet")
+        self.msd_depth = SpinBox(label="MSD-net depth", min=1, max=1000, value=msd["depth"])
+        self.msd_width = SpinBox(label="MSD-net width", min=1, max=64, value=msd["width"])
+        self.msd_kernel = SpinBox(label="MSD-net kernel", min=1, max=31, step=2,
+                                  value=msd["kernel_size"])
+        self.unet_channels = SpinBox(label="U-net base channels", min=1, max=512,
+                                     value=unet["base_channels"])
+        self.unet_levels = SpinBox(label="U-net levels", min=1, max=8, value=unet["levels"])
+        self.unet_kernel = SpinBox(label="U-net kernel", min=1, max=31, step=2,
+                                   value=unet["kernel_size"])
+        self.epochs = SpinBox(label="epochs", min=1, max=100_000, value=DEFAULTS.epochs)
+        self.crop = SpinBox(label="crop (px, 0 = whole)", min=0, max=8192, value=DEFAULTS.crop_px)
+        self.batch_size = SpinBox(label="batch size", min=1, max=4096, value=DEFAULTS.batch_size)
         self.learning_rate = FloatSpinBox(
-            label="learning rate", min=1e-7, max=1.0, step=1e-4, value=1e-3
+            label="learning rate", min=1e-7, max=1.0, step=1e-4, value=DEFAULTS.learning_rate
         )
         self.learning_rate.native.setDecimals(7)
-        self.device = ComboBox(label="device", choices=DEVICE_CHOICES, value="auto")
+        self.device = ComboBox(label="device", choices=DEVICE_CHOICES, value=DEFAULTS.device)
         self.device_info = Label(label="runs on", value="")
         self.out_file = FileEdit(
             label="output model", mode="w", filter=f"*{MODEL_SUFFIX}", value=""
@@ -332,9 +338,9 @@ class TrainWidget(TrainingDock):
 
     def _on_init_changed(self, _value=None):
         """Fine-tuning: take the architecture and its settings from the chosen model."""
-        from ..cli.train import init_config
         from ..models.checkpoint import read_checkpoint_metadata
         from ..models.registry import resolve_model
+        from ..workflows.training import init_config
 
         start = self.init_model.value
         fine_tune = start not in (None, RANDOM_WEIGHTS)
@@ -408,7 +414,7 @@ class TrainWidget(TrainingDock):
     def model_config(self) -> dict:
         """The architecture settings of the current inputs (all of the model's to fine-tune)."""
         if self.init_model.value not in (None, RANDOM_WEIGHTS):
-            from ..cli.train import init_config
+            from ..workflows.training import init_config
 
             return init_config(self.init_model.value)
         if self.arch.value == "msdnet":

@@ -15,10 +15,7 @@ the validation PSNR (the noisy input's PSNR as a reference; best epoch marked).
 "Stop" ends training after the current step; the best checkpoint is kept.
 """
 
-import argparse
-from functools import cache
 from pathlib import Path
-from types import SimpleNamespace
 
 import napari
 import numpy as np
@@ -36,6 +33,8 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..errors import LowdoseError
+from ..workflows.denoiser_training import DENOISER_TRAINING_DEFAULTS as DEFAULTS
+from ..workflows.denoiser_training import simulated_datasets, validation_crop_px
 from ._common import DEVICE_CHOICES, device_description, is_empty_path, one_line
 from ._layers import layer_counts_per_electron, layer_expected_e_per_px
 from .denoise import AUTO_GAIN_TEXT
@@ -48,22 +47,6 @@ SOURCE_CHOICES = [
     ("simulated dataset", SIMULATED),
     ("dose series (Noise2Noise)", SERIES),
 ]
-
-
-@cache
-def cli_default(option: str):
-    """Default of an option of ``napari-lowdose train-denoiser`` (its ``dest`` name).
-
-    The widget takes its defaults from the command's parser
-    (:func:`napari_lowdose.cli.denoise.add_denoise_parsers`), so that the two
-    cannot drift apart.
-    """
-    from ..cli.denoise import add_denoise_parsers
-
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers()
-    add_denoise_parsers(sub)
-    return sub.choices["train-denoiser"].get_default(option)
 
 
 def _network_defaults() -> dict:
@@ -116,8 +99,8 @@ class TrainDenoiserWidget(TrainingDock):
     def __init__(self, viewer: napari.viewer.Viewer, *, use_thread: bool = True):
         super().__init__(viewer, use_thread=use_thread)
         #: Step caps, as the command's --steps-per-epoch and --max-val-images.
-        self.steps_per_epoch = cli_default("steps_per_epoch")
-        self.max_val_images = cli_default("max_val_images")
+        self.steps_per_epoch = DEFAULTS.steps_per_epoch
+        self.max_val_images = DEFAULTS.max_val_images
         defaults = _network_defaults()
         self._extra_config: dict = {}  # network settings without an input (model_config)
         #: Parameters of the network to train (None: its settings are not usable).
@@ -158,14 +141,14 @@ class TrainDenoiserWidget(TrainingDock):
             tooltip="Down-sampling steps (--levels)",
         )
         self.network_info = Label(label="network", value="")
-        self.epochs = SpinBox(label="epochs", min=1, max=100_000, value=cli_default("epochs"))
-        self.crop = SpinBox(label="crop (px)", min=8, max=8192, value=cli_default("crop"))
+        self.epochs = SpinBox(label="epochs", min=1, max=100_000, value=DEFAULTS.epochs)
+        self.crop = SpinBox(label="crop (px)", min=8, max=8192, value=DEFAULTS.crop_px)
         self.batch_size = SpinBox(
-            label="batch size", min=1, max=4096, value=cli_default("batch_size")
+            label="batch size", min=1, max=4096, value=DEFAULTS.batch_size
         )
         # Katsuno et al. (2021): Adam at 1e-4, the command's default.
         self.learning_rate = FloatSpinBox(
-            label="learning rate", min=1e-7, max=1.0, step=1e-4, value=cli_default("lr")
+            label="learning rate", min=1e-7, max=1.0, step=1e-4, value=DEFAULTS.learning_rate
         )
         self.learning_rate.native.setDecimals(7)
         self.noise_weighted = CheckBox(text="noise-weighted loss", value=False)
@@ -308,8 +291,6 @@ class TrainDenoiserWidget(TrainingDock):
 
     def _datasets(self):
         """(train, val, notes) of the chosen source (raises LowdoseError, ValueError)."""
-        from ..cli.denoise import _datasets
-
         notes: list[str] = []
         crop = int(self.crop.value)
         if self.source.value == SIMULATED:
@@ -319,11 +300,12 @@ class TrainDenoiserWidget(TrainingDock):
             lo, hi = (float(v) for v in self.e_per_px_range.value.split(","))
             if not 0 < lo <= hi:
                 raise ValueError("The e⁻/px range must be LO,HI with 0 < LO ≤ HI.")
-            args = SimpleNamespace(
-                source=SIMULATED, data=Path(path), crop=crop, val_crop=None, seed=0,
-                dose_range=None, e_per_px_range=(lo, hi), images_per_wave=4,
-                clean_cache=512, max_waves=None)
-            return (*_datasets(args, notes), notes)
+            train, val = simulated_datasets(
+                Path(path), crop_px=crop, val_crop_px=validation_crop_px(crop, None),
+                seed=DEFAULTS.seed, dose_range_e_per_A2=None, e_per_px_range=(lo, hi),
+                images_per_wave=DEFAULTS.images_per_wave, clean_cache=DEFAULTS.clean_cache,
+                max_waves=None, notes=notes)
+            return train, val, notes
         if self.source.value == PAIRS:
             return (*self._pair_datasets(crop, notes), notes)
         from ..train.denoise import series_datasets
@@ -339,9 +321,10 @@ class TrainDenoiserWidget(TrainingDock):
         gain, gain_text = layer_counts_per_electron(layer, float(self.gain.value))
         notes.extend([text, f"gain: {gain_text}"])
         train, val = series_datasets(
-            data, crop_px=crop, val_crop_px=2 * crop, notes=notes, expected_e_per_px=e_per_px,
-            counts_per_electron=gain, max_frame_gap=cli_default("max_frame_gap"),
-            seed=cli_default("seed"))
+            data, crop_px=crop, val_crop_px=validation_crop_px(crop, None), notes=notes,
+            expected_e_per_px=e_per_px,
+            counts_per_electron=gain, max_frame_gap=DEFAULTS.max_frame_gap,
+            seed=DEFAULTS.seed)
         return train, val, notes
 
     def _pair_layers(self):
@@ -381,9 +364,9 @@ class TrainDenoiserWidget(TrainingDock):
                       f"gain: {gain_text}"])
         return pair_datasets(
             np.asarray(short_data, dtype=np.float32), np.asarray(long_data, dtype=np.float32),
-            crop_px=crop, val_crop_px=2 * crop, notes=notes,  # the command's default --val-crop
+            crop_px=crop, val_crop_px=validation_crop_px(crop, None), notes=notes,
             short_e_per_px=short_e, long_e_per_px=long_e, counts_per_electron=gain,
-            seed=cli_default("seed"))
+            seed=DEFAULTS.seed)
 
     def settings(self):
         """The :class:`DenoiserSettings` of the current inputs (raises LowdoseError)."""
@@ -395,7 +378,7 @@ class TrainDenoiserWidget(TrainingDock):
             batch_size=int(self.batch_size.value),
             learning_rate=float(self.learning_rate.value),
             loss="l2" if self.source.value == SERIES else "l1", device=self.device.value,
-            seed=cli_default("seed"),
+            seed=DEFAULTS.seed,
             steps_per_epoch=self.steps_per_epoch, max_val_images=self.max_val_images,
             source=self.source.value, noise_weighted=bool(self.noise_weighted.value),
             init_from=init)
