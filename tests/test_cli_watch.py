@@ -9,9 +9,8 @@ import pytest
 import tifffile
 
 from napari_lowdose.cli import main
-from napari_lowdose.insitu import LOG_FILE, FrameDenoiser, InSituOutput
+from napari_lowdose.insitu import LOG_FILE, Failure, FrameDenoiser, InSituOutput, WatchStats
 from napari_lowdose.io.readers import read_series
-from napari_lowdose.io.watch import Failure, WatchStats
 from napari_lowdose.io.writers import write_series_tiff
 from napari_lowdose.models.checkpoint import save_checkpoint
 from napari_lowdose.models.denoiser import DenoiserUNet, denoise_frame

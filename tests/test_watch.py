@@ -1,4 +1,4 @@
-"""In-situ mode core (io/watch.py): ready-file detection, order, backlog and rate."""
+"""In-situ mode core (the insitu package): ready-file detection, order, backlog and rate."""
 
 import io
 import os
@@ -11,7 +11,7 @@ import pytest
 import tifffile
 
 from napari_lowdose.errors import SeriesReadError
-from napari_lowdose.io.watch import (
+from napari_lowdose.insitu import (
     FolderWatcher,
     RateMeter,
     WatchSession,

@@ -1,7 +1,7 @@
 """``napari-lowdose watch DIR``: denoise frames while an acquisition program writes them.
 
 In-situ mode after Katsuno et al. (2021): every file that appears in ``DIR``
-is taken once it is complete (:mod:`napari_lowdose.io.watch`), each of its
+is taken once it is complete (:mod:`napari_lowdose.insitu.folder`), each of its
 frames is denoised (:class:`~napari_lowdose.insitu.FrameDenoiser`) and written
 to ``--out`` with a per-frame log (:class:`~napari_lowdose.insitu.InSituOutput`).
 The sustained rate and the backlog are printed as it goes; no frame is dropped
@@ -80,8 +80,7 @@ def _check(args: argparse.Namespace) -> None:
 def cmd_watch(args: argparse.Namespace) -> int:
     """Watch, denoise, write and log until stopped; exit 1 if any frame failed."""
     from ..device import describe_device
-    from ..insitu import FrameDenoiser, InSituOutput
-    from ..io.watch import FolderWatcher, WatchSession
+    from ..insitu import FolderWatcher, FrameDenoiser, InSituOutput, WatchSession
     from ..models.registry import DEFAULT_DENOISER, load_denoiser
 
     _check(args)

@@ -26,8 +26,8 @@ Layer mode
     the gain or the tiling starts the output layer afresh.
 
 In-situ mode
-    A camera folder is watched (:class:`napari_lowdose.io.watch.FolderWatcher`,
-    :class:`~napari_lowdose.io.watch.WatchSession`); each frame written into it
+    A camera folder is watched (:class:`napari_lowdose.insitu.FolderWatcher`,
+    :class:`~napari_lowdose.insitu.WatchSession`); each frame written into it
     is denoised (:class:`napari_lowdose.insitu.FrameDenoiser`, with the gain set
     in the widget, else 1 as for ``napari-lowdose watch``) and appended to
     two growing layers, ``"live raw"`` and ``"live denoised"``, and the viewer
@@ -866,7 +866,7 @@ class DenoiseWidget(Container):
 
     def _watch_request(self):
         """Everything a watch needs, or None after show_error."""
-        from ..io.watch import FolderWatcher
+        from ..insitu import FolderWatcher
 
         if is_empty_path(self.camera_folder.value):
             show_error("Choose the camera folder to watch.")
@@ -949,8 +949,7 @@ class DenoiseWidget(Container):
 
     def _watch_events(self, request):
         """Generator (worker thread): the watch session's events, results written to OUT."""
-        from ..insitu import FrameDenoiser, InSituOutput
-        from ..io.watch import WatchSession
+        from ..insitu import FrameDenoiser, InSituOutput, WatchSession
         from ..models.registry import load_denoiser
 
         watch = self._watch

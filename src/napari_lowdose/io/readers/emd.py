@@ -1,0 +1,121 @@
+"""EMD (HDF5) reader: Berkeley/NCEM EMD and Thermo Fisher Velox files (h5py).
+
+The image data set stays on disk (dask or h5py slicing). Berkeley files give
+the pixel size through their ``dim`` vectors, Velox files through the
+``BinaryResult.PixelSize`` of their JSON metadata.
+"""
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+from ...errors import SeriesReadError
+from ..series import DoseHints, Series
+from ..units import normalise_unit
+from ._common import _finish, _jsonable, _pixel_size, _short, _to_frames
+
+__all__ = ["read_emd"]
+
+
+def read_emd(path: str | Path) -> Series:
+    """Read a Berkeley (NCEM) or Velox .emd file; the HDF5 dataset stays on disk."""
+    import h5py
+
+    path = Path(path)
+    try:
+        h5 = h5py.File(path, "r")
+    except Exception as err:
+        raise SeriesReadError(f"{path.name}: not a readable EMD/HDF5 file ({_short(err)})") \
+            from None
+    try:
+        if "Data" in h5 and "Image" in h5["Data"]:
+            return _finish(_read_velox(h5, path))
+        return _finish(_read_berkeley(h5, path))
+    except SeriesReadError:
+        h5.close()
+        raise
+    except Exception as err:
+        h5.close()
+        raise SeriesReadError(f"{path.name}: unexpected EMD layout ({_short(err)})") from None
+
+
+def _read_berkeley(h5: Any, path: Path) -> Series:
+    import h5py
+
+    groups: list[Any] = []
+
+    def visit(_name: str, obj: Any) -> None:
+        group_type = np.asarray(obj.attrs.get("emd_group_type", 0)) if hasattr(obj, "attrs") else 0
+        if isinstance(obj, h5py.Group) and int(group_type) == 1:
+            groups.append(obj)
+
+    h5.visititems(visit)
+    candidates = []
+    for group in groups:
+        for name, obj in group.items():
+            if isinstance(obj, h5py.Dataset) and not name.startswith("dim") and obj.ndim >= 2:
+                candidates.append((group, obj))
+    if not candidates:
+        raise SeriesReadError(f"{path.name}: no image data set in this EMD file")
+    group, dset = max(candidates, key=lambda gd: gd[1].size)
+    dims = []
+    for axis in range(1, dset.ndim + 1):
+        dim = group.get(f"dim{axis}")
+        if dim is None:
+            dims.append((None, "", ""))
+            continue
+        values = np.asarray(dim[: min(len(dim), 2)], dtype=np.float64)
+        dims.append((values, _jsonable(dim.attrs.get("name", "")),
+                     normalise_unit(dim.attrs.get("units", ""))))
+    warn: list[str] = []
+    step = [float(v[1] - v[0]) if v is not None and len(v) > 1 else math.nan for v, _, _ in dims]
+    pixel_size = _pixel_size((step[-2], step[-1]), (dims[-2][2], dims[-1][2]), warn,
+                             "EMD dim vectors")
+    data = da.from_array(dset, chunks=(1,) * (dset.ndim - 2) + tuple(dset.shape[-2:]))
+    if dset.ndim == 2:
+        data = dset  # h5py dataset: napari slices it lazily
+    meta = {
+        "emd_group": group.name,
+        "dataset": dset.name,
+        "dims": [{"name": n, "units": u} for _, n, u in dims],
+        "root_attrs": _jsonable(dict(h5.attrs)),
+    }
+    return Series(_to_frames(data), pixel_size, "EMD (Berkeley/NCEM)", path,
+                  f"{group.name} dim vectors" if pixel_size else "", meta, DoseHints(),
+                  warnings=warn)
+
+
+def _read_velox(h5: Any, path: Path) -> Series:
+    images = h5["Data"]["Image"]
+    if not len(images):
+        raise SeriesReadError(f"{path.name}: Velox file holds no image")
+    key = sorted(images.keys())[0]
+    group = images[key]
+    dset = group["Data"]  # (y, x, frames)
+    if dset.ndim != 3:
+        raise SeriesReadError(f"{path.name}: unexpected Velox image shape {dset.shape}")
+    meta: dict[str, Any] = {"velox_image": key}
+    warn: list[str] = []
+    pixel_size = None
+    if "Metadata" in group:
+        raw = np.asarray(group["Metadata"][:, 0]).tobytes().rstrip(b"\x00")
+        try:
+            record = json.loads(raw.decode("utf-8", errors="replace"))
+        except json.JSONDecodeError:
+            record = {}
+        meta["velox_metadata"] = record
+        size = record.get("BinaryResult", {}).get("PixelSize", {})
+        units = record.get("BinaryResult", {}).get("PixelUnitX", "m"), \
+            record.get("BinaryResult", {}).get("PixelUnitY", "m")
+        if "width" in size and "height" in size:
+            pixel_size = _pixel_size((float(size["height"]), float(size["width"])),
+                                     (units[1], units[0]), warn, "Velox BinaryResult")
+    data = da.from_array(dset, chunks=tuple(dset.shape[:2]) + (1,)).transpose(2, 0, 1)
+    return Series(_to_frames(data), pixel_size, "EMD (Velox)", path,
+                  "Velox BinaryResult.PixelSize" if pixel_size else "", meta, DoseHints(),
+                  warnings=warn)
+
