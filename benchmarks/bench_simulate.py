@@ -69,7 +69,7 @@ def time_exit_waves(n: int, size_px: int, planning: str) -> tuple[float, list[in
 
 def time_images(n: int, size_px: int) -> float:
     """Seconds per image epoch from a cached wave, one thread."""
-    from napari_lowdose.noise.model import preset
+    from napari_lowdose.noise.presets import preset
     from napari_lowdose.simulate.exitwaves import simulate_structure
     from napari_lowdose.simulate.imaging import make_image
     from napari_lowdose.simulate.structures import StructureRecipe

@@ -151,7 +151,7 @@ def test_batched_lm_reaches_least_squares_optimum():
     stack = _series(0.05, seed=3, size=128)[::6]
     spec = radial_spectrum(stack, kind="power")
     res = fit_spectra(spec, model="physical")
-    from napari_lowdose.noise.fitting import _log_bias
+    from napari_lowdose.noise.solver import log_bias as _log_bias
 
     w = np.sqrt(spec.counts / spec.counts.mean())
     log_bias = _log_bias(spec.counts, "power")

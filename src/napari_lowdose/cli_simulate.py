@@ -40,7 +40,8 @@ def dose_range_argument(text: str) -> tuple[float, float]:
 
 def noise_model_argument(text: str):
     """A Table 3 preset name (``MTF4``, ``"MTF 4"``) or a ``noise_model.json`` file."""
-    from .noise.model import NoiseModel, preset
+    from .noise.model import NoiseModel
+    from .noise.presets import preset
 
     if text.lower().endswith(".json") or os.sep in text:
         path = Path(text)

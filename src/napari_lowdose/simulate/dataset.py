@@ -51,7 +51,8 @@ import numpy as np
 from ..errors import LowdoseError
 from ..io.tables import table_to_csv
 from ..io.writers import atomic_write_text
-from ..noise.model import NoiseModel, preset
+from ..noise.model import NoiseModel
+from ..noise.presets import preset
 from .exitwaves import (
     FFTW_WISDOM_FILE,
     ExitWaveCache,

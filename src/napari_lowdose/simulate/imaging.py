@@ -57,7 +57,8 @@ import numpy as np
 import scipy.constants as const
 import scipy.fft
 
-from ..noise.model import PRESETS, NoiseDraw, NoiseModel
+from ..noise.model import NoiseDraw, NoiseModel
+from ..noise.presets import PRESETS
 from ..noise.synthesis import apply_detector_noise, n_threads
 
 __all__ = [

@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from ..noise.model import NoiseModel, preset
+from ..noise.model import NoiseModel
+from ..noise.presets import preset
 from .exitwaves import CachedStructure, MultisliceSettings, compute_exit_wave
 from .imaging import (
     SERIES_OPTICS,

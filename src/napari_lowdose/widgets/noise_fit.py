@@ -19,7 +19,8 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from ..errors import LowdoseError
 from ..io.layers import layer_frame_dose
 from ..io.writers import atomic_write_text
-from ..noise.fitting import NoiseFitResult, fit_spectra, fit_table_csv
+from ..noise.fit_result import NoiseFitResult, fit_table_csv
+from ..noise.fitting import fit_spectra
 from ..noise.model import NoiseModel
 from ..noise.spectrum import RadialSpectrum, radial_spectrum
 from ._common import rectangle_roi_px

@@ -36,7 +36,8 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..io.dose import FrameDose
 from ..io.layers import LOWDOSE_KEY, image_layer_kwargs
-from ..noise.model import PRESETS, NoiseModel
+from ..noise.model import NoiseModel
+from ..noise.presets import PRESETS
 from ..simulate.imaging import DOSE_RANGES_E_PER_A2, TABLE1_OPTICS
 from ..simulate.structures import StructureRecipe
 from ._common import is_empty_path
