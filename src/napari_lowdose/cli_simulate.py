@@ -31,7 +31,7 @@ def _pair(text: str, name: str) -> tuple[float, float]:
 
 def dose_range_argument(text: str) -> tuple[float, float]:
     """``high``/``low`` (Table 2) or ``LO,HI`` in e⁻/Å²."""
-    from .simulate.imaging import DOSE_RANGES_E_PER_A2
+    from .simulate.optics import DOSE_RANGES_E_PER_A2
 
     if text.lower() in DOSE_RANGES_E_PER_A2:
         return DOSE_RANGES_E_PER_A2[text.lower()]

@@ -62,7 +62,8 @@ from .exitwaves import (
     plan_fftw_wisdom,
     software_versions,
 )
-from .imaging import DOSE_RANGES_E_PER_A2, TABLE1_OPTICS, OpticsRanges, iter_images
+from .imaging import iter_images
+from .optics import DOSE_RANGES_E_PER_A2, TABLE1_OPTICS, OpticsRanges
 from .structures import StructureRecipe
 
 __all__ = [

@@ -31,16 +31,8 @@ import numpy as np
 from ..noise.model import NoiseModel
 from ..noise.presets import preset
 from .exitwaves import CachedStructure, MultisliceSettings, compute_exit_wave
-from .imaging import (
-    SERIES_OPTICS,
-    TABLE1_OPTICS,
-    Optics,
-    OpticsRanges,
-    clean_image,
-    draw_optics,
-    make_dose_series,
-    noisy_image,
-)
+from .imaging import clean_image, make_dose_series, noisy_image
+from .optics import SERIES_OPTICS, TABLE1_OPTICS, Optics, OpticsRanges, draw_optics
 from .structures import StructureRecipe, build_supported_particle
 
 __all__ = [

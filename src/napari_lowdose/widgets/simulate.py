@@ -38,7 +38,7 @@ from ..io.dose import FrameDose
 from ..io.layers import LOWDOSE_KEY, image_layer_kwargs
 from ..noise.model import NoiseModel
 from ..noise.presets import PRESETS
-from ..simulate.imaging import DOSE_RANGES_E_PER_A2, TABLE1_OPTICS
+from ..simulate.optics import DOSE_RANGES_E_PER_A2, TABLE1_OPTICS
 from ..simulate.structures import StructureRecipe
 from ._common import is_empty_path
 
