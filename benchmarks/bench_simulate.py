@@ -89,7 +89,8 @@ def time_images(n: int, size_px: int) -> float:
 
 def time_dataset(n_structures: int, epochs: int, size_px: int, workers: int) -> float:
     """Wall seconds of generate_dataset into a fresh folder."""
-    from napari_lowdose.simulate.dataset import DatasetRecipe, generate_dataset
+    from napari_lowdose.simulate.dataset import generate_dataset
+    from napari_lowdose.simulate.recipe import DatasetRecipe
     from napari_lowdose.simulate.structures import StructureRecipe
 
     recipe = DatasetRecipe(n_structures=n_structures, image_epochs=epochs, seed=1,

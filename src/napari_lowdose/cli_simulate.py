@@ -103,8 +103,8 @@ def add_simulate_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def recipe_from_args(args: argparse.Namespace):
-    """The :class:`~.simulate.dataset.DatasetRecipe` that the options describe."""
-    from .simulate.dataset import DatasetRecipe, read_card
+    """The :class:`~.simulate.recipe.DatasetRecipe` that the options describe."""
+    from .simulate.recipe import DatasetRecipe, read_card
     from .simulate.structures import StructureRecipe
 
     if args.from_card is not None:

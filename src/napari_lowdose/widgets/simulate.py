@@ -451,7 +451,7 @@ class SimulateWidget(Container):
     # -- dataset --------------------------------------------------------------------------
     def _dataset_request(self):
         """(out_dir, DatasetRecipe, workers) or None after show_error."""
-        from ..simulate.dataset import DatasetError, DatasetRecipe
+        from ..simulate.recipe import DatasetError, DatasetRecipe
 
         out = self.out_dir.value
         if is_empty_path(out):
