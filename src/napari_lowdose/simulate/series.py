@@ -1,6 +1,6 @@
 """One simulated particle imaged as a dose series (Larsen et al. 2023, SOI Fig. 9).
 
-The validation series of Larsen et al. (2023), SOI Fig. 9 and SPEC §3: one
+The validation series of Larsen et al. (2023), SOI Fig. 9: one
 CeO2-supported Au particle (:mod:`.structures`), one abTEM multislice exit wave
 at 300 keV (:mod:`.exitwaves`), imaged frame after frame with the dose rising
 log-uniformly over 10¹…10⁴ e⁻/Å², narrow optics (defocus 48–50 Å, Cs 7–8 µm,
@@ -192,7 +192,7 @@ def simulate_dose_series(
     optics_ranges: OpticsRanges = SERIES_OPTICS,
     settings: MultisliceSettings | None = None,
 ) -> SimulatedDoseSeries:
-    """Simulate a dose series of one CeO2-supported Au particle (SOI Fig. 9, SPEC §3).
+    """Simulate a dose series of one CeO2-supported Au particle (SOI Fig. 9).
 
     Parameters
     ----------
