@@ -37,7 +37,7 @@ from napari_lowdose.noise import (
     paper_spectrum_model,
     physical_spectrum_model,
 )
-from napari_lowdose.noise.fitting import _log_bias
+from napari_lowdose.noise.solver import log_bias as _log_bias
 
 C0, C3, N0, SAMPLING_A = 0.27, 2.25, 0.01, 0.1
 

@@ -69,7 +69,7 @@ def time_exit_waves(n: int, size_px: int, planning: str) -> tuple[float, list[in
 
 def time_images(n: int, size_px: int) -> float:
     """Seconds per image epoch from a cached wave, one thread."""
-    from napari_lowdose.noise.model import preset
+    from napari_lowdose.noise.presets import preset
     from napari_lowdose.simulate.exitwaves import simulate_structure
     from napari_lowdose.simulate.imaging import make_image
     from napari_lowdose.simulate.structures import StructureRecipe
@@ -89,7 +89,8 @@ def time_images(n: int, size_px: int) -> float:
 
 def time_dataset(n_structures: int, epochs: int, size_px: int, workers: int) -> float:
     """Wall seconds of generate_dataset into a fresh folder."""
-    from napari_lowdose.simulate.dataset import DatasetRecipe, generate_dataset
+    from napari_lowdose.simulate.dataset import generate_dataset
+    from napari_lowdose.simulate.recipe import DatasetRecipe
     from napari_lowdose.simulate.structures import StructureRecipe
 
     recipe = DatasetRecipe(n_structures=n_structures, image_epochs=epochs, seed=1,

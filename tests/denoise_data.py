@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_lowdose.noise import apply_detector_noise
-from napari_lowdose.simulate.dataset import CARD_FORMAT, DatasetRecipe
+from napari_lowdose.simulate.recipe import CARD_FORMAT, DatasetRecipe
 from napari_lowdose.simulate.structures import StructureRecipe
 from napari_lowdose.simulate.synthetic_series import (
     SyntheticSeriesParameters,

@@ -10,7 +10,7 @@ from napari_lowdose.io.readers import read_series
 from napari_lowdose.io.writers import write_series_tiff
 from napari_lowdose.models.checkpoint import save_checkpoint
 from napari_lowdose.models.msdnet import MSDNet
-from napari_lowdose.noise.model import preset
+from napari_lowdose.noise.presets import preset
 
 N_FRAMES, SIZE, PIXEL_A = 5, 40, 0.5
 

@@ -5,7 +5,7 @@ import pytest
 
 from napari_lowdose.cli import main
 from napari_lowdose.noise.model import NoiseModel
-from napari_lowdose.simulate.dataset import open_dataset, read_card
+from napari_lowdose.simulate.recipe import open_dataset, read_card
 
 TINY_ARGS = ["--structures", "2", "--image-epochs", "2", "--size", "40",
              "--sampling-A", "0.3,0.3", "--diameter-A", "7,9", "--workers", "1",

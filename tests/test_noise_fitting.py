@@ -10,6 +10,7 @@ import scipy.optimize
 from napari_lowdose.noise import (
     NoiseFitResult,
     apply_detector_noise,
+    eq2_plot_data,
     fit_noise,
     fit_noise_frame,
     fit_readout_noise,
@@ -107,6 +108,40 @@ def test_paper_fit_power_spectrum_floor_is_c_not_c2(series_large_n0):
     assert wrong.n0_e_per_px < 0.25
 
 
+@pytest.mark.parametrize(
+    ("model", "kind", "quantity"),
+    [("paper", "magnitude", "C²"), ("paper", "power", "C"), ("physical", "power", "C²")],
+)
+def test_eq2_panel_plots_the_quantity_n0_was_fitted_to(series_large_n0, model, kind, quantity):
+    # The Eq. 2 panel of noise_fit.png (and of the Detector-noise dock) shows the
+    # per-frame points N0 was fitted to: C for a paper fit of the power spectrum
+    # (its amplitudes are powers already), C² otherwise. Plotting C² for the
+    # paper/power fit put the points far below the drawn Eq. 2 curve.
+    from napari_lowdose.plots.noise import noise_fit_figure
+
+    res = fit_noise(series_large_n0, DOSES, SAMPLING_A, model=model, spectrum_kind=kind)
+    eq2 = eq2_plot_data(res)
+    assert eq2.quantity == quantity
+    floor = res.floor_C**2 if quantity == "C²" else res.floor_C
+    np.testing.assert_array_equal(eq2.y, floor)
+    np.testing.assert_array_equal(eq2.used, res.ok)
+    n0 = res.readout.n0_e_per_px
+    np.testing.assert_allclose(eq2.curve, n0 / (n0 + eq2.grid))
+
+    ax = noise_fit_figure(res).axes[2]
+    x, y = (np.asarray(v, dtype=float) for v in ax.lines[0].get_data())
+    np.testing.assert_array_equal(x, res.frame_dose_e_per_px)
+    np.testing.assert_array_equal(y, floor)
+    assert ax.get_ylabel() == quantity
+    # The plotted points scatter about the plotted curve with the R² of the Eq. 2 fit.
+    gx, gy = (np.asarray(v, dtype=float) for v in ax.lines[1].get_data())
+    ok = res.ok
+    y_curve = np.interp(np.log(x[ok]), np.log(gx), gy)
+    r2 = 1 - np.sum((y[ok] - y_curve) ** 2) / np.sum((y[ok] - y[ok].mean()) ** 2)
+    assert res.readout.r2 > 0.9
+    assert r2 == pytest.approx(res.readout.r2, abs=0.02)
+
+
 def test_paper_fit_biases_c0_low_when_readout_noise_matters(series_large_n0):
     """SPEC §2: Eq. 4 on blurred shot + white readout noise biases c0 low."""
     paper = fit_noise(series_large_n0, DOSES, SAMPLING_A, model="paper")
@@ -151,7 +186,7 @@ def test_batched_lm_reaches_least_squares_optimum():
     stack = _series(0.05, seed=3, size=128)[::6]
     spec = radial_spectrum(stack, kind="power")
     res = fit_spectra(spec, model="physical")
-    from napari_lowdose.noise.fitting import _log_bias
+    from napari_lowdose.noise.solver import log_bias as _log_bias
 
     w = np.sqrt(spec.counts / spec.counts.mean())
     log_bias = _log_bias(spec.counts, "power")

@@ -14,7 +14,7 @@ from napari_lowdose.noise import (
     preset,
     training_model_from_fit,
 )
-from napari_lowdose.noise.model import FORMAT
+from napari_lowdose.noise.model_io import FORMAT
 
 TABLE_3 = {
     "MTF1": ((0.4, 0.6), (2.0, 3.0)),

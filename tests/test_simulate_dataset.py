@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from napari_lowdose.simulate import exitwaves
-from napari_lowdose.simulate.dataset import (
+from napari_lowdose.simulate.dataset import generate_dataset
+from napari_lowdose.simulate.recipe import (
     CARD_FORMAT,
     PARAMETER_COLUMNS,
     DatasetError,
     DatasetRecipe,
-    generate_dataset,
     open_dataset,
     read_card,
 )

@@ -7,21 +7,18 @@ import pytest
 from scipy import stats
 
 from napari_lowdose.noise import NoiseDraw, NoiseModel, fit_noise, preset
-from napari_lowdose.simulate.imaging import (
+from napari_lowdose.simulate.ctf import ctf_array
+from napari_lowdose.simulate.imaging import clean_image, make_dose_series, make_image, noisy_image
+from napari_lowdose.simulate.optics import (
     DOSE_RANGES_E_PER_A2,
     ENERGY_EV,
     SERIES_OPTICS,
     TABLE1_OPTICS,
     Optics,
     OpticsRanges,
-    clean_image,
-    ctf_array,
     draw_dose_e_per_A2,
     draw_optics,
     electron_wavelength_A,
-    make_dose_series,
-    make_image,
-    noisy_image,
 )
 
 RECORD_KEYS = {

@@ -5,7 +5,7 @@ import pytest
 from scipy import ndimage
 
 from napari_lowdose.noise import preset
-from napari_lowdose.simulate.imaging import SERIES_OPTICS
+from napari_lowdose.simulate.optics import SERIES_OPTICS
 from napari_lowdose.simulate.series import (
     SERIES_SAMPLING_A,
     SimulatedDoseSeries,

@@ -11,7 +11,8 @@ import torch
 
 from napari_lowdose.analysis.metrics import binary_counts, f1_score
 from napari_lowdose.cli import main
-from napari_lowdose.simulate.dataset import DatasetRecipe, generate_dataset
+from napari_lowdose.simulate.dataset import generate_dataset
+from napari_lowdose.simulate.recipe import DatasetRecipe
 from napari_lowdose.simulate.structures import StructureRecipe
 from napari_lowdose.train.data import SegmentationDataset
 from napari_lowdose.train.segmentation import TrainingError, TrainSettings, train_segmentation

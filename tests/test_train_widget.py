@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from napari_lowdose.models.checkpoint import load_checkpoint
-from napari_lowdose.simulate.dataset import DatasetRecipe, generate_dataset
+from napari_lowdose.simulate.dataset import generate_dataset
+from napari_lowdose.simulate.recipe import DatasetRecipe
 from napari_lowdose.simulate.structures import StructureRecipe
 from napari_lowdose.widgets.train import TrainWidget
 

@@ -31,7 +31,7 @@ def _pair(text: str, name: str) -> tuple[float, float]:
 
 def dose_range_argument(text: str) -> tuple[float, float]:
     """``high``/``low`` (Table 2) or ``LO,HI`` in e⁻/Å²."""
-    from ..simulate.imaging import DOSE_RANGES_E_PER_A2
+    from ..simulate.optics import DOSE_RANGES_E_PER_A2
 
     if text.lower() in DOSE_RANGES_E_PER_A2:
         return DOSE_RANGES_E_PER_A2[text.lower()]
@@ -40,7 +40,8 @@ def dose_range_argument(text: str) -> tuple[float, float]:
 
 def noise_model_argument(text: str):
     """A Table 3 preset name (``MTF4``, ``"MTF 4"``) or a ``noise_model.json`` file."""
-    from ..noise.model import NoiseModel, preset
+    from ..noise.model import NoiseModel
+    from ..noise.presets import preset
 
     if text.lower().endswith(".json") or os.sep in text:
         path = Path(text)
@@ -102,8 +103,8 @@ def add_simulate_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def recipe_from_args(args: argparse.Namespace):
-    """The :class:`~.simulate.dataset.DatasetRecipe` that the options describe."""
-    from ..simulate.dataset import DatasetRecipe, read_card
+    """The :class:`~napari_lowdose.simulate.recipe.DatasetRecipe` that the options describe."""
+    from ..simulate.recipe import DatasetRecipe, read_card
     from ..simulate.structures import StructureRecipe
 
     if args.from_card is not None:

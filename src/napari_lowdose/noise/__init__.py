@@ -5,40 +5,39 @@ Pure numpy/scipy; importable without Qt or napari.
 * :mod:`.mtf` — the normalised MTF, Eq. 1, on a ``q / q_N`` grid.
 * :mod:`.synthesis` — apply the noise model, Eq. 3, to clean images.
 * :mod:`.spectrum` — azimuthally averaged vacuum spectra (magnitude or power).
-* :mod:`.fitting` — per-frame fits of Eq. 4 ("paper") or Eq. 3 ("physical")
-  and the series readout noise of Eq. 2.
-* :mod:`.model` — noise models (Table 3 presets, fitted, MTF 4 training
-  recipe) with JSON I/O and seeded sampling.
+* :mod:`.spectrum_models` — the spectrum models fitted to them: Eq. 4
+  ("paper") and the expected power spectrum of Eq. 3 ("physical").
+* :mod:`.solver` — the batched Levenberg–Marquardt that fits them.
+* :mod:`.fitting` — the per-frame fit pipeline (:func:`fit_noise`).
+* :mod:`.fit_result` — its result and the per-frame CSV table.
+* :mod:`.readout` — the series readout noise N0 of Eq. 2 and the Eq. 2 plot data.
+* :mod:`.model` — noise models (fitted, MTF 4 training recipe) with seeded
+  sampling; :mod:`.model_io` — their JSON file format.
+* :mod:`.presets` — the Table 3 presets MTF 1 … MTF 5.
 """
 
-from .fitting import (
-    C0_BOUNDS,
-    C3_BOUNDS,
-    NoiseFitResult,
-    ReadoutFit,
-    fit_noise,
-    fit_noise_frame,
-    fit_readout_noise,
-    fit_spectra,
-    fit_table_csv,
-    paper_spectrum_model,
-    physical_spectrum_model,
-)
-from .model import PRESETS, NoiseDraw, NoiseModel, preset, training_model_from_fit
+from .fit_result import NoiseFitResult, fit_table_csv
+from .fitting import C0_BOUNDS, C3_BOUNDS, fit_noise, fit_noise_frame, fit_spectra
+from .model import NoiseDraw, NoiseModel, training_model_from_fit
 from .mtf import mtf_normalised, normalised_frequency_grid
+from .presets import PRESETS, preset
+from .readout import Eq2PlotData, ReadoutFit, eq2_plot_data, fit_readout_noise
 from .spectrum import RadialSpectrum, radial_spectrum
+from .spectrum_models import paper_spectrum_model, physical_spectrum_model
 from .synthesis import apply_detector_noise
 
 __all__ = [
     "C0_BOUNDS",
     "C3_BOUNDS",
     "PRESETS",
+    "Eq2PlotData",
     "NoiseDraw",
     "NoiseFitResult",
     "NoiseModel",
     "RadialSpectrum",
     "ReadoutFit",
     "apply_detector_noise",
+    "eq2_plot_data",
     "fit_noise",
     "fit_noise_frame",
     "fit_readout_noise",

@@ -1,4 +1,4 @@
-"""Detector noise models: fitted, preset (Table 3) and training models, with JSON I/O.
+"""Detector noise models: fitted and training models of the noise parameters.
 
 A :class:`NoiseModel` holds the ranges that the noise of Larsen et al. (2023)
 is drawn from when training data are simulated — the MTF parameters ``c0`` and
@@ -6,19 +6,17 @@ is drawn from when training data are simulated — the MTF parameters ``c0`` and
 for a model fitted to data, the per-frame fit table and a series summary
 (N0 with its Eq. 2 R², spectrum kind, model kind, sampling, dose range).
 
-* :data:`PRESETS` — MTF 1 … MTF 5 of the paper's Table 3
-  (``N0 ∈ [0.005, 0.015]`` for all).
-* :meth:`NoiseModel.from_fit` — a model from a :class:`~.fitting.NoiseFitResult`.
+* :meth:`NoiseModel.from_fit` — a model from a :class:`~.fit_result.NoiseFitResult`.
 * :meth:`NoiseModel.training_model` — the paper's MTF 4 recipe applied to a
   model: the c0 range widened so that its upper end reaches at least
   0.5 q_N (spatial frequencies up to half-Nyquist kept at half maximum), the
   c3 range kept, and N0 ± 50 % (the paper's 0.01 → [0.005, 0.015]).
 * :meth:`NoiseModel.sample` — seeded uniform draws of (c0, c3, N0) for
   :func:`~.synthesis.apply_detector_noise` (Eq. 3).
+* :meth:`NoiseModel.to_json` / :meth:`NoiseModel.from_json` — the JSON file
+  format of :mod:`.model_io`.
 
-JSON files carry ``"format": "napari-lowdose/noise-model"`` and a version;
-they round-trip exactly (floats are written with ``repr`` precision, NaN as
-``null``) and are written atomically.
+The Table 3 presets MTF 1 … MTF 5 are in :mod:`.presets`.
 """
 
 from __future__ import annotations
@@ -26,52 +24,27 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .fitting import MODEL_KINDS, NoiseFitResult
+from .model_io import frame_column, noise_model_kwargs, noise_model_to_dict, write_json_atomic
 from .spectrum import SPECTRUM_KINDS
+from .spectrum_models import MODEL_KINDS
+
+if TYPE_CHECKING:
+    from .fit_result import NoiseFitResult
 
 __all__ = [
-    "FORMAT",
-    "FORMAT_VERSION",
-    "PRESETS",
     "NoiseDraw",
     "NoiseModel",
-    "preset",
     "training_model_from_fit",
 ]
 
-FORMAT = "napari-lowdose/noise-model"
-FORMAT_VERSION = 1
 SOURCES: tuple[str, ...] = ("preset", "fit", "training", "user")
-
-_KEYS: tuple[str, ...] = (
-    "format",
-    "version",
-    "name",
-    "source",
-    "model_kind",
-    "spectrum_kind",
-    "sampling_A",
-    "c0_range",
-    "c3_range",
-    "n0_range_e_per_px",
-    "n0_e_per_px",
-    "n0_r2",
-    "dose_range_e_per_A2",
-    "description",
-    "n_frames",
-    "frames",
-)
-_INT_COLUMNS = {"frame"}
-_BOOL_COLUMNS = {"ok"}
-_STR_COLUMNS = {"message"}
 
 
 @dataclass(frozen=True)
@@ -118,31 +91,6 @@ def _opt_float(value: Any, name: str) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a number or null, got {value!r}") from None
-
-
-def _column(name: str, values: Any) -> np.ndarray:
-    if name in _STR_COLUMNS:
-        return np.asarray([str(v) for v in values], dtype=str)
-    if name in _BOOL_COLUMNS:
-        if not all(isinstance(v, bool | np.bool_) for v in values):
-            raise ValueError(f"column {name!r} must hold booleans")
-        return np.asarray(values, dtype=bool)
-    if name in _INT_COLUMNS:
-        return np.asarray(values, dtype=np.int64)
-    out = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
-    return out
-
-
-def _column_to_json(arr: np.ndarray) -> list[Any]:
-    if arr.dtype.kind == "f":
-        return [None if not math.isfinite(v) else v for v in arr.tolist()]
-    return arr.tolist()
-
-
-def _float_to_json(v: float | None) -> float | None:
-    if v is None or not math.isfinite(v):
-        return None
-    return v
 
 
 def _eq_float(a: float | None, b: float | None) -> bool:
@@ -231,7 +179,7 @@ class NoiseModel:
         if self.frames is not None:
             if not isinstance(self.frames, Mapping):
                 raise ValueError("frames must be a mapping of column name to values")
-            cols = {str(k): _column(str(k), v) for k, v in self.frames.items()}
+            cols = {str(k): frame_column(str(k), v) for k, v in self.frames.items()}
             lengths = {k: v.shape for k, v in cols.items()}
             if len({s for s in lengths.values()}) > 1 or any(
                 len(s) != 1 for s in lengths.values()
@@ -436,83 +384,14 @@ class NoiseModel:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN written as ``None``)."""
-        return {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "name": self.name,
-            "source": self.source,
-            "model_kind": self.model_kind,
-            "spectrum_kind": self.spectrum_kind,
-            "sampling_A": self.sampling_A,
-            "c0_range": list(self.c0_range),
-            "c3_range": list(self.c3_range),
-            "n0_range_e_per_px": list(self.n0_range_e_per_px),
-            "n0_e_per_px": _float_to_json(self.n0_e_per_px),
-            "n0_r2": _float_to_json(self.n0_r2),
-            "dose_range_e_per_A2": (
-                None if self.dose_range_e_per_A2 is None else list(self.dose_range_e_per_A2)
-            ),
-            "description": self.description,
-            "n_frames": None if self.frames is None else _n_rows(self.frames),
-            "frames": (
-                None
-                if self.frames is None
-                else {k: _column_to_json(v) for k, v in self.frames.items()}
-            ),
-        }
+        return noise_model_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NoiseModel:
         """Inverse of :meth:`to_dict`; raises ``ValueError`` for invalid input."""
-        if not isinstance(data, Mapping):
-            raise ValueError("a noise model must be a JSON object")
-        fmt = data.get("format")
-        if fmt != FORMAT:
-            raise ValueError(f"not a napari-lowdose noise model (format={fmt!r}, want {FORMAT!r})")
-        version = data.get("version")
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise ValueError(f"bad noise-model version {version!r}")
-        if version > FORMAT_VERSION:
-            raise ValueError(
-                f"noise-model version {version} is newer than supported ({FORMAT_VERSION})"
-            )
-        required = ("name", "c0_range", "c3_range", "n0_range_e_per_px")
-        missing = [k for k in required if k not in data]
-        if missing:
-            raise ValueError(f"noise model is missing required keys: {missing}")
-        unknown = sorted(set(data) - set(_KEYS))
-        if unknown:
-            raise ValueError(f"noise model has unknown keys: {unknown}")
-        frames = data.get("frames")
-        if frames is not None:
-            if not isinstance(frames, Mapping) or not all(
-                isinstance(v, list) for v in frames.values()
-            ):
-                raise ValueError("'frames' must map column names to lists")
-            n_rows = data.get("n_frames")
-            lengths = {len(v) for v in frames.values()}
-            if n_rows is not None and lengths and lengths != {n_rows}:
-                raise ValueError(
-                    f"frame table has {sorted(lengths)} rows but n_frames is {n_rows}"
-                )
-        dose = data.get("dose_range_e_per_A2")
-        n0 = data.get("n0_e_per_px")
+        kwargs = noise_model_kwargs(data)
         try:
-            return cls(
-                name=data["name"],
-                c0_range=tuple(data["c0_range"]),
-                c3_range=tuple(data["c3_range"]),
-                n0_range_e_per_px=tuple(data["n0_range_e_per_px"]),
-                n0_e_per_px=float("nan") if n0 is None else n0,
-                source=data.get("source", "user"),
-                model_kind=data.get("model_kind"),
-                spectrum_kind=data.get("spectrum_kind"),
-                sampling_A=data.get("sampling_A"),
-                dose_range_e_per_A2=None if dose is None else tuple(dose),
-                n0_r2=data.get("n0_r2"),
-                description=data.get("description", ""),
-                frames=frames,
-            )
+            return cls(**kwargs)
         except (TypeError, KeyError) as exc:
             raise ValueError(f"invalid noise model: {exc}") from exc
 
@@ -529,20 +408,7 @@ class NoiseModel:
         pathlib.Path
             The written path.
         """
-        path = Path(path)
-        text = json.dumps(self.to_dict(), indent=1, allow_nan=False, ensure_ascii=False)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        return write_json_atomic(self.to_dict(), path)
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> NoiseModel:
@@ -562,57 +428,6 @@ class NoiseModel:
             return cls.from_dict(data)
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from exc
-
-
-def _n_rows(frames: Mapping[str, np.ndarray]) -> int:
-    return int(next(iter(frames.values())).shape[0]) if frames else 0
-
-
-def _preset(number: int, c0: tuple[float, float], c3: tuple[float, float]) -> NoiseModel:
-    return NoiseModel(
-        name=f"MTF{number}",
-        c0_range=c0,
-        c3_range=c3,
-        n0_range_e_per_px=(0.005, 0.015),
-        n0_e_per_px=0.01,
-        source="preset",
-        description=f"Larsen et al. (2023), Table 3, MTF {number}",
-    )
-
-
-#: The MTF models of Larsen et al. (2023), Table 3 (MTF 4 performed best).
-PRESETS: dict[str, NoiseModel] = {
-    m.name: m
-    for m in (
-        _preset(1, (0.4, 0.6), (2.0, 3.0)),
-        _preset(2, (0.4, 0.6), (1.0, 5.0)),
-        _preset(3, (0.2, 0.3), (1.0, 5.0)),
-        _preset(4, (0.25, 0.6), (2.0, 5.0)),
-        _preset(5, (0.6, 0.8), (2.0, 5.0)),
-    )
-}
-
-
-def preset(name: str) -> NoiseModel:
-    """Table 3 preset by name (``"MTF4"``, ``"MTF 4"``, ``"mtf4"`` or ``"4"``).
-
-    Parameters
-    ----------
-    name : str
-        Preset name.
-
-    Returns
-    -------
-    NoiseModel
-        The preset.
-    """
-    key = str(name).replace(" ", "").upper()
-    if not key.startswith("MTF"):
-        key = "MTF" + key
-    try:
-        return PRESETS[key]
-    except KeyError:
-        raise ValueError(f"unknown noise preset {name!r}; choose from {list(PRESETS)}") from None
 
 
 def training_model_from_fit(

@@ -15,7 +15,7 @@ For a mean-subtracted frame ``x`` of ``n = ny · nx`` pixels with 2-D DFT ``F``
 * ``kind="power"``: ``P(q̃) = ⟨|F|²⟩_ring / n``. White noise of variance σ²
   gives ``P = σ²`` at every ``q̃``; data following Eq. 3 give
   ``P(q̃) = N_D · MTF(q̃)² + N0`` (in counts², i.e. electrons² × gain²).
-* ``kind="magnitude"`` (default, see SPEC §2 "Which spectrum"):
+* ``kind="magnitude"`` (default; the curve Eq. 4 and Eq. 2 describe):
   ``M(q̃) = ⟨|F|⟩_ring / √n``. For Gaussian-like noise ``|F|`` is Rayleigh
   distributed, so white noise of variance σ² gives ``M = σ·√π/2 ≈ 0.886 σ``;
   Eq. 3 data give ``M ∝ √(N_D · MTF² + N0)``, whose floor ratio obeys Eq. 2,
@@ -131,8 +131,8 @@ def radial_spectrum(
     stack : ndarray, shape (ny, nx) or (n_frames, ny, nx)
         Vacuum region of one frame or of a series (a 2-D input is one frame).
     kind : {"magnitude", "power"}, optional
-        ``|FFT| / √n`` (default, the curve the paper's Eq. 4 describes, see
-        SPEC §2) or ``|FFT|² / n`` (the power spectrum; white noise of
+        ``|FFT| / √n`` (default, the curve the paper's Eq. 4 describes)
+        or ``|FFT|² / n`` (the power spectrum; white noise of
         variance σ² gives σ²).
     q_max : float, optional
         Largest ring centre in units of Nyquist; 1 (default) keeps

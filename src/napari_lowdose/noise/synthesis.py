@@ -7,7 +7,7 @@ is spread by the scintillator's point-spread function, whose Fourier transform
 is the MTF of Eq. 1 with ``C = 0``; a readout term, also modelled as Poisson
 with mean ``N0`` electrons per pixel, is added after the scintillator and is
 therefore white. The MTF is applied with our own FFT on the ``q/q_N`` grid
-(SPEC §3: abTEM's MTF works in 1/Å and has no readout term).
+(abTEM's MTF works in 1/Å and has no readout term).
 
 Speed
 -----

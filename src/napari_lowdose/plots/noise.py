@@ -2,13 +2,14 @@
 
 - spectrum and fitted model of the first and last frame (SOI Figs. 6–7);
 - c0, c3 and the floor C against frame dose, R² ≥ 0.98 marked (Fig. 5);
-- C² against the frame dose N_D (e⁻/px) with the Eq. 2 curve (Fig. 6).
+- C² (C for a paper fit of the power spectrum) against the frame dose N_D
+  (e⁻/px) with the Eq. 2 curve (Fig. 6), from :func:`~napari_lowdose.noise.eq2_plot_data`.
 """
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..noise import NoiseFitResult
+from ..noise import NoiseFitResult, eq2_plot_data
 
 __all__ = ["GOOD_R2", "noise_fit_figure"]
 
@@ -70,18 +71,16 @@ def _eq2_panel(ax, result: NoiseFitResult) -> None:
                 ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
         return
-    ax.plot(n_d, result.floor_C**2, "o", ms=3, label="C² per frame")
-    n0 = result.readout.n0_e_per_px
-    if np.isfinite(n0):
-        grid = np.geomspace(np.nanmin(n_d), np.nanmax(n_d), 200)
-        curve = n0 / (n0 + grid)
-        ax.plot(grid, curve, "-", color="tab:orange",
-                label=f"Eq. 2, N0 = {n0:.3g} e⁻/px (R² = {result.readout.r2:.2f})")
+    eq2 = eq2_plot_data(result)
+    ax.plot(eq2.n_d, eq2.y, "o", ms=3, label=f"{eq2.quantity} per frame")
+    if eq2.curve.size:
+        ax.plot(eq2.grid, eq2.curve, "-", color="tab:orange",
+                label=f"Eq. 2, N0 = {eq2.n0_e_per_px:.3g} e⁻/px (R² = {eq2.r2:.2f})")
         # Frames whose floor vanished (C ≈ 0) would stretch the axis over 20 decades.
-        ax.set_ylim(bottom=0.05 * curve.min())
+        ax.set_ylim(bottom=0.05 * eq2.curve.min())
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("frame dose N_D (e⁻/px)")
-    ax.set_ylabel("C²")
+    ax.set_ylabel(eq2.quantity)
     ax.set_title("Readout noise (cf. Fig. 6)")
     ax.legend(fontsize=7)

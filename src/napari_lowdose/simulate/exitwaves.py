@@ -1,7 +1,7 @@
 """Exit waves by abTEM multislice, computed once per structure and cached on disk.
 
 The exit wave is the expensive step of the simulation of Larsen et al. (2023),
-Section 2 (SPEC §3): a 300 keV plane wave propagated through the supported
+Section 2: a 300 keV plane wave propagated through the supported
 particle of :mod:`.structures` by the multislice method (abTEM 1.0). The wave
 is computed once per structure and kept on disk together with the structure
 (an ASE trajectory, readable with ``ase.io.read``) and its label mask, so that

@@ -1,10 +1,10 @@
 """One simulated particle imaged as a dose series (Larsen et al. 2023, SOI Fig. 9).
 
-The validation series of Larsen et al. (2023), SOI Fig. 9 and SPEC §3: one
+The validation series of Larsen et al. (2023), SOI Fig. 9: one
 CeO2-supported Au particle (:mod:`.structures`), one abTEM multislice exit wave
 at 300 keV (:mod:`.exitwaves`), imaged frame after frame with the dose rising
 log-uniformly over 10¹…10⁴ e⁻/Å², narrow optics (defocus 48–50 Å, Cs 7–8 µm,
-focal spread 5–6 Å, blur 0.1–0.2 Å: :data:`~.imaging.SERIES_OPTICS`) and the
+focal spread 5–6 Å, blur 0.1–0.2 Å: :data:`~.optics.SERIES_OPTICS`) and the
 MTF 3 detector model (Table 3, Eq. 3). The truth mask is the convex hull of
 the projected Au atoms, so F1 per frame is defined exactly.
 
@@ -28,18 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from ..noise.model import NoiseModel, preset
+from ..noise.model import NoiseModel
+from ..noise.presets import preset
 from .exitwaves import CachedStructure, MultisliceSettings, compute_exit_wave
-from .imaging import (
-    SERIES_OPTICS,
-    TABLE1_OPTICS,
-    Optics,
-    OpticsRanges,
-    clean_image,
-    draw_optics,
-    make_dose_series,
-    noisy_image,
-)
+from .imaging import clean_image, make_dose_series, noisy_image
+from .optics import SERIES_OPTICS, TABLE1_OPTICS, Optics, OpticsRanges, draw_optics
 from .structures import StructureRecipe, build_supported_particle
 
 __all__ = [
@@ -199,7 +192,7 @@ def simulate_dose_series(
     optics_ranges: OpticsRanges = SERIES_OPTICS,
     settings: MultisliceSettings | None = None,
 ) -> SimulatedDoseSeries:
-    """Simulate a dose series of one CeO2-supported Au particle (SOI Fig. 9, SPEC §3).
+    """Simulate a dose series of one CeO2-supported Au particle (SOI Fig. 9).
 
     Parameters
     ----------
@@ -220,7 +213,7 @@ def simulate_dose_series(
         Detector model; by default Table 3 MTF 3, as in SOI Fig. 9. One set of
         ``(c0, c3, N0)`` is drawn for the whole series.
     optics_ranges : OpticsRanges
-        Per-frame optics ranges; :data:`~.imaging.SERIES_OPTICS` by default
+        Per-frame optics ranges; :data:`~.optics.SERIES_OPTICS` by default
         (defocus 48–50 Å, Cs 7–8 µm, focal spread 5–6 Å, blur 0.1–0.2 Å).
     settings : MultisliceSettings, optional
         Exit-wave settings; by default 300 keV, 2 Å slices, one FFTW thread.

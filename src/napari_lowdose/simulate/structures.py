@@ -1,6 +1,6 @@
 """Atomic models of CeO2-supported Au particles and their label masks (Larsen et al., Sec. 2).
 
-The training recipe of Larsen et al. (2023), Section 2 and SPEC §3:
+The training recipe of Larsen et al. (2023), Section 2:
 
 * an Au FCC particle of random size (a Wulff construction with {111}, {100},
   {110} facets), with [110] along the optical axis (z);
@@ -271,7 +271,7 @@ def projected_hull_mask(positions_xy_A: np.ndarray, geometry: StructureGeometry)
 def build_supported_particle(
     rng: np.random.Generator | int, recipe: StructureRecipe | None = None
 ) -> SupportedParticle:
-    """Draw one CeO2-supported Au particle (Larsen et al., Sec. 2; SPEC §3).
+    """Draw one CeO2-supported Au particle (Larsen et al., Sec. 2).
 
     Parameters
     ----------

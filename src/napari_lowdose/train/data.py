@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..models.checkpoint import standardise
-from ..simulate.dataset import DatasetError, open_dataset
+from ..simulate.recipe import DatasetError, open_dataset
 
 __all__ = ["SegmentationDataset"]
 

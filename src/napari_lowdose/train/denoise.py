@@ -414,9 +414,9 @@ class SimulatedPairs(_PairSource):
                  crop_px: int | None = 128, augment: bool = True, seed: int = 0,
                  max_waves: int | None = None, clean_cache: int = 256) -> None:
         from ..noise.model import NoiseModel
-        from ..simulate.dataset import DatasetRecipe, read_card
         from ..simulate.exitwaves import ExitWaveCache
-        from ..simulate.imaging import OpticsRanges
+        from ..simulate.optics import OpticsRanges
+        from ..simulate.recipe import DatasetRecipe, read_card
 
         super().__init__(crop_px, augment, seed)
         self.path = Path(path)
@@ -483,7 +483,8 @@ class SimulatedPairs(_PairSource):
         return len(self.indices) * self.images_per_wave
 
     def _clean_image(self, w: int, k: int) -> np.ndarray:
-        from ..simulate.imaging import clean_image, draw_optics
+        from ..simulate.imaging import clean_image
+        from ..simulate.optics import draw_optics
 
         key = (w, k)
         if key in self._clean:

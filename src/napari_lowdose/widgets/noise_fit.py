@@ -19,8 +19,10 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from ..errors import LowdoseError
 from ..io.layers import layer_frame_dose
 from ..io.writers import atomic_write_text
-from ..noise.fitting import NoiseFitResult, fit_spectra, fit_table_csv
+from ..noise.fit_result import NoiseFitResult, fit_table_csv
+from ..noise.fitting import fit_spectra
 from ..noise.model import NoiseModel
+from ..noise.readout import eq2_plot_data
 from ..noise.spectrum import RadialSpectrum, radial_spectrum
 from ._common import rectangle_roi_px
 
@@ -475,23 +477,19 @@ class NoiseFitWidget(Container):
 
     def _update_readout_plot(self, result):
         ax = self.ax_readout
-        n_d = np.asarray(result.frame_dose_e_per_px, dtype=float)
-        squared = result.model == "physical" or result.spectrum_kind == "magnitude"
-        y = result.floor_C**2 if squared else result.floor_C
-        ax.set_ylabel("C²" if squared else "C")
-        use = result.ok & np.isfinite(n_d) & (n_d > 0)
-        n0 = result.readout.n0_e_per_px
+        eq2 = eq2_plot_data(result)
+        ax.set_ylabel(eq2.quantity)
+        use = eq2.used
         if not use.any():
             self.c2_line.set_data([], [])
             self.eq2_line.set_data([], [])
             ax.set_title("N0 needs dose and pixel size", fontsize="small",
                          color=self._colors["fg"])
             return
-        self.c2_line.set_data(n_d[use], y[use])
-        if np.isfinite(n0):
-            grid = np.geomspace(n_d[use].min(), n_d[use].max(), 200)
-            self.eq2_line.set_data(grid, n0 / (n0 + grid))
-            ax.set_title(f"N0 = {n0:.3g} e⁻/px, R² {result.readout.r2:.2f}", fontsize="small",
+        self.c2_line.set_data(eq2.n_d[use], eq2.y[use])
+        if eq2.curve.size:
+            self.eq2_line.set_data(eq2.grid, eq2.curve)
+            ax.set_title(f"N0 = {eq2.n0_e_per_px:.3g} e⁻/px, R² {eq2.r2:.2f}", fontsize="small",
                          color=self._colors["fg"])
         else:
             self.eq2_line.set_data([], [])

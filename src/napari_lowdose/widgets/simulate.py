@@ -36,8 +36,9 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..io.dose import FrameDose
 from ..io.layers import LOWDOSE_KEY, image_layer_kwargs
-from ..noise.model import PRESETS, NoiseModel
-from ..simulate.imaging import DOSE_RANGES_E_PER_A2, TABLE1_OPTICS
+from ..noise.model import NoiseModel
+from ..noise.presets import PRESETS
+from ..simulate.optics import DOSE_RANGES_E_PER_A2, TABLE1_OPTICS
 from ..simulate.structures import StructureRecipe
 from ._common import is_empty_path
 
@@ -450,7 +451,7 @@ class SimulateWidget(Container):
     # -- dataset --------------------------------------------------------------------------
     def _dataset_request(self):
         """(out_dir, DatasetRecipe, workers) or None after show_error."""
-        from ..simulate.dataset import DatasetError, DatasetRecipe
+        from ..simulate.recipe import DatasetError, DatasetRecipe
 
         out = self.out_dir.value
         if is_empty_path(out):

@@ -384,7 +384,7 @@ class TrainWidget(TrainingDock):
 
     def _read_card(self, *, notify: bool):
         """The dataset card (also shown as one line), or None (after show_error if notify)."""
-        from ..simulate.dataset import DatasetError, read_card
+        from ..simulate.recipe import DatasetError, read_card
 
         path = self.data_dir.value
         if is_empty_path(path):
