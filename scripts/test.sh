@@ -21,4 +21,5 @@ fi
 bash scripts/setup-env.sh
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/npe2 validate napari-lowdose
+.venv/bin/lint-imports --no-cache
 exec .venv/bin/python -m pytest "$@"

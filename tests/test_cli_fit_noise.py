@@ -86,3 +86,21 @@ class _no_raise:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_an_existing_output_folder_needs_overwrite(vacuum_series, tmp_path, capsys):
+    """The output policy of every command: an existing folder is refused, nothing lost."""
+    path, table, _ = vacuum_series
+    out = tmp_path / "fit"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    argv = ["fit-noise", str(path), "--roi", "16:144,16:144", "--dose", str(table),
+            "--out", str(out)]
+    assert main(argv) == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "--overwrite" in error
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert main([*argv, "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "noise_fit.png", "noise_fits.csv", "noise_model.json", "notes.txt"]
+    assert (out / "notes.txt").read_text() == "mine"

@@ -40,8 +40,9 @@ def add_watch_parser(sub: argparse._SubParsersAction) -> None:
                        help="dose of every frame (default: from the files, else the frame mean)")
     watch.add_argument("--pixel-size-A", type=float, metavar="S",
                        help="pixel size (default: from the files)")
-    watch.add_argument("--counts-per-electron", type=float, default=1.0, metavar="G",
-                       help="detector gain (default 1: frames in electrons)")
+    watch.add_argument("--counts-per-electron", type=float, metavar="G",
+                       help="detector gain (default: the gain the files state, else 1: frames "
+                            "in electrons)")
     watch.add_argument("--existing", choices=["process", "skip"], default="process",
                        help="files already in DIR at the start (default: process)")
     watch.add_argument("--order", choices=["name", "mtime"], default="name",

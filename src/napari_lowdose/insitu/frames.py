@@ -49,7 +49,8 @@ def read_frames(path: str | Path, *, as_float32: bool = False) -> tuple[np.ndarr
     metadata : dict
         ``path``, ``name``, ``format``, ``pixel_size_A`` ((y, x) in Å or None),
         ``pixel_size_source``, ``n_frames_in_file``, ``frame_dose_e_per_A2``
-        (list or None), ``dose_source``, ``warnings``, ``source_metadata``.
+        (list or None), ``dose_source``, ``counts_per_electron`` (the detector gain the
+        file states, or None), ``warnings``, ``source_metadata``.
 
     Raises
     ------
@@ -65,8 +66,8 @@ def read_frames(path: str | Path, *, as_float32: bool = False) -> tuple[np.ndarr
             raise SeriesReadError(f"{path.name}: not a readable .npy file ({_short(err)})") \
                 from None
         meta.update(format="NumPy .npy", pixel_size_A=None, pixel_size_source="",
-                    frame_dose_e_per_A2=None, dose_source="", warnings=[],
-                    source_metadata={})
+                    frame_dose_e_per_A2=None, dose_source="", counts_per_electron=None,
+                    warnings=[], source_metadata={})
     else:
         series = read_series(path)
         try:
@@ -81,6 +82,7 @@ def read_frames(path: str | Path, *, as_float32: bool = False) -> tuple[np.ndarr
             pixel_size_source=series.pixel_size_source,
             frame_dose_e_per_A2=None if dose is None else [float(v) for v in dose.dose_e_per_A2],
             dose_source="" if dose is None else dose.source,
+            counts_per_electron=series.dose_hints.counts_per_electron,
             warnings=list(series.warnings),
             source_metadata=series.source_metadata,
         )
