@@ -91,3 +91,19 @@ def test_threaded_counts_run_and_finish(viewer_and_widget, qtbot):
     qtbot.waitUntil(lambda: widget._worker is None, timeout=10000)
     dose = np.array(layer.metadata["lowdose"]["dose"]["dose_e_per_A2"])
     np.testing.assert_allclose(dose, layer.data.mean(axis=(1, 2)) / 0.25, rtol=1e-6)
+
+
+def test_a_layer_calibrated_in_nm_is_calibrated(viewer_and_widget):
+    """The dock reads the pixel size through the one layer reader: nm is a length too."""
+    viewer, widget, _ = viewer_and_widget
+    data = np.full((2, 16, 16), 100.0, dtype=np.float32)
+    layer = viewer.add_image(data, name="in nm", scale=(1, 0.05, 0.05),
+                             units=("dimensionless", "nanometer", "nanometer"))
+    widget.layer_combo.value = layer
+    assert widget.pixel_size.value == pytest.approx(0.5)  # Å; was 0 ("uncalibrated")
+    widget.source.value = "counts"
+    widget.counts_per_electron.value = 4.0
+    widget.apply()
+    dose = np.array(layer.metadata["lowdose"]["dose"]["dose_e_per_A2"])
+    # 100 counts ÷ 4 counts/e⁻ ÷ 0.25 Å² = 100 e⁻/Å² (was refused: no pixel size).
+    np.testing.assert_allclose(dose, 100.0)
