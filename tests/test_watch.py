@@ -409,3 +409,14 @@ def test_summary_line():
     stats = WatchStats(frames_processed=1, backlog_files=2, backlog_frames=5, pending_files=1)
     assert stats.summary() == ("processed 1 frame, 0.0 frames/s sustained, "
                                "backlog 7 (2 files, 5 frames), 1 file being written")
+
+
+def test_default_patterns_cover_every_format_the_readers_open():
+    from napari_lowdose.insitu import DEFAULT_PATTERNS
+    from napari_lowdose.io.readers import SUPPORTED_SUFFIXES
+
+    for suffix in (*SUPPORTED_SUFFIXES, ".npy"):
+        if suffix == ".emi":  # the .ser beside it holds the frames
+            assert f"*{suffix}" not in DEFAULT_PATTERNS
+        else:
+            assert f"*{suffix}" in DEFAULT_PATTERNS  # .emd and .mrcs were missing

@@ -1,4 +1,4 @@
-"""Analysis of segmented dose series: masks, area against dose, convergence, F1 (SPEC §5)."""
+"""Analysis of segmented dose series: masks, area against dose, convergence, F1 (Larsen 2023)."""
 
 from .area_vs_dose import (
     AREA_TABLE_COLUMNS,

@@ -1,4 +1,4 @@
-"""Segmented area against dose: convergence dose and dose at 50 % segmentation (SPEC §5).
+"""Segmented area against dose: the convergence dose and the dose at 50 % segmentation.
 
 Larsen et al. (2023), Figs. 2–4 and SOI Fig. 9, read two doses off the curve of
 segmented particle area against frame dose:
@@ -172,7 +172,7 @@ def analyse_area_vs_dose(
     high_dose_fraction: float = 0.1,
     min_high_dose_frames: int = 3,
 ) -> AreaAnalysis:
-    """Area per frame against dose, the converged band, and the two doses of SPEC §5.
+    """Area per frame against dose, the converged band, and the two doses read off it.
 
     Parameters
     ----------

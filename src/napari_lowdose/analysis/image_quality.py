@@ -1,4 +1,4 @@
-"""Denoising quality against a reference: PSNR and SSIM (SPEC §5).
+"""Denoising quality against a reference: PSNR and SSIM (Katsuno et al. 2021).
 
 The reference is the long exposure (Katsuno et al. 2021) or the noise-free
 simulated image. Both metrics take the data range from the reference

@@ -1,7 +1,7 @@
 """From per-pixel probabilities to particle masks: threshold, then optional clean-up.
 
 Larsen et al. (2023) take the mask as the pixels whose probability reaches a
-threshold (0.9 in the paper; SPEC §4). At low and intermediate dose the networks
+threshold (0.9 in Larsen et al. 2023). At low and intermediate dose the networks
 also fire on isolated patches of the support or the vacuum, and a frame's F1
 then depends on such blobs rather than on the particle's outline. When the user
 knows what the field holds, three optional rules (applied in this order) remove
@@ -11,7 +11,7 @@ them without touching the particle's boundary:
 * ``keep_largest``: keep only the largest connected region (a series of one
   particle, as in the paper's experiment and its SOI Fig. 9 validation series);
 * ``fill_holes``: fill holes enclosed by a region (the label of the paper is
-  the convex hull of the projected Au atoms, SPEC §3, so it has none).
+  the convex hull of the projected Au atoms, Larsen et al. 2023 Sec. 2, so it has none).
 
 These are this project's additions, not part of the paper's method; with all of
 them off, :func:`probability_mask` is exactly ``probability ≥ threshold``.
@@ -140,7 +140,7 @@ def clean_mask(mask: np.ndarray, cleaning: MaskCleaning) -> np.ndarray:
 
 def probability_mask(probability: np.ndarray, threshold: float,
                      cleaning: MaskCleaning | None = None) -> np.ndarray:
-    """Mask of one frame: ``probability ≥ threshold`` (SPEC §4), then the clean-up rules.
+    """Mask of one frame: ``probability ≥ threshold`` (Larsen et al.), then the clean-up rules.
 
     Parameters
     ----------

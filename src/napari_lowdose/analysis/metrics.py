@@ -1,11 +1,11 @@
-"""Pixel-wise segmentation metrics (Larsen et al. 2023, SPEC §5).
+"""Pixel-wise segmentation metrics (Larsen et al. 2023).
 
 The F1 score of a binary mask against the truth is ``2 TP / (2 TP + FP + FN)``
 over pixels. For a set of images the counts are pooled (summed over images)
 before the ratio, so large and small particles weigh by their pixels.
 Both numpy arrays and torch tensors are accepted.
 
-The paper thresholds probabilities at 0.9 (SPEC §4). A network trained briefly
+The paper thresholds probabilities at 0.9. A network trained briefly
 (on CPU) is often less confident than that, so the F1 of the validation set is
 also pooled at a grid of thresholds (:data:`CALIBRATION_THRESHOLDS`,
 :func:`counts_at_thresholds`) and the best one is recorded with the model

@@ -2,7 +2,7 @@
 
 Used to pair a short exposure with a long one (Katsuno et al. 2021: both of the
 same field) and to align the frames of a dose series before Noise2Noise pairs are
-drawn from it (SPEC §4). Pure numpy/scipy/scikit-image.
+drawn from it (Katsuno et al. 2021). Pure numpy/scipy/scikit-image.
 
 Convention: :func:`register_translation` returns the shift ``(dy, dx)`` in pixels
 that, applied to ``moving`` with :func:`shift_image`, brings it onto

@@ -15,7 +15,7 @@ microscopist does with a real series:
 5. denoise every frame with the shipped denoiser (``denoise``; Katsuno et al.
    2021) and judge it against the noise-free reference (PSNR);
 6. print a short summary: the convergence dose, the dose at 50 % segmentation
-   and the converged area (SPEC §5), against the truth, and the denoising gain.
+   and the converged area (Larsen et al. 2023, Fig. 3), against the truth, and the denoising gain.
 
 ``--gui`` then opens napari with the series, the truth, the probability and
 mask layers and the Segment and Area vs dose docks filled in.

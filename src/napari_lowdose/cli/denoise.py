@@ -1,4 +1,4 @@
-"""``napari-lowdose train-denoiser`` and ``denoise`` (Katsuno et al. 2021, SPEC §4).
+"""``napari-lowdose train-denoiser`` and ``denoise`` (Katsuno et al. 2021).
 
 ``train-denoiser`` trains a :class:`~napari_lowdose.models.denoiser.DenoiserUNet`
 from real short/long exposure pairs, from the exit waves of a simulated dataset,

@@ -1,4 +1,4 @@
-"""``napari-lowdose train``: a segmentation network from a simulated dataset (SPEC §4).
+"""``napari-lowdose train``: a segmentation network from a simulated dataset (Larsen Sec. 2).
 
 Runs as is on one device, or under ``torchrun --nproc_per_node N`` with
 DistributedDataParallel (see :mod:`napari_lowdose.train.segmentation`).

@@ -72,9 +72,10 @@ __all__ = [
     "natural_key",
 ]
 
-#: File name patterns watched by default.
+#: File name patterns watched by default: every format the readers open (a TIA ``.emi``
+#: only describes its ``.ser``, which is the frame file), plus NumPy ``.npy``.
 DEFAULT_PATTERNS: tuple[str, ...] = (
-    "*.tif", "*.tiff", "*.npy", "*.mrc", "*.dm4", "*.dm3", "*.ser",
+    *(f"*{suffix}" for suffix in SUPPORTED_SUFFIXES if suffix != ".emi"), "*.npy",
 )
 
 #: Suffixes marking a file that is still being written under a temporary name.
