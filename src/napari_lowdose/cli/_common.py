@@ -93,8 +93,12 @@ def open_calibrated(args: argparse.Namespace):
     return series
 
 
-def progress_bar(total: int | None, *, unit: str, desc: str):
-    """A tqdm bar on stderr (hidden when stderr is not a terminal)."""
+def progress_bar(total: int | None, *, unit: str, desc: str, shown: bool = True):
+    """A tqdm bar on stderr (hidden when stderr is not a terminal, or when not ``shown``).
+
+    Its ``write`` prints a line above the bar (e.g. one per epoch).
+    """
     from tqdm import tqdm
 
-    return tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, disable=None)
+    return tqdm(total=total, unit=unit, desc=desc, file=sys.stderr,
+                disable=None if shown else True)

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import LowdoseError
 from ..workflows.policies import GainError, detector_gain, expected_e_per_px
+from ._common import add_dose_options, open_calibrated, progress_bar
 
 __all__ = ["DENOISE_FILES", "add_denoise_parsers", "cmd_denoise", "cmd_train_denoiser",
            "parse_frames"]
@@ -68,7 +69,6 @@ def add_denoise_parsers(sub: argparse._SubParsersAction) -> None:
     from ..models.registry import DEFAULT_DENOISER
     from ..train.denoise import DEFAULT_E_PER_PX_RANGE
     from ..workflows.denoiser_training import DENOISER_TRAINING_DEFAULTS as defaults
-    from ._common import add_dose_options
 
     train = sub.add_parser(
         "train-denoiser",
@@ -191,7 +191,6 @@ def _expected_e_per_px(series) -> tuple[Any, str]:
 def _open(args: argparse.Namespace, path: Path, *, calibrated: bool):
     """A series opened with (``calibrated``) or without the command's dose options."""
     from ..io.readers import read_series
-    from ._common import open_calibrated
 
     if not calibrated:
         return read_series(path)
@@ -266,8 +265,6 @@ def _datasets(args: argparse.Namespace, notes: list[str]):
 
 def cmd_train_denoiser(args: argparse.Namespace) -> int:
     """Train a denoiser with a progress bar and a line per epoch."""
-    from tqdm import tqdm
-
     from ..train.denoise import DenoiserSettings, train_denoiser
 
     _check_source_options(args)
@@ -295,7 +292,7 @@ def cmd_train_denoiser(args: argparse.Namespace) -> int:
         seed=args.seed, num_workers=args.loader_workers, source=args.source,
         noise_weighted=args.noise_weighted_loss,
         init_from=None if args.init is None else str(args.init))
-    bar = tqdm(total=None, unit="step", desc="train-denoiser", file=sys.stderr, disable=None)
+    bar = progress_bar(None, unit="step", desc="train-denoiser")
 
     def progress(step: int, total: int) -> None:
         bar.total = total
@@ -303,7 +300,7 @@ def cmd_train_denoiser(args: argparse.Namespace) -> int:
 
     def on_epoch(result) -> None:
         marker = " (best, saved)" if result.best else ""
-        tqdm.write(f"epoch {result.epoch}: train loss {result.train_loss:.4f}, val PSNR "
+        bar.write(f"epoch {result.epoch}: train loss {result.train_loss:.4f}, val PSNR "
                    f"{result.val_psnr_db:.2f} dB (input {result.input_psnr_db:.2f} dB), "
                    f"SSIM {result.val_ssim:.3f} (input {result.input_ssim:.3f}), "
                    f"{result.seconds:.1f} s{marker}", file=sys.stdout)
@@ -331,7 +328,6 @@ def cmd_train_denoiser(args: argparse.Namespace) -> int:
 def cmd_denoise(args: argparse.Namespace) -> int:
     """Denoise a series; write denoised.tif and denoise.json together."""
     import numpy as np
-    from tqdm import tqdm
 
     from ..device import describe_device, select_device
     from ..io.outputs import check_output_folder, result_array, write_output_folder
@@ -363,8 +359,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     shape = (len(selected), *frames.shape[-2:])
     # A large series keeps its results in a scratch file, not in memory.
     with result_array(shape, np.float32, args.out) as denoised:
-        bar = tqdm(total=len(selected), unit="frame", desc="denoise", file=sys.stderr,
-                   disable=None)
+        bar = progress_bar(len(selected), unit="frame", desc="denoise")
         started = time.perf_counter()
         try:
             stream = denoise_frames(model, frames, expected_e_per_px=e_per_px,

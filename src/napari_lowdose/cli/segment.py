@@ -17,13 +17,13 @@ from ..workflows.segmentation import (
     segmentation_record,
     write_segmentation,
 )
+from ._common import add_dose_options, open_calibrated, progress_bar
 
 __all__ = ["add_segment_parsers", "cmd_evaluate", "cmd_segment"]
 
 def add_segment_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``segment`` and ``evaluate``."""
     from ..models.registry import DEFAULT_MODEL
-    from ._common import add_dose_options
 
     seg = sub.add_parser("segment", help="segment a dose series; area against dose")
     seg.add_argument("series", type=Path, metavar="SERIES")
@@ -83,7 +83,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from ..io.outputs import check_output_folder, result_array
     from ..models.inference import predict_probabilities
     from ..models.registry import load_model, resolve_model
-    from ._common import open_calibrated, progress_bar
 
     if args.min_area_nm2 < 0:
         raise SegmentError("--min-area-nm2 must be at least 0")

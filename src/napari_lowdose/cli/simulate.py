@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from ..errors import LowdoseError
+from ._common import progress_bar
 
 __all__ = ["add_simulate_parser", "cmd_simulate"]
 
@@ -130,8 +131,6 @@ def recipe_from_args(args: argparse.Namespace):
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Simulate (or resume) a dataset with a progress bar on stderr."""
-    from tqdm import tqdm
-
     from ..simulate.dataset import generate_dataset
     from ..simulate.exitwaves import FFTW_WISDOM_FILE
 
@@ -139,8 +138,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise SimulateUsageError("--workers must be at least 1")
     recipe = recipe_from_args(args)
     command = shlex.join(["napari-lowdose", *sys.argv[1:]]) if sys.argv else None
-    bar = tqdm(total=recipe.n_structures, unit="structure", desc="simulate", file=sys.stderr,
-               disable=None)
+    bar = progress_bar(recipe.n_structures, unit="structure", desc="simulate")
 
     def progress(done: int, total: int) -> None:
         bar.update(done - bar.n)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ..errors import LowdoseError
+from ._common import progress_bar
 
 __all__ = ["add_calibrate_parser", "add_models_parser", "add_train_parser", "cmd_calibrate",
            "cmd_models", "cmd_train"]
@@ -143,16 +144,13 @@ def _architecture_of_init(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train with a progress bar (process 0) and a line per epoch."""
-    from tqdm import tqdm
-
     from ..train.segmentation import train_segmentation
 
     if args.val_crop == 0 and args.crop == 0:
         args.val_crop = None
     settings = settings_from_args(args)
     main_process = int(os.environ.get("RANK", "0")) == 0
-    bar = tqdm(total=None, unit="step", desc="train", file=sys.stderr,
-               disable=None if main_process else True)
+    bar = progress_bar(None, unit="step", desc="train", shown=main_process)
 
     def progress(step: int, total: int) -> None:
         bar.total = total
@@ -162,7 +160,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         marker = " (best, saved)" if result.best else ""
         calibrated = ("" if result.calibrated_threshold is None else
                       f" ({result.calibrated_f1:.4f} at p ≥ {result.calibrated_threshold:.2f})")
-        tqdm.write(f"epoch {result.epoch}: train loss {result.train_loss:.4f}, "
+        bar.write(f"epoch {result.epoch}: train loss {result.train_loss:.4f}, "
                    f"val loss {result.val_loss:.4f}, val F1 {result.val_f1:.4f}{calibrated}, "
                    f"{result.seconds:.1f} s{marker}", file=sys.stdout)
 
@@ -207,8 +205,6 @@ def add_calibrate_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Calibrate a model's threshold and print the F1 at each threshold."""
-    from tqdm import tqdm
-
     from ..train.segmentation import calibrate_threshold
 
     if args.max_val_images is not None and args.max_val_images < 1:
@@ -218,7 +214,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.out is not None and args.out.suffix.lower() == ".json":
         raise TrainUsageError("--out is the model file (.safetensors), not its .json sidecar")
     crop = None if args.val_crop is None else (args.val_crop or None)
-    bar = tqdm(total=None, unit="image", desc="calibrate", file=sys.stderr, disable=None)
+    bar = progress_bar(None, unit="image", desc="calibrate")
 
     def progress(done: int, total: int) -> None:
         bar.total = total
