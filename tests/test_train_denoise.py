@@ -8,7 +8,8 @@ from scipy import ndimage
 from denoise_data import clean_lattice, fake_simulated_dataset, noisy_copies
 from napari_lowdose.analysis.image_quality import psnr, ssim
 from napari_lowdose.analysis.registration import register_translation, shift_image
-from napari_lowdose.models.denoiser import DenoiserUNet, denoise_frame
+from napari_lowdose.models.denoiser import DenoiserUNet
+from napari_lowdose.models.denoising import denoise_frame
 from napari_lowdose.models.registry import load_denoiser
 from napari_lowdose.train.denoise import (
     DenoiserSettings,

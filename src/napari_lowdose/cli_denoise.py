@@ -175,7 +175,7 @@ def _expected_e_per_px(series) -> tuple[Any, str]:
     """Per-frame expected electrons per pixel (or None) and how it was found."""
     import numpy as np
 
-    from .models.denoiser import expected_e_per_px_from_dose
+    from .models.normalisation import expected_e_per_px_from_dose
 
     dose = series.frame_dose
     if dose is None:
@@ -352,7 +352,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     from .device import describe_device, select_device
     from .io.outputs import check_output_folder, result_array, write_output_folder
     from .io.writers import write_series_tiff
-    from .models.denoiser import denoise_frames, outside_training_range
+    from .models.denoising import denoise_frames, outside_training_range
     from .models.registry import load_denoiser, resolve_denoiser
 
     if args.batch_size < 1:

@@ -41,7 +41,7 @@ class FrameDenoiser:
     """The ``process_frame`` of a watch session: one frame in, one denoised frame out.
 
     The frame is normalised by its expected electrons per vacuum pixel,
-    ``dose_e_per_A2 · sampling_A²`` (:mod:`napari_lowdose.models.denoiser`):
+    ``dose_e_per_A2 · sampling_A²`` (:mod:`napari_lowdose.models.normalisation`):
     the dose and pixel size come from the file (napari-lowdose metadata, MRC
     headers …) unless given here; without a dose the frame mean is used.
 
@@ -83,7 +83,7 @@ class FrameDenoiser:
 
     def __call__(self, frame: np.ndarray, metadata: dict[str, Any]) -> np.ndarray:
         """Denoise one frame (float32, the frame's units)."""
-        from .models.denoiser import denoise_frame
+        from .models.denoising import denoise_frame
 
         started_s = time.perf_counter()
         expected = self.expected_e_per_px(metadata)

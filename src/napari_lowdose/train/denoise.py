@@ -6,7 +6,7 @@ with an L1 loss and Adam at 10⁻⁴. Training pairs come from three sources, ea
 ``noisy`` and ``target`` are ``(1, crop, crop)`` float32 crops in electrons per
 pixel (detector counts divided by the gain), the target on the noisy crop's grid
 and dose scale, and ``expected_e_per_px`` the noisy frame's expected electrons
-per vacuum pixel (its normalisation, :func:`napari_lowdose.models.denoiser.normalise_counts`).
+per vacuum pixel (its normalisation, :func:`napari_lowdose.models.normalisation.normalise_counts`).
 Training crops get a random position, flip and 90° rotation, drawn from
 ``SeedSequence(seed, spawn_key=(epoch, index))`` (the same batches whatever the
 number of loader workers); validation items are central crops (or whole frames).
@@ -57,7 +57,8 @@ from ..analysis.image_quality import psnr, ssim
 from ..analysis.registration import register_translation, shift_image
 from ..device import autocast_dtype, describe_device, select_device
 from ..models.checkpoint import save_checkpoint
-from ..models.denoiser import DenoiserUNet, denoiser_normalisation
+from ..models.denoiser import DenoiserUNet
+from ..models.normalisation import denoiser_normalisation
 from ..provenance import training_versions
 from .segmentation import (
     STATE_SUFFIX,

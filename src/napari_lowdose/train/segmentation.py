@@ -44,7 +44,8 @@ from ..analysis.metrics import (
 )
 from ..device import autocast_dtype, describe_device, select_device
 from ..errors import LowdoseError
-from ..models.checkpoint import NORMALISATION, build_model, save_checkpoint
+from ..models.checkpoint import build_model, save_checkpoint
+from ..models.normalisation import NORMALISATION
 from ..provenance import training_versions
 from .data import SegmentationDataset
 

@@ -6,7 +6,7 @@ Katsuno et al. (2021).
 
 Layer mode
     Frames of the chosen image layer go through
-    :func:`napari_lowdose.models.denoiser.denoise_frames` one by one in a worker
+    :func:`napari_lowdose.models.denoising.denoise_frames` one by one in a worker
     thread and land, as they arrive, in one Image layer ``"<image> denoised
     [<model>]"`` of the same shape (float32, NaN where not denoised yet), scale,
     translate, units and axis labels. Running again updates that layer; the
@@ -137,7 +137,7 @@ def layer_expected_e_per_px(layer, n: int) -> tuple[np.ndarray | None, str]:
     pixel = _pixel_size_A(layer)
     if pixel is None:
         return None, f"no pixel size in Å: {mean}"
-    from ..models.denoiser import expected_e_per_px_from_dose
+    from ..models.normalisation import expected_e_per_px_from_dose
 
     values = expected_e_per_px_from_dose(dose.dose_e_per_A2, math.sqrt(pixel[0] * pixel[1]))
     if not np.all(np.isfinite(values) & (values > 0)):
@@ -185,7 +185,7 @@ def layer_counts_per_electron(layer, value: float = 0.0) -> tuple[float, str]:
 
 def _default_overlap_px() -> int:
     """Tile overlap ``napari-lowdose denoise`` uses (:func:`denoise_frames`' default)."""
-    from ..models.denoiser import denoise_frames
+    from ..models.denoising import denoise_frames
 
     return int(inspect.signature(denoise_frames).parameters["overlap_px"].default)
 
@@ -586,7 +586,7 @@ class DenoiseWidget(Container):
         if checked is None:
             return None
         model_path, metadata, device = checked
-        from ..models.denoiser import outside_training_range
+        from ..models.denoising import outside_training_range
 
         gain, gain_text = self.counts_per_electron(layer)
         self.gain_info.value = gain_text
@@ -679,7 +679,7 @@ class DenoiseWidget(Container):
 
     def _frames(self, request):
         """Generator (worker thread): load the model, then yield (index, denoised frame)."""
-        from ..models import denoiser
+        from ..models import denoising as denoiser
 
         model = self._load_model(request)
         with progress(total=len(request.indices), desc="Denoise") as pbar:
