@@ -66,7 +66,7 @@ def add_denoise_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``train-denoiser`` and ``denoise``."""
     from .cli import _add_dose_options
     from .models.registry import DEFAULT_DENOISER
-    from .train.denoise import DEFAULT_E_PER_PX_RANGE
+    from .train.denoise_simulated import DEFAULT_E_PER_PX_RANGE
 
     train = sub.add_parser(
         "train-denoiser",
@@ -233,12 +233,8 @@ def _check_source_options(args: argparse.Namespace) -> None:
 
 def _datasets(args: argparse.Namespace, notes: list[str]):
     """Training and validation datasets of the chosen source."""
-    from .train.denoise import (
-        DEFAULT_E_PER_PX_RANGE,
-        SimulatedPairs,
-        pair_datasets,
-        series_datasets,
-    )
+    from .train.denoise_measured import pair_datasets, series_datasets
+    from .train.denoise_simulated import DEFAULT_E_PER_PX_RANGE, SimulatedPairs
 
     crop = args.crop
     val_crop = 2 * crop if args.val_crop is None else (args.val_crop or None)
