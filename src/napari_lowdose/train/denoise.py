@@ -43,7 +43,6 @@ from .loop import (
 )
 
 __all__ = [
-    "LOSSES",
     "DenoiserEpochResult",
     "DenoiserSettings",
     "DenoiserTrainingSummary",

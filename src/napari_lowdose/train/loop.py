@@ -188,7 +188,7 @@ class ShardSampler(Sampler[int]):
         return len(self.indices)
 
 
-def autocast(device: torch.device, amp_dtype: torch.dtype | None):
+def autocast(device: torch.device, amp_dtype: torch.dtype | None) -> torch.autocast:
     """Autocast to ``amp_dtype`` on ``device``, or a disabled one when it is None."""
     return torch.autocast(device.type, dtype=amp_dtype or torch.float32,
                           enabled=amp_dtype is not None)
