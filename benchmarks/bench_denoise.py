@@ -60,7 +60,7 @@ def _median_s(run, repeats: int, device: torch.device) -> float:
 
 def bench_pipeline(model, size: int, batch: int, device: torch.device, repeats: int) -> float:
     """Frames/s of ``denoise_frames`` on ``batch`` frames of ``size``² at 5 e⁻/px."""
-    from napari_lowdose.models.denoiser import denoise_frames
+    from napari_lowdose.models.denoising import denoise_frames
 
     frames = np.random.default_rng(size).poisson(5.0, (batch, size, size)).astype(np.float32)
 

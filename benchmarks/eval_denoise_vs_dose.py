@@ -74,7 +74,7 @@ def main() -> None:
 
     from napari_lowdose.analysis.image_quality import psnr, ssim
     from napari_lowdose.io.tables import table_to_csv
-    from napari_lowdose.models.denoiser import denoise_frame
+    from napari_lowdose.models.denoising import denoise_frame
     from napari_lowdose.models.registry import load_denoiser
     from napari_lowdose.simulate.series import SERIES_SAMPLING_A, simulate_dose_series
 

@@ -2,7 +2,7 @@
 
 The fake dataset has the layout of ``napari-lowdose simulate`` (card + cached exit
 waves) with analytic phase-object waves instead of abTEM multislice, so tests of
-:class:`napari_lowdose.train.denoise.SimulatedPairs` run in milliseconds.
+:class:`napari_lowdose.train.denoise_simulated.SimulatedPairs` run in milliseconds.
 """
 
 import json

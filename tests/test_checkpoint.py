@@ -15,15 +15,14 @@ from napari_lowdose.models.checkpoint import (
     ARCHITECTURES,
     FORMAT,
     METADATA_KEY,
-    NORMALISATION,
     CheckpointError,
     build_model,
     load_checkpoint,
     read_checkpoint_metadata,
     save_checkpoint,
     sidecar_path,
-    standardise,
 )
+from napari_lowdose.models.normalisation import NORMALISATION, standardise
 
 METADATA = {
     "normalisation": NORMALISATION,

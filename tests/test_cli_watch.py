@@ -13,7 +13,8 @@ from napari_lowdose.insitu import LOG_FILE, Failure, FrameDenoiser, InSituOutput
 from napari_lowdose.io.readers import read_series
 from napari_lowdose.io.writers import write_series_tiff
 from napari_lowdose.models.checkpoint import save_checkpoint
-from napari_lowdose.models.denoiser import DenoiserUNet, denoise_frame
+from napari_lowdose.models.denoiser import DenoiserUNet
+from napari_lowdose.models.denoising import denoise_frame
 
 PIXEL_A, DOSE = 0.5, 20.0
 

@@ -7,7 +7,7 @@ import pytest
 
 from napari_lowdose.io.dose import FrameDose
 from napari_lowdose.io.layers import LOWDOSE_KEY, image_layer_kwargs
-from napari_lowdose.models import denoiser
+from napari_lowdose.models import denoising
 from napari_lowdose.models.checkpoint import save_checkpoint
 from napari_lowdose.models.denoiser import DenoiserUNet
 from napari_lowdose.widgets.denoise import (
@@ -20,7 +20,7 @@ from napari_lowdose.widgets.denoise import (
 N_FRAMES, SIZE, PIXEL_A = 6, 24, 0.5
 DOSES = np.geomspace(10, 1e3, N_FRAMES)
 OUTPUT = "series denoised [tiny]"
-REAL_DENOISE_FRAMES = denoiser.denoise_frames  # before any monkeypatch
+REAL_DENOISE_FRAMES = denoising.denoise_frames  # before any monkeypatch
 
 
 @pytest.fixture(scope="module")
@@ -89,13 +89,13 @@ def test_whole_series_layer_values_and_rerun(setup, model_file, monkeypatch):
     assert widget.dose_info.value.startswith("dose × pixel size²")
     before = image.data.copy()
     calls = []
-    real = denoiser.denoise_frames
+    real = denoising.denoise_frames
 
     def counting(*args, **kwargs):
         calls.append(kwargs)
         yield from real(*args, **kwargs)
 
-    monkeypatch.setattr(denoiser, "denoise_frames", counting)
+    monkeypatch.setattr(denoising, "denoise_frames", counting)
     widget.scope.value = "all"
     widget.run()
     assert len(viewer.layers) == 2
@@ -139,7 +139,7 @@ def test_current_frame_and_cancel_keeps_frames(setup, monkeypatch):
     assert out.metadata[LOWDOSE_KEY]["denoised"]["frames_done"] == [4]
 
     # Cancel after 2 frames of the whole series: those 2 are kept (with frame 4).
-    real = denoiser.denoise_frames
+    real = denoising.denoise_frames
 
     def stop_after_two(*args, **kwargs):
         assert kwargs["frame_indices"] == list(range(N_FRAMES))
@@ -150,7 +150,7 @@ def test_current_frame_and_cancel_keeps_frames(setup, monkeypatch):
                 widget.cancel()
                 assert kwargs["should_stop"]()
 
-    monkeypatch.setattr(denoiser, "denoise_frames", stop_after_two)
+    monkeypatch.setattr(denoising, "denoise_frames", stop_after_two)
     widget.scope.value = "all"
     widget.run()
     assert viewer.layers[OUTPUT] is out
@@ -171,7 +171,7 @@ def test_no_dose_uses_frame_mean(setup, model_file):
     from napari_lowdose.models.registry import load_denoiser
 
     model, _ = load_denoiser(model_file)
-    expected = denoiser.denoise_frame(model, image.data[2], device="cpu")
+    expected = denoising.denoise_frame(model, image.data[2], device="cpu")
     np.testing.assert_allclose(out.data, expected, rtol=1e-5, atol=1e-5)
     assert out.data.shape == (SIZE, SIZE)
 
@@ -196,7 +196,7 @@ def test_live_mode_follows_the_slider(setup):
 def test_live_mode_threaded_keeps_only_the_latest_request(setup, qtbot, monkeypatch):
     viewer, widget, _ = setup
     widget.use_thread = True
-    real = denoiser.denoise_frames
+    real = denoising.denoise_frames
     release = threading.Event()
     calls = []
 
@@ -205,7 +205,7 @@ def test_live_mode_threaded_keeps_only_the_latest_request(setup, qtbot, monkeypa
         release.wait(10)
         yield from real(*args, **kwargs)
 
-    monkeypatch.setattr(denoiser, "denoise_frames", held)
+    monkeypatch.setattr(denoising, "denoise_frames", held)
     viewer.dims.set_current_step(0, 0)
     widget.scope.value = "live"
     assert widget.busy
@@ -287,7 +287,7 @@ def test_insitu_watch_denoises_new_frames(setup, model_file, tmp_path, qtbot):
     np.testing.assert_array_equal(raw.data, frames)  # in order
     model, _ = load_denoiser(model_file)
     for k, dose in enumerate(DOSES[[1, 4]]):
-        expected = denoiser.denoise_frame(
+        expected = denoising.denoise_frame(
             model, frames[k], expected_e_per_px=dose * PIXEL_A**2, device="cpu"
         )
         np.testing.assert_allclose(den.data[k], expected, rtol=1e-5, atol=1e-5)
@@ -413,7 +413,7 @@ def test_gain_normalises_like_the_command(setup, model_file, monkeypatch):
     assert widget.gain_info.value == "2.5 counts/e⁻ (from the file)"
     assert detector_gain(None, 2.5) == 2.5  # the rule the command applies
     widget.run()
-    expected = denoiser.denoise_frame(model, image.data[3], counts_per_electron=2.5,
+    expected = denoising.denoise_frame(model, image.data[3], counts_per_electron=2.5,
                                       device="cpu")
     np.testing.assert_allclose(viewer.layers["hinted denoised [tiny]"].data, expected,
                                rtol=1e-5, atol=1e-5)

@@ -15,15 +15,14 @@ from napari_lowdose.models.checkpoint import (
     read_checkpoint_metadata,
     save_checkpoint,
 )
-from napari_lowdose.models.denoiser import (
-    DenoiserUNet,
-    denoise_frame,
-    denoise_frames,
+from napari_lowdose.models.denoiser import DenoiserUNet
+from napari_lowdose.models.denoising import denoise_frame, denoise_frames
+from napari_lowdose.models.msdnet import MSDNet
+from napari_lowdose.models.normalisation import (
     denoiser_normalisation,
     expected_e_per_px_from_dose,
     normalise_counts,
 )
-from napari_lowdose.models.msdnet import MSDNet
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

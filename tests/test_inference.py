@@ -7,8 +7,9 @@ import torch
 import zarr
 
 from napari_lowdose.models import MSDNet, UNet
-from napari_lowdose.models.checkpoint import standardise
-from napari_lowdose.models.inference import plan_tiles, predict_frame, predict_probabilities
+from napari_lowdose.models.inference import predict_frame, predict_probabilities
+from napari_lowdose.models.normalisation import standardise
+from napari_lowdose.models.tiling import plan_tiles
 
 
 @pytest.fixture(scope="module", autouse=True)

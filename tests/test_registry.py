@@ -94,7 +94,7 @@ def test_cli_models_describes_a_denoiser_and_lists_shipped_denoisers(tmp_path, m
 @pytest.mark.parametrize("name", list(registry.SHIPPED_DENOISERS))
 def test_shipped_denoisers_improve_an_unseen_simulated_frame(name):
     from napari_lowdose.analysis.image_quality import psnr
-    from napari_lowdose.models.denoiser import denoise_frame
+    from napari_lowdose.models.denoising import denoise_frame
     from napari_lowdose.simulate.series import simulate_dose_series
 
     assert name in registry.available_denoisers()

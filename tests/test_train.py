@@ -15,7 +15,8 @@ from napari_lowdose.simulate.dataset import generate_dataset
 from napari_lowdose.simulate.recipe import DatasetRecipe
 from napari_lowdose.simulate.structures import StructureRecipe
 from napari_lowdose.train.data import SegmentationDataset
-from napari_lowdose.train.segmentation import TrainingError, TrainSettings, train_segmentation
+from napari_lowdose.train.loop import TrainingError
+from napari_lowdose.train.segmentation import TrainSettings, train_segmentation
 
 TINY = StructureRecipe(size_px=48, sampling_range_A=(0.25, 0.25), diameter_range_A=(9.0, 10.0),
                        support_thickness_range_A=(6.0, 8.0), margin_A=3.0)

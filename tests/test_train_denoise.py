@@ -8,16 +8,13 @@ from scipy import ndimage
 from denoise_data import clean_lattice, fake_simulated_dataset, noisy_copies
 from napari_lowdose.analysis.image_quality import psnr, ssim
 from napari_lowdose.analysis.registration import register_translation, shift_image
-from napari_lowdose.models.denoiser import DenoiserUNet, denoise_frame
+from napari_lowdose.models.denoiser import DenoiserUNet
+from napari_lowdose.models.denoising import denoise_frame
 from napari_lowdose.models.registry import load_denoiser
-from napari_lowdose.train.denoise import (
-    DenoiserSettings,
-    Noise2NoiseSeries,
-    PairedExposures,
-    SimulatedPairs,
-    train_denoiser,
-)
-from napari_lowdose.train.segmentation import TrainingError
+from napari_lowdose.train.denoise import DenoiserSettings, train_denoiser
+from napari_lowdose.train.denoise_measured import Noise2NoiseSeries, PairedExposures
+from napari_lowdose.train.denoise_simulated import SimulatedPairs
+from napari_lowdose.train.loop import TrainingError
 
 TINY = {"base_channels": 8, "levels": 2}
 

@@ -97,7 +97,7 @@ def _pair_layers(viewer, n_short=3, n_long=3):
 
 
 def test_exposure_pairs_from_two_layers(widget, tmp_path, monkeypatch):
-    from napari_lowdose.train.denoise import PairedExposures
+    from napari_lowdose.train.denoise_measured import PairedExposures
 
     short, long = _pair_layers(widget._viewer)
     before = short.data.copy(), long.data.copy()

@@ -67,7 +67,7 @@ def _pair_of_floats(text: str) -> tuple[float, float]:
 def add_denoise_parsers(sub: argparse._SubParsersAction) -> None:
     """Register ``train-denoiser`` and ``denoise``."""
     from ..models.registry import DEFAULT_DENOISER
-    from ..train.denoise import DEFAULT_E_PER_PX_RANGE
+    from ..train.denoise_simulated import DEFAULT_E_PER_PX_RANGE
     from ..workflows.denoiser_training import DENOISER_TRAINING_DEFAULTS as defaults
 
     train = sub.add_parser(
@@ -231,7 +231,7 @@ def _check_source_options(args: argparse.Namespace) -> None:
 
 def _datasets(args: argparse.Namespace, notes: list[str]):
     """Training and validation datasets of the chosen source."""
-    from ..train.denoise import pair_datasets, series_datasets
+    from ..train.denoise_measured import pair_datasets, series_datasets
     from ..workflows.denoiser_training import simulated_datasets, validation_crop_px
 
     crop = args.crop
@@ -332,7 +332,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     from ..device import describe_device, select_device
     from ..io.outputs import check_output_folder, result_array, write_output_folder
     from ..io.writers import write_series_tiff
-    from ..models.denoiser import denoise_frames, outside_training_range
+    from ..models.denoising import denoise_frames, outside_training_range
     from ..models.registry import load_denoiser, resolve_denoiser
 
     if args.batch_size < 1:

@@ -71,7 +71,7 @@ class FrameDenoiser:
 
     def __call__(self, frame: np.ndarray, metadata: dict[str, Any]) -> np.ndarray:
         """Denoise one frame (float32, the frame's units)."""
-        from ..models.denoiser import denoise_frame
+        from ..models.denoising import denoise_frame
 
         started_s = time.perf_counter()
         expected = self.expected_e_per_px(metadata)

@@ -1,4 +1,5 @@
-"""Segmentation and denoising networks (SPEC §4)."""
+"""Segmentation networks (MSD-net, U-net; Larsen et al. 2023) and the low-dose denoiser
+(Katsuno et al. 2021)."""
 
 from .denoiser import DenoiserUNet
 from .msdnet import MSDNet, NaiveMSDNet, draw_dilations

@@ -11,13 +11,12 @@ file holding the network's ``state_dict``; its header metadata holds, under the 
 
 The same JSON is written beside the weights as ``<stem>.json`` for people to read.
 Loading parses the header without touching the weights (:func:`read_checkpoint_metadata`),
-rebuilds the network from ``arch`` and ``config`` (SPEC §4: MSD-net of Pelt & Sethian
-2018 / Larsen et al. 2023, U-net of Madsen et al. 2018) and checks every tensor name
-and shape before loading; :func:`torch.load` (which unpickles, i.e. may run code) is
-never used.
+rebuilds the network from ``arch`` and ``config`` (MSD-net of Pelt & Sethian 2018 /
+Larsen et al. 2023, U-net of Madsen et al. 2018, denoiser of Katsuno et al. 2021) and
+checks every tensor name and shape before loading; :func:`torch.load` (which
+unpickles, i.e. may run code) is never used.
 
-The input normalisation shared by training and inference, per-frame
-standardisation, is defined here too (:data:`NORMALISATION`, :func:`standardise`).
+The ``normalisation`` record comes from :mod:`.normalisation`.
 """
 
 from __future__ import annotations
@@ -33,8 +32,9 @@ from torch import nn
 
 from .. import __version__
 from ..errors import LowdoseError
-from .denoiser import DenoiserUNet, denoiser_normalisation
+from .denoiser import DenoiserUNet
 from .msdnet import MSDNet
+from .normalisation import NORMALISATION, denoiser_normalisation
 from .unet import UNet
 
 __all__ = [
@@ -42,7 +42,6 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "METADATA_KEY",
-    "NORMALISATION",
     "RESERVED_KEYS",
     "SEGMENTATION_ARCHITECTURES",
     "CheckpointError",
@@ -51,10 +50,9 @@ __all__ = [
     "read_checkpoint_metadata",
     "save_checkpoint",
     "sidecar_path",
-    "standardise",
 ]
 
-#: Network classes by architecture name (SPEC §4): segmentation (MSD-net, U-net) and
+#: Network classes by architecture name: segmentation (MSD-net, U-net) and
 #: the low-dose denoiser (Katsuno et al. 2021).
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "msdnet": MSDNet,
@@ -71,46 +69,12 @@ FORMAT_VERSION = 1
 #: Key of the JSON document in the safetensors header metadata.
 METADATA_KEY = "napari_lowdose"
 
-#: Input normalisation used by training and inference (see :func:`standardise`).
-NORMALISATION: dict[str, Any] = {
-    "method": "per-frame standardisation",
-    "description": (
-        "each frame minus its mean, divided by its standard deviation (+1e-6); "
-        "population standard deviation over the frame's pixels, float32"
-    ),
-    "epsilon": 1e-6,
-}
-
 #: Keys of the model document set by :func:`save_checkpoint` itself, not by callers.
 RESERVED_KEYS = ("format", "format_version", "arch", "config", "package_version")
 
 
 class CheckpointError(LowdoseError):
     """A model file cannot be written or read as a napari-lowdose model."""
-
-
-def standardise(frames: torch.Tensor) -> torch.Tensor:
-    """Standardise each frame: minus its mean, divided by its standard deviation + 1e-6.
-
-    The normalisation of :data:`NORMALISATION`, applied identically in training and
-    inference (Larsen et al. 2023 normalise every image before segmentation).
-
-    Parameters
-    ----------
-    frames : torch.Tensor, shape (..., H, W)
-        One frame or a stack; statistics are taken over the last two dimensions
-        (population standard deviation).
-
-    Returns
-    -------
-    torch.Tensor
-        float32 tensor of the same shape; the input is not modified.
-    """
-    if frames.ndim < 2:
-        raise ValueError(f"expected frames of shape (..., H, W), got {tuple(frames.shape)}")
-    frames = frames.to(torch.float32)
-    std, mean = torch.std_mean(frames, dim=(-2, -1), keepdim=True, correction=0)
-    return (frames - mean) / (std + NORMALISATION["epsilon"])
 
 
 def build_model(arch: str, config: Mapping[str, Any]) -> nn.Module:
@@ -241,8 +205,9 @@ def save_checkpoint(
     metadata : mapping
         JSON-serialisable provenance merged into the document (e.g. ``normalisation``,
         ``dataset``, ``noise_model``, ``validation``, ``training``); numpy scalars and
-        arrays are converted. ``normalisation`` defaults to :data:`NORMALISATION`
-        (for a denoiser: :func:`.denoiser.denoiser_normalisation` of its config).
+        arrays are converted. ``normalisation`` defaults to
+        :data:`.normalisation.NORMALISATION` (for a denoiser:
+        :func:`.normalisation.denoiser_normalisation` of its config).
 
     Returns
     -------

@@ -1,7 +1,7 @@
 """Mixed-scale dense network (MSD-net) with a memory-efficient dense block.
 
 The MSD-net of Pelt & Sethian (2018), as adapted by Larsen et al. (2023) for
-segmenting nanoparticles in low-dose TEM images (SPEC §4): ``depth`` layers at full
+segmenting nanoparticles in low-dose TEM images: ``depth`` layers at full
 resolution; layer ``i`` convolves the concatenation of the input channels and the
 outputs of all earlier layers with one dilated ``kernel_size × kernel_size``
 convolution (dilation drawn uniformly from ``1 … max_dilation`` with a fixed seed),
@@ -47,7 +47,7 @@ def draw_dilations(depth: int, seed: int = 0, max_dilation: int = 10) -> list[in
 
     Dilations are drawn uniformly from the integers ``1 … max_dilation`` with
     :func:`numpy.random.default_rng`, so a seed fixes them (reproducible models,
-    SPEC §4; Pelt & Sethian 2018; Larsen et al. 2023).
+    Pelt & Sethian 2018; Larsen et al. 2023).
 
     Parameters
     ----------
@@ -358,7 +358,7 @@ class _DenseBlockFunction(torch.autograd.Function):
 class MSDNet(_MSDBase):
     """Memory-efficient mixed-scale dense network (Pelt & Sethian 2018).
 
-    As adapted by Larsen et al. (2023) (SPEC §4): ``depth`` full-resolution layers,
+    As adapted by Larsen et al. (2023): ``depth`` full-resolution layers,
     layer ``i`` applying a dilated ``kernel_size × kernel_size`` convolution with
     reflection padding, bias and ReLU to all earlier feature maps (input included)
     and producing ``width`` channels; a final ``1 × 1`` convolution gives

@@ -47,7 +47,7 @@ SHIPPED_MODELS: dict[str, str] = {
     "unet-au-ceo2-low": "unet_au_ceo2_low.safetensors",
 }
 DEFAULT_MODEL = "msdnet-au-ceo2"
-#: Shipped denoiser name → file in ``models/pretrained`` (Katsuno et al. 2021, SPEC §4).
+#: Shipped denoiser name → file in ``models/pretrained`` (Katsuno et al. 2021).
 SHIPPED_DENOISERS: dict[str, str] = {
     "denoiser-au-ceo2": "denoiser_au_ceo2.safetensors",
 }

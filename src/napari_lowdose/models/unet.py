@@ -1,6 +1,6 @@
 """U-net of Madsen et al. (2018), the baseline Larsen et al. (2023) compare MSD-net with.
 
-Architecture (SPEC §4):
+Architecture (Madsen et al. 2018):
 
 * blocks of five 5×5 convolutions, each followed by batch normalisation and
   PReLU, with a short skip connection from the first layer's output to the
@@ -93,7 +93,7 @@ class UNetBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    """Madsen-style U-net for per-pixel particle logits (Larsen et al. 2023, SPEC §4).
+    """Madsen-style U-net for per-pixel particle logits (Larsen et al. 2023).
 
     Parameters
     ----------

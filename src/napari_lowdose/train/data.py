@@ -2,9 +2,9 @@
 
 Each item is one image epoch of one structure: the frame is standardised as a
 whole (the same normalisation as at inference:
-:func:`napari_lowdose.models.checkpoint.standardise`), then — for training —
+:func:`napari_lowdose.models.normalisation.standardise`), then — for training —
 cut to a random ``crop_px`` square and flipped / rotated by a random multiple
-of 90° (Larsen et al. 2023, SPEC §4: random flips and 90° rotations), the same
+of 90° (Larsen et al. 2023: random flips and 90° rotations), the same
 for the mask. Validation items are the central ``crop_px`` square (or the whole
 frame) without augmentation.
 
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..models.checkpoint import standardise
+from ..models.normalisation import standardise
 from ..simulate.recipe import DatasetError, open_dataset
 
 __all__ = ["SegmentationDataset"]

@@ -1,4 +1,4 @@
-"""Training the segmentation networks on simulated data (Larsen et al. 2023, SPEC §4).
+"""Training the segmentation networks on simulated data (Larsen et al. 2023).
 
 The recipe of Larsen et al.: binary cross-entropy on the per-pixel logits,
 Adam with AMSGrad at a learning rate of 10⁻³, the F1 score on a validation set
@@ -10,21 +10,16 @@ checkpoint kept is the one with the best validation F1.
   on CUDA the U-net runs under autocast (bf16 where supported, else fp16
   with a gradient scaler). The MSD-net's dense block is a custom autograd
   function written for fp32 and is trained in fp32.
-* Resumable: after every epoch the model, optimiser and history are saved
-  beside the checkpoint (``<checkpoint>.state.pt``, tensors and numbers only,
-  read back with ``torch.load(weights_only=True)``); running the same command
-  again continues after the last finished epoch.
-* Stoppable: ``should_stop()`` is polled between steps; the best checkpoint
-  so far is kept.
-* Scale-out: under ``torchrun --nproc_per_node N`` (``WORLD_SIZE`` > 1) the model
-  is wrapped in DistributedDataParallel (NCCL on CUDA, gloo on CPU), every
-  process trains on its share of the images, validation counts are summed
-  over processes, and process 0 writes the files.
+* Resumable, stoppable and scalable with the epoch loop of :mod:`.loop`: after
+  every epoch the model, optimiser and history are saved beside the checkpoint
+  (``<checkpoint>.state.pt``) and running the same command again continues;
+  ``should_stop()`` is polled between steps; under ``torchrun --nproc_per_node
+  N`` (``WORLD_SIZE`` > 1) the model is wrapped in DistributedDataParallel (NCCL
+  on CUDA, gloo on CPU), every process trains on its share of the images,
+  validation counts are summed over processes, and process 0 writes the files.
 """
 
-import math
 import os
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,8 +27,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
-from torch.utils.data import DataLoader, Sampler
 
 from ..analysis.metrics import (
     CALIBRATION_THRESHOLDS,
@@ -43,33 +36,38 @@ from ..analysis.metrics import (
     counts_at_thresholds,
 )
 from ..device import autocast_dtype, describe_device, select_device
-from ..errors import LowdoseError
-from ..models.checkpoint import NORMALISATION, build_model, save_checkpoint
+from ..models.checkpoint import build_model, save_checkpoint
+from ..models.normalisation import NORMALISATION
 from ..provenance import training_versions
 from .data import SegmentationDataset
+from .loop import (
+    RunContext,
+    RunSettings,
+    TrainingError,
+    Validation,
+    autocast,
+    end_context,
+    resume_or_start,
+    start_context,
+    sum_over_ranks,
+    train_epochs,
+    wrap_model,
+)
 
 __all__ = [
     "EpochResult",
     "TrainSettings",
-    "TrainingError",
     "TrainingSummary",
     "calibrate_threshold",
     "train_segmentation",
 ]
-
-STATE_SUFFIX = ".state.pt"
-
-
-class TrainingError(LowdoseError):
-    """Training cannot start or continue as asked."""
-
 
 #: How the best checkpoint is chosen (see :class:`TrainSettings`).
 SELECT_BY = ("threshold", "calibrated")
 
 
 @dataclass
-class TrainSettings:
+class TrainSettings(RunSettings):
     """How a segmentation network is trained.
 
     Parameters
@@ -153,21 +151,6 @@ class TrainSettings:
         if self.grad_clip_norm is not None and self.grad_clip_norm <= 0:
             raise TrainingError("the gradient clipping norm must be positive")
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dictionary."""
-        return asdict(self)
-
-    def same_run_as(self, other: dict[str, Any]) -> bool:
-        """Whether a saved run can be continued with these settings (epochs may grow)."""
-        mine = self.to_dict()
-        # Settings added since the run started count as their defaults.
-        theirs = {**TrainSettings().to_dict(), **dict(other)}
-        for key in ("epochs", "device", "num_workers"):
-            mine.pop(key, None)
-            theirs.pop(key, None)
-        return mine == theirs
-
-
 @dataclass(frozen=True)
 class EpochResult:
     """Losses and validation F1 after one epoch."""
@@ -205,17 +188,6 @@ class TrainingSummary:
     device: str
 
 
-@dataclass
-class _Context:
-    device: torch.device
-    rank: int
-    world_size: int
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
 def train_segmentation(
     data: str | os.PathLike,
     out: str | os.PathLike,
@@ -250,13 +222,12 @@ def train_segmentation(
     TrainingSummary
     """
     out = Path(out)
-    context = _start(settings)
+    context = start_context(settings.device)
     try:
         return _train(Path(data), out, settings, context, resume, progress,
                       should_stop or (lambda: False), on_epoch)
     finally:
-        if context.world_size > 1 and dist.is_initialized():
-            dist.destroy_process_group()
+        end_context(context)
 
 
 def calibrate_threshold(
@@ -345,21 +316,7 @@ def calibrate_threshold(
     return record
 
 
-def _start(settings: TrainSettings) -> _Context:
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return _Context(select_device(settings.device), 0, 1)
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = select_device(settings.device)
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return _Context(device, dist.get_rank(), dist.get_world_size())
-
-
-def _train(data: Path, out: Path, settings: TrainSettings, context: _Context, resume: bool,
+def _train(data: Path, out: Path, settings: TrainSettings, context: RunContext, resume: bool,
            progress: Callable[[int, int], None] | None, should_stop: Callable[[], bool],
            on_epoch: Callable[[EpochResult], None] | None) -> TrainingSummary:
     train_set = SegmentationDataset(data, "train", crop_px=settings.crop_px, augment=True,
@@ -372,78 +329,52 @@ def _train(data: Path, out: Path, settings: TrainSettings, context: _Context, re
                             "--val-fraction > 0 and at least 2 structures")
     model = _build(settings).to(context.device)
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, amsgrad=True)
-    state_path = out.with_name(out.name + STATE_SUFFIX)
-    start_epoch, best_f1, best_epoch, history = 0, -1.0, 0, []
-    if resume and state_path.is_file():
-        start_epoch, best_f1, best_epoch, history = _load_state(state_path, settings, model,
-                                                                optimiser, context)
-    elif settings.init_from is not None:
-        _initialise(model, settings)
-    net = _wrap(model, context)
+    state_path, state = resume_or_start(out, settings, model, optimiser, resume, -1.0,
+                                        lambda: _initialise(model, settings))
+    net = wrap_model(model, context)
     amp_dtype = _amp_dtype(settings, context.device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    steps = _steps_per_epoch(len(train_set), settings, context)
-    total_steps = steps * settings.epochs
-    done_steps = steps * start_epoch
-    stopped = False
-    started = time.perf_counter()
-    for epoch in range(start_epoch, settings.epochs):
-        t0 = time.perf_counter()
-        train_set.set_epoch(epoch)
-        loader = DataLoader(train_set, batch_size=settings.batch_size,
-                            sampler=_ShardSampler(len(train_set), context, settings.seed, epoch,
-                                                  steps * settings.batch_size),
-                            num_workers=settings.num_workers, drop_last=False)
-        net.train()
-        loss_sum, n_batches = 0.0, 0
-        for images, masks in loader:
-            if should_stop():
-                stopped = True
-                break
-            images, masks = images.to(context.device), masks.to(context.device)
-            optimiser.zero_grad(set_to_none=True)
-            with torch.autocast(context.device.type, dtype=amp_dtype or torch.float32,
-                                enabled=amp_dtype is not None):
-                loss = loss_fn(net(images), masks)
-            scaler.scale(loss).backward()
-            if settings.grad_clip_norm is not None:
-                scaler.unscale_(optimiser)
-                torch.nn.utils.clip_grad_norm_(net.parameters(), settings.grad_clip_norm)
-            scaler.step(optimiser)
-            scaler.update()
-            loss_sum += float(loss.detach())
-            n_batches += 1
-            done_steps += 1
-            if progress is not None and context.is_main:
-                progress(done_steps, total_steps)
-        stopped = _any_rank(stopped, context)
-        if stopped:
-            break
-        val_loss, counts, grid = _validate(model, val_set, settings, context, loss_fn,
-                                           amp_dtype)
-        train_loss = _mean_over_ranks(loss_sum, n_batches, context)
+    hooks = _Hooks(out, data, model, net, settings, context, train_set, val_set, amp_dtype)
+    stopped = train_epochs(hooks, model, net, optimiser, train_set, settings, context,
+                           state_path, state, amp_dtype, progress, should_stop, on_epoch)
+    return TrainingSummary(out, state.best_score, state.best_epoch, len(state.history), stopped,
+                           state.history, describe_device(context.device))
+
+
+class _Hooks:
+    """The segmentation trainer's part of the epoch loop (:func:`.loop.train_epochs`)."""
+
+    def __init__(self, out: Path, data: Path, model: torch.nn.Module, net: torch.nn.Module,
+                 settings: TrainSettings, context: RunContext, train_set: SegmentationDataset,
+                 val_set: SegmentationDataset, amp_dtype: torch.dtype | None) -> None:
+        self.out, self.data, self.model, self.net = out, data, model, net
+        self.settings, self.context = settings, context
+        self.train_set, self.val_set = train_set, val_set
+        self.amp_dtype = amp_dtype
+        self.loss_fn = torch.nn.BCEWithLogitsLoss()
+
+    def batch_loss(self, batch: Any) -> torch.Tensor:
+        images, masks = (t.to(self.context.device) for t in batch)
+        with autocast(self.context.device, self.amp_dtype):
+            return self.loss_fn(self.net(images), masks)
+
+    def validate(self) -> Validation:
+        val_loss, counts, grid = _validate(self.model, self.val_set, self.settings,
+                                           self.context, self.loss_fn, self.amp_dtype)
         threshold, threshold_f1, f1_by_threshold = best_threshold(grid)
-        score = threshold_f1 if settings.select_by == "calibrated" else counts.f1
-        is_best = score > best_f1
-        if is_best:
-            best_f1, best_epoch = score, epoch + 1
-        result = EpochResult(epoch + 1, train_loss, val_loss, counts.f1,
-                             time.perf_counter() - t0, is_best, threshold, threshold_f1)
-        history.append(result.to_dict())
-        if context.is_main:
-            if is_best:
-                _save_best(out, model, settings, data, train_set, val_set, result, history,
-                           context, time.perf_counter() - started, f1_by_threshold)
-            _save_state(state_path, epoch + 1, model, optimiser, best_f1, best_epoch, history,
-                        settings)
-            if on_epoch is not None:
-                on_epoch(result)
-        if context.world_size > 1:
-            dist.barrier()
-    epochs_done = len(history)
-    return TrainingSummary(out, best_f1, best_epoch, epochs_done, stopped, history,
-                           describe_device(context.device))
+        score = threshold_f1 if self.settings.select_by == "calibrated" else counts.f1
+        return Validation(score, (val_loss, counts, threshold, threshold_f1, f1_by_threshold))
+
+    def epoch_result(self, epoch: int, train_loss: float, validation: Validation,
+                     seconds: float, best: bool) -> EpochResult:
+        val_loss, counts, threshold, threshold_f1, _ = validation.details
+        return EpochResult(epoch, train_loss, val_loss, counts.f1, seconds, best, threshold,
+                           threshold_f1)
+
+    def save_best(self, result: EpochResult, validation: Validation,
+                  history: list[dict[str, Any]], elapsed_s: float) -> None:
+        _save_best(self.out, self.model, self.settings, self.data, self.train_set,
+                   self.val_set, result, history, self.context, elapsed_s,
+                   validation.details[-1])
 
 
 def _build(settings: TrainSettings) -> torch.nn.Module:
@@ -474,49 +405,15 @@ def _initialise(model: torch.nn.Module, settings: TrainSettings) -> None:
                             "own") from None
 
 
-def _wrap(model: torch.nn.Module, context: _Context) -> torch.nn.Module:
-    if context.world_size <= 1:
-        return model
-    from torch.nn.parallel import DistributedDataParallel
-
-    ids = [context.device.index] if context.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids)
-
-
 def _amp_dtype(settings: TrainSettings, device: torch.device) -> torch.dtype | None:
     if not settings.mixed_precision or settings.arch == "msdnet":
         return None
     return autocast_dtype(device)
 
 
-def _steps_per_epoch(n_items: int, settings: TrainSettings, context: _Context) -> int:
-    per_rank = math.ceil(n_items / context.world_size)
-    steps = math.ceil(per_rank / settings.batch_size)
-    if settings.steps_per_epoch is not None:
-        steps = min(steps, settings.steps_per_epoch)
-    return max(1, steps)
-
-
-class _ShardSampler(Sampler[int]):
-    """Seeded shuffle of all images, this process's share, cut to ``n_samples``."""
-
-    def __init__(self, n_items: int, context: _Context, seed: int, epoch: int,
-                 n_samples: int) -> None:
-        order = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(epoch, 7)))
-        permutation = order.permutation(n_items)
-        self.indices = [int(i) for i in permutation[context.rank::context.world_size]]
-        self.indices = self.indices[:n_samples]
-
-    def __iter__(self):
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-
 @torch.no_grad()
 def _validate(model: torch.nn.Module, val_set: SegmentationDataset, settings: TrainSettings,
-              context: _Context, loss_fn: torch.nn.Module, amp_dtype: torch.dtype | None
+              context: RunContext, loss_fn: torch.nn.Module, amp_dtype: torch.dtype | None
               ) -> tuple[float, BinaryCounts, np.ndarray]:
     """Validation loss, pooled counts at the threshold, and counts at every calibration one."""
     model.eval()
@@ -525,8 +422,7 @@ def _validate(model: torch.nn.Module, val_set: SegmentationDataset, settings: Tr
     for index in range(context.rank, len(val_set), context.world_size):
         image, mask = val_set[index]
         image, mask = image[None].to(context.device), mask[None].to(context.device)
-        with torch.autocast(context.device.type, dtype=amp_dtype or torch.float32,
-                            enabled=amp_dtype is not None):
+        with autocast(context.device, amp_dtype):
             logits = model(image).float()
         probability = torch.sigmoid(logits)
         truth = mask >= 0.5
@@ -534,36 +430,15 @@ def _validate(model: torch.nn.Module, val_set: SegmentationDataset, settings: Tr
         grid = counts_at_thresholds(probability, truth.cpu().numpy())
         totals += torch.tensor([counts.tp, counts.fp, counts.fn, float(loss_fn(logits, mask)),
                                 1.0, *grid.ravel().tolist()], dtype=torch.float64)
-    if context.world_size > 1:
-        totals = totals.to(context.device) if context.device.type == "cuda" else totals
-        dist.all_reduce(totals)
-        totals = totals.cpu()
+    totals = sum_over_ranks(totals, context)
     tp, fp, fn, loss_sum, n = totals[:5].tolist()
     grid = totals[5:].numpy().astype(np.int64).reshape(n_t, 3)
     return loss_sum / max(n, 1.0), BinaryCounts(int(tp), int(fp), int(fn)), grid
 
 
-def _mean_over_ranks(loss_sum: float, n_batches: int, context: _Context) -> float:
-    if context.world_size > 1:
-        totals = torch.tensor([loss_sum, float(n_batches)], dtype=torch.float64)
-        totals = totals.to(context.device) if context.device.type == "cuda" else totals
-        dist.all_reduce(totals)
-        loss_sum, n_batches = totals.cpu().tolist()
-    return loss_sum / max(n_batches, 1)
-
-
-def _any_rank(flag: bool, context: _Context) -> bool:
-    if context.world_size <= 1:
-        return flag
-    value = torch.tensor([1.0 if flag else 0.0])
-    value = value.to(context.device) if context.device.type == "cuda" else value
-    dist.all_reduce(value)
-    return bool(value.item() > 0)
-
-
 def _save_best(out: Path, model: torch.nn.Module, settings: TrainSettings, data: Path,
                train_set: SegmentationDataset, val_set: SegmentationDataset,
-               result: EpochResult, history: list[dict[str, Any]], context: _Context,
+               result: EpochResult, history: list[dict[str, Any]], context: RunContext,
                elapsed_s: float, f1_by_threshold: dict[str, float]) -> None:
     card = train_set.card
     metadata = {
@@ -595,38 +470,3 @@ def _save_best(out: Path, model: torch.nn.Module, settings: TrainSettings, data:
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out, model, arch=settings.arch, metadata=metadata)
-
-
-def _save_state(path: Path, epoch: int, model: torch.nn.Module, optimiser: torch.optim.Optimizer,
-                best_f1: float, best_epoch: int, history: list[dict[str, Any]],
-                settings: TrainSettings) -> None:
-    state = {
-        "epoch": epoch,
-        "model": model.state_dict(),
-        "optimiser": optimiser.state_dict(),
-        "best_f1": best_f1,
-        "best_epoch": best_epoch,
-        "history": history,
-        "settings": settings.to_dict(),
-    }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def _load_state(path: Path, settings: TrainSettings, model: torch.nn.Module,
-                optimiser: torch.optim.Optimizer,
-                context: _Context) -> tuple[int, float, int, list[dict[str, Any]]]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        saved_settings = state["settings"]
-    except Exception as error:  # noqa: BLE001 - any unreadable state is reported in one line
-        raise TrainingError(f"cannot resume from {path}: {error}") from error
-    if not settings.same_run_as(saved_settings):
-        raise TrainingError(
-            f"{path} belongs to a run with other settings; choose another --out or delete it"
-        )
-    model.load_state_dict(state["model"])
-    optimiser.load_state_dict(state["optimiser"])
-    return (int(state["epoch"]), float(state["best_f1"]), int(state["best_epoch"]),
-            list(state["history"]))

@@ -6,7 +6,7 @@ Katsuno et al. (2021).
 
 Layer mode
     Frames of the chosen image layer go through
-    :func:`napari_lowdose.models.denoiser.denoise_frames` one by one in a worker
+    :func:`napari_lowdose.models.denoising.denoise_frames` one by one in a worker
     thread and land, as they arrive, in one Image layer ``"<image> denoised
     [<model>]"`` of the same shape (float32, NaN where not denoised yet), scale,
     translate, units and axis labels. Running again updates that layer; the
@@ -107,7 +107,7 @@ def _display_limits(frame: np.ndarray) -> tuple[tuple[float, float], tuple[float
 
 def _default_overlap_px() -> int:
     """Tile overlap ``napari-lowdose denoise`` uses (:func:`denoise_frames`' default)."""
-    from ..models.denoiser import denoise_frames
+    from ..models.denoising import denoise_frames
 
     return int(inspect.signature(denoise_frames).parameters["overlap_px"].default)
 
@@ -508,7 +508,7 @@ class DenoiseWidget(Container):
         if checked is None:
             return None
         model_path, metadata, device = checked
-        from ..models.denoiser import outside_training_range
+        from ..models.denoising import outside_training_range
 
         gain, gain_text = self.counts_per_electron(layer)
         self.gain_info.value = gain_text
@@ -601,7 +601,7 @@ class DenoiseWidget(Container):
 
     def _frames(self, request):
         """Generator (worker thread): load the model, then yield (index, denoised frame)."""
-        from ..models import denoiser
+        from ..models import denoising as denoiser
 
         model = self._load_model(request)
         with progress(total=len(request.indices), desc="Denoise") as pbar:

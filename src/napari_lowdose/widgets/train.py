@@ -449,7 +449,7 @@ class TrainWidget(TrainingDock):
     def _request(self):
         """(dataset, out, settings, resume) or None after show_error."""
         from ..device import DeviceError, select_device
-        from ..train.segmentation import TrainingError
+        from ..train.loop import TrainingError
 
         card = self._read_card(notify=True)
         if card is None:

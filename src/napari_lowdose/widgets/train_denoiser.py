@@ -4,7 +4,7 @@ Thin, like 'Train' (:mod:`.train`): it gathers the command's options (with the
 command's defaults, read from its parser) and calls
 :func:`napari_lowdose.train.denoise.train_denoiser` in a thread. Sources, as
 ``--source``: real short/long exposure pairs of two layers of the viewer
-(:class:`~napari_lowdose.train.denoise.PairedExposures`), a 'Simulate' dataset
+(:class:`~napari_lowdose.train.denoise_measured.PairedExposures`), a 'Simulate' dataset
 folder (its datasets built by the command's own code) or a dose series of the
 viewer (Noise2Noise). Per-frame dose comes from a layer's metadata and its pixel
 size from its scale; the detector gain is the one set in the widget, else the
@@ -108,7 +108,7 @@ class TrainDenoiserWidget(TrainingDock):
 
         self.source = ComboBox(label="source", choices=SOURCE_CHOICES, value=SIMULATED)
         self.data_dir = FileEdit(label="dataset folder", mode="d", value="")
-        from ..train.denoise import DEFAULT_E_PER_PX_RANGE  # the command's default
+        from ..train.denoise_simulated import DEFAULT_E_PER_PX_RANGE  # the command's default
 
         self.e_per_px_range = LineEdit(
             label="e⁻/px range", value="{:g},{:g}".format(*DEFAULT_E_PER_PX_RANGE))
@@ -308,7 +308,7 @@ class TrainDenoiserWidget(TrainingDock):
             return train, val, notes
         if self.source.value == PAIRS:
             return (*self._pair_datasets(crop, notes), notes)
-        from ..train.denoise import series_datasets
+        from ..train.denoise_measured import series_datasets
 
         layer = self.layer_combo.value
         if layer is None:
@@ -351,7 +351,7 @@ class TrainDenoiserWidget(TrainingDock):
 
     def _pair_datasets(self, crop: int, notes: list[str]):
         """Training and validation :class:`PairedExposures`, split as the command does."""
-        from ..train.denoise import pair_datasets
+        from ..train.denoise_measured import pair_datasets
 
         short, long, short_data, long_data = self._pair_layers()
         n = 1 if short_data.ndim == 2 else int(short_data.shape[0])

@@ -95,7 +95,7 @@ def simulated_datasets(data: Path, *, crop_px: int, val_crop_px: int | None, see
     dose_range_e_per_A2, e_per_px_range : (float, float) or None
         Frame dose range (one of them; default the shipped denoiser's e⁻/px range).
     images_per_wave, clean_cache, max_waves : int
-        See :class:`~napari_lowdose.train.denoise.SimulatedPairs`.
+        See :class:`~napari_lowdose.train.denoise_simulated.SimulatedPairs`.
     notes : list of str
         Appended to.
 
@@ -103,7 +103,7 @@ def simulated_datasets(data: Path, *, crop_px: int, val_crop_px: int | None, see
     -------
     (SimulatedPairs, SimulatedPairs)
     """
-    from ..train.denoise import DEFAULT_E_PER_PX_RANGE, SimulatedPairs
+    from ..train.denoise_simulated import DEFAULT_E_PER_PX_RANGE, SimulatedPairs
 
     common = {"dose_range_e_per_A2": dose_range_e_per_A2,
               "e_per_px_range": e_per_px_range or DEFAULT_E_PER_PX_RANGE,

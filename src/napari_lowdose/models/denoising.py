@@ -1,0 +1,255 @@
+"""Streaming a frame series through the low-dose denoiser (Katsuno et al. 2021).
+
+Each frame is normalised by its expected counts per vacuum pixel
+(:func:`.normalisation.normalise_counts`), passed through the
+:class:`.denoiser.DenoiserUNet` and scaled back to the input's units; frames are
+streamed (:func:`.streaming.stream_frames`), and large frames can be processed in
+overlapping, blended tiles (:mod:`.tiling`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .denoiser import DenoiserUNet
+from .streaming import (
+    as_stack,
+    check_frame_size,
+    inference_autocast,
+    resolve_indices,
+    stream_frames,
+)
+from .tiling import Tile, blend_tiles, plan_tiles, tile_alignment
+
+__all__ = ["denoise_frame", "denoise_frames", "outside_training_range"]
+
+
+def _per_frame_doses(expected_e_per_px: Any, n: int) -> np.ndarray | None:
+    """``None`` or a float64 array of ``n`` expected doses (validated)."""
+    if expected_e_per_px is None:
+        return None
+    values = np.asarray(expected_e_per_px, dtype=np.float64).reshape(-1)
+    if values.size == 1:
+        values = np.full(n, float(values[0]))
+    if values.size != n:
+        raise ValueError(f"{values.size} expected doses given for {n} frame(s)")
+    if not np.all(np.isfinite(values) & (values > 0)):
+        raise ValueError("expected_e_per_px must be positive and finite")
+    return values
+
+
+@torch.inference_mode()
+def _denoise_batch(
+    model: DenoiserUNet,
+    batch: np.ndarray,
+    e_per_px: np.ndarray | None,
+    gain: float,
+    device: torch.device,
+    autocast: Callable[[], contextlib.AbstractContextManager],
+) -> np.ndarray:
+    # A copy: frames may be read-only memory maps, which torch must not wrap.
+    frames = torch.from_numpy(np.array(batch, dtype=np.float32)).to(device)
+    doses = None if e_per_px is None else torch.from_numpy(e_per_px).float().to(device)
+    inputs, scale = model.normalise(frames, doses, gain)
+    with autocast():
+        estimate = model(inputs)
+    return (estimate.float() * scale)[:, 0].cpu().numpy()
+
+
+@torch.inference_mode()
+def _denoise_tiled(
+    model: DenoiserUNet,
+    frame: np.ndarray,
+    e_per_px: np.ndarray | None,
+    gain: float,
+    tiles: list[Tile],
+    batch_size: int,
+    device: torch.device,
+    autocast: Callable[[], contextlib.AbstractContextManager],
+    should_stop: Callable[[], bool],
+) -> np.ndarray | None:
+    """Normalise the whole frame, denoise it tile by tile, blend; None if stopped."""
+    frames = torch.from_numpy(np.array(frame, dtype=np.float32)[None]).to(device)
+    doses = None if e_per_px is None else torch.from_numpy(e_per_px).float().to(device)
+    inputs, scale = model.normalise(frames, doses, gain)
+
+    def run(chunk: list[Tile]) -> torch.Tensor:
+        with autocast():
+            out = model(torch.cat([inputs[:, :, r, c] for r, c, _ in chunk]))
+        return out[:, 0].float()
+
+    shape = (int(frames.shape[-2]), int(frames.shape[-1]))
+    blended = blend_tiles(tiles, shape, batch_size, run, device, should_stop)
+    return None if blended is None else (blended * scale[0, 0]).cpu().numpy()
+
+
+def denoise_frames(
+    model: DenoiserUNet,
+    frames: Any,
+    *,
+    expected_e_per_px: float | Sequence[float] | np.ndarray | None = None,
+    counts_per_electron: float = 1.0,
+    device: str | torch.device = "auto",
+    batch_size: int = 1,
+    frame_indices: Sequence[int] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    tile_px: int | None = None,
+    overlap_px: int = 48,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(frame index, denoised frame)`` for the frames of a series, one by one.
+
+    Each frame is normalised by its expected counts per vacuum pixel
+    (:func:`.normalisation.normalise_counts`), passed through the denoiser under
+    :func:`torch.inference_mode` (autocast in bf16/fp16 on CUDA,
+    :func:`napari_lowdose.device.autocast_dtype`; the residual sum is kept
+    in float32) and scaled back to the input's units.
+
+    Parameters
+    ----------
+    model : DenoiserUNet
+        The denoiser (moved to ``device``; its training mode is restored afterwards).
+    frames : array-like, shape (n, y, x) or (y, x)
+        numpy, dask or zarr array in detector counts; only the requested frames
+        are read, a batch at a time.
+    expected_e_per_px : float or sequence of float, optional
+        Expected electrons per vacuum pixel, ``dose_e_per_A2 · sampling_A²``: one value
+        for all frames or one per frame of ``frames`` (indexed like ``frames``, not
+        like ``frame_indices``). None: each frame's mean / ``counts_per_electron``.
+    counts_per_electron : float, optional
+        Detector gain (1 for frames in electrons).
+    device : str or torch.device, optional
+        ``"auto"`` (CUDA > MPS > CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
+    batch_size : int, optional
+        Frames (or, when tiling, tiles) per forward pass.
+    frame_indices : sequence of int, optional
+        Frames to process, in this order; default all.
+    should_stop : callable, optional
+        Polled between batches and before each yield; True ends the stream.
+    progress : callable, optional
+        ``progress(done, total)`` after each yielded frame.
+    tile_px : int, optional
+        Process frames larger than this in overlapping tiles (normalised as whole
+        frames first); None: whole frames.
+    overlap_px : int, optional
+        Overlap of the tiles on each inner side
+        (:func:`napari_lowdose.models.tiling.plan_tiles`).
+
+    Yields
+    ------
+    index : int
+        Frame index in ``frames`` (0 for a single frame).
+    denoised : ndarray of float32, shape (y, x)
+        The estimate, in the units of ``frames``.
+
+    Raises
+    ------
+    ValueError
+        If ``frames`` is not 2-D or 3-D, the doses do not match the frames, or the
+        tiling is impossible.
+    IndexError
+        If a frame index is out of range.
+    napari_lowdose.device.DeviceError
+        If the device is not available.
+    """
+    from ..device import select_device
+
+    if not isinstance(model, DenoiserUNet):
+        raise TypeError(f"expected a DenoiserUNet, got {type(model).__name__}")
+    frames, single = as_stack(frames)
+    n = 1 if single else int(frames.shape[0])
+    shape = (int(frames.shape[-2]), int(frames.shape[-1]))
+    check_frame_size(model, shape, tile_px)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    doses = _per_frame_doses(expected_e_per_px, n)
+    gain = float(counts_per_electron)
+    if not (math.isfinite(gain) and gain > 0):
+        raise ValueError(f"counts_per_electron must be positive, got {counts_per_electron}")
+    indices = resolve_indices(frame_indices, n)
+    tiles = None
+    if tile_px is not None and max(shape) > tile_px:
+        tiles = plan_tiles(shape, tile_px, overlap_px, align=tile_alignment(model))
+    target = select_device(device)
+    stop = should_stop or (lambda: False)
+
+    def autocast() -> contextlib.AbstractContextManager:
+        return inference_autocast(target)
+
+    def process(chunk: list[int], batch: np.ndarray) -> np.ndarray | None:
+        e_per_px = None if doses is None else doses[chunk]
+        if tiles is None:
+            return _denoise_batch(model, batch, e_per_px, gain, target, autocast)
+        one = _denoise_tiled(model, batch[0], e_per_px, gain, tiles, batch_size, target,
+                             autocast, stop)
+        return None if one is None else one[None]
+
+    return stream_frames(model, frames, single, indices, 1 if tiles is not None else batch_size,
+                         process, target, progress, stop)
+
+
+def denoise_frame(model: DenoiserUNet, frame: Any, **kwargs: Any) -> np.ndarray:
+    """Denoise one ``(y, x)`` frame (see :func:`denoise_frames`).
+
+    Parameters
+    ----------
+    model : DenoiserUNet
+        The denoiser.
+    frame : array-like, shape (y, x)
+        The frame, in counts.
+    **kwargs
+        ``expected_e_per_px`` (a scalar), ``counts_per_electron``, ``device``,
+        ``tile_px``, ``overlap_px``, ``batch_size`` as for :func:`denoise_frames`.
+
+    Returns
+    -------
+    ndarray of float32, shape (y, x)
+        The denoised frame, in the units of ``frame``.
+    """
+    frame = np.asarray(frame) if not hasattr(frame, "shape") else frame
+    if len(frame.shape) != 2:
+        raise ValueError(f"expected one (y, x) frame, got shape {tuple(frame.shape)}")
+    for _, denoised in denoise_frames(model, frame, **kwargs):
+        return denoised
+    raise RuntimeError("denoising was stopped before the frame was done")
+
+
+def outside_training_range(metadata: dict[str, Any], e_per_px: Sequence[float] | None) -> str:
+    """A warning when frames have doses outside those a denoiser was trained on.
+
+    A denoiser is only as good as the noise levels it has seen: far above its
+    training range the correction it learned for noisier frames makes a
+    frame worse than the input.
+
+    Parameters
+    ----------
+    metadata : dict
+        The model's metadata (``source.trained_e_per_px_range`` is written by
+        :func:`napari_lowdose.train.denoise.train_denoiser`).
+    e_per_px : sequence of float or None
+        Expected electrons per vacuum pixel of the frames to denoise (None:
+        unknown, then nothing can be said).
+
+    Returns
+    -------
+    str
+        One sentence, or "" when every frame is inside the range (or the
+        range or the doses are unknown).
+    """
+    trained = (metadata.get("source") or {}).get("trained_e_per_px_range")
+    if e_per_px is None or not trained:
+        return ""
+    lo, hi = (float(v) for v in trained)
+    values = [float(v) for v in e_per_px]
+    n_out = sum(1 for v in values if not lo <= v <= hi)
+    if not n_out:
+        return ""
+    return (f"{n_out} of {len(values)} frame(s) have doses ({min(values):.3g}…"
+            f"{max(values):.3g} e⁻/px) outside the {lo:.3g}…{hi:.3g} e⁻/px the denoiser "
+            "was trained on; their results may be worse than the input")
