@@ -86,7 +86,7 @@ def test_whole_series_layer_values_and_rerun(setup, model_file, monkeypatch):
     viewer, widget, image = setup
     assert "denoiser" in widget.model_info.value and "31.50 dB" in widget.model_info.value
     assert widget.device_info.value
-    assert widget.dose_info.value.startswith("dose × pixel size²")
+    assert widget.dose_info.value.startswith("dose × pixel area")
     before = image.data.copy()
     calls = []
     real = denoising.denoise_frames
