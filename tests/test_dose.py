@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from napari_lowdose.errors import DoseCalibrationError
-from napari_lowdose.io.calibrate import calibrate_frame_dose
 from napari_lowdose.io.dose import (
     FrameDose,
     dose_from_counts,
@@ -12,6 +11,7 @@ from napari_lowdose.io.dose import (
     resolve_frame_dose,
     write_dose_table,
 )
+from napari_lowdose.io.dose_calibration import calibrate_frame_dose
 from napari_lowdose.simulate.synthetic_series import make_synthetic_dose_series
 
 

@@ -11,9 +11,9 @@ from napari_lowdose.analysis.registration import register_translation, shift_ima
 from napari_lowdose.models.denoiser import DenoiserUNet
 from napari_lowdose.models.denoising import denoise_frame
 from napari_lowdose.models.registry import load_denoiser
-from napari_lowdose.train.denoise import DenoiserSettings, train_denoiser
 from napari_lowdose.train.denoise_measured import Noise2NoiseSeries, PairedExposures
 from napari_lowdose.train.denoise_simulated import SimulatedPairs
+from napari_lowdose.train.denoiser import DenoiserSettings, train_denoiser
 from napari_lowdose.train.loop import TrainingError
 
 TINY = {"base_channels": 8, "levels": 2}
@@ -246,7 +246,7 @@ def test_training_can_be_stopped_and_checks_its_inputs(tmp_path):
 def test_noise_weighted_loss_counts_errors_in_units_of_the_shot_noise():
     import torch
 
-    from napari_lowdose.train.denoise import _noise_weighted_loss
+    from napari_lowdose.train.denoiser import _noise_weighted_loss
 
     # Two crops whose errors are each one shot-noise standard deviation (1/√e) weigh
     # the same: the loss is the mean of |error|·√e, not dominated by the noisy crop.

@@ -66,8 +66,8 @@ def add_dose_options(parser: argparse.ArgumentParser) -> None:
 
 def open_calibrated(args: argparse.Namespace):
     """Open ``args.series`` with the pixel size and dose the options give (see
-    :func:`napari_lowdose.io.calibrate.calibrate_frame_dose`)."""
-    from ..io.calibrate import calibrate_frame_dose
+    :func:`napari_lowdose.io.dose_calibration.calibrate_frame_dose`)."""
+    from ..io.dose_calibration import calibrate_frame_dose
     from ..io.readers import read_series
 
     series = read_series(args.series)

@@ -3,7 +3,7 @@
 ``train-denoiser`` trains a :class:`~napari_lowdose.models.denoiser.DenoiserUNet`
 from real short/long exposure pairs, from the exit waves of a simulated dataset,
 or self-supervised from one dose series (Noise2Noise); see
-:mod:`napari_lowdose.train.denoise`. ``denoise`` streams a series through a
+:mod:`napari_lowdose.train.denoiser`. ``denoise`` streams a series through a
 denoiser and writes ``denoised.tif`` (float32, the input's units, pixel size and
 per-frame dose) and ``denoise.json`` (the run record) together
 (:func:`napari_lowdose.io.outputs.write_output_folder`): an error leaves no
@@ -265,7 +265,7 @@ def _datasets(args: argparse.Namespace, notes: list[str]):
 
 def cmd_train_denoiser(args: argparse.Namespace) -> int:
     """Train a denoiser with a progress bar and a line per epoch."""
-    from ..train.denoise import DenoiserSettings, train_denoiser
+    from ..train.denoiser import DenoiserSettings, train_denoiser
 
     _check_source_options(args)
     if args.out.suffix.lower() == ".json":

@@ -7,7 +7,7 @@ Adam at 10⁻⁴ and inputs clipped to percentiles, and reach long-exposure-like
 quality at ~8 ms per frame. This module holds the network; its input
 normalisation (expected electrons per pixel, percentile clipping, a noise-level
 channel) is :func:`napari_lowdose.models.normalisation.normalise_counts`, shared by
-training (:mod:`napari_lowdose.train.denoise`) and inference
+training (:mod:`napari_lowdose.train.denoiser`) and inference
 (:func:`napari_lowdose.models.denoising.denoise_frames`).
 
 The normalisation parameters are part of the network's ``config``, so a

@@ -231,7 +231,7 @@ def outside_training_range(metadata: dict[str, Any], e_per_px: Sequence[float] |
     ----------
     metadata : dict
         The model's metadata (``source.trained_e_per_px_range`` is written by
-        :func:`napari_lowdose.train.denoise.train_denoiser`).
+        :func:`napari_lowdose.train.denoiser.train_denoiser`).
     e_per_px : sequence of float or None
         Expected electrons per vacuum pixel of the frames to denoise (None:
         unknown, then nothing can be said).

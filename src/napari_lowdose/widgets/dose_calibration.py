@@ -1,6 +1,6 @@
 """'Dose calibration' dock widget: show and set the per-frame dose of an image layer.
 
-Thin: it gathers inputs and calls :mod:`napari_lowdose.io.calibrate`; the
+Thin: it gathers inputs and calls :mod:`napari_lowdose.io.dose_calibration`; the
 dose is stored in the layer's ``metadata["lowdose"]["dose"]`` (the image data
 are never touched).
 """
@@ -15,8 +15,8 @@ from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 
 from ..errors import LowdoseError
-from ..io.calibrate import calibrate_frame_dose, iter_frame_mean_counts
 from ..io.dose import FrameDose, write_dose_table
+from ..io.dose_calibration import calibrate_frame_dose, iter_frame_mean_counts
 from ..io.layers import LOWDOSE_KEY, layer_frame_dose, with_frame_dose
 from ..workflows.policies import pixel_area_A2
 from ._common import rectangle_roi_px

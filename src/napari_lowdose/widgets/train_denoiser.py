@@ -2,7 +2,7 @@
 
 Thin, like 'Train' (:mod:`.train`): it gathers the command's options (with the
 command's defaults, read from its parser) and calls
-:func:`napari_lowdose.train.denoise.train_denoiser` in a thread. Sources, as
+:func:`napari_lowdose.train.denoiser.train_denoiser` in a thread. Sources, as
 ``--source``: real short/long exposure pairs of two layers of the viewer
 (:class:`~napari_lowdose.train.denoise_measured.PairedExposures`), a 'Simulate' dataset
 folder (its datasets built by the command's own code) or a dose series of the
@@ -370,7 +370,7 @@ class TrainDenoiserWidget(TrainingDock):
 
     def settings(self):
         """The :class:`DenoiserSettings` of the current inputs (raises LowdoseError)."""
-        from ..train.denoise import DenoiserSettings
+        from ..train.denoiser import DenoiserSettings
 
         init = self._init_name()
         return DenoiserSettings(
@@ -416,7 +416,7 @@ class TrainDenoiserWidget(TrainingDock):
 
     def _run(self, train, val, out, settings, notes, *, direct=False):
         """Worker body: the training call, its callbacks relayed to the GUI thread."""
-        from ..train.denoise import train_denoiser
+        from ..train.denoiser import train_denoiser
 
         with self._callbacks("Train denoiser: steps", direct=direct) as (on_progress, on_epoch):
             return train_denoiser(
