@@ -295,7 +295,7 @@ def test_min_area_on_an_uncalibrated_image_warns_once_and_is_not_applied(setup, 
     mask = viewer.layers["bare mask [tiny]"]
     prob = viewer.layers["bare probability [tiny]"]
     warnings = []
-    monkeypatch.setattr("napari_lowdose.widgets.segment.show_warning", warnings.append)
+    monkeypatch.setattr("napari_lowdose.widgets.segment_analysis.show_warning", warnings.append)
     widget.min_area.value = 5.0
     assert len(warnings) == 1 and "no pixel size" in warnings[0]
     np.testing.assert_array_equal(mask.data, prob.data >= 0.5)  # the rule is left out
