@@ -10,16 +10,52 @@ with :func:`superqt.utils.create_worker` (which napari's wraps):
   ``sys.excepthook``; outside napari's own event loop (a ``napari.Viewer()`` in a
   script or in Jupyter) PyQt then aborts the process. Here ``errored`` (and every
   other handler) is passed in ``_connect`` and the worker is started only after.
-* napari's worker classes also relay every error to napari's notification manager
-  (a second notification, with a traceback). superqt's classes do not; warnings
-  raised in the thread are relayed to it as napari's do.
+* napari's worker classes are made to also relay every error to napari's
+  notification manager (a second notification, with a traceback). superqt's
+  classes do not; warnings raised in the thread are relayed to it as napari's do.
+* superqt's generator worker takes a ``RuntimeError`` raised by the generator for
+  "the worker was deleted": a warning, then neither ``errored`` nor ``finished``
+  (the dock would stay busy, silently). torch's out-of-memory errors are
+  RuntimeErrors, so the task's errors travel wrapped in :class:`_TaskFailed`.
 """
 
 import inspect
 from collections.abc import Callable, Generator
+from functools import wraps
 from typing import Any
 
 __all__ = ["run_task"]
+
+
+class _TaskFailed(Exception):  # noqa: N818 - not an error of its own: a carrier
+    """Carries the task's exception out of the worker (never a RuntimeError)."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _carried(task: Callable) -> Callable:
+    """``task`` with its exceptions wrapped in :class:`_TaskFailed`."""
+    if inspect.isgeneratorfunction(task):
+
+        @wraps(task)
+        def generator(*args):
+            try:
+                return (yield from task(*args))
+            except Exception as err:
+                raise _TaskFailed(err) from err
+
+        return generator
+
+    @wraps(task)
+    def function(*args):
+        try:
+            return task(*args)
+        except Exception as err:
+            raise _TaskFailed(err) from err
+
+    return function
 
 
 def _relay_warning(args: tuple) -> None:
@@ -73,12 +109,17 @@ def run_task(
 
     from superqt.utils import create_worker
 
-    connect = {"errored": on_error, "warned": _relay_warning}
+    def errored(err: Exception) -> None:
+        on_error(err.error if isinstance(err, _TaskFailed) else err)
+
+    connect = {"errored": errored, "warned": _relay_warning}
     for signal, handler in (("yielded", on_yield), ("returned", on_return),
                             ("finished", on_finish)):
+        if signal == "yielded" and not inspect.isgeneratorfunction(task):
+            continue  # a function worker has no "yielded"
         if handler is not None:
             connect[signal] = handler
-    worker = create_worker(task, *args, _start_thread=False, _connect=connect)
+    worker = create_worker(_carried(task), *args, _start_thread=False, _connect=connect)
     worker.start()
     return worker
 
