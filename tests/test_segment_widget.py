@@ -11,6 +11,8 @@ from napari_lowdose.models.msdnet import MSDNet
 from napari_lowdose.widgets.area_plot import AREA_KEY, AreaPlotWidget
 from napari_lowdose.widgets.segment import FILE_CHOICE, SegmentWidget
 
+pytestmark = pytest.mark.gui
+
 N_FRAMES, SIZE, PIXEL_A = 8, 40, 0.5
 DOSES = np.geomspace(10, 1e4, N_FRAMES)
 
