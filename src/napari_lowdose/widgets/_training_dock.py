@@ -13,10 +13,8 @@ import napari
 import numpy as np
 from magicgui.widgets import Container
 from napari.utils import progress
-from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject, Signal
 
-from ._common import one_line
 from ._plotting import new_canvas, theme_colors
 from ._workers import run_task
 
@@ -39,9 +37,10 @@ class TrainingDock(Container):
 
     The subclass builds its inputs (``self._inputs``, ``train_button``,
     ``stop_button``, ``progress_bar``, ``status``) and provides ``_run(*request,
-    direct)`` (the worker body, using :meth:`_callbacks`), ``_on_epoch(result)`` and
-    ``_on_done(summary)``. Step and epoch callbacks of the worker reach the GUI
-    thread through queued signals; "Stop" ends the run after the current step.
+    direct)`` (the worker body, using :meth:`_callbacks`), ``_on_epoch(result)``,
+    ``_on_done(summary)`` and ``_on_error(err)`` (its one notification). Step and
+    epoch callbacks of the worker reach the GUI thread through queued signals;
+    "Stop" ends the run after the current step.
     """
 
     def __init__(self, viewer: napari.viewer.Viewer, *, use_thread: bool = True):
@@ -95,10 +94,6 @@ class TrainingDock(Container):
         if self.progress_bar.max != total:
             self.progress_bar.max = total
         self.progress_bar.value = min(step, total)
-
-    def _on_error(self, err):
-        self.status.value = "failed"
-        show_error(f"Training failed: {one_line(err)}")
 
     def _on_finished(self):
         self._worker = None

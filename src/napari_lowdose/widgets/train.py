@@ -364,6 +364,10 @@ class TrainWidget(TrainingDock):
                                   f"{result.calibrated_threshold:.2f}")
         self._update_plot()
 
+    def _on_error(self, err):
+        self.status.value = "failed"
+        show_error(f"Training failed: {one_line(err)}")
+
     def _on_done(self, summary):
         self.summary = summary
         self.history = [dict(row) for row in summary.history]  # also the resumed epochs

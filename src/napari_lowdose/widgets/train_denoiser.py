@@ -435,6 +435,10 @@ class TrainDenoiserWidget(TrainingDock):
         )
         self._update_plot()
 
+    def _on_error(self, err):
+        self.status.value = "failed"
+        show_error(f"Training failed: {one_line(err)}")
+
     def _on_done(self, summary):
         self.summary = summary
         self.history = [dict(row) for row in summary.history]  # also the resumed epochs
