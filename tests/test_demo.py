@@ -84,6 +84,7 @@ def test_demo_gui_without_a_display_is_refused_before_any_work(tmp_path, monkeyp
     assert not (tmp_path / "gui").exists()
 
 
+@pytest.mark.gui
 def test_demo_viewer_shows_the_run_in_the_segment_and_plot_docks(demo_folder,
                                                                  make_napari_viewer):
     from napari_lowdose.widgets.demo import populate_demo_viewer

@@ -17,6 +17,8 @@ from napari_lowdose.widgets.denoise import (
     DenoiseWidget,
 )
 
+pytestmark = pytest.mark.gui
+
 N_FRAMES, SIZE, PIXEL_A = 6, 24, 0.5
 DOSES = np.geomspace(10, 1e3, N_FRAMES)
 OUTPUT = "series denoised [tiny]"
@@ -308,7 +310,7 @@ def test_insitu_watch_denoises_new_frames(setup, model_file, tmp_path, qtbot):
 def test_insitu_reports_bad_files_and_other_sizes(setup, tmp_path, qtbot, monkeypatch):
     viewer, widget, _ = setup
     warnings = []
-    monkeypatch.setattr("napari_lowdose.widgets.denoise.show_warning", warnings.append)
+    monkeypatch.setattr("napari_lowdose.widgets.denoise_watch.show_warning", warnings.append)
     camera = tmp_path / "camera"
     camera.mkdir()
     rng = np.random.default_rng(1)

@@ -6,6 +6,8 @@ import pytest
 from napari_lowdose.io.dose import read_dose_table
 from napari_lowdose.widgets.dose_calibration import DoseCalibrationWidget
 
+pytestmark = pytest.mark.gui
+
 
 @pytest.fixture
 def viewer_and_widget(make_napari_viewer):

@@ -7,6 +7,7 @@ from napari_lowdose._reader import napari_get_reader
 from real_files import REAL_FILES
 
 
+@pytest.mark.gui
 @pytest.mark.parametrize("name", sorted(REAL_FILES))
 def test_viewer_opens_real_file(make_napari_viewer, real_formats, name):
     shape, pixel_A = REAL_FILES[name]
@@ -25,6 +26,7 @@ def test_viewer_opens_real_file(make_napari_viewer, real_formats, name):
     assert "source_metadata" in layer.metadata
 
 
+@pytest.mark.gui
 def test_dose_travels_in_layer_metadata(make_napari_viewer, real_formats):
     viewer = make_napari_viewer()
     layer = viewer.open(real_formats / "mrc_20241021_00405_movie.mrc", plugin="napari-lowdose")[0]
@@ -52,6 +54,7 @@ def test_reader_returns_none_for_directory_truncated_and_unknown(tmp_path, real_
         assert napari_get_reader(path if isinstance(path, list) else str(path)) is None
 
 
+@pytest.mark.gui
 def test_sample_data_opens_with_dose_and_truth(make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.open_sample("napari-lowdose", "synthetic_dose_series")

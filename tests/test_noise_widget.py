@@ -11,6 +11,8 @@ from napari_lowdose.io.layers import with_frame_dose
 from napari_lowdose.noise import NoiseModel, apply_detector_noise
 from napari_lowdose.widgets.noise_fit import NoiseFitWidget
 
+pytestmark = pytest.mark.gui
+
 N_FRAMES = 12
 DOSE = np.geomspace(10, 1300, N_FRAMES)
 SAMPLING = 0.1

@@ -11,6 +11,8 @@ from napari_lowdose.models.msdnet import MSDNet
 from napari_lowdose.widgets.area_plot import AREA_KEY, AreaPlotWidget
 from napari_lowdose.widgets.segment import FILE_CHOICE, SegmentWidget
 
+pytestmark = pytest.mark.gui
+
 N_FRAMES, SIZE, PIXEL_A = 8, 40, 0.5
 DOSES = np.geomspace(10, 1e4, N_FRAMES)
 
@@ -295,7 +297,7 @@ def test_min_area_on_an_uncalibrated_image_warns_once_and_is_not_applied(setup, 
     mask = viewer.layers["bare mask [tiny]"]
     prob = viewer.layers["bare probability [tiny]"]
     warnings = []
-    monkeypatch.setattr("napari_lowdose.widgets.segment.show_warning", warnings.append)
+    monkeypatch.setattr("napari_lowdose.widgets.segment_analysis.show_warning", warnings.append)
     widget.min_area.value = 5.0
     assert len(warnings) == 1 and "no pixel size" in warnings[0]
     np.testing.assert_array_equal(mask.data, prob.data >= 0.5)  # the rule is left out

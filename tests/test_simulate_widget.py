@@ -8,6 +8,8 @@ import pytest
 from napari_lowdose.noise import preset
 from napari_lowdose.widgets.simulate import LAYER_NAMES, SimulateWidget
 
+pytestmark = pytest.mark.gui
+
 SIZE = 96
 SAMPLING = 0.15
 

@@ -10,7 +10,7 @@ from napari_lowdose.models.registry import load_denoiser
 from napari_lowdose.widgets import train_denoiser as module
 from napari_lowdose.widgets.train_denoiser import SERIES, TrainDenoiserWidget
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture

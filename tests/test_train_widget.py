@@ -22,7 +22,7 @@ TINY = StructureRecipe(
 )
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,12 @@
 """Small helpers shared by the dock widgets (napari-side glue only)."""
 
 import numpy as np
+from magicgui.widgets import Label
+
+
+def heading(text: str) -> Label:
+    """A bold section heading of a dock."""
+    return Label(value=f"<b>{text}</b>")
 
 
 def rectangle_roi_px(shapes_layer, image_layer) -> tuple[int, int, int, int]:

@@ -14,7 +14,17 @@ from ..io.layers import LOWDOSE_KEY, layer_frame_dose, pixel_size_A_from_scale
 from ..workflows.policies import detector_gain, electrons_per_pixel
 from ._common import one_line
 
-__all__ = ["layer_counts_per_electron", "layer_expected_e_per_px", "layer_pixel_size_A"]
+__all__ = [
+    "base_data",
+    "layer_counts_per_electron",
+    "layer_expected_e_per_px",
+    "layer_pixel_size_A",
+]
+
+
+def base_data(layer):
+    """Full-resolution data of a layer (level 0 of a multiscale layer)."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
 def layer_pixel_size_A(layer) -> tuple[float, float] | None:

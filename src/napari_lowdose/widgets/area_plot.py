@@ -22,7 +22,7 @@ from magicgui.widgets import Container, Label
 from ..analysis.area_vs_dose import AreaAnalysis
 from ..io.layers import LOWDOSE_KEY
 from ..plots.area import draw_area_vs_dose
-from .noise_fit import _style_axes, _theme_colors
+from ._plotting import new_canvas, style_axes, theme_colors
 
 __all__ = ["AREA_KEY", "AreaPlotWidget", "analysis_from_record", "area_record"]
 
@@ -151,14 +151,8 @@ class AreaPlotWidget(Container):
 
     # -- plot -----------------------------------------------------------------------------
     def _build_plot(self):
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
-        self._colors = _theme_colors(self._viewer)
-        self.figure = Figure(figsize=(4.5, 5.0), layout="constrained")
-        self.figure.set_facecolor(self._colors["bg"])
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(320)
+        self._colors = theme_colors(self._viewer)
+        self.figure, self.canvas = new_canvas(self._colors, 320, figsize=(4.5, 5.0))
         self.canvas.mpl_connect("button_press_event", self._on_press)
         self.ax_area, self.ax_f1 = None, None
         self._markers = []
@@ -203,7 +197,7 @@ class AreaPlotWidget(Container):
             self.ax_f1.set_ylabel("F1 against the truth")
             self.ax_area.set_xlabel("")
         for ax in self.figure.axes:
-            _style_axes(ax, self._colors)
+            style_axes(ax, self._colors)
         if self.runs:
             self.status.value = f"{len(self.runs)} run(s); click a point to show its frame"
         else:

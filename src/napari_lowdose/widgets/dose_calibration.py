@@ -10,7 +10,6 @@ from pathlib import Path
 import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton
-from napari.qt.threading import thread_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 
@@ -21,6 +20,7 @@ from ..io.layers import LOWDOSE_KEY, layer_frame_dose, with_frame_dose
 from ..workflows.policies import pixel_area_A2
 from ._common import rectangle_roi_px
 from ._layers import layer_pixel_size_A
+from ._workers import run_task
 
 SOURCE_CHOICES = [
     ("Automatic (metadata > table > rate × exposure > counts)", "auto"),
@@ -178,19 +178,13 @@ class DoseCalibrationWidget(Container):
         if not needs_counts:
             self._finish(layer, inputs, None, roi)
             return
-        gen = self._count_frames(layer, roi)
-        if not self.use_thread:
-            means = None
-            for item in gen:
-                means = item
-            self._finish(layer, inputs, means, roi)
-            return
-        self._worker = thread_worker(lambda: (yield from gen))()
-        self._worker.yielded.connect(lambda item: self._on_counts(layer, inputs, item, roi))
-        self._worker.errored.connect(lambda err: show_error(f"Dose from counts failed: {err}"))
-        self._worker.finished.connect(self._on_worker_done)
-        self.apply_button.enabled, self.cancel_button.enabled = False, True
-        self._worker.start()
+        if self.use_thread:
+            self.apply_button.enabled, self.cancel_button.enabled = False, True
+        self._worker = run_task(
+            self._count_frames(layer, roi), use_thread=self.use_thread,
+            on_yield=lambda item: self._on_counts(layer, inputs, item, roi),
+            on_error=self._on_counts_error, on_finish=self._on_worker_done,
+        )
 
     def _auto_falls_to_counts(self, layer, inputs) -> bool:
         hints = layer.metadata.get(LOWDOSE_KEY, {}).get("dose_hints", {}) or {}
@@ -213,6 +207,10 @@ class DoseCalibrationWidget(Container):
     def _on_counts(self, layer, inputs, item, roi):
         if item is not None:
             self._finish(layer, inputs, item, roi)
+
+    @staticmethod
+    def _on_counts_error(err):
+        show_error(f"Dose from counts failed: {err}")
 
     def _on_worker_done(self):
         self.apply_button.enabled, self.cancel_button.enabled = True, False

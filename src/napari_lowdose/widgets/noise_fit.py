@@ -4,15 +4,17 @@ Thin: it cuts the vacuum rectangle out of the selected image layer and calls
 :mod:`napari_lowdose.noise` (spectra in chunks of frames, then one batched
 fit of the whole series); it plots the spectrum and fit of the current frame
 (SOI Eq. 4 / Eq. 3), c0, c3 and C against dose (paper Fig. 5) and C² against
-the frame dose ``N_D`` with the Eq. 2 curve (paper Fig. 6).
+the frame dose ``N_D`` with the Eq. 2 curve (paper Fig. 6); the plots are in
+:mod:`.noise_fit_plots`. ``N_D`` is the dose × pixel height × pixel width, as
+``napari-lowdose fit-noise`` computes it.
 """
 
+import math
 from pathlib import Path
 
 import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton
-from napari.qt.threading import thread_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
@@ -22,19 +24,21 @@ from ..io.writers import atomic_write_text
 from ..noise.fit_result import NoiseFitResult, fit_table_csv
 from ..noise.fitting import fit_spectra
 from ..noise.model import NoiseModel
-from ..noise.readout import eq2_plot_data
 from ..noise.spectrum import RadialSpectrum, radial_spectrum
+from ..workflows.policies import pixel_area_A2
 from ._common import rectangle_roi_px
+from ._layers import base_data, layer_pixel_size_A
+from ._workers import run_task
+from .noise_fit_plots import NoiseFitPlots
 
 MODEL_CHOICES = [("paper (Eq. 4)", "paper"), ("physical (Eq. 3)", "physical")]
 SPECTRUM_CHOICES = [("magnitude |FFT|", "magnitude"), ("power |FFT|²", "power")]
 MIN_ROI_PX = 32
-GOOD_R2 = 0.98  # the paper keeps fits with R² ≥ 0.98
 VACUUM_R2 = 0.9  # median R² below this: the ROI is probably not vacuum
 ROI_LAYER_NAME = "vacuum ROI"
 
 
-class NoiseFitWidget(Container):
+class NoiseFitWidget(NoiseFitPlots, Container):
     """Fit the detector noise model to a vacuum rectangle of one frame or a whole series."""
 
     def __init__(self, viewer: napari.viewer.Viewer, *, use_thread: bool = True,
@@ -182,7 +186,7 @@ class NoiseFitWidget(Container):
             return None
         n_frames = layer.data.shape[0] if layer.ndim == 3 else 1
         dose = self._dose(layer, n_frames)
-        sampling = _sampling_A(layer)
+        sampling = _square_sampling_A(layer)
         if dose is None:
             show_info("No dose calibration on this layer: c0, c3 and C are fitted, but N0 "
                       "needs the dose (use the 'Dose calibration' widget).")
@@ -229,7 +233,7 @@ class NoiseFitWidget(Container):
             return None
         layer, (y0, y1, x0, x1) = inputs["layer"], inputs["roi"]
         index = self.current_frame(layer)
-        data = _base_data(layer)
+        data = base_data(layer)
         region = data[index, y0:y1, x0:x1] if layer.ndim == 3 else data[y0:y1, x0:x1]
         dose = None if inputs["dose"] is None else inputs["dose"][index:index + 1]
         try:
@@ -256,28 +260,19 @@ class NoiseFitWidget(Container):
         if inputs is None:
             return
         self._cancelled = False
-        gen = self._series_gen(inputs)
-        if not self.use_thread:
-            try:
-                for item in gen:
-                    if item is not None:
-                        self._on_series_result(item)
-            except Exception as err:  # noqa: BLE001 - notify, never raise to the user
-                show_error(f"Series noise fit failed: {err}")
-            return
-        self._worker = thread_worker(lambda: (yield from gen))()
-        self._worker.yielded.connect(self._on_series_yield)
-        self._worker.errored.connect(
-            lambda err: show_error(f"Series noise fit failed: {err}"))
-        self._worker.finished.connect(self._on_worker_done)
-        self.fit_series_button.enabled = self.fit_frame_button.enabled = False
-        self.cancel_button.enabled = True
-        self._worker.start()
+        if self.use_thread:
+            self.fit_series_button.enabled = self.fit_frame_button.enabled = False
+            self.cancel_button.enabled = True
+        self._worker = run_task(
+            self._series_gen(inputs), use_thread=self.use_thread,
+            on_yield=self._on_series_yield, on_error=self._on_series_error,
+            on_finish=self._on_worker_done,
+        )
 
     def _series_gen(self, inputs):
         """Generator: yields None after each chunk of spectra, then the NoiseFitResult."""
         layer, (y0, y1, x0, x1) = inputs["layer"], inputs["roi"]
-        data, n = _base_data(layer), inputs["n_frames"]
+        data, n = base_data(layer), inputs["n_frames"]
         starts = range(0, n, self.chunk_frames)
         values, spec = [], None
         with progress(total=len(starts) + 1, desc="Detector noise fit") as pbar:
@@ -310,6 +305,10 @@ class NoiseFitWidget(Container):
         self._describe(result, "series")
         self._update_buttons()
         self._update_plots()
+
+    @staticmethod
+    def _on_series_error(err):
+        show_error(f"Series noise fit failed: {err}")
 
     def _on_worker_done(self):
         self._worker = None
@@ -356,157 +355,6 @@ class NoiseFitWidget(Container):
         else:
             lines.append("N0: needs dose and pixel size")
         self.status.value = "\n".join(lines)
-
-    # -- plots ----------------------------------------------------------------------------
-    def _build_plots(self):
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-        from qtpy.QtWidgets import QTabWidget
-
-        self._colors = _theme_colors(self._viewer)
-        self.tabs = QTabWidget()
-        self.figures, self.canvases = {}, {}
-        for key, title, n_axes in (("spectrum", "Spectrum", 1), ("params", "c0, c3, C", 3),
-                                   ("readout", "Readout N0", 1)):
-            fig = Figure(figsize=(4, 3.2 if n_axes == 1 else 4.5), layout="constrained")
-            fig.set_facecolor(self._colors["bg"])
-            canvas = FigureCanvasQTAgg(fig)
-            canvas.setMinimumHeight(260 if n_axes == 1 else 380)
-            self.figures[key], self.canvases[key] = fig, canvas
-            self.tabs.addTab(canvas, title)
-        fig = self.figures["spectrum"]
-        self.ax_spectrum = fig.add_subplot()
-        (self.spectrum_line,) = self.ax_spectrum.plot([], [], ".", ms=3, color="#8ab4f8",
-                                                      label="data")
-        (self.fit_line,) = self.ax_spectrum.plot([], [], "-", color="#ff9e40", label="fit")
-        self.ax_spectrum.set_yscale("log")
-        self.ax_spectrum.set_xlabel("q / q_N")
-        self.ax_spectrum.legend(loc="upper right", fontsize="small")
-        axes = self.figures["params"].subplots(3, 1, sharex=True)
-        self.ax_c0, self.ax_c3, self.ax_C = axes
-        self.param_lines, self.param_good_lines = {}, {}
-        for ax, name, label in ((self.ax_c0, "c0", "c0"), (self.ax_c3, "c3", "c3"),
-                                (self.ax_C, "floor_C", "C")):
-            (self.param_lines[name],) = ax.plot([], [], "o", mfc="none", ms=4, color="#8ab4f8",
-                                                label="all fits")
-            (self.param_good_lines[name],) = ax.plot([], [], "o", ms=4, color="#ff9e40",
-                                                     label=f"R² ≥ {GOOD_R2}")
-            ax.set_ylabel(label)
-        self.ax_c0.legend(loc="best", fontsize="x-small")
-        self.ax_readout = self.figures["readout"].add_subplot()
-        (self.c2_line,) = self.ax_readout.plot([], [], "o", ms=4, color="#8ab4f8",
-                                               label="frames")
-        (self.eq2_line,) = self.ax_readout.plot([], [], "-", color="#ff9e40", label="Eq. 2")
-        self.ax_readout.set_xlabel("N_D (e⁻/px)")
-        self.ax_readout.set_ylabel("C²")
-        self.ax_readout.legend(loc="upper right", fontsize="small")
-        for fig in self.figures.values():
-            for ax in fig.axes:
-                _style_axes(ax, self._colors)
-        self.native.layout().addWidget(self.tabs)
-
-    def _shown(self):
-        """(result, row) whose spectrum the spectrum plot shows, or (None, 0)."""
-        if self.result is not None:
-            index = self.current_frame() if self.result.n_frames > 1 else 0
-            return self.result, min(index, self.result.n_frames - 1)
-        if self.frame_result is not None:
-            return self.frame_result, 0
-        return None, 0
-
-    def _on_step(self, _event=None):
-        if self.result is not None and self.result.n_frames > 1:
-            self._update_spectrum_plot()
-
-    def _update_plots(self):
-        self._update_spectrum_plot()
-        self._update_series_plots()
-
-    def _update_spectrum_plot(self):
-        result, row = self._shown()
-        ax = self.ax_spectrum
-        if result is None or result.spectra is None:
-            self.spectrum_line.set_data([], [])
-            self.fit_line.set_data([], [])
-            ax.set_title("")
-        else:
-            q = result.q_norm
-            self.spectrum_line.set_data(q, result.spectra[row])
-            self.fit_line.set_data(q, result.predict(row))  # NaN where the fit failed
-            frame = row if result is self.result else self._frame_result_index
-            dose = result.dose_e_per_A2[row]
-            dose_txt = f", {dose:.3g} e⁻/Å²" if np.isfinite(dose) else ""
-            flag = "" if result.ok[row] else f" — flagged: {result.message[row]}"
-            ax.set_title(f"frame {frame}{dose_txt}: R² {result.r2[row]:.3f}{flag}",
-                         fontsize="small", color=self._colors["fg"], wrap=True)
-            ax.set_ylabel("⟨|FFT|⟩" if result.spectrum_kind == "magnitude" else "⟨|FFT|²⟩")
-            ax.relim()
-            ax.autoscale_view()
-        self.canvases["spectrum"].draw_idle()
-
-    def _series_x(self, result):
-        """x values and label of the parameter plot: dose if known, else frame index."""
-        if np.isfinite(result.dose_e_per_A2).any():
-            return result.dose_e_per_A2, "dose (e⁻/Å²)", True
-        return result.frame.astype(float), "frame", False
-
-    def _update_series_plots(self):
-        result = self.result
-        if result is None:
-            for name in self.param_lines:
-                self.param_lines[name].set_data([], [])
-                self.param_good_lines[name].set_data([], [])
-            self.c2_line.set_data([], [])
-            self.eq2_line.set_data([], [])
-            self.ax_readout.set_title("")
-        else:
-            x, xlabel, log_x = self._series_x(result)
-            good = result.ok & (result.r2 >= GOOD_R2)
-            for name in self.param_lines:
-                y = np.asarray(getattr(result, name), dtype=float)
-                self.param_lines[name].set_data(x, y)
-                self.param_good_lines[name].set_data(x[good], y[good])
-            for ax in (self.ax_c0, self.ax_c3, self.ax_C):
-                ax.set_xscale("log" if log_x else "linear")
-                ax.relim()
-                ax.autoscale_view()
-            self.ax_C.set_xlabel(xlabel)
-            self._update_readout_plot(result)
-        for key in ("params", "readout"):
-            self.canvases[key].draw_idle()
-
-    def _update_readout_plot(self, result):
-        ax = self.ax_readout
-        eq2 = eq2_plot_data(result)
-        ax.set_ylabel(eq2.quantity)
-        use = eq2.used
-        if not use.any():
-            self.c2_line.set_data([], [])
-            self.eq2_line.set_data([], [])
-            ax.set_title("N0 needs dose and pixel size", fontsize="small",
-                         color=self._colors["fg"])
-            return
-        self.c2_line.set_data(eq2.n_d[use], eq2.y[use])
-        if eq2.curve.size:
-            self.eq2_line.set_data(eq2.grid, eq2.curve)
-            ax.set_title(f"N0 = {eq2.n0_e_per_px:.3g} e⁻/px, R² {eq2.r2:.2f}", fontsize="small",
-                         color=self._colors["fg"])
-        else:
-            self.eq2_line.set_data([], [])
-            ax.set_title("")
-        ax.set_xscale("log")
-        ax.relim()
-        ax.autoscale_view()
-
-    def plotted_data(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """The (x, y) data of every curve now plotted (for checks and export)."""
-        out = {"spectrum": self.spectrum_line.get_data(), "fit": self.fit_line.get_data(),
-               "C2": self.c2_line.get_data(), "eq2": self.eq2_line.get_data()}
-        for name, line in self.param_lines.items():
-            out[name] = line.get_data()
-            out[f"{name}_good"] = self.param_good_lines[name].get_data()
-        return {k: (np.asarray(x, dtype=float), np.asarray(y, dtype=float))
-                for k, (x, y) in out.items()}
 
     # -- saving ---------------------------------------------------------------------------
     def _saved_result(self) -> NoiseFitResult:
@@ -556,51 +404,16 @@ class NoiseFitWidget(Container):
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def _base_data(layer):
-    """Full-resolution data of a layer (level 0 of a multiscale layer)."""
-    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-
-
 def _frame_shape(layer) -> tuple[int, int]:
-    shape = _base_data(layer).shape
+    shape = base_data(layer).shape
     return int(shape[-2]), int(shape[-1])
 
 
-def _sampling_A(layer) -> float | None:
-    """Pixel size in Å/px from the layer's x scale and unit, or None if uncalibrated."""
-    units = getattr(layer, "units", None)
-    if units is None:
-        return None
-    try:
-        size = float((float(layer.scale[-1]) * units[-1]).to("angstrom").magnitude)
-    except Exception:  # noqa: BLE001 - pixel/dimensionless units do not convert
-        return None
-    return size if size > 0 and np.isfinite(size) else None
+def _square_sampling_A(layer) -> float | None:
+    """Side in Å of the square pixel of the same area, or None if the layer is uncalibrated.
 
-
-def _theme_colors(viewer) -> dict[str, str]:
-    colors = {"bg": "#262930", "fg": "#f0f1f2", "grid": "#5a626c"}
-    try:
-        from napari.utils.theme import get_theme
-
-        theme = get_theme(viewer.theme)
-        colors["bg"] = theme.canvas.as_hex() if theme.id == "light" else theme.background.as_hex()
-        colors["fg"] = theme.text.as_hex()
-        colors["grid"] = theme.secondary.as_hex()
-    except Exception:  # noqa: BLE001 - any theme problem: keep the dark defaults
-        pass
-    return colors
-
-
-def _style_axes(ax, colors):
-    ax.set_facecolor(colors["bg"])
-    ax.tick_params(colors=colors["fg"], which="both", labelsize="small")
-    for spine in ax.spines.values():
-        spine.set_color(colors["grid"])
-    ax.xaxis.label.set_color(colors["fg"])
-    ax.yaxis.label.set_color(colors["fg"])
-    legend = ax.get_legend()
-    if legend is not None:
-        legend.get_frame().set_facecolor(colors["bg"])
-        for text in legend.get_texts():
-            text.set_color(colors["fg"])
+    The noise fit takes one sampling; with it the frame dose is N_D = dose × pixel
+    height × pixel width, as ``napari-lowdose fit-noise`` computes it.
+    """
+    pixel = layer_pixel_size_A(layer)
+    return None if pixel is None else math.sqrt(pixel_area_A2(pixel))

@@ -3,13 +3,11 @@
 Thin: it gathers inputs and calls the pure simulation modules
 (:mod:`napari_lowdose.simulate`, Larsen et al. 2023, Section 2, Table 1).
 
-* Preview: structure 0 of the dataset these settings would make
-  (:func:`~napari_lowdose.simulate.exitwaves.simulate_structure`), imaged with
+* Preview: structure 0 of the dataset these settings would make, imaged with
   the optics of its image epoch 0 (Table 1), then the detector noise of Eq. 3
-  at a chosen dose (:func:`~napari_lowdose.simulate.series.preview_noisy_image`).
-  Three layers — clean, noisy and the truth mask — calibrated in Å; running
-  again updates them. Changing the dose or pressing "Re-noise" redraws only
-  the noise.
+  at a chosen dose (:mod:`.simulate_preview`). Three layers — clean, noisy and
+  the truth mask — calibrated in Å; running again updates them. Changing the
+  dose or pressing "Re-noise" redraws only the noise.
 * Dataset: :func:`~napari_lowdose.simulate.dataset.generate_dataset` in a
   thread, with a progress bar and Cancel; a cancelled run resumes when it is
   generated into the same folder again with the same settings.
@@ -20,7 +18,6 @@ import threading
 from pathlib import Path
 
 import napari
-import numpy as np
 from magicgui.widgets import (
     ComboBox,
     Container,
@@ -30,17 +27,17 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
-from napari.qt.threading import thread_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from ..io.dose import FrameDose
-from ..io.layers import LOWDOSE_KEY, image_layer_kwargs
+from ..io.layers import LOWDOSE_KEY
 from ..noise.model import NoiseModel
 from ..noise.presets import PRESETS
-from ..simulate.optics import DOSE_RANGES_E_PER_A2, TABLE1_OPTICS
+from ..simulate.optics import DOSE_RANGES_E_PER_A2
 from ..simulate.structures import StructureRecipe
-from ._common import is_empty_path
+from ._common import heading, is_empty_path
+from ._workers import run_task
+from .simulate_preview import noise_rng, preview_steps, preview_text, set_preview_layer
 
 NOISE_FILE = "file"
 CUSTOM_DOSE = "custom"
@@ -67,10 +64,6 @@ def _dose_choices():
         for name, (lo, hi) in DOSE_RANGES_E_PER_A2.items()
     ]
     return choices + [("custom", CUSTOM_DOSE)]
-
-
-def _heading(text):
-    return Label(value=f"<b>{text}</b>")
 
 
 def _log_steps(spin_box):
@@ -152,7 +145,7 @@ class SimulateWidget(Container):
 
         self.extend(
             [
-                _heading("Structure and detector"),
+                heading("Structure and detector"),
                 self.seed,
                 self.size_px,
                 self.sampling_min,
@@ -161,13 +154,13 @@ class SimulateWidget(Container):
                 self.diameter_max,
                 self.noise,
                 self.noise_file,
-                _heading("Preview"),
+                heading("Preview"),
                 self.dose,
                 self.preview_button,
                 self.renoise_button,
                 self.cancel_preview_button,
                 self.preview_status,
-                _heading("Dataset"),
+                heading("Dataset"),
                 self.out_dir,
                 self.n_structures,
                 self.image_epochs,
@@ -263,56 +256,20 @@ class SimulateWidget(Container):
             "dose": float(self.dose.value),
         }
         self._noise_draw = 0
-        gen = self._preview_gen(request)
-        if not self.use_thread:
-            try:
-                for item in gen:
-                    if item is not None:
-                        self._on_preview_result(item)
-            except Exception as err:  # noqa: BLE001 - notify, never raise to the user
-                show_error(f"Preview failed: {err}")
-            return
         self._preview_cancelled = False
-        self._preview_worker = thread_worker(lambda: (yield from gen))()
-        self._preview_worker.yielded.connect(self._on_preview_yield)
-        self._preview_worker.errored.connect(lambda err: show_error(f"Preview failed: {err}"))
-        self._preview_worker.finished.connect(self._on_preview_done)
-        self.preview_button.enabled = self.renoise_button.enabled = False
-        self.cancel_preview_button.enabled = True
-        self.preview_status.value = "simulating…"
-        self._preview_worker.start()
+        if self.use_thread:
+            self.preview_button.enabled = self.renoise_button.enabled = False
+            self.cancel_preview_button.enabled = True
+            self.preview_status.value = "simulating…"
+        self._preview_worker = run_task(
+            preview_steps(request), use_thread=self.use_thread,
+            on_yield=self._on_preview_yield, on_error=self._on_preview_error,
+            on_finish=self._on_preview_done if self.use_thread else None,
+        )
 
-    def _preview_gen(self, request):
-        """Generator: None after each step, then the preview dict."""
-        from ..simulate.dataset import image_rng
-        from ..simulate.exitwaves import simulate_structure
-        from ..simulate.series import preview_clean_image, preview_noisy_image
-
-        seed = request["seed"]
-        with progress(total=3, desc="Simulate: structure and exit wave") as pbar:
-            structure = simulate_structure(0, seed, request["recipe"])
-            pbar.update(1)
-            yield None
-            pbar.set_description("Simulate: clean image")
-            clean, optics = preview_clean_image(structure, image_rng(seed, 0, 0), TABLE1_OPTICS)
-            pbar.update(1)
-            yield None
-            pbar.set_description("Simulate: detector noise")
-            sampling = structure.geometry.sampling_A
-            noisy, record = preview_noisy_image(
-                clean, request["dose"], sampling, request["noise_model"], _noise_rng(seed, 0)
-            )
-            pbar.update(1)
-        yield {
-            "structure": structure,
-            "clean": clean,
-            "optics": optics,
-            "noisy": noisy,
-            "record": record,
-            "sampling_A": sampling,
-            "seed": seed,
-            "noise_model": request["noise_model"],
-        }
+    @staticmethod
+    def _on_preview_error(err):
+        show_error(f"Preview failed: {err}")
 
     def _on_preview_yield(self, item):
         if item is not None and not self._preview_cancelled:
@@ -381,7 +338,7 @@ class SimulateWidget(Container):
                 float(self.dose.value),
                 preview["sampling_A"],
                 model,
-                _noise_rng(preview["seed"], self._noise_draw),
+                noise_rng(preview["seed"], self._noise_draw),
             )
         except ValueError as err:
             show_error(f"Noise not drawn: {err}")
@@ -393,59 +350,13 @@ class SimulateWidget(Container):
         self._describe()
 
     def _describe(self):
-        p = self.preview
-        params = p["structure"].particle.parameters
-        r = p["record"]
-        o = p["optics"]
-        self.preview_status.value = (
-            f"{params['sampling_A']:.4f} Å/px, Au {params['diameter_A']:.1f} Å "
-            f"({params['n_au_atoms']} atoms), mask {p['structure'].mask.mean():.1%}\n"
-            f"defocus {o.defocus_A:.0f} Å, Cs {o.cs_A / 1e4:.2f} µm, "
-            f"focal spread {o.focal_spread_A:.1f} Å, blur {o.blur_A:.2f} Å\n"
-            f"{r['dose_e_per_A2']:.3g} e⁻/Å² = {r['electrons_per_px']:.3g} e⁻/px, "
-            f"{p['noise_model'].name}: c0 {r['c0']:.3g}, c3 {r['c3']:.3g}, "
-            f"N0 {r['n0_e_per_px']:.3g}"
-        )
+        self.preview_status.value = preview_text(self.preview)
 
     def _set_layer(self, role, data, kind, sampling_A, noise_record, truth):
         """Add the layer of ``role`` or update it in place if it is still in the viewer."""
-        lowdose = {
-            "format": "simulated (napari-lowdose, abTEM)",
-            "path": "",
-            "pixel_size_A": [sampling_A, sampling_A],
-            "pixel_size_source": "simulation",
-            "dose": None,
-            "dose_hints": {},
-            "warnings": [],
-            "truth": truth,
-        }
-        if noise_record is not None:
-            dose = FrameDose([noise_record["dose_e_per_A2"]], "metadata", "simulation")
-            lowdose["dose"] = dose.to_metadata()
-            lowdose["dose_hints"] = {"counts_per_electron": 1.0}
-            lowdose["noise"] = noise_record
-        metadata = {LOWDOSE_KEY: lowdose}
-        calibration = image_layer_kwargs((sampling_A, sampling_A), 2)
-        layer = self.layers.get(role)
-        if layer is not None and layer in self._viewer.layers:
-            layer.data = data
-            layer.scale = calibration["scale"]
-            layer.units = calibration["units"]
-            layer.axis_labels = calibration["axis_labels"]
-            layer.metadata = metadata
-            if kind == "image":
-                layer.reset_contrast_limits()
-            return layer
-        if kind == "image":
-            layer = self._viewer.add_image(
-                data, name=LAYER_NAMES[role], metadata=metadata, **calibration
-            )
-        else:
-            layer = self._viewer.add_labels(
-                data, name=LAYER_NAMES[role], metadata=metadata, opacity=0.3, **calibration
-            )
+        layer = set_preview_layer(self._viewer, self.layers.get(role), LAYER_NAMES[role], data,
+                                  kind, sampling_A, noise_record, truth)
         self.layers[role] = layer
-        self._viewer.reset_view()
         return layer
 
     # -- dataset --------------------------------------------------------------------------
@@ -495,20 +406,15 @@ class SimulateWidget(Container):
         self.last_progress = None
         self.summary = None
         self._dataset_epochs = request[1].image_epochs
-        if not self.use_thread:
-            try:
-                self._on_dataset_done(self._run_dataset(*request))
-            except Exception as err:  # noqa: BLE001 - notify, never raise to the user
-                self._on_dataset_error(err)
-            return
-        self._dataset_worker = thread_worker(self._run_dataset)(*request)
-        self._dataset_worker.returned.connect(self._on_dataset_done)
-        self._dataset_worker.errored.connect(self._on_dataset_error)
-        self._dataset_worker.finished.connect(self._on_dataset_finished)
-        self.generate_button.enabled = False
-        self.cancel_dataset_button.enabled = True
-        self.dataset_status.value = f"generating into {request[0]}…"
-        self._dataset_worker.start()
+        if self.use_thread:
+            self.generate_button.enabled = False
+            self.cancel_dataset_button.enabled = True
+            self.dataset_status.value = f"generating into {request[0]}…"
+        self._dataset_worker = run_task(
+            self._run_dataset, *request, use_thread=self.use_thread,
+            on_return=self._on_dataset_done, on_error=self._on_dataset_error,
+            on_finish=self._on_dataset_finished if self.use_thread else None,
+        )
 
     def _run_dataset(self, out, recipe, workers):
         from ..simulate.dataset import generate_dataset
@@ -566,8 +472,3 @@ class SimulateWidget(Container):
                 "Stopping after the current structure; generate into the same folder "
                 "again with the same settings to resume."
             )
-
-
-def _noise_rng(seed: int, draw: int) -> np.random.Generator:
-    """Generator of the preview's ``draw``-th noise realisation (reproducible)."""
-    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(0, 4, int(draw))))

@@ -1,23 +1,21 @@
 """'Train' dock widget: train an MSD-net or U-net on a simulated dataset (issue 5).
 
 Thin: it gathers the options of ``napari-lowdose train`` (same defaults) and
-calls :func:`napari_lowdose.train.segmentation.train_segmentation` in a
-thread. Every step moves the progress bar; every epoch adds a point to the
-live plot of train loss, validation loss and validation F1 (best epoch
-marked). "Stop" ends training after the current step; the best checkpoint so
-far is kept, and running again with "resume" continues after the last epoch.
+calls :func:`napari_lowdose.train.segmentation.train_segmentation` in a thread
+(the worker, Stop and the plot helpers are those of
+:class:`._training_dock.TrainingDock`). Every step moves the progress bar; every
+epoch adds a point to the live plot of train loss, validation loss and
+validation F1 (best epoch marked). "Stop" ends training after the current step;
+the best checkpoint so far is kept, and running again with "resume" continues
+after the last epoch.
 """
 
-import contextlib
-import threading
 from pathlib import Path
 
 import napari
-import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FileEdit,
     FloatSpinBox,
     Label,
@@ -25,27 +23,16 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
-from napari.qt.threading import thread_worker
-from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QObject, Signal
 
 from ..train.segmentation import TrainSettings as DEFAULTS
 from ..workflows.training import architecture_defaults
-from ._common import DEVICE_CHOICES, device_description, is_empty_path, one_line
-from .noise_fit import _style_axes, _theme_colors
+from ._common import DEVICE_CHOICES, device_description, heading, is_empty_path, one_line
+from ._plotting import style_axes
+from ._training_dock import MODEL_SUFFIX, RANDOM_WEIGHTS, TrainingDock
 
 ARCH_CHOICES = [("MSD-net", "msdnet"), ("U-net", "unet")]
-#: "start from" choice for a network with fresh random weights.
-RANDOM_WEIGHTS = "random weights"
-MODEL_SUFFIX = ".safetensors"
 CURVES = ("train_loss", "val_loss", "val_f1", "calibrated_f1")
-
-
-def _heading(text):
-    return Label(value=f"<b>{text}</b>")
-
-
 
 
 def card_summary(card: dict) -> str:
@@ -67,151 +54,6 @@ def card_summary(card: dict) -> str:
         f"{n_train} train + {n_val} val images, {size}×{size} px{sampling_txt}, "
         f"dose {dose[0]:.3g}–{dose[1]:.3g} e⁻/Å², {noise} ({status})"
     )
-
-
-class _Relay(QObject):
-    """Carries the worker's callbacks to the GUI thread (queued signals)."""
-
-    step = Signal(int, int)
-    epoch = Signal(object)
-
-
-class TrainingDock(Container):
-    """What the Train and Train-denoiser docks share: one training run in a worker.
-
-    The subclass builds its inputs (``self._inputs``, ``train_button``,
-    ``stop_button``, ``progress_bar``, ``status``) and provides ``_run(*request,
-    direct)`` (the worker body, using :meth:`_callbacks`), ``_on_epoch(result)`` and
-    ``_on_done(summary)``. Step and epoch callbacks of the worker reach the GUI
-    thread through queued signals; "Stop" ends the run after the current step.
-    """
-
-    def __init__(self, viewer: napari.viewer.Viewer, *, use_thread: bool = True):
-        super().__init__(labels=True)
-        self._viewer = viewer
-        self.use_thread = use_thread
-        self._worker = None
-        self._stop_event = threading.Event()
-        self._relay = _Relay()
-        self._relay.step.connect(self._on_step)
-        self._relay.epoch.connect(self._on_epoch)
-        self.summary = None
-        self.history: list[dict] = []
-        self.last_progress = None  # (step, total) of the last progress call
-
-    @property
-    def busy(self) -> bool:
-        """Whether training is running."""
-        return self._worker is not None
-
-    def _launch(self, request: tuple) -> None:
-        """Start ``_run(*request)`` in a worker (or here, when ``use_thread`` is False)."""
-        self._stop_event.clear()
-        self.summary, self.last_progress, self.history = None, None, []
-        self._update_plot()
-        self.progress_bar.max, self.progress_bar.value = 1, 0
-        self._set_running(True)
-        if not self.use_thread:
-            try:
-                self._on_done(self._run(*request, direct=True))
-            except Exception as err:  # noqa: BLE001 - notify, never raise to the user
-                self._on_error(err)
-            finally:
-                self._set_running(False)
-            return
-        self._worker = thread_worker(self._run)(*request)
-        self._worker.returned.connect(self._on_done)
-        self._worker.errored.connect(self._on_error)
-        self._worker.finished.connect(self._on_finished)
-        self._worker.start()
-
-    @contextlib.contextmanager
-    def _callbacks(self, desc: str, *, direct: bool):
-        """(progress, on_epoch) callbacks for the training call, with a napari progress bar."""
-        step_cb = self._on_step if direct else self._relay.step.emit
-        epoch_cb = self._on_epoch if direct else self._relay.epoch.emit
-        with progress(total=None, desc=desc) as pbar:
-
-            def on_progress(step, total):
-                if pbar.total != total:
-                    pbar.total = total
-                pbar.update(int(step) - pbar.n)
-                step_cb(int(step), int(total))
-
-            yield on_progress, epoch_cb
-
-    def _on_step(self, step, total):
-        self.last_progress = (step, total)
-        if self.progress_bar.max != total:
-            self.progress_bar.max = total
-        self.progress_bar.value = min(step, total)
-
-    def _on_error(self, err):
-        self.status.value = "failed"
-        show_error(f"Training failed: {one_line(err)}")
-
-    def _on_finished(self):
-        self._worker = None
-        self._set_running(False)
-
-    def _set_running(self, running: bool):
-        for widget in self._inputs:
-            widget.enabled = not running
-        self.train_button.enabled = not running
-        self.stop_button.enabled = running
-
-    def stop(self, _event=None):
-        """End training after the current step; the best checkpoint so far is kept."""
-        if self.stop_button.enabled:
-            self._stop_event.set()
-            self.status.value = "stopping after the current step…"
-
-    # -- history plot (``self.lines``: history column → line; ``self.best_marker``) -------
-    def _column(self, name: str) -> np.ndarray:
-        """One column of the epoch history (NaN where an epoch lacks it)."""
-        return np.array([np.nan if row.get(name) is None else row[name]
-                         for row in self.history], dtype=float)
-
-    def _draw_history(self) -> np.ndarray:
-        """Set every line of ``self.lines`` from the history; returns the epochs."""
-        epochs = self._column("epoch")
-        for name, line in self.lines.items():
-            line.set_data(epochs, self._column(name))
-        return epochs
-
-    def _mark_best(self, epochs, values, label: str, fmt: str, ax, title_ax,
-                   unit: str = "") -> None:
-        """Mark the best epoch of ``values`` and title it, fit the x range, redraw."""
-        if np.isfinite(values).any():
-            best = int(np.nanargmax(values))
-            self.best_marker.set_data([epochs[best]], [values[best]])
-            title = f"best {label} {values[best]:{fmt}}{unit} at epoch {epochs[best]:g}"
-            title_ax.set_title(title, fontsize="small", color=self._colors["fg"])
-            ax.set_xlim(0.5, max(epochs.max(), 2) + 0.5)
-        else:
-            self.best_marker.set_data([], [])
-            title_ax.set_title("")
-        ax.relim()
-        ax.autoscale_view(scalex=False)
-        self.canvas.draw_idle()
-
-    def plotted_history(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """The (epoch, value) data of every plotted curve, and of the best-epoch marker."""
-        lines = {**self.lines, "best": self.best_marker}
-        return {k: tuple(np.asarray(v, dtype=float) for v in line.get_data())
-                for k, line in lines.items()}
-
-    def _new_figure(self, min_height_px: int):
-        """A matplotlib figure and Qt canvas in napari's theme colours."""
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
-        self._colors = _theme_colors(self._viewer)
-        self.figure = Figure(figsize=(4, 3), layout="constrained")
-        self.figure.set_facecolor(self._colors["bg"])
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(min_height_px)
-        return self.figure
 
 
 class TrainWidget(TrainingDock):
@@ -282,10 +124,10 @@ class TrainWidget(TrainingDock):
         ]
         self.extend(
             [
-                _heading("Data"),
+                heading("Data"),
                 self.data_dir,
                 self.card_info,
-                _heading("Network"),
+                heading("Network"),
                 self.init_model,
                 self.init_info,
                 self.arch,
@@ -295,7 +137,7 @@ class TrainWidget(TrainingDock):
                 self.unet_channels,
                 self.unet_levels,
                 self.unet_kernel,
-                _heading("Training"),
+                heading("Training"),
                 self.epochs,
                 self.crop,
                 self.batch_size,
@@ -488,11 +330,6 @@ class TrainWidget(TrainingDock):
         return Path(self.data_dir.value), out, settings, bool(self.resume.value)
 
     # -- training -------------------------------------------------------------------------
-    @property
-    def busy(self) -> bool:
-        """Whether training is running."""
-        return self._worker is not None
-
     def train(self, _event=None):
         """Train with the current inputs (in a thread unless ``use_thread`` is False)."""
         if self._worker is not None:
@@ -526,6 +363,10 @@ class TrainWidget(TrainingDock):
             self.status.value += (f"; {result.calibrated_f1:.4f} at p ≥ "
                                   f"{result.calibrated_threshold:.2f}")
         self._update_plot()
+
+    def _on_error(self, err):
+        self.status.value = "failed"
+        show_error(f"Training failed: {one_line(err)}")
 
     def _on_done(self, summary):
         self.summary = summary
@@ -588,7 +429,7 @@ class TrainWidget(TrainingDock):
             handles, [h.get_label() for h in handles], loc="center right", fontsize="x-small"
         )
         for ax in (self.ax_loss, self.ax_f1):
-            _style_axes(ax, self._colors)
+            style_axes(ax, self._colors)
         self.native.layout().addWidget(self.canvas)
 
     def _update_plot(self):

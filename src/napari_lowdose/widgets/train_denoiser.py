@@ -1,7 +1,8 @@
 """'Train denoiser' dock widget: the GUI of ``napari-lowdose train-denoiser``.
 
-Thin, like 'Train' (:mod:`.train`): it gathers the command's options (with the
-command's defaults, read from its parser) and calls
+Thin, like 'Train' (:mod:`.train`; both are a :class:`._training_dock.TrainingDock`):
+it gathers the options (with the defaults both faces read,
+:data:`napari_lowdose.workflows.denoiser_training.DENOISER_TRAINING_DEFAULTS`) and calls
 :func:`napari_lowdose.train.denoiser.train_denoiser` in a thread. Sources, as
 ``--source``: real short/long exposure pairs of two layers of the viewer
 (:class:`~napari_lowdose.train.denoise_measured.PairedExposures`), a 'Simulate' dataset
@@ -35,11 +36,11 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from ..errors import LowdoseError
 from ..workflows.denoiser_training import DENOISER_TRAINING_DEFAULTS as DEFAULTS
 from ..workflows.denoiser_training import simulated_datasets, validation_crop_px
-from ._common import DEVICE_CHOICES, device_description, is_empty_path, one_line
-from ._layers import layer_counts_per_electron, layer_expected_e_per_px
+from ._common import DEVICE_CHOICES, device_description, heading, is_empty_path, one_line
+from ._layers import base_data, layer_counts_per_electron, layer_expected_e_per_px
+from ._plotting import style_axes
+from ._training_dock import MODEL_SUFFIX, RANDOM_WEIGHTS, TrainingDock
 from .denoise import AUTO_GAIN_TEXT
-from .noise_fit import _base_data, _style_axes
-from .train import MODEL_SUFFIX, RANDOM_WEIGHTS, TrainingDock, _heading
 
 PAIRS, SIMULATED, SERIES = "pairs", "simulated", "series"
 SOURCE_CHOICES = [
@@ -174,9 +175,9 @@ class TrainDenoiserWidget(TrainingDock):
         ]
         self._inputs = [*data_inputs, *network_inputs, *training_inputs]
         self.extend([
-            _heading("Data"), *data_inputs,
-            _heading("Network"), *network_inputs, self.network_info,
-            _heading("Training"), *training_inputs,
+            heading("Data"), *data_inputs,
+            heading("Network"), *network_inputs, self.network_info,
+            heading("Training"), *training_inputs,
             self.train_button, self.stop_button, self.progress_bar, self.status,
         ])
         self._build_plot()
@@ -313,7 +314,7 @@ class TrainDenoiserWidget(TrainingDock):
         layer = self.layer_combo.value
         if layer is None:
             raise ValueError("Choose an image layer holding a dose series.")
-        data = np.asarray(_base_data(layer), dtype=np.float32)
+        data = np.asarray(base_data(layer), dtype=np.float32)
         if data.ndim != 3 or data.shape[0] < 2:
             raise ValueError(f"{layer.name}: Noise2Noise needs a series of at least 2 frames.")
         # the 'Denoise' widget's per-frame e⁻/px (dose × pixel size², or None: frame means)
@@ -336,7 +337,7 @@ class TrainDenoiserWidget(TrainingDock):
             raise ValueError("The short and the long exposures must be two different layers.")
         frames = []
         for layer in (short, long):
-            data = _base_data(layer)
+            data = base_data(layer)
             if data.ndim not in (2, 3):
                 raise ValueError(f"'{layer.name}' must be one 2-D frame or a (frames, y, x) "
                                  "series.")
@@ -434,6 +435,10 @@ class TrainDenoiserWidget(TrainingDock):
         )
         self._update_plot()
 
+    def _on_error(self, err):
+        self.status.value = "failed"
+        show_error(f"Training failed: {one_line(err)}")
+
     def _on_done(self, summary):
         self.summary = summary
         self.history = [dict(row) for row in summary.history]  # also the resumed epochs
@@ -465,7 +470,7 @@ class TrainDenoiserWidget(TrainingDock):
         self.ax.set_xlabel("epoch")
         self.ax.set_ylabel("PSNR (dB)")
         self.ax.legend(loc="lower right", fontsize="x-small")
-        _style_axes(self.ax, self._colors)
+        style_axes(self.ax, self._colors)
         self.native.layout().addWidget(self.canvas)
 
     def _update_plot(self):

@@ -1,0 +1,153 @@
+"""The base of the 'Train' and 'Train denoiser' docks: one training run in a worker.
+
+It owns the worker, the Stop button's event, the progress bar and the history
+plot's helpers; the subclasses gather their command's options and call its
+training function.
+"""
+
+import contextlib
+import threading
+from functools import partial
+
+import napari
+import numpy as np
+from magicgui.widgets import Container
+from napari.utils import progress
+from qtpy.QtCore import QObject, Signal
+
+from ._plotting import new_canvas, theme_colors
+from ._workers import run_task
+
+__all__ = ["MODEL_SUFFIX", "RANDOM_WEIGHTS", "TrainingDock"]
+
+#: "start from" choice for a network with fresh random weights.
+RANDOM_WEIGHTS = "random weights"
+MODEL_SUFFIX = ".safetensors"
+
+
+class _Relay(QObject):
+    """Carries the worker's callbacks to the GUI thread (queued signals)."""
+
+    step = Signal(int, int)
+    epoch = Signal(object)
+
+
+class TrainingDock(Container):
+    """What the Train and Train-denoiser docks share: one training run in a worker.
+
+    The subclass builds its inputs (``self._inputs``, ``train_button``,
+    ``stop_button``, ``progress_bar``, ``status``) and provides ``_run(*request,
+    direct)`` (the worker body, using :meth:`_callbacks`), ``_on_epoch(result)``,
+    ``_on_done(summary)`` and ``_on_error(err)`` (its one notification). Step and
+    epoch callbacks of the worker reach the GUI thread through queued signals;
+    "Stop" ends the run after the current step.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer, *, use_thread: bool = True):
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self.use_thread = use_thread
+        self._worker = None
+        self._stop_event = threading.Event()
+        self._relay = _Relay()
+        self._relay.step.connect(self._on_step)
+        self._relay.epoch.connect(self._on_epoch)
+        self.summary = None
+        self.history: list[dict] = []
+        self.last_progress = None  # (step, total) of the last progress call
+
+    @property
+    def busy(self) -> bool:
+        """Whether training is running."""
+        return self._worker is not None
+
+    def _launch(self, request: tuple) -> None:
+        """Start ``_run(*request)`` in a worker (or here, when ``use_thread`` is False)."""
+        self._stop_event.clear()
+        self.summary, self.last_progress, self.history = None, None, []
+        self._update_plot()
+        self.progress_bar.max, self.progress_bar.value = 1, 0
+        self._set_running(True)
+        self._worker = run_task(
+            partial(self._run, direct=not self.use_thread), *request,
+            use_thread=self.use_thread, on_return=self._on_done, on_error=self._on_error,
+            on_finish=self._on_finished,
+        )
+
+    @contextlib.contextmanager
+    def _callbacks(self, desc: str, *, direct: bool):
+        """(progress, on_epoch) callbacks for the training call, with a napari progress bar."""
+        step_cb = self._on_step if direct else self._relay.step.emit
+        epoch_cb = self._on_epoch if direct else self._relay.epoch.emit
+        with progress(total=None, desc=desc) as pbar:
+
+            def on_progress(step, total):
+                if pbar.total != total:
+                    pbar.total = total
+                pbar.update(int(step) - pbar.n)
+                step_cb(int(step), int(total))
+
+            yield on_progress, epoch_cb
+
+    def _on_step(self, step, total):
+        self.last_progress = (step, total)
+        if self.progress_bar.max != total:
+            self.progress_bar.max = total
+        self.progress_bar.value = min(step, total)
+
+    def _on_finished(self):
+        self._worker = None
+        self._set_running(False)
+
+    def _set_running(self, running: bool):
+        for widget in self._inputs:
+            widget.enabled = not running
+        self.train_button.enabled = not running
+        self.stop_button.enabled = running
+
+    def stop(self, _event=None):
+        """End training after the current step; the best checkpoint so far is kept."""
+        if self.stop_button.enabled:
+            self._stop_event.set()
+            self.status.value = "stopping after the current step…"
+
+    # -- history plot (``self.lines``: history column → line; ``self.best_marker``) -------
+    def _column(self, name: str) -> np.ndarray:
+        """One column of the epoch history (NaN where an epoch lacks it)."""
+        return np.array([np.nan if row.get(name) is None else row[name]
+                         for row in self.history], dtype=float)
+
+    def _draw_history(self) -> np.ndarray:
+        """Set every line of ``self.lines`` from the history; returns the epochs."""
+        epochs = self._column("epoch")
+        for name, line in self.lines.items():
+            line.set_data(epochs, self._column(name))
+        return epochs
+
+    def _mark_best(self, epochs, values, label: str, fmt: str, ax, title_ax,
+                   unit: str = "") -> None:
+        """Mark the best epoch of ``values`` and title it, fit the x range, redraw."""
+        if np.isfinite(values).any():
+            best = int(np.nanargmax(values))
+            self.best_marker.set_data([epochs[best]], [values[best]])
+            title = f"best {label} {values[best]:{fmt}}{unit} at epoch {epochs[best]:g}"
+            title_ax.set_title(title, fontsize="small", color=self._colors["fg"])
+            ax.set_xlim(0.5, max(epochs.max(), 2) + 0.5)
+        else:
+            self.best_marker.set_data([], [])
+            title_ax.set_title("")
+        ax.relim()
+        ax.autoscale_view(scalex=False)
+        self.canvas.draw_idle()
+
+    def plotted_history(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The (epoch, value) data of every plotted curve, and of the best-epoch marker."""
+        lines = {**self.lines, "best": self.best_marker}
+        return {k: tuple(np.asarray(v, dtype=float) for v in line.get_data())
+                for k, line in lines.items()}
+
+    def _new_figure(self, min_height_px: int):
+        """A matplotlib figure and Qt canvas in napari's theme colours."""
+        self._colors = theme_colors(self._viewer)
+        self.figure, self.canvas = new_canvas(self._colors, min_height_px)
+        return self.figure

@@ -1,0 +1,166 @@
+"""The threshold, mask clean-up and area (and F1) against dose of the 'Segment' dock.
+
+Moving the threshold or a clean-up rule re-thresholds the stored probabilities
+without the network (as ``napari-lowdose segment``: threshold, then
+:class:`~napari_lowdose.analysis.masks.MaskCleaning`). After a run and after each
+re-threshold the area against dose of the frames done
+(:func:`~napari_lowdose.analysis.area_vs_dose.analyse_area_vs_dose`, Larsen et al.
+2023), with the F1 against a truth mask if one is chosen, is stored in the mask
+layer and drawn by the 'Area vs dose' dock.
+"""
+
+from dataclasses import replace
+
+import numpy as np
+from napari.utils.notifications import show_error, show_info, show_warning
+
+from ..errors import LowdoseError
+from ..io.layers import LOWDOSE_KEY, layer_frame_dose
+from ._common import one_line
+from ._layers import base_data, layer_pixel_size_A
+from .area_plot import AREA_KEY, AreaPlotWidget, area_record, refresh_area_plots
+from .segment_results import done_frames, summary_features
+
+__all__ = ["SegmentAnalysis"]
+
+
+class SegmentAnalysis:
+    """Mixin of :class:`~.segment.SegmentWidget`: threshold, clean-up, area against dose.
+
+    Reads the widget's ``_run``, ``_views()``, ``_worker``, its threshold and
+    clean-up inputs and ``truth_combo``.
+    """
+
+    # -- threshold and analysis -----------------------------------------------------------
+    def _run_alive(self) -> bool:
+        run = self._run
+        return (
+            run is not None
+            and run.prob_layer in self._viewer.layers
+            and run.mask_layer in self._viewer.layers
+        )
+
+    def mask_cleaning(self, image=None):
+        """The clean-up rules of the inputs for the pixels of ``image`` (None: no area rule).
+
+        A minimum area with no pixel size cannot be applied; it is then left out
+        (and the status line says so).
+        """
+        from ..analysis.masks import MaskCleaning
+
+        pixel_size = None if image is None else layer_pixel_size_A(image)
+        min_area = float(self.min_area.value) if pixel_size is not None else 0.0
+        return MaskCleaning.from_area_nm2(min_area, pixel_size,
+                                          keep_largest=bool(self.keep_largest.value),
+                                          fill_holes=bool(self.fill_holes.value))
+
+    def _mask_of(self, probability, run, cleaning=None):
+        """Mask of one frame: threshold, then the clean-up rules (the CLI's)."""
+        from ..analysis.masks import probability_mask
+
+        if cleaning is None:
+            cleaning = self.mask_cleaning(run.image)
+        return probability_mask(probability, float(self.threshold.value), cleaning)
+
+    def _on_min_area_changed(self, _value=None):
+        if (self._run_alive() and float(self.min_area.value) > 0
+                and layer_pixel_size_A(self._run.image) is None):
+            show_warning(f"'{self._run.image.name}' has no pixel size: the minimum area is "
+                         "not applied (use 'Dose calibration').")
+        self._on_threshold_changed()
+
+    def _on_threshold_changed(self, _value=None):
+        if not self._run_alive():
+            return
+        prob, mask = self._views()
+        done = done_frames(prob)
+        cleaning = self.mask_cleaning(self._run.image)
+        for index in done:
+            mask[index] = self._mask_of(prob[index], self._run, cleaning)
+        if done.size:
+            self._run.mask_layer.refresh()
+        if self._worker is None:
+            self.update_analysis()
+
+    def _truth(self, n_frames: int, shape_yx):
+        layer = self.truth_combo.value
+        if layer is None or layer not in self._viewer.layers:
+            return None
+        truth = np.asarray(base_data(layer))
+        if truth.shape[-2:] != tuple(shape_yx):
+            return None
+        if truth.ndim == 3 and truth.shape[0] == 1:
+            truth = truth[0]
+        if truth.ndim == 3 and truth.shape[0] != n_frames:
+            return None
+        return truth if truth.ndim in (2, 3) else None
+
+    def update_analysis(self):
+        """Area (and F1) against dose of the frames done → the mask layer and the plot."""
+        from ..analysis.area_vs_dose import analyse_area_vs_dose, f1_per_frame
+
+        if not self._run_alive():
+            return None
+        run = self._run
+        prob, mask = self._views(run)
+        done = done_frames(prob)
+        lowdose = dict(run.mask_layer.metadata.get(LOWDOSE_KEY, {}))
+        lowdose["threshold"] = float(self.threshold.value)
+        lowdose["mask_cleaning"] = self.mask_cleaning(run.image).to_dict()
+        lowdose.pop(AREA_KEY, None)
+        run.mask_layer.metadata = {**run.mask_layer.metadata, LOWDOSE_KEY: lowdose}
+        run.analysis, run.f1, run.done = None, None, done
+        if done.size == 0:
+            return None
+        try:
+            dose = layer_frame_dose(run.image.metadata)
+        except LowdoseError as err:
+            show_warning(f"{run.image.name}: dose metadata unreadable ({one_line(err)}).")
+            dose = None
+        if dose is None or dose.n_frames != prob.shape[0]:
+            show_info(
+                f"'{run.image.name}' has no per-frame dose: the area against dose needs "
+                "it (use the 'Dose calibration' widget)."
+            )
+            return None
+        try:
+            analysis = analyse_area_vs_dose(
+                mask[done], dose.dose_e_per_A2[done], layer_pixel_size_A(run.image)
+            )
+        except ValueError as err:
+            show_error(f"Area against dose: {one_line(err)}")
+            return None
+        analysis = replace(
+            analysis, frame=done.copy(), high_dose_frames=done[analysis.high_dose_frames]
+        )
+        truth = self._truth(prob.shape[0], prob.shape[-2:])
+        f1 = None
+        if truth is not None:
+            f1 = f1_per_frame(mask[done], truth if truth.ndim == 2 else truth[done])
+        run.analysis, run.f1 = analysis, f1
+        lowdose[AREA_KEY] = area_record(
+            analysis,
+            label=run.label,
+            f1=f1,
+            extra={
+                "image": run.image.name,
+                "threshold": float(self.threshold.value),
+                "truth": None if f1 is None else self.truth_combo.value.name,
+            },
+        )
+        run.mask_layer.metadata = {**run.mask_layer.metadata, LOWDOSE_KEY: lowdose}
+        run.mask_layer.features = summary_features(analysis, f1, run.label)
+        self._show_plot()
+        return analysis
+
+    def _show_plot(self):
+        """Redraw the Area-vs-dose docks of this viewer, docking one if there is none."""
+        if refresh_area_plots(self._viewer):
+            return
+        self.plot_widget = AreaPlotWidget(self._viewer)
+        try:
+            self._viewer.window.add_dock_widget(
+                self.plot_widget, name="Area vs dose", area="right"
+            )
+        except Exception:  # noqa: BLE001 - a viewer without a window: keep the widget
+            pass

@@ -1,0 +1,159 @@
+"""What the 'Segment' dock makes of a run: its two output layers, the features row
+of the mask layer and the command's files.
+
+No notifications here: :mod:`.segment` reports what these raise.
+"""
+
+from pathlib import Path
+
+import napari
+import numpy as np
+
+from ..io.layers import LOWDOSE_KEY, layer_frame_dose
+from ._layers import layer_pixel_size_A
+
+__all__ = ["done_frames", "output_layers", "summary_features", "write_run"]
+
+
+def done_frames(probabilities3: np.ndarray) -> np.ndarray:
+    """Indices of the frames whose probabilities have been computed (not NaN)."""
+    flat = probabilities3.reshape(probabilities3.shape[0], -1)
+    return np.flatnonzero(np.isfinite(flat).all(axis=1))
+
+
+def output_layers(viewer, request):
+    """(probability layer, mask layer, created) of a request's image and model.
+
+    ``"<image> probability [<model>]"`` (Image, NaN where not computed) and
+    ``"<image> mask [<model>]"`` (Labels, 0 where not computed), with the image's
+    scale, translate, units and axis labels. Layers of those names and of the
+    image's shape are reused (created False); others of those names are replaced.
+    """
+    layer, shape = request.layer, tuple(request.data.shape)
+    names = (
+        f"{layer.name} probability [{request.label}]",
+        f"{layer.name} mask [{request.label}]",
+    )
+    existing = [viewer.layers[n] if n in viewer.layers else None for n in names]
+    reuse = (
+        isinstance(existing[0], napari.layers.Image)
+        and isinstance(existing[1], napari.layers.Labels)
+        and existing[0].data.shape == shape
+        and existing[1].data.shape == shape
+    )
+    if reuse:
+        return existing[0], existing[1], False
+    record = {
+        "segment_output": True,
+        "image": layer.name,
+        "label": request.label,
+        "model": str(request.model_path),
+    }
+    common = {
+        "scale": tuple(layer.scale),
+        "translate": tuple(layer.translate),
+        "units": tuple(layer.units),
+        "axis_labels": tuple(layer.axis_labels),
+    }
+    for old in existing:
+        if old is not None:
+            viewer.layers.remove(old)
+    prob_layer = viewer.add_image(
+        np.full(shape, np.nan, dtype=np.float32),
+        name=names[0],
+        colormap="magma",
+        contrast_limits=(0.0, 1.0),
+        opacity=0.5,
+        blending="additive",
+        metadata={LOWDOSE_KEY: dict(record, kind="probability")},
+        **common,
+    )
+    mask_layer = viewer.add_labels(
+        np.zeros(shape, dtype=np.uint8),
+        name=names[1],
+        opacity=0.4,
+        metadata={LOWDOSE_KEY: dict(record, kind="mask")},
+        **common,
+    )
+    return prob_layer, mask_layer, True
+
+
+def summary_features(analysis, f1, label) -> dict:
+    """The one-row ``features`` table (label 1) of a mask layer: the area summary."""
+    summary = analysis.summary()
+
+    def value(key):
+        v = summary[key]
+        return np.nan if v is None else float(v)
+
+    features = {
+        "index": [1],
+        "run": [label],
+        "frames_analysed": [int(analysis.frame.size)],
+        "convergence_dose_e_per_A2": [value("convergence_dose_e_per_A2")],
+        "dose_at_50pct_e_per_A2": [value("dose_at_50pct_e_per_A2")],
+        "converged_area_px": [value("converged_area_px")],
+        "converged_area_nm2": [value("converged_area_nm2")],
+    }
+    if f1 is not None:
+        features["median_f1"] = [float(np.nanmedian(f1))]
+    return features
+
+
+def write_run(folder, run, views, *, threshold: float, cleaning, model_name: str,
+              overwrite: bool):
+    """Write the ``segment`` command's files of the frames done (and f1_vs_dose.csv).
+
+    Parameters
+    ----------
+    run : SimpleNamespace
+        The dock's run: image, model, device, frames done, analysis and F1.
+    views : (ndarray, ndarray)
+        (probabilities, masks) as (frames, y, x).
+
+    Returns
+    -------
+    (list of Path, dict)
+        The files written and the extra files (name → writer) beyond the command's.
+    """
+    from ..device import describe_device
+    from ..io.tables import table_to_csv
+    from ..workflows.segmentation import segmentation_record, write_segmentation
+
+    prob, mask = views
+    done, analysis = run.done, run.analysis
+    source = getattr(run.image.source, "path", None)
+    lowdose = run.image.metadata.get(LOWDOSE_KEY, {})
+    dose = layer_frame_dose(run.image.metadata)
+    record = segmentation_record(
+        input_name=(str(Path(source or lowdose["path"]).resolve())
+                    if (source or lowdose.get("path"))
+                    else f"napari layer '{run.image.name}'"),
+        file_format=lowdose.get("format", "napari layer"),
+        pixel_size_A=layer_pixel_size_A(run.image),
+        pixel_size_source=lowdose.get("pixel_size_source", "napari layer scale"),
+        dose_source=dose.source, dose_detail=dose.detail,
+        model_name=model_name,
+        model_path=run.model_path, model_metadata=run.metadata,
+        threshold=threshold, cleaning=cleaning,
+        device=describe_device(run.device),
+    )
+    record["frames"] = [int(f) for f in done]
+    summary = {**analysis.summary(), "run": record}
+    extra = {}
+    if run.f1 is not None:
+        f1_table = {"frame": done, "dose_e_per_A2": analysis.dose_e_per_A2, "f1": run.f1}
+        extra["f1_vs_dose.csv"] = lambda p: p.write_text(table_to_csv(f1_table))
+        summary["median_f1"] = float(np.nanmedian(run.f1))
+    written = write_segmentation(
+        folder,
+        pixel_size_A=layer_pixel_size_A(run.image),
+        probabilities=np.asarray(prob[done]),
+        masks=np.asarray(mask[done]),
+        analysis=analysis,
+        summary=summary,
+        label=run.label,
+        overwrite=overwrite,
+        extra_files=extra,
+    )
+    return written, extra
