@@ -175,11 +175,11 @@ def test_network_size_is_shown_and_follows_the_settings(widget):
 def test_defaults_are_the_commands(widget):
     import argparse
 
-    from napari_lowdose.cli.denoise import add_denoise_parsers
+    from napari_lowdose.cli.train_denoiser import add_train_denoiser_parser
     from napari_lowdose.workflows.denoiser_training import DENOISER_TRAINING_DEFAULTS
 
     parser = argparse.ArgumentParser()
-    add_denoise_parsers(parser.add_subparsers())
+    add_train_denoiser_parser(parser.add_subparsers())
     command = parser.parse_args(["train-denoiser", "--source", "series", "--out", "M"])
     defaults = DENOISER_TRAINING_DEFAULTS
     assert defaults.learning_rate == pytest.approx(1e-4)  # Katsuno et al. (2021)

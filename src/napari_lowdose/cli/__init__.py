@@ -12,13 +12,17 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import LowdoseError
 from ._common import PROG, parse_roi
+from .calibrate import add_calibrate_parser
 from .demo import add_demo_parser
-from .denoise import add_denoise_parsers
+from .denoise import add_denoise_parser
+from .evaluate import add_evaluate_parser
 from .fit_noise import add_fit_noise_parser
 from .info import add_info_parser
-from .segment import add_segment_parsers
+from .models import add_models_parser
+from .segment import add_segment_parser
 from .simulate import add_simulate_parser
-from .train import add_calibrate_parser, add_models_parser, add_train_parser
+from .train import add_train_parser
+from .train_denoiser import add_train_denoiser_parser
 from .watch import add_watch_parser
 
 __all__ = ["build_parser", "main", "parse_roi"]
@@ -37,8 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     add_calibrate_parser(sub)
     add_models_parser(sub)
-    add_segment_parsers(sub)
-    add_denoise_parsers(sub)
+    add_segment_parser(sub)
+    add_evaluate_parser(sub)
+    add_train_denoiser_parser(sub)
+    add_denoise_parser(sub)
     add_watch_parser(sub)
     return parser
 

@@ -9,11 +9,14 @@ core with plain values, and print. Nothing here is imported by the napari widget
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..errors import LowdoseError
+from ..workflows.policies import GainError, detector_gain, expected_e_per_px
 
-__all__ = ["PROG", "CliError", "add_dose_options", "open_calibrated", "parse_roi",
-           "progress_bar", "roi_argument"]
+__all__ = ["PROG", "CliError", "add_dose_options", "open_calibrated", "open_series",
+           "parse_roi", "progress_bar", "roi_argument", "series_expected_e_per_px",
+           "series_gain"]
 
 PROG = "napari-lowdose"
 
@@ -102,3 +105,34 @@ def progress_bar(total: int | None, *, unit: str, desc: str, shown: bool = True)
 
     return tqdm(total=total, unit=unit, desc=desc, file=sys.stderr,
                 disable=None if shown else True)
+
+
+def open_series(args: argparse.Namespace, path: Path, *, calibrated: bool):
+    """A series other than ``args.series`` opened with (``calibrated``) or without the
+    command's dose options (e.g. the short and long exposures of ``train-denoiser``)."""
+    from ..io.readers import read_series
+
+    if not calibrated:
+        return read_series(path)
+    return open_calibrated(argparse.Namespace(**{**vars(args), "series": path}))
+
+
+def series_gain(args: argparse.Namespace, series) -> float:
+    """``--counts-per-electron``, else the gain the file states, else 1
+    (:func:`~napari_lowdose.workflows.policies.detector_gain`)."""
+    try:
+        return detector_gain(args.counts_per_electron, series.dose_hints.counts_per_electron)
+    except GainError:
+        raise CliError("--counts-per-electron must be positive") from None
+
+
+def series_expected_e_per_px(series) -> tuple[Any, str]:
+    """Per-frame expected electrons per pixel of a series (or None) and how it was found
+    (:func:`~napari_lowdose.workflows.policies.expected_e_per_px`)."""
+    dose = series.frame_dose
+    if dose is not None and series.pixel_size_A is None:
+        print(f"{PROG}: warning: the series has a dose but no pixel size; normalising "
+              "by the frame means (give --pixel-size-A)", file=sys.stderr)
+    return expected_e_per_px(None if dose is None else dose.dose_e_per_A2,
+                             series.pixel_size_A,
+                             dose_source="" if dose is None else dose.source)

@@ -1,0 +1,69 @@
+"""``napari-lowdose calibrate``: record a segmentation model's best probability threshold.
+
+Not the dose calibration (that is :mod:`napari_lowdose.io.dose_calibration`): the pooled
+pixel F1 of a dataset's validation images at thresholds 0.05…0.99 (Larsen et al. 2023
+threshold at 0.9; the CPU-trained networks are less confident), stored in the model's
+metadata for ``segment --threshold model``.
+"""
+
+import argparse
+from pathlib import Path
+
+from ._common import progress_bar
+from .train import TrainUsageError
+
+__all__ = ["add_calibrate_parser", "cmd_calibrate"]
+
+
+def add_calibrate_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``calibrate`` subcommand."""
+    cal = sub.add_parser(
+        "calibrate",
+        help="record a segmentation model's best probability threshold on a dataset",
+        description="Pooled pixel F1 of the dataset's validation images at thresholds "
+                    "0.05…0.99; the best is stored in the model's metadata and used by "
+                    "'segment --threshold model'. The weights are not changed.",
+    )
+    cal.add_argument("model", type=Path, metavar="MODEL", help="a .safetensors model file")
+    cal.add_argument("--data", type=Path, required=True, metavar="DATASET",
+                     help="dataset folder made by 'napari-lowdose simulate'")
+    cal.add_argument("--out", type=Path, metavar="MODEL_OUT",
+                     help="write the calibrated model here (default: replace MODEL)")
+    cal.add_argument("--device", default="auto",
+                     help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:N or mps")
+    cal.add_argument("--val-crop", type=int, metavar="PX",
+                     help="side of the central crops (default: the model's validation crop; "
+                          "0 = whole images)")
+    cal.add_argument("--max-val-images", type=int, metavar="N",
+                     help="use the first N validation images only")
+    cal.set_defaults(func=cmd_calibrate)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Calibrate a model's threshold and print the F1 at each threshold."""
+    from ..train.segmentation import calibrate_threshold
+
+    if args.max_val_images is not None and args.max_val_images < 1:
+        raise TrainUsageError("--max-val-images must be at least 1")
+    if args.val_crop is not None and args.val_crop < 0:
+        raise TrainUsageError("--val-crop must be at least 0")
+    if args.out is not None and args.out.suffix.lower() == ".json":
+        raise TrainUsageError("--out is the model file (.safetensors), not its .json sidecar")
+    crop = None if args.val_crop is None else (args.val_crop or None)
+    bar = progress_bar(None, unit="image", desc="calibrate")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        record = calibrate_threshold(args.model, args.data, out=args.out, device=args.device,
+                                     val_crop_px="model" if args.val_crop is None else crop,
+                                     max_val_images=args.max_val_images, progress=progress)
+    finally:
+        bar.close()
+    table = "  ".join(f"{t}: {f1:.3f}" for t, f1 in record["f1_by_threshold"].items())
+    print(f"F1 by threshold ({record['n_images']} validation images): {table}")
+    print(f"{args.out or args.model}: calibrated threshold {record['threshold']:.2f} "
+          f"(validation F1 {record['f1']:.4f})")
+    return 0

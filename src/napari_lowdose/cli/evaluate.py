@@ -1,0 +1,58 @@
+"""``napari-lowdose evaluate``: F1 of every frame of a ``segment`` output against a truth mask
+(Larsen et al. 2023, Fig. 3)."""
+
+import argparse
+from pathlib import Path
+
+from ..workflows.segmentation import SegmentError
+
+__all__ = ["add_evaluate_parser", "cmd_evaluate"]
+
+
+def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``evaluate``."""
+    ev = sub.add_parser("evaluate", help="F1 per frame of a segment output against a truth mask")
+    ev.add_argument("folder", type=Path, metavar="DIR", help="output folder of 'segment'")
+    ev.add_argument("--truth", type=Path, required=True, metavar="MASK.tif",
+                    help="truth mask: one (y, x) image or one per frame")
+    ev.add_argument("--overwrite", action="store_true", help="replace DIR/f1_vs_dose.csv")
+    ev.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """F1 of every frame of a segment output against a truth mask → f1_vs_dose.csv."""
+    import numpy as np
+
+    from ..analysis.area_vs_dose import f1_per_frame
+    from ..io.readers import read_series
+    from ..io.tables import table_to_csv
+    from ..io.writers import atomic_write_text
+
+    masks_path = args.folder / "masks.tif"
+    if not masks_path.is_file():
+        raise SegmentError(f"{args.folder} holds no masks.tif; run 'napari-lowdose segment' "
+                           "first")
+    target = args.folder / "f1_vs_dose.csv"
+    if target.exists() and not args.overwrite:
+        raise SegmentError(f"{target} exists; pass --overwrite to replace it")
+    masks_series = read_series(masks_path)
+    truth = np.asarray(read_series(args.truth).data)
+    masks = np.asarray(masks_series.data)
+    if masks.ndim == 2:
+        masks = masks[None]
+    if truth.shape[-2:] != masks.shape[-2:]:
+        raise SegmentError(f"the truth mask is {truth.shape[-2]}×{truth.shape[-1]} px but the "
+                           f"masks are {masks.shape[-2]}×{masks.shape[-1]} px")
+    if truth.ndim == 3 and truth.shape[0] == 1:
+        truth = truth[0]
+    if truth.ndim == 3 and truth.shape[0] != masks.shape[0]:
+        raise SegmentError(f"the truth has {truth.shape[0]} frames but the masks have "
+                           f"{masks.shape[0]}")
+    f1 = f1_per_frame(masks, truth)
+    dose = masks_series.frame_dose
+    doses = (dose.dose_e_per_A2 if dose is not None
+             else np.full(masks.shape[0], np.nan))
+    atomic_write_text(target, table_to_csv({"frame": np.arange(masks.shape[0]),
+                                            "dose_e_per_A2": doses, "f1": f1}))
+    print(f"F1 {np.nanmin(f1):.3f}–{np.nanmax(f1):.3f} over {len(f1)} frames; wrote {target}")
+    return 0
