@@ -4,7 +4,7 @@ The napari face of ``napari-lowdose watch`` (:mod:`napari_lowdose.insitu`). A
 camera folder is watched (:class:`~napari_lowdose.insitu.FolderWatcher`,
 :class:`~napari_lowdose.insitu.WatchSession`); each frame written into it is
 denoised (:class:`~napari_lowdose.insitu.FrameDenoiser`, with the gain set in the
-dock, else 1 as for ``napari-lowdose watch``) and appended to two growing layers,
+dock, else the one each file states, else 1, as ``napari-lowdose watch`` chooses it) and appended to two growing layers,
 ``"live raw"`` and ``"live denoised"``, and the viewer moves to the newest frame.
 With an output folder the results are also written there
 (:class:`~napari_lowdose.insitu.InSituOutput`: ``<name>_denoised.tif`` and
@@ -134,7 +134,8 @@ class WatchMode:
             model_path=model_path,
             device=device,
             watcher=watcher,
-            gain=gain if gain > 0 else 1.0,  # as 'napari-lowdose watch' (default 1)
+            # None: each file's stated gain, else 1 (as 'napari-lowdose watch')
+            gain=gain if gain > 0 else None,
         )
 
     def start_watch(self):
@@ -287,7 +288,8 @@ class WatchMode:
             record[DENOISED_KEY] = {
                 "model": self._model_label(),
                 "model_path": str(self._watch.request.model_path),
-                "counts_per_electron": float(self._watch.request.gain),
+                # the dock's gain; None: each file's, else 1 (see watch_log.csv)
+                "counts_per_electron": self._watch.request.gain,
             }
         layer = self._viewer.add_image(
             view,
