@@ -1,6 +1,6 @@
 """F1 against dose of trained segmentation models on simulated validation series (issue 5).
 
-The validation recipe of Larsen et al. (2023), SOI Fig. 9 (SPEC §3): one
+The validation recipe of Larsen et al. (2023), SOI Fig. 9: one
 particle never used in training (:func:`napari_lowdose.simulate.series.simulate_dose_series`
 draws structures from seed streams disjoint from any training dataset's), frames
 from 10 to 10⁴ e⁻/Å², SOI Fig. 9 optics, MTF 3 noise, exact truth mask. Every
@@ -32,7 +32,7 @@ import numpy as np
 def lowest_dose_from_which(doses: np.ndarray, f1: np.ndarray, level: float) -> float:
     """Lowest dose such that every frame at or above it has F1 ≥ ``level`` (inf if none).
 
-    The convergence dose of SPEC §5 with the band ``[level, ∞)``.
+    The convergence dose (Larsen et al. 2023) with the band ``[level, ∞)``.
     """
     from napari_lowdose.analysis import convergence_dose
 

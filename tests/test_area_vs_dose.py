@@ -1,4 +1,4 @@
-"""Area against dose: constructed curves with known convergence and 50 % doses (SPEC §5)."""
+"""Area against dose: constructed curves with known convergence and 50 % doses."""
 
 import math
 

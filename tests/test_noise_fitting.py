@@ -143,7 +143,7 @@ def test_eq2_panel_plots_the_quantity_n0_was_fitted_to(series_large_n0, model, k
 
 
 def test_paper_fit_biases_c0_low_when_readout_noise_matters(series_large_n0):
-    """SPEC §2: Eq. 4 on blurred shot + white readout noise biases c0 low."""
+    """Larsen et al. Eq. 4 on blurred shot + white readout noise biases c0 low."""
     paper = fit_noise(series_large_n0, DOSES, SAMPLING_A, model="paper")
     phys = fit_noise(series_large_n0, DOSES, SAMPLING_A, model="physical")
     mid = paper.ok & phys.ok & (DOSES >= 50) & (DOSES <= 500)

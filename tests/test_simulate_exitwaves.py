@@ -1,4 +1,4 @@
-"""abTEM exit waves and their on-disk cache (SPEC §3)."""
+"""abTEM exit waves and their on-disk cache (Larsen et al. 2023, Sec. 2)."""
 
 import numpy as np
 import pytest

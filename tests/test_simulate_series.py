@@ -1,4 +1,4 @@
-"""Simulated dose series of one supported Au particle (SOI Fig. 9, SPEC §3)."""
+"""Simulated dose series of one supported Au particle (Larsen et al. 2023, SOI Fig. 9)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Atomic models of CeO2-supported Au particles and their convex-hull labels (SPEC §3)."""
+"""Atomic models of CeO2-supported Au particles and their convex-hull labels (Larsen Sec. 2)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Madsen-style U-net (SPEC §4): shapes, configuration, and that it learns."""
+"""Madsen-style U-net (Larsen et al. 2023): shapes, configuration, and that it learns."""
 
 import numpy as np
 import pytest

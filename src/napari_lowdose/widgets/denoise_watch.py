@@ -4,7 +4,8 @@ The napari face of ``napari-lowdose watch`` (:mod:`napari_lowdose.insitu`). A
 camera folder is watched (:class:`~napari_lowdose.insitu.FolderWatcher`,
 :class:`~napari_lowdose.insitu.WatchSession`); each frame written into it is
 denoised (:class:`~napari_lowdose.insitu.FrameDenoiser`, with the gain set in the
-dock, else the one each file states, else 1, as ``napari-lowdose watch`` chooses it) and appended to two growing layers,
+dock, else the one each file states, else 1, as ``napari-lowdose watch`` chooses
+it) and appended to two growing layers,
 ``"live raw"`` and ``"live denoised"``, and the viewer moves to the newest frame.
 With an output folder the results are also written there
 (:class:`~napari_lowdose.insitu.InSituOutput`: ``<name>_denoised.tif`` and
