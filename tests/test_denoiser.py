@@ -20,9 +20,9 @@ from napari_lowdose.models.denoising import denoise_frame, denoise_frames
 from napari_lowdose.models.msdnet import MSDNet
 from napari_lowdose.models.normalisation import (
     denoiser_normalisation,
-    expected_e_per_px_from_dose,
     normalise_counts,
 )
+from napari_lowdose.workflows.policies import electrons_per_pixel
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -81,7 +81,7 @@ def test_normalisation_by_expected_electrons_and_noise_level_channel():
     same, same_scale = normalise_counts(counts, None, counts_per_electron=2.0,
                                         clip_percentiles=(0, 100))
     assert torch.allclose(same, inputs) and torch.allclose(same_scale, scale)
-    assert expected_e_per_px_from_dose([100.0, 400.0], 0.05).tolist() == pytest.approx(
+    assert electrons_per_pixel([100.0, 400.0], 0.05).tolist() == pytest.approx(
         [0.25, 1.0])
     with pytest.raises(ValueError, match="positive"):
         normalise_counts(torch.zeros(1, 4, 4), None)

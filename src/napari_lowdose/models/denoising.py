@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .denoiser import DenoiserUNet
+from .normalisation import per_frame_e_per_px
 from .streaming import (
     as_stack,
     check_frame_size,
@@ -28,20 +29,6 @@ from .streaming import (
 from .tiling import Tile, blend_tiles, plan_tiles, tile_alignment
 
 __all__ = ["denoise_frame", "denoise_frames", "outside_training_range"]
-
-
-def _per_frame_doses(expected_e_per_px: Any, n: int) -> np.ndarray | None:
-    """``None`` or a float64 array of ``n`` expected doses (validated)."""
-    if expected_e_per_px is None:
-        return None
-    values = np.asarray(expected_e_per_px, dtype=np.float64).reshape(-1)
-    if values.size == 1:
-        values = np.full(n, float(values[0]))
-    if values.size != n:
-        raise ValueError(f"{values.size} expected doses given for {n} frame(s)")
-    if not np.all(np.isfinite(values) & (values > 0)):
-        raise ValueError("expected_e_per_px must be positive and finite")
-    return values
 
 
 @torch.inference_mode()
@@ -168,7 +155,7 @@ def denoise_frames(
     check_frame_size(model, shape, tile_px)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    doses = _per_frame_doses(expected_e_per_px, n)
+    doses = per_frame_e_per_px(expected_e_per_px, n)
     gain = float(counts_per_electron)
     if not (math.isfinite(gain) and gain > 0):
         raise ValueError(f"counts_per_electron must be positive, got {counts_per_electron}")

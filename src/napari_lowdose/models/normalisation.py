@@ -43,8 +43,8 @@ __all__ = [
     "DEFAULT_LOG10_E_PER_PX_RANGE",
     "NORMALISATION",
     "denoiser_normalisation",
-    "expected_e_per_px_from_dose",
     "normalise_counts",
+    "per_frame_e_per_px",
     "standardise",
 ]
 
@@ -88,24 +88,6 @@ def standardise(frames: torch.Tensor) -> torch.Tensor:
     frames = frames.to(torch.float32)
     std, mean = torch.std_mean(frames, dim=(-2, -1), keepdim=True, correction=0)
     return (frames - mean) / (std + NORMALISATION["epsilon"])
-
-
-def expected_e_per_px_from_dose(dose_e_per_A2: Any, sampling_A: float) -> np.ndarray:
-    """Expected electrons per vacuum pixel, ``N_D = dose · sampling_A²``.
-
-    Parameters
-    ----------
-    dose_e_per_A2 : float or array-like
-        Frame dose(s) in e⁻/Å².
-    sampling_A : float
-        Pixel size in Å/px.
-
-    Returns
-    -------
-    ndarray of float64
-        Electrons per pixel, the shape of ``dose_e_per_A2``.
-    """
-    return np.asarray(dose_e_per_A2, dtype=np.float64) * float(sampling_A) ** 2
 
 
 def denoiser_normalisation(config: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -219,3 +201,40 @@ def normalise_counts(
     level = (torch.log10(e_per_px) - log_lo) / (log_hi - log_lo)
     level = level.reshape(-1, 1, 1).expand_as(x)
     return torch.stack([x, level], dim=1), scale[:, None]
+
+
+def per_frame_e_per_px(values: Any, n: int, *, name: str = "expected_e_per_px"
+                       ) -> np.ndarray | None:
+    """``None``, or ``n`` expected electrons per pixel, positive and finite (one is repeated).
+
+    The check every denoiser input and training pair goes through.
+
+    Parameters
+    ----------
+    values : float, array-like or None
+        One value for every frame, or one per frame.
+    n : int
+        Number of frames.
+    name : str
+        What the values are, for the message.
+
+    Returns
+    -------
+    ndarray of float64 or None
+
+    Raises
+    ------
+    ValueError
+        Not ``n`` values, or a value that is not positive and finite.
+    """
+    if values is None:
+        return None
+    arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    if arr.size == 1:
+        arr = np.full(n, float(arr[0]))
+    if arr.size != n:
+        what = "expected doses" if name == "expected_e_per_px" else f"values of {name}"
+        raise ValueError(f"{arr.size} {what} given for {n} frame(s)")
+    if not np.all(np.isfinite(arr) & (arr > 0)):
+        raise ValueError(f"{name} must be positive and finite")
+    return arr

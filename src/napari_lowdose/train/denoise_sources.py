@@ -44,6 +44,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..analysis.registration import shift_image
+from ..models.normalisation import per_frame_e_per_px
 from .loop import TrainingError
 
 __all__ = [
@@ -72,18 +73,12 @@ def as_frames(data: Any, name: str) -> Any:
 
 
 def frame_doses(values: Any, n: int, name: str) -> np.ndarray | None:
-    """``None``, or ``n`` positive, finite doses (one value is repeated)."""
-    if values is None:
-        return None
-    arr = np.asarray(values, dtype=np.float64).reshape(-1)
-    if arr.size == 1:
-        arr = np.full(n, float(arr[0]))
-    if arr.size != n:
-        raise TrainingError(f"{name}: {arr.size} values for {n} frame(s)")
-    if not np.all(np.isfinite(arr) & (arr > 0)):
-        raise TrainingError(f"{name} must be positive and finite")
-    return arr
-
+    """``None``, or ``n`` positive, finite doses (one value is repeated); see
+    :func:`~napari_lowdose.models.normalisation.per_frame_e_per_px`."""
+    try:
+        return per_frame_e_per_px(values, n, name=name)
+    except ValueError as err:
+        raise TrainingError(str(err)) from None
 
 def positive_mean(frame: np.ndarray, what: str) -> float:
     """The frame mean, refused unless positive (a frame normalised by its mean)."""
