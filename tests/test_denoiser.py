@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from napari_lowdose.io.units import electrons_per_pixel
 from napari_lowdose.models import registry
 from napari_lowdose.models.checkpoint import (
     ARCHITECTURES,
@@ -22,7 +23,6 @@ from napari_lowdose.models.normalisation import (
     denoiser_normalisation,
     normalise_counts,
 )
-from napari_lowdose.workflows.policies import electrons_per_pixel
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -12,12 +12,8 @@ import tifffile
 from napari_lowdose.cli import main
 from napari_lowdose.insitu import FrameDenoiser
 from napari_lowdose.io.layers import pixel_size_A_from_scale
-from napari_lowdose.workflows.policies import (
-    GainError,
-    detector_gain,
-    electrons_per_pixel,
-    expected_e_per_px,
-)
+from napari_lowdose.io.units import electrons_per_pixel
+from napari_lowdose.workflows.policies import GainError, detector_gain, expected_e_per_px
 
 PIXEL_YX_A = (0.5, 1.0)  # a non-square pixel: 0.5 Å high, 1 Å wide
 DOSES = np.geomspace(20.0, 2000.0, 6)

@@ -59,9 +59,9 @@ def cmd_fit_noise(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..io.outputs import check_output_folder, write_output_folder
+    from ..io.units import pixel_area_A2
     from ..noise import NoiseModel, fit_noise, fit_table_csv
     from ..plots.noise import noise_fit_figure
-    from ..workflows.policies import pixel_area_A2
 
     if args.model == "physical" and args.spectrum == "magnitude":
         raise CliError("the physical model (Eq. 3) is fitted to the power spectrum; "

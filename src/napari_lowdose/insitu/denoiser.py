@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ..workflows.policies import detector_gain, electrons_per_pixel
+from ..io.units import electrons_per_pixel
+from ..workflows.policies import detector_gain
 
 __all__ = ["FrameDenoiser"]
 

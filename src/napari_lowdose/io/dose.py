@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DoseCalibrationError
+from .units import electrons_per_pixel
 
 __all__ = [
     "DOSE_SOURCES",
@@ -75,9 +76,9 @@ class FrameDose:
         """Dose received up to and including each frame, in e⁻/Å²."""
         return np.cumsum(self.dose_e_per_A2)
 
-    def dose_e_per_px(self, sampling_A: float) -> np.ndarray:
-        """Frame dose in electrons per pixel, ``N_D = dose · sampling_A²``."""
-        return self.dose_e_per_A2 * float(sampling_A) ** 2
+    def dose_e_per_px(self, pixel_size_A: float | tuple[float, float]) -> np.ndarray:
+        """Frame dose in electrons per pixel, ``N_D`` = dose × pixel height × pixel width."""
+        return electrons_per_pixel(self.dose_e_per_A2, pixel_size_A)
 
     def summary(self) -> str:
         """One line: range, total and source."""

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .dose import FrameDose
+from .units import pixel_area_A2
 
 __all__ = ["DoseHints", "Series"]
 
@@ -111,4 +112,4 @@ class Series:
         """Area of one pixel in Å², or None if uncalibrated."""
         if self.pixel_size_A is None:
             return None
-        return float(self.pixel_size_A[0] * self.pixel_size_A[1])
+        return pixel_area_A2(self.pixel_size_A)

@@ -1,8 +1,13 @@
-"""Length units found in TEM metadata, converted to ångström."""
+"""Length units found in TEM metadata, converted to ångström; pixel area and electrons per
+pixel (dose × pixel height × pixel width, the one rule every face uses)."""
 
 import math
+from typing import Any
 
-__all__ = ["length_to_angstrom_factor", "normalise_unit"]
+import numpy as np
+
+__all__ = ["electrons_per_pixel", "length_to_angstrom_factor", "normalise_unit",
+           "pixel_area_A2", "pixel_sides_A"]
 
 _TO_ANGSTROM = {
     "m": 1e10,
@@ -57,3 +62,51 @@ def length_to_angstrom_factor(unit: object) -> float | None:
     if factor is None or not math.isfinite(factor):
         return None
     return factor
+
+
+def pixel_sides_A(pixel_size_A: float | tuple[float, float] | Any) -> tuple[float, float]:
+    """(height, width) of a pixel in Å from one side (square) or (y, x) sides."""
+    values = np.atleast_1d(np.asarray(pixel_size_A, dtype=np.float64))
+    if values.size == 1:
+        return float(values[0]), float(values[0])
+    if values.size != 2:
+        raise ValueError(f"a pixel size is one length or (y, x), not {values.size} values")
+    return float(values[0]), float(values[1])
+
+
+def pixel_area_A2(pixel_size_A: float | tuple[float, float]) -> float:
+    """Area of one pixel in Å²: pixel height × pixel width.
+
+    Parameters
+    ----------
+    pixel_size_A : float or (float, float)
+        Square pixel side, or (y, x) sides, in Å.
+
+    Returns
+    -------
+    float
+    """
+    height, width = pixel_sides_A(pixel_size_A)
+    return height * width
+
+
+def electrons_per_pixel(dose_e_per_A2: Any, pixel_size_A: float | tuple[float, float]
+                        ) -> np.ndarray:
+    """Electrons per pixel ``N_D`` of a dose: dose × pixel height × pixel width.
+
+    ``N_D`` is the quantity of Larsen et al. Eq. 2 (the readout fit) and the noise level
+    a denoiser normalises by (Katsuno et al.).
+
+    Parameters
+    ----------
+    dose_e_per_A2 : float or array-like
+        Dose(s) in e⁻/Å².
+    pixel_size_A : float or (float, float)
+        Square pixel side, or (y, x) sides, in Å.
+
+    Returns
+    -------
+    ndarray of float64
+        Electrons per pixel, the shape of ``dose_e_per_A2``.
+    """
+    return np.asarray(dose_e_per_A2, dtype=np.float64) * pixel_area_A2(pixel_size_A)

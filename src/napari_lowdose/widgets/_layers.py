@@ -11,7 +11,8 @@ import numpy as np
 
 from ..errors import LowdoseError
 from ..io.layers import LOWDOSE_KEY, layer_frame_dose, pixel_size_A_from_scale
-from ..workflows.policies import detector_gain, electrons_per_pixel
+from ..io.units import electrons_per_pixel
+from ..workflows.policies import detector_gain
 from ._common import one_line
 
 __all__ = [

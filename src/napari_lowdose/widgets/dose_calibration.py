@@ -17,7 +17,7 @@ from ..errors import LowdoseError
 from ..io.dose import FrameDose, write_dose_table
 from ..io.dose_calibration import calibrate_frame_dose, iter_frame_mean_counts
 from ..io.layers import LOWDOSE_KEY, layer_frame_dose, with_frame_dose
-from ..workflows.policies import pixel_area_A2
+from ..io.units import pixel_area_A2
 from ._common import rectangle_roi_px
 from ._layers import layer_pixel_size_A
 from ._workers import run_task

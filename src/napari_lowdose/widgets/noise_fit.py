@@ -20,12 +20,12 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..errors import LowdoseError
 from ..io.layers import layer_frame_dose
+from ..io.units import pixel_area_A2
 from ..io.writers import atomic_write_text
 from ..noise.fit_result import NoiseFitResult, fit_table_csv
 from ..noise.fitting import fit_spectra
 from ..noise.model import NoiseModel
 from ..noise.spectrum import RadialSpectrum, radial_spectrum
-from ..workflows.policies import pixel_area_A2
 from ._common import rectangle_roi_px
 from ._layers import base_data, layer_pixel_size_A
 from ._workers import run_task

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .policies import electrons_per_pixel
+from ..io.units import electrons_per_pixel
 
 __all__ = ["DEMO_RECORD", "DENOISE_REPORT_E_PER_PX", "F1_HIGH_DOSE_E_PER_A2",
            "denoising_gain", "f1_summary", "truth_area_nm2"]

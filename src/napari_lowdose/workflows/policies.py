@@ -1,5 +1,6 @@
-"""Rules that every face applies the same way: electrons per pixel, the detector gain, and
-the expected electrons per pixel a denoiser normalises by.
+"""Rules that every face applies the same way: the detector gain and the expected electrons
+per pixel a denoiser normalises by (electrons per pixel themselves are
+:func:`napari_lowdose.io.units.electrons_per_pixel`).
 
 Written once here so that the command line, the napari docks and the in-situ watcher
 cannot drift apart (they once computed the pixel area from the *mean* of the two pixel
@@ -12,60 +13,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import LowdoseError
+from ..io.units import electrons_per_pixel, pixel_sides_A
 
-__all__ = ["GainError", "detector_gain", "electrons_per_pixel", "expected_e_per_px",
-           "pixel_area_A2"]
+__all__ = ["GainError", "detector_gain", "expected_e_per_px"]
 
 
 class GainError(LowdoseError):
     """A detector gain (counts per electron) that is not a positive number."""
-
-
-def _sides(pixel_size_A: float | tuple[float, float] | Any) -> tuple[float, float]:
-    values = np.atleast_1d(np.asarray(pixel_size_A, dtype=np.float64))
-    if values.size == 1:
-        return float(values[0]), float(values[0])
-    if values.size != 2:
-        raise ValueError(f"a pixel size is one length or (y, x), not {values.size} values")
-    return float(values[0]), float(values[1])
-
-
-def pixel_area_A2(pixel_size_A: float | tuple[float, float]) -> float:
-    """Area of one pixel in Å²: pixel height × pixel width.
-
-    Parameters
-    ----------
-    pixel_size_A : float or (float, float)
-        Square pixel side, or (y, x) sides, in Å.
-
-    Returns
-    -------
-    float
-    """
-    height, width = _sides(pixel_size_A)
-    return height * width
-
-
-def electrons_per_pixel(dose_e_per_A2: Any, pixel_size_A: float | tuple[float, float]
-                        ) -> np.ndarray:
-    """Electrons per pixel ``N_D`` of a dose: dose × pixel height × pixel width.
-
-    ``N_D`` is the quantity of Larsen et al. Eq. 2 (the readout fit) and the noise level
-    a denoiser normalises by (Katsuno et al.).
-
-    Parameters
-    ----------
-    dose_e_per_A2 : float or array-like
-        Dose(s) in e⁻/Å².
-    pixel_size_A : float or (float, float)
-        Square pixel side, or (y, x) sides, in Å.
-
-    Returns
-    -------
-    ndarray of float64
-        Electrons per pixel, the shape of ``dose_e_per_A2``.
-    """
-    return np.asarray(dose_e_per_A2, dtype=np.float64) * pixel_area_A2(pixel_size_A)
 
 
 def detector_gain(user_counts_per_electron: float | None,
@@ -122,7 +76,7 @@ def expected_e_per_px(dose_e_per_A2: Any | None, pixel_size_A: tuple[float, floa
         return None, "frame mean / counts_per_electron (no dose calibration)"
     if pixel_size_A is None:
         return None, "frame mean / counts_per_electron (no pixel size)"
-    height, width = _sides(pixel_size_A)
+    height, width = pixel_sides_A(pixel_size_A)
     area = f"{height:.6g}²" if height == width else f"{height:.6g} × {width:.6g}"
     return (electrons_per_pixel(dose_e_per_A2, (height, width)),
             f"dose_e_per_A2 × {area} Å² (dose source: {dose_source})")
