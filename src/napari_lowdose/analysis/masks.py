@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from .area_vs_dose import pixel_area_nm2
+
 __all__ = ["MaskCleaning", "clean_mask", "probability_mask"]
 
 #: 8-connectivity: diagonal neighbours belong to the same region.
@@ -90,7 +92,6 @@ class MaskCleaning:
         ValueError
             If ``min_area_nm2`` is negative, or positive with no pixel size.
         """
-        from .area_vs_dose import pixel_area_nm2
 
         if min_area_nm2 < 0:
             raise ValueError(f"the minimum area must be >= 0 nm², got {min_area_nm2}")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LowdoseError
+from ..io.dose_calibration import calibrate_frame_dose
 from ..workflows.policies import GainError, detector_gain, expected_e_per_px
 
 __all__ = ["PROG", "CliError", "add_dose_options", "open_calibrated", "open_series",
@@ -70,7 +71,6 @@ def add_dose_options(parser: argparse.ArgumentParser) -> None:
 def open_calibrated(args: argparse.Namespace):
     """Open ``args.series`` with the pixel size and dose the options give (see
     :func:`napari_lowdose.io.dose_calibration.calibrate_frame_dose`)."""
-    from ..io.dose_calibration import calibrate_frame_dose
     from ..io.readers import read_series
 
     series = read_series(args.series)

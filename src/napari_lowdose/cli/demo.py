@@ -30,12 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LowdoseError
+from ..io.dose import write_dose_table
+from ..io.writers import atomic_write_text, write_series_tiff
 from ..workflows.demo import (
     DEMO_RECORD,
     denoising_gain,
     f1_summary,
     truth_area_nm2,
 )
+from .segment import threshold_option
 
 __all__ = ["add_demo_parser", "cmd_demo"]
 
@@ -56,7 +59,6 @@ class DemoError(LowdoseError):
 
 def add_demo_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``napari-lowdose demo``."""
-    from .segment import threshold_option
 
     demo = sub.add_parser(
         "demo", help="the whole analysis on the built-in simulated Au/CeO2 dose series",
@@ -107,9 +109,6 @@ def _run(argv: list[str]) -> None:
 
 
 def _write_series(series, out: Path) -> dict[str, Path]:
-    from ..io.dose import write_dose_table
-    from ..io.writers import write_series_tiff
-
     paths = {"series": out / "series.tif", "truth": out / "truth_mask.tif",
              "dose": out / "dose.csv"}
     write_series_tiff(paths["series"], series.frames, series.sampling_A,
@@ -169,7 +168,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Simulate, fit the noise, segment, score and summarise (see the module docstring)."""
     from .. import __version__
     from ..io.readers import read_series
-    from ..io.writers import atomic_write_text
     from ..simulate.series import simulate_dose_series
 
     if args.frames < 2:

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LowdoseError
+from ..io.outputs import check_output_folder, result_array, write_output_folder
+from ..io.writers import write_series_tiff
+from ..provenance import package_versions
 from ._common import (
     add_dose_options,
     open_calibrated,
@@ -80,8 +83,6 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..device import describe_device, select_device
-    from ..io.outputs import check_output_folder, result_array, write_output_folder
-    from ..io.writers import write_series_tiff
     from ..models.denoising import denoise_frames, outside_training_range
     from ..models.registry import load_denoiser, resolve_denoiser
 
@@ -149,7 +150,6 @@ def _run_record(args: argparse.Namespace, series, model_path: Path, metadata: di
                 device: str, selected: range, doses, e_per_px, how: str, gain: float,
                 seconds: float) -> dict[str, Any]:
     """What a denoising run was made with: model, device, versions, input, dose, frames."""
-    from ..provenance import package_versions
 
     dose = series.frame_dose
     indices = list(selected)

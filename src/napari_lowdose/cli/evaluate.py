@@ -4,6 +4,8 @@
 import argparse
 from pathlib import Path
 
+from ..io.tables import table_to_csv
+from ..io.writers import atomic_write_text
 from ..workflows.segmentation import SegmentError
 
 __all__ = ["add_evaluate_parser", "cmd_evaluate"]
@@ -25,8 +27,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from ..analysis.area_vs_dose import f1_per_frame
     from ..io.readers import read_series
-    from ..io.tables import table_to_csv
-    from ..io.writers import atomic_write_text
 
     masks_path = args.folder / "masks.tif"
     if not masks_path.is_file():

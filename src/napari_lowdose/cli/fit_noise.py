@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..io.outputs import check_output_folder, write_output_folder
+from ..io.units import pixel_area_A2
 from ._common import PROG, CliError, add_dose_options, open_calibrated, roi_argument
 
 __all__ = ["FIT_NOISE_FILES", "add_fit_noise_parser", "cmd_fit_noise"]
@@ -58,8 +60,6 @@ def cmd_fit_noise(args: argparse.Namespace) -> int:
     """Fit the detector noise model (Larsen Eqs. 1–4) in a vacuum ROI of every frame."""
     import numpy as np
 
-    from ..io.outputs import check_output_folder, write_output_folder
-    from ..io.units import pixel_area_A2
     from ..noise import NoiseModel, fit_noise, fit_table_csv
     from ..plots.noise import noise_fit_figure
 

@@ -10,6 +10,7 @@ partial folder, and an existing folder needs ``--overwrite``.
 import argparse
 from pathlib import Path
 
+from ..io.outputs import check_output_folder, result_array
 from ..workflows.segmentation import (
     SEGMENT_FILES,
     SegmentError,
@@ -74,7 +75,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from ..analysis.area_vs_dose import analyse_area_vs_dose
     from ..analysis.masks import MaskCleaning, probability_mask
     from ..device import describe_device, select_device
-    from ..io.outputs import check_output_folder, result_array
     from ..models.inference import predict_probabilities
     from ..models.registry import load_model, resolve_model
 

@@ -12,6 +12,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from ..workflows.denoiser_training import DENOISER_TRAINING_DEFAULTS as defaults
+from ..workflows.denoiser_training import simulated_datasets, validation_crop_px
 from ._common import (
     add_dose_options,
     open_series,
@@ -37,7 +39,6 @@ def _pair_of_floats(text: str) -> tuple[float, float]:
 def add_train_denoiser_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``train-denoiser``."""
     from ..train.denoise_simulated import DEFAULT_E_PER_PX_RANGE
-    from ..workflows.denoiser_training import DENOISER_TRAINING_DEFAULTS as defaults
 
     train = sub.add_parser(
         "train-denoiser",
@@ -149,7 +150,6 @@ def _check_source_options(args: argparse.Namespace) -> None:
 def _datasets(args: argparse.Namespace, notes: list[str]):
     """Training and validation datasets of the chosen source."""
     from ..train.denoise_measured import pair_datasets, series_datasets
-    from ..workflows.denoiser_training import simulated_datasets, validation_crop_px
 
     crop = args.crop
     val_crop = validation_crop_px(crop, args.val_crop)

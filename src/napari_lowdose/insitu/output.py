@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..io.writers import write_series_tiff
 from .stats import Failure, WatchStats
 
 __all__ = ["LOG_COLUMNS", "LOG_FILE", "InSituOutput", "output_name"]
@@ -85,7 +86,6 @@ class InSituOutput:
 
     def flush(self) -> Path | None:
         """Write the frames of the current input file (a frame that failed is NaN)."""
-        from ..io.writers import write_series_tiff
 
         path, frames = self._path, self._frames
         self._path, self._frames = None, {}

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import DoseCalibrationError
 from .units import electrons_per_pixel
+from .writers import atomic_write_text
 
 __all__ = [
     "DOSE_SOURCES",
@@ -180,7 +181,6 @@ def read_dose_table(path: str | Path, n_frames: int | None = None) -> np.ndarray
 
 def write_dose_table(path: str | Path, dose_e_per_A2: Sequence[float]) -> None:
     """Write a dose table (``frame,dose_e_per_A2``) readable by :func:`read_dose_table`."""
-    from .writers import atomic_write_text
 
     lines = ["frame," + DOSE_COLUMN]
     lines += [f"{i},{float(d)!r}" for i, d in enumerate(dose_e_per_A2)]

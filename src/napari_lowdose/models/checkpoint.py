@@ -31,7 +31,9 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..device import select_device
 from ..errors import LowdoseError
+from ..io.writers import atomic_path, atomic_write_text
 from .denoiser import DenoiserUNet
 from .msdnet import MSDNet
 from .normalisation import NORMALISATION, denoiser_normalisation
@@ -224,7 +226,6 @@ def save_checkpoint(
     """
     from safetensors.torch import save_file
 
-    from ..io.writers import atomic_path, atomic_write_text
 
     path = Path(path)
     if path.suffix.lower() == ".json":
@@ -328,8 +329,6 @@ def read_checkpoint_metadata(path: str | Path) -> dict[str, Any]:
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
-    from ..device import select_device
-
     return select_device(device)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..device import select_device
 from .denoiser import DenoiserUNet
 from .normalisation import per_frame_e_per_px
 from .streaming import (
@@ -145,7 +146,6 @@ def denoise_frames(
     napari_lowdose.device.DeviceError
         If the device is not available.
     """
-    from ..device import select_device
 
     if not isinstance(model, DenoiserUNet):
         raise TypeError(f"expected a DenoiserUNet, got {type(model).__name__}")

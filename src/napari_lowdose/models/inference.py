@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..device import select_device
 from .normalisation import standardise
 from .streaming import (
     as_stack,
@@ -129,7 +130,6 @@ def predict_probabilities(
     napari_lowdose.device.DeviceError
         If the device is not available.
     """
-    from ..device import select_device
 
     frames, single = as_stack(frames)
     shape = (int(frames.shape[-2]), int(frames.shape[-1]))

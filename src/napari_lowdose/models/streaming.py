@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..device import autocast_dtype
+
 __all__ = [
     "as_stack",
     "check_frame_size",
@@ -78,7 +80,6 @@ def _read(frames: Any, single: bool, indices: list[int]) -> np.ndarray:
 
 def inference_autocast(device: torch.device) -> contextlib.AbstractContextManager:
     """Autocast for inference on ``device``, or none (:func:`..device.autocast_dtype`)."""
-    from ..device import autocast_dtype
 
     dtype = autocast_dtype(device)
     if dtype is None:

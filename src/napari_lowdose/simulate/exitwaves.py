@@ -44,8 +44,15 @@ from typing import Any
 import numpy as np
 
 from ..errors import LowdoseError
+from ..io.writers import atomic_write_text
 from ..provenance import package_versions
-from .structures import StructureGeometry, StructureRecipe, SupportedParticle, next_5_smooth
+from .structures import (
+    StructureGeometry,
+    StructureRecipe,
+    SupportedParticle,
+    build_supported_particle,
+    next_5_smooth,
+)
 
 __all__ = [
     "CachedStructure",
@@ -248,7 +255,6 @@ def plan_fftw_wisdom(
         "fftw_threads": settings.fftw_threads,
         "wisdom": [base64.b64encode(part).decode("ascii") for part in wisdom],
     }
-    from ..io.writers import atomic_write_text
 
     path = Path(path)
     atomic_write_text(path, json.dumps(document))
@@ -392,7 +398,6 @@ def simulate_structure(
     fftw_planning: str = "estimate",
 ) -> CachedStructure:
     """Build structure ``index`` of a run with ``seed`` and compute its exit wave and mask."""
-    from .structures import build_supported_particle
 
     settings = settings or MultisliceSettings()
     particle = build_supported_particle(structure_rng(seed, index), recipe)

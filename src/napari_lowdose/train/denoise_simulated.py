@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..noise.model import NoiseModel
+from ..simulate.imaging import OpticsRanges, clean_image, draw_optics, noisy_image
 from .denoise_sources import PairSource
 from .loop import TrainingError
 
@@ -84,10 +86,8 @@ class SimulatedPairs(PairSource):
                  images_per_wave: int = 4, noise_model: Any = None, optics_ranges: Any = None,
                  crop_px: int | None = 128, augment: bool = True, seed: int = 0,
                  max_waves: int | None = None, clean_cache: int = 256) -> None:
-        from ..noise.model import NoiseModel
         from ..simulate.dataset import DatasetRecipe, read_card
         from ..simulate.exitwaves import ExitWaveCache
-        from ..simulate.imaging import OpticsRanges
 
         super().__init__(crop_px, augment, seed)
         self.path = Path(path)
@@ -154,8 +154,6 @@ class SimulatedPairs(PairSource):
         return len(self.indices) * self.images_per_wave
 
     def _clean_image(self, w: int, k: int) -> np.ndarray:
-        from ..simulate.imaging import clean_image, draw_optics
-
         key = (w, k)
         if key in self._clean:
             self._clean.move_to_end(key)
@@ -173,8 +171,6 @@ class SimulatedPairs(PairSource):
         return clean
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        from ..simulate.imaging import noisy_image
-
         w, k = divmod(int(index), self.images_per_wave)
         sampling = self.geometry[w].sampling_A
         clean = self._clean_image(w, k)

@@ -28,9 +28,10 @@ from torch.utils.data import Dataset
 
 from ..analysis.image_quality import psnr, ssim
 from ..device import autocast_dtype, describe_device, select_device
-from ..models.checkpoint import save_checkpoint
+from ..models.checkpoint import CheckpointError, save_checkpoint
 from ..models.denoiser import DenoiserUNet
 from ..models.normalisation import denoiser_normalisation
+from ..models.registry import load_denoiser
 from ..provenance import training_versions
 from .loop import (
     RunContext,
@@ -178,8 +179,6 @@ def _noise_weighted_loss(estimate: torch.Tensor, target: torch.Tensor,
 
 def _initialise(model: DenoiserUNet, init_from: str) -> None:
     """Start from the weights of a trained denoiser (fine-tuning)."""
-    from ..models.checkpoint import CheckpointError
-    from ..models.registry import load_denoiser
 
     try:
         source, _ = load_denoiser(init_from)

@@ -36,8 +36,16 @@ from ..analysis.metrics import (
     counts_at_thresholds,
 )
 from ..device import autocast_dtype, describe_device, select_device
-from ..models.checkpoint import build_model, save_checkpoint
+from ..models.checkpoint import (
+    RESERVED_KEYS,
+    SEGMENTATION_ARCHITECTURES,
+    CheckpointError,
+    build_model,
+    load_checkpoint,
+    save_checkpoint,
+)
 from ..models.normalisation import NORMALISATION
+from ..models.registry import load_model
 from ..provenance import training_versions
 from .data import SegmentationDataset
 from .loop import (
@@ -279,7 +287,6 @@ def calibrate_threshold(
     TrainingError
         If the model is no segmentation network or the dataset has no validation images.
     """
-    from ..models.checkpoint import RESERVED_KEYS, SEGMENTATION_ARCHITECTURES, load_checkpoint
 
     model_file, data = Path(model_file), Path(data)
     target = select_device(device)
@@ -391,8 +398,6 @@ def _build(settings: TrainSettings) -> torch.nn.Module:
 
 def _initialise(model: torch.nn.Module, settings: TrainSettings) -> None:
     """Start from the weights of ``settings.init_from`` (fine-tuning)."""
-    from ..models.checkpoint import CheckpointError
-    from ..models.registry import load_model
 
     try:
         source, _ = load_model(settings.init_from, arch=settings.arch)

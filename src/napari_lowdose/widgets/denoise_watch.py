@@ -22,6 +22,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, FileEdit, FloatSpinBox, Label, PushButton
 from napari.utils.notifications import show_error, show_info, show_warning
 
+from ..insitu import FolderWatcher, FrameDenoiser, InSituOutput, WatchSession
 from ..io.layers import LOWDOSE_KEY, image_layer_kwargs
 from ._common import is_empty_path, one_line
 from ._display import GrowingStack, display_limits
@@ -95,7 +96,6 @@ class WatchMode:
 
     def _watch_request(self):
         """Everything a watch needs, or None after show_error."""
-        from ..insitu import FolderWatcher
 
         if is_empty_path(self.camera_folder.value):
             show_error("Choose the camera folder to watch.")
@@ -177,7 +177,6 @@ class WatchMode:
 
     def _watch_events(self, request):
         """Generator (worker thread): the watch session's events, results written to OUT."""
-        from ..insitu import FrameDenoiser, InSituOutput, WatchSession
         from ..models.registry import load_denoiser
 
         watch = self._watch

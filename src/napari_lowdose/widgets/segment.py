@@ -47,6 +47,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..errors import LowdoseError
 from ..io.layers import LOWDOSE_KEY
+from ..workflows.segmentation import SEGMENT_FILES
 from ._common import one_line
 from ._layers import base_data
 from ._network_dock import MODEL_SUFFIX, NetworkDock
@@ -462,9 +463,6 @@ class SegmentWidget(SegmentAnalysis, NetworkDock):
         ``overwrite=None`` asks before replacing files in a non-empty folder.
         Only frames that have been segmented are written (in series order).
         """
-        from ..workflows.segmentation import (
-            SEGMENT_FILES,
-        )
 
         if not self._run_alive() or getattr(self._run, "analysis", None) is None:
             show_error("Nothing to export: segment a series with a per-frame dose first.")

@@ -14,6 +14,8 @@ from dataclasses import replace
 import numpy as np
 from napari.utils.notifications import show_error, show_info, show_warning
 
+from ..analysis.area_vs_dose import analyse_area_vs_dose, f1_per_frame
+from ..analysis.masks import MaskCleaning, probability_mask
 from ..errors import LowdoseError
 from ..io.layers import LOWDOSE_KEY, layer_frame_dose
 from ._common import one_line
@@ -46,7 +48,6 @@ class SegmentAnalysis:
         A minimum area with no pixel size cannot be applied; it is then left out
         (and the status line says so).
         """
-        from ..analysis.masks import MaskCleaning
 
         pixel_size = None if image is None else layer_pixel_size_A(image)
         min_area = float(self.min_area.value) if pixel_size is not None else 0.0
@@ -56,7 +57,6 @@ class SegmentAnalysis:
 
     def _mask_of(self, probability, run, cleaning=None):
         """Mask of one frame: threshold, then the clean-up rules (the CLI's)."""
-        from ..analysis.masks import probability_mask
 
         if cleaning is None:
             cleaning = self.mask_cleaning(run.image)
@@ -97,7 +97,6 @@ class SegmentAnalysis:
 
     def update_analysis(self):
         """Area (and F1) against dose of the frames done → the mask layer and the plot."""
-        from ..analysis.area_vs_dose import analyse_area_vs_dose, f1_per_frame
 
         if not self._run_alive():
             return None

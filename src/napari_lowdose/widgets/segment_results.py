@@ -10,6 +10,8 @@ import napari
 import numpy as np
 
 from ..io.layers import LOWDOSE_KEY, layer_frame_dose
+from ..io.tables import table_to_csv
+from ..workflows.segmentation import segmentation_record, write_segmentation
 from ._layers import layer_pixel_size_A
 
 __all__ = ["done_frames", "output_layers", "summary_features", "write_run"]
@@ -117,8 +119,6 @@ def write_run(folder, run, views, *, threshold: float, cleaning, model_name: str
         The files written and the extra files (name → writer) beyond the command's.
     """
     from ..device import describe_device
-    from ..io.tables import table_to_csv
-    from ..workflows.segmentation import segmentation_record, write_segmentation
 
     prob, mask = views
     done, analysis = run.done, run.analysis

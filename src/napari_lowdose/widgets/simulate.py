@@ -33,7 +33,10 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from ..io.layers import LOWDOSE_KEY
 from ..noise.model import NoiseModel
 from ..noise.presets import PRESETS
+from ..simulate.dataset import generate_dataset
 from ..simulate.optics import DOSE_RANGES_E_PER_A2
+from ..simulate.recipe import DatasetError, DatasetRecipe
+from ..simulate.series import preview_noisy_image
 from ..simulate.structures import StructureRecipe
 from ._common import heading, is_empty_path
 from ._workers import run_task
@@ -324,8 +327,6 @@ class SimulateWidget(Container):
         self._draw_noise()
 
     def _draw_noise(self):
-        from ..simulate.series import preview_noisy_image
-
         try:
             model = self.noise_model()
         except (ValueError, OSError) as err:
@@ -362,7 +363,6 @@ class SimulateWidget(Container):
     # -- dataset --------------------------------------------------------------------------
     def _dataset_request(self):
         """(out_dir, DatasetRecipe, workers) or None after show_error."""
-        from ..simulate.recipe import DatasetError, DatasetRecipe
 
         out = self.out_dir.value
         if is_empty_path(out):
@@ -417,8 +417,6 @@ class SimulateWidget(Container):
         )
 
     def _run_dataset(self, out, recipe, workers):
-        from ..simulate.dataset import generate_dataset
-
         total = recipe.n_structures
         with progress(total=total, desc="Simulate: dataset structures") as pbar:
 

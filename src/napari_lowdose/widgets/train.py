@@ -25,8 +25,14 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_error, show_info, show_warning
 
+from ..device import DeviceError, select_device
+from ..models.checkpoint import read_checkpoint_metadata
+from ..models.registry import available_models, resolve_model
+from ..simulate.recipe import DatasetError, read_card
+from ..train.loop import TrainingError
+from ..train.segmentation import TrainSettings, train_segmentation
 from ..train.segmentation import TrainSettings as DEFAULTS
-from ..workflows.training import architecture_defaults
+from ..workflows.training import architecture_defaults, init_config
 from ._common import DEVICE_CHOICES, device_description, heading, is_empty_path, one_line
 from ._plotting import style_axes
 from ._training_dock import MODEL_SUFFIX, RANDOM_WEIGHTS, TrainingDock
@@ -169,8 +175,6 @@ class TrainWidget(TrainingDock):
     # -- inputs ---------------------------------------------------------------------------
     @staticmethod
     def _init_choices(_widget=None):
-        from ..models.registry import available_models
-
         return [RANDOM_WEIGHTS, *available_models()]
 
     @property
@@ -180,9 +184,6 @@ class TrainWidget(TrainingDock):
 
     def _on_init_changed(self, _value=None):
         """Fine-tuning: take the architecture and its settings from the chosen model."""
-        from ..models.checkpoint import read_checkpoint_metadata
-        from ..models.registry import resolve_model
-        from ..workflows.training import init_config
 
         start = self.init_model.value
         fine_tune = start not in (None, RANDOM_WEIGHTS)
@@ -226,7 +227,6 @@ class TrainWidget(TrainingDock):
 
     def _read_card(self, *, notify: bool):
         """The dataset card (also shown as one line), or None (after show_error if notify)."""
-        from ..simulate.recipe import DatasetError, read_card
 
         path = self.data_dir.value
         if is_empty_path(path):
@@ -273,7 +273,6 @@ class TrainWidget(TrainingDock):
 
     def settings(self):
         """The :class:`TrainSettings` of the current inputs (raises TrainingError)."""
-        from ..train.segmentation import TrainSettings
 
         return TrainSettings(
             arch=self.arch.value,
@@ -290,8 +289,6 @@ class TrainWidget(TrainingDock):
 
     def _request(self):
         """(dataset, out, settings, resume) or None after show_error."""
-        from ..device import DeviceError, select_device
-        from ..train.loop import TrainingError
 
         card = self._read_card(notify=True)
         if card is None:
@@ -344,7 +341,6 @@ class TrainWidget(TrainingDock):
 
     def _run(self, data, out, settings, resume, *, direct=False):
         """Worker body: the training call, its callbacks relayed to the GUI thread."""
-        from ..train.segmentation import train_segmentation
 
         with self._callbacks("Train: steps", direct=direct) as (on_progress, on_epoch):
             return train_segmentation(data, out, settings, resume=resume,

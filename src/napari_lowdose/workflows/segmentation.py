@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LowdoseError
+from ..io.outputs import write_output_folder
+from ..io.tables import table_to_csv
+from ..io.writers import write_series_tiff
 from ..provenance import package_versions
 
 __all__ = ["SEGMENT_FILES", "SegmentError", "model_threshold", "segmentation_record",
@@ -131,9 +134,6 @@ def write_segmentation(out: Path, *, pixel_size_A: tuple[float, float] | None,
     list of Path
         The files written.
     """
-    from ..io.outputs import write_output_folder
-    from ..io.tables import table_to_csv
-    from ..io.writers import write_series_tiff
     from ..plots.area import area_vs_dose_figure
 
     # The TIFF stores one (isotropic) pixel size: the mean of the two sides.
