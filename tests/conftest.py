@@ -40,3 +40,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def isolated_dock_settings(tmp_path, monkeypatch):
+    """Each test remembers dock settings in its own file, never in the user's."""
+    from napari_lowdose.widgets._settings import SETTINGS_ENV
+
+    path = tmp_path / "napari-lowdose-settings.ini"
+    monkeypatch.setenv(SETTINGS_ENV, str(path))
+    return path

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import DoseCalibrationError
 from .dose import DOSE_SOURCES, FrameDose, resolve_frame_dose
+from .series import check_finite_frames
 
 __all__ = ["calibrate_frame_dose", "iter_frame_mean_counts"]
 
@@ -34,7 +35,9 @@ def iter_frame_mean_counts(
             f"{frames.shape[-1]} px frame"
         )
     for i in range(frames.shape[0]):
-        yield float(np.asarray(frames[i, y0:y1, x0:x1], dtype=np.float64).mean())
+        region = np.asarray(frames[i, y0:y1, x0:x1], dtype=np.float64)
+        check_finite_frames(region, [i])
+        yield float(region.mean())
 
 
 def calibrate_frame_dose(

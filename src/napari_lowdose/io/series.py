@@ -6,10 +6,50 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import LowdoseError
 from .dose import FrameDose
 from .units import pixel_area_A2
 
-__all__ = ["DoseHints", "Series"]
+__all__ = ["BadPixelsError", "DoseHints", "Series", "check_finite_frames"]
+
+
+class BadPixelsError(LowdoseError):
+    """Frames hold NaN or infinite pixels (a damaged read, a masked export …)."""
+
+
+def check_finite_frames(frames: Any, indices: Any = None) -> None:
+    """Refuse frames that hold NaN or infinite pixels, naming them.
+
+    Every analysis (noise fit, segmentation, denoising, dose from counts) checks its
+    frames with this before using them, so a damaged frame is never turned into an empty
+    or NaN result that then silently drops out.
+
+    Parameters
+    ----------
+    frames : array-like, shape (n, y, x) or (y, x)
+        The frames (already read).
+    indices : sequence of int, optional
+        Their frame numbers in the series, for the message (default 0 … n-1).
+
+    Raises
+    ------
+    BadPixelsError
+        One line naming the frames and how many of their pixels are not finite.
+    """
+    stack = np.asarray(frames)
+    if stack.ndim == 2:
+        stack = stack[None]
+    if np.issubdtype(stack.dtype, np.integer) or np.isfinite(stack).all():
+        return
+    numbers = list(range(stack.shape[0])) if indices is None else [int(i) for i in indices]
+    bad = [(numbers[k], int(np.count_nonzero(~np.isfinite(frame))))
+           for k, frame in enumerate(stack) if not np.isfinite(frame).all()]
+    listed = ", ".join(f"{i} ({count} px)" for i, count in bad[:8])
+    more = f" and {len(bad) - 8} more" if len(bad) > 8 else ""
+    raise BadPixelsError(
+        f"frame{'s' if len(bad) > 1 else ''} {listed}{more} "
+        f"hold{'' if len(bad) > 1 else 's'} NaN or infinite pixels; "
+        "replace or crop them (nothing was computed from them)")
 
 
 @dataclass

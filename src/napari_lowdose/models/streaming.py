@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..device import autocast_dtype
+from ..io.series import check_finite_frames
 
 __all__ = [
     "as_stack",
@@ -69,13 +70,17 @@ def check_frame_size(model: nn.Module, shape: tuple[int, int], tile_px: int | No
 
 
 def _read(frames: Any, single: bool, indices: list[int]) -> np.ndarray:
-    """Read frames ``indices`` (one slice when they are consecutive) as float32."""
+    """Read frames ``indices`` (one slice when they are consecutive) as float32, refusing
+    frames with NaN or infinite pixels (:func:`~napari_lowdose.io.series.check_finite_frames`).
+    """
     if single:
-        return np.asarray(frames, dtype=np.float32)[None]
-    first, last = indices[0], indices[-1]
-    if indices == list(range(first, last + 1)):
-        return np.asarray(frames[first : last + 1], dtype=np.float32)
-    return np.stack([np.asarray(frames[i], dtype=np.float32) for i in indices])
+        batch = np.asarray(frames, dtype=np.float32)[None]
+    elif indices == list(range(indices[0], indices[-1] + 1)):
+        batch = np.asarray(frames[indices[0] : indices[-1] + 1], dtype=np.float32)
+    else:
+        batch = np.stack([np.asarray(frames[i], dtype=np.float32) for i in indices])
+    check_finite_frames(batch, indices)
+    return batch
 
 
 def inference_autocast(device: torch.device) -> contextlib.AbstractContextManager:

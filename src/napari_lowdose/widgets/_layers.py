@@ -16,6 +16,7 @@ from ..workflows.policies import detector_gain
 from ._common import one_line
 
 __all__ = [
+    "pick_image_layer",
     "base_data",
     "layer_counts_per_electron",
     "layer_expected_e_per_px",
@@ -111,3 +112,31 @@ def layer_counts_per_electron(layer, value: float = 0.0) -> tuple[float, str]:
     return gain, "1 count/e⁻ (the file states no gain: frames taken as electrons)"
 
 
+
+
+def pick_image_layer(viewer, *, suits=None):
+    """The image layer a dock should start on: the active one, else the only one that suits.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        The viewer.
+    suits : callable, optional
+        ``suits(layer) -> bool``: whether the dock can work on that image layer
+        (e.g. 2-D or 3-D, not RGB); default any image layer.
+
+    Returns
+    -------
+    napari.layers.Image or None
+        None when nothing suits, or several layers suit and none of them is active.
+    """
+    from napari.layers import Image
+
+    def ok(layer) -> bool:
+        return isinstance(layer, Image) and (suits is None or bool(suits(layer)))
+
+    active = viewer.layers.selection.active
+    if active is not None and ok(active):
+        return active
+    candidates = [layer for layer in viewer.layers if ok(layer)]
+    return candidates[0] if len(candidates) == 1 else None

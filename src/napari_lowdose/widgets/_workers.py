@@ -20,11 +20,49 @@ with :func:`superqt.utils.create_worker` (which napari's wraps):
 """
 
 import inspect
+import logging
+import os
+import traceback
 from collections.abc import Callable, Generator
 from functools import wraps
 from typing import Any
 
-__all__ = ["run_task"]
+__all__ = ["DEBUG_ENV", "eta_text", "format_duration", "run_task"]
+
+#: Set to print the full traceback of a failed task on stderr (the dock shows one line).
+DEBUG_ENV = "NAPARI_LOWDOSE_DEBUG"
+
+logger = logging.getLogger("napari_lowdose")
+
+
+def _log_failure(err: BaseException) -> None:
+    """The traceback goes to the log (and to stderr with ``NAPARI_LOWDOSE_DEBUG=1``)."""
+    logger.debug("background task failed", exc_info=(type(err), err, err.__traceback__))
+    if os.environ.get(DEBUG_ENV):
+        traceback.print_exception(type(err), err, err.__traceback__)
+
+
+def format_duration(seconds: float) -> str:
+    """``"45 s"``, ``"3 min 20 s"``, ``"1 h 05 min"``."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def eta_text(done: int, total: int, elapsed_s: float, *, unit: str = "frame") -> str:
+    """Progress with the time left at the measured rate, e.g. ``"3/40 frames, ~1 min 10 s
+    left (2.0 s/frame)"``; just ``"3/40 frames"`` until one item is done."""
+    text = f"{done}/{total} {unit}s"
+    if done <= 0 or elapsed_s <= 0 or total <= done:
+        return text
+    per_item = elapsed_s / done
+    return (f"{text}, ~{format_duration(per_item * (total - done))} left "
+            f"({format_duration(per_item)}/{unit})")
 
 
 class _TaskFailed(Exception):  # noqa: N818 - not an error of its own: a carrier
@@ -110,7 +148,9 @@ def run_task(
     from superqt.utils import create_worker
 
     def errored(err: Exception) -> None:
-        on_error(err.error if isinstance(err, _TaskFailed) else err)
+        err = err.error if isinstance(err, _TaskFailed) else err
+        _log_failure(err)
+        on_error(err)
 
     connect = {"errored": errored, "warned": _relay_warning}
     for signal, handler in (("yielded", on_yield), ("returned", on_return),
@@ -141,6 +181,7 @@ def _run_here(task, args, on_yield, on_return, on_error, on_finish) -> None:
         if on_return is not None:
             on_return(result)
     except Exception as err:  # noqa: BLE001 - one notification, never raise to the user
+        _log_failure(err)
         on_error(err)
     finally:
         if on_finish is not None:
