@@ -94,7 +94,7 @@ def test_from_fit_and_training_model_from_fit(fit_result):
 
 def test_from_fit_without_good_frames_raises():
     res = fit_noise(np.full((2, 32, 32), np.nan), 10.0, SAMPLING_A)
-    with pytest.raises(ValueError, match="no successfully fitted"):
+    with pytest.raises(ValueError, match="no frame of the region could be fitted"):
         NoiseModel.from_fit(res)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..io.units import pixel_area_A2, pixel_sides_A
 from .metrics import binary_counts
 
 __all__ = [
@@ -227,10 +228,9 @@ def pixel_area_nm2(pixel_size_A: float | tuple[float, float] | None) -> float:
     """Area of one pixel in nm² for a (y, x) or square pixel size in Å (NaN for None)."""
     if pixel_size_A is None:
         return math.nan
-    sizes = np.broadcast_to(np.asarray(pixel_size_A, dtype=np.float64), (2,))
-    if np.any(sizes <= 0):
+    if min(pixel_sides_A(pixel_size_A)) <= 0:
         raise ValueError(f"pixel size must be positive, got {pixel_size_A}")
-    return float(sizes[0] * sizes[1] / 100.0)
+    return pixel_area_A2(pixel_size_A) / 100.0
 
 
 def f1_per_frame(masks: Any, truth: Any) -> np.ndarray:

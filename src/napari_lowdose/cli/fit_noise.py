@@ -101,9 +101,14 @@ def cmd_fit_noise(args: argparse.Namespace) -> int:
         print(f"readout noise N0 = {summary['n0_e_per_px']:.4g} e⁻/px "
               f"(Eq. 2, R² = {summary['n0_r2']:.3f})")
     bad = int(np.sum(~result.ok))
-    if bad:
-        print(f"{PROG}: warning: {bad} frame(s) could not be fitted well (see the ok and "
-              "message columns); is the region vacuum?", file=sys.stderr)
+    nonfinite = [i for i, m in enumerate(result.message) if "non-finite" in str(m)]
+    if nonfinite:
+        listed = ", ".join(str(i) for i in nonfinite[:8]) + (" …" if len(nonfinite) > 8 else "")
+        print(f"{PROG}: warning: frame(s) {listed} hold NaN or infinite pixels in the region "
+              "and were left out of the fit (ok = false)", file=sys.stderr)
+    if bad > len(nonfinite):
+        print(f"{PROG}: warning: {bad - len(nonfinite)} frame(s) could not be fitted well "
+              "(see the ok and message columns); is the region vacuum?", file=sys.stderr)
     print(f"wrote {out / 'noise_fits.csv'}, {out / 'noise_model.json'}, {out / 'noise_fit.png'}")
     return 0
 

@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 
-from ..io.series import check_finite_frames
 from .fit_result import NoiseFitResult
 from .readout import ReadoutFit, eq2_quantity, fit_readout_noise
 from .solver import SpectrumProblem, batched_lm, initial_guess, log_bias
@@ -308,7 +307,6 @@ def fit_noise(
         raise ValueError(f"model must be one of {MODEL_KINDS}, got {model!r}")
     if spectrum_kind is None:
         spectrum_kind = "magnitude" if model == "paper" else "power"
-    check_finite_frames(stack)
     spec = radial_spectrum(stack, kind=spectrum_kind, q_max=q_max, n_bins=n_bins, workers=workers)
     return fit_spectra(
         spec,

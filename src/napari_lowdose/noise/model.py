@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import LowdoseError
 from .model_io import frame_column, noise_model_kwargs, noise_model_to_dict, write_json_atomic
 from .spectrum import SPECTRUM_KINDS
 from .spectrum_models import MODEL_KINDS
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from .fit_result import NoiseFitResult
 
 __all__ = [
+    "NoFitError",
     "NoiseDraw",
     "NoiseModel",
     "training_model_from_fit",
@@ -46,6 +48,10 @@ __all__ = [
 
 SOURCES: tuple[str, ...] = ("preset", "fit", "training", "user")
 
+
+
+class NoFitError(LowdoseError, ValueError):
+    """No frame of a noise fit succeeded: there is nothing to build a model from."""
 
 @dataclass(frozen=True)
 class NoiseDraw:
@@ -264,7 +270,8 @@ class NoiseModel:
         """
         use = np.asarray(result.ok, dtype=bool).copy()
         if not use.any():
-            raise ValueError("no successfully fitted frame: cannot build a noise model")
+            raise NoFitError("no frame of the region could be fitted, so there is no noise "
+                             "model to write; is the region vacuum (see noise_fits.csv)?")
         if r2_min is not None:
             better = use & (np.asarray(result.r2) >= r2_min)
             if better.any():

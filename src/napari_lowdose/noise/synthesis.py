@@ -38,6 +38,7 @@ from functools import lru_cache
 import numpy as np
 import scipy.fft
 
+from ..io.units import electrons_per_pixel
 from .mtf import normalised_frequency_grid
 
 __all__ = ["POISSON_BLOCK", "SPARSE_MAX_E_PER_PX", "apply_detector_noise", "n_threads"]
@@ -213,7 +214,7 @@ def apply_detector_noise(
         raise ValueError("dose_e_per_A2 must be non-negative")
     if n0_e_per_px < 0:
         raise ValueError("n0_e_per_px must be non-negative")
-    n_d_e_per_px = dose * sampling_A**2
+    n_d_e_per_px = electrons_per_pixel(dose, sampling_A)
     # One value per frame broadcast over (y, x).
     n_d = n_d_e_per_px.reshape(n_d_e_per_px.shape + (1, 1)) if dose.ndim else n_d_e_per_px
     lam = np.broadcast_to(np.multiply(n_d, clean, dtype=np.float64), clean.shape)

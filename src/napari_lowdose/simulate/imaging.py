@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
+from ..io.units import electrons_per_pixel
 from ..noise.model import NoiseDraw, NoiseModel
 from ..noise.presets import PRESETS
 from ..noise.synthesis import apply_detector_noise, n_threads
@@ -220,7 +221,7 @@ def _record(
     return {
         **optics.to_dict(),
         "dose_e_per_A2": float(dose_e_per_A2),
-        "electrons_per_px": float(dose_e_per_A2) * sampling_A**2,
+        "electrons_per_px": float(electrons_per_pixel(dose_e_per_A2, sampling_A)),
         "sampling_A": sampling_A,
         **_noise_floats(noise),
         "noise_model": noise_model.name,

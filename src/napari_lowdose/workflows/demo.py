@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io.units import electrons_per_pixel
+from ..io.units import electrons_per_pixel, pixel_area_A2
 
 __all__ = ["DEMO_RECORD", "DENOISE_REPORT_E_PER_PX", "F1_HIGH_DOSE_E_PER_A2",
            "denoising_gain", "f1_summary", "truth_area_nm2"]
@@ -79,4 +79,4 @@ def denoising_gain(series: Any, denoised: np.ndarray) -> dict[str, Any]:
 
 def truth_area_nm2(series: Any) -> float:
     """Area of the demo particle's true mask in nm²."""
-    return float(series.mask.sum()) * float(series.sampling_A) ** 2 / 100.0
+    return float(series.mask.sum()) * pixel_area_A2(float(series.sampling_A)) / 100.0
