@@ -109,3 +109,59 @@ def test_shipped_denoisers_improve_an_unseen_simulated_frame(name):
     denoised = denoise_frame(model, series.frames[0], expected_e_per_px=e_per_px, device="cpu")
     assert denoised.shape == series.frames[0].shape
     assert psnr(denoised, reference) > psnr(series.frames[0], reference) + 3.0
+
+
+def _documented_validation_rows():
+    """(model, every-frame-≥-0.5-from dose, mean F1 ≥ 200) of the calibrated, no-clean-up
+    rows of the validation table in docs/models.md."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text()
+    rows = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 9 or "(cal.)" not in cells[1] or cells[2] != "–":
+            continue
+        if cells[0].startswith("*"):  # a superseded model, in italics
+            continue
+        plain = [re.sub(r"[*]", "", c) for c in cells]
+        rows.append((plain[0], float(plain[8]), float(plain[7])))
+    return rows
+
+
+def test_the_defaults_are_the_documented_best():
+    import argparse
+    import re
+    from pathlib import Path
+
+    from napari_lowdose.cli.demo import add_demo_parser
+    from napari_lowdose.cli.segment import add_segment_parser
+    from napari_lowdose.models.registry import (
+        DEFAULT_MODEL,
+        RECOMMENDED_MODEL,
+        RECOMMENDED_THRESHOLD,
+        SHIPPED_MODELS,
+        load_model,
+    )
+    from napari_lowdose.workflows.segmentation import resolve_threshold
+
+    rows = _documented_validation_rows()
+    assert {name for name, *_ in rows} == set(SHIPPED_MODELS)  # every shipped model measured
+    best = min(rows, key=lambda row: (row[1], -row[2]))[0]  # the rule of docs/models.md
+    marker = re.search(r"<!-- recommended: (\S+) (\S+) -->",
+                       (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text())
+    assert marker.groups() == (best, RECOMMENDED_THRESHOLD)
+    assert RECOMMENDED_MODEL == DEFAULT_MODEL == best
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    add_segment_parser(sub)
+    add_demo_parser(sub)
+    segment = parser.parse_args(["segment", "S", "--out", "O"])
+    demo = parser.parse_args(["demo"])
+    assert segment.model == demo.model == best
+    _, metadata = load_model(best, device="cpu")
+    calibrated = metadata["validation"]["calibrated_threshold"]
+    assert resolve_threshold(segment.threshold, metadata, best) == calibrated
+    assert resolve_threshold(demo.threshold, metadata, best) == calibrated

@@ -10,7 +10,7 @@ microscopist does with a real series:
 2. fit the detector noise (Eqs. 1–4, physical model Eq. 3) in a vacuum corner
    with ``fit-noise`` and compare it with the noise the series was made with;
 3. segment every frame with a shipped network (``segment``; by default the
-   low-dose U-net at p ≥ 0.5, see :data:`DEMO_MODEL`);
+   recommended model at its calibrated threshold);
 4. score the masks against the truth (``evaluate``, F1 per frame, SOI Fig. 9);
 5. denoise every frame with the shipped denoiser (``denoise``; Katsuno et al.
    2021) and judge it against the noise-free reference (PSNR);
@@ -42,13 +42,6 @@ from .segment import threshold_option
 
 __all__ = ["add_demo_parser", "cmd_demo"]
 
-#: The model and threshold the demo segments with: of the shipped models, the best on
-#: series that start at 10 e⁻/Å² (docs/models.md: F1 ≥ 0.5 on every frame from
-#: 41 e⁻/Å²), at its calibrated threshold (``segment --threshold model``, 0.55: the
-#: CPU-trained networks are less confident than the paper's 0.9 assumes);
-#: ``--model`` and ``--threshold`` choose others.
-DEMO_MODEL = "unet-au-ceo2-low"
-DEMO_THRESHOLD = "model"
 #: Side of the vacuum square for the noise fit (px), and the smallest one tried.
 VACUUM_SIDE_PX = (96, 64, 32)
 
@@ -58,7 +51,13 @@ class DemoError(LowdoseError):
 
 
 def add_demo_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``napari-lowdose demo``."""
+    """Register ``napari-lowdose demo``.
+
+    It segments with the recommended model and threshold
+    (:data:`napari_lowdose.models.registry.RECOMMENDED_MODEL`, decided once; see
+    docs/models.md); ``--model`` and ``--threshold`` choose others.
+    """
+    from ..models.registry import RECOMMENDED_MODEL, RECOMMENDED_THRESHOLD
 
     demo = sub.add_parser(
         "demo", help="the whole analysis on the built-in simulated Au/CeO2 dose series",
@@ -73,10 +72,10 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> None:
                       help="frames in the series (default 40; the paper's series has 1000)")
     demo.add_argument("--size", type=int, default=384, metavar="PX",
                       help="field side in pixels at 0.075 Å/px (default 384)")
-    demo.add_argument("--model", default=DEMO_MODEL, metavar="NAME|PATH",
-                      help=f"segmentation model (default {DEMO_MODEL}; see 'napari-lowdose "
+    demo.add_argument("--model", default=RECOMMENDED_MODEL, metavar="NAME|PATH",
+                      help=f"segmentation model (default {RECOMMENDED_MODEL}; see 'napari-lowdose "
                            "models')")
-    demo.add_argument("--threshold", type=threshold_option, default=DEMO_THRESHOLD,
+    demo.add_argument("--threshold", type=threshold_option, default=RECOMMENDED_THRESHOLD,
                       metavar="T|model",
                       help="probability threshold of the masks (default: the model's "
                            "calibrated threshold)")

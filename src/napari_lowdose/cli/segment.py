@@ -14,7 +14,7 @@ from ..io.outputs import check_output_folder, result_array
 from ..workflows.segmentation import (
     SEGMENT_FILES,
     SegmentError,
-    model_threshold,
+    resolve_threshold,
     segmentation_record,
     write_segmentation,
 )
@@ -24,15 +24,17 @@ __all__ = ["add_segment_parser", "cmd_segment", "threshold_option"]
 
 def add_segment_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``segment``."""
-    from ..models.registry import DEFAULT_MODEL
+    from ..models.registry import DEFAULT_MODEL, RECOMMENDED_THRESHOLD
 
     seg = sub.add_parser("segment", help="segment a dose series; area against dose")
     seg.add_argument("series", type=Path, metavar="SERIES")
     seg.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|PATH",
                      help=f"shipped model name or .safetensors file (default {DEFAULT_MODEL})")
-    seg.add_argument("--threshold", type=threshold_option, default=0.9, metavar="T|model",
-                     help="mask = probability >= T (default 0.9, the paper's); 'model': the "
-                          "model's calibrated threshold (see 'napari-lowdose calibrate')")
+    seg.add_argument("--threshold", type=threshold_option, default=None, metavar="T|model",
+                     help="mask = probability >= T; 'model': the model's calibrated "
+                          "threshold (see 'napari-lowdose calibrate'); default "
+                          f"'{RECOMMENDED_THRESHOLD}', or 0.9 (the paper's) for a model "
+                          "without one")
     clean = seg.add_argument_group(
         "mask clean-up", "optional, after the threshold (off: the paper's plain threshold)")
     clean.add_argument("--keep-largest", action="store_true",
@@ -95,8 +97,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     device = select_device(args.device)
     model_path = resolve_model(args.model)
     model, metadata = load_model(model_path, device="cpu")
-    if args.threshold == "model":
-        args.threshold = model_threshold(metadata, str(args.model))
+    args.threshold = resolve_threshold(args.threshold, metadata, str(args.model))
     frames = series.data if series.data.ndim == 3 else series.data[None]
     with contextlib.ExitStack() as stack:
         # A large series keeps its results in scratch files, not in memory.

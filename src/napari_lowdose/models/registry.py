@@ -27,6 +27,8 @@ from .checkpoint import (
 __all__ = [
     "DEFAULT_DENOISER",
     "DEFAULT_MODEL",
+    "RECOMMENDED_MODEL",
+    "RECOMMENDED_THRESHOLD",
     "SHIPPED_DENOISERS",
     "SHIPPED_MODELS",
     "available_denoisers",
@@ -46,7 +48,14 @@ SHIPPED_MODELS: dict[str, str] = {
     "msdnet-au-ceo2-low": "msdnet_au_ceo2_low.safetensors",
     "unet-au-ceo2-low": "unet_au_ceo2_low.safetensors",
 }
-DEFAULT_MODEL = "msdnet-au-ceo2"
+#: The recommended segmentation model for dose series and its threshold, decided once
+#: here by the rule in docs/models.md ("Recommended model"): of the shipped models, the
+#: one whose every frame has F1 ≥ 0.5 from the lowest dose on the validation series, ties
+#: broken by the mean F1 at ≥ 200 e⁻/Å²; at its calibrated threshold ("model"). The
+#: command's and the Segment dock's defaults and the demo read these.
+RECOMMENDED_MODEL = "unet-au-ceo2-low"
+RECOMMENDED_THRESHOLD = "model"
+DEFAULT_MODEL = RECOMMENDED_MODEL
 #: Shipped denoiser name → file in ``models/pretrained`` (Katsuno et al. 2021).
 SHIPPED_DENOISERS: dict[str, str] = {
     "denoiser-au-ceo2": "denoiser_au_ceo2.safetensors",

@@ -17,8 +17,8 @@ from ..io.tables import table_to_csv
 from ..io.writers import write_series_tiff
 from ..provenance import package_versions
 
-__all__ = ["SEGMENT_FILES", "SegmentError", "model_threshold", "segmentation_record",
-           "write_segmentation"]
+__all__ = ["PAPER_THRESHOLD", "SEGMENT_FILES", "SegmentError", "model_threshold",
+           "resolve_threshold", "segmentation_record", "write_segmentation"]
 
 #: The files of a segmentation run, in the order they are reported.
 SEGMENT_FILES = ("masks.tif", "probability.tif", "area_vs_dose.csv", "summary.json",
@@ -49,6 +49,32 @@ def model_threshold(metadata: dict[str, Any], name: str) -> float:
         raise SegmentError(f"{name} has no calibrated threshold: give --threshold T, or run "
                            f"'napari-lowdose calibrate {name} --data DATASET' first")
     return float(value)
+
+
+#: The threshold of Larsen et al. (2023), used for a model that records no calibrated one
+#: when no threshold is asked for.
+PAPER_THRESHOLD = 0.9
+
+
+def resolve_threshold(requested: float | str | None, metadata: dict[str, Any],
+                      name: str) -> float:
+    """The probability threshold of a run: a number, ``"model"``, or None for the default.
+
+    The default is the recommended threshold (:data:`~napari_lowdose.models.registry.
+    RECOMMENDED_THRESHOLD`: the model's calibrated one), or :data:`PAPER_THRESHOLD` for a
+    model that records none.
+
+    Raises
+    ------
+    SegmentError
+        ``"model"`` was asked for and the model has no calibrated threshold.
+    """
+    if requested is None:
+        calibrated = (metadata.get("validation") or {}).get("calibrated_threshold")
+        return PAPER_THRESHOLD if calibrated is None else float(calibrated)
+    if requested == "model":
+        return model_threshold(metadata, name)
+    return float(requested)
 
 
 def segmentation_record(*, input_name: str, file_format: str,
