@@ -1,0 +1,272 @@
+"""Readouts of a segmented dose series against a pseudo ground truth: the consensus of its
+converged high-dose frames (Larsen et al. 2023, Figs. 2b and 3b compare each frame with
+the segmentation of the final frames).
+
+The area-only doses of :mod:`.area_vs_dose` can be fooled: noise-triggered detections at
+the lowest doses reach "half the converged area" without finding the particle. Here each
+frame is compared pixel by pixel with the consensus mask, so a false detection lowers the
+precision instead of counting as found area:
+
+* **visibility dose** — the lowest dose from which recall ≥ 0.5 *and* precision ≥ 0.5 hold
+  for every frame of that dose and above (the paper's "50 % of the nanoparticle");
+* **convergence dose** — the lowest dose from which F1 against the consensus stays ≥ 0.9
+  (the level is an option);
+* frames with precision < 0.5 are flagged as **over-segmented**.
+
+The consensus is the pixel-wise majority of the highest-dose frames (the same frames that
+define the converged band of :mod:`.area_vs_dose`), each moved onto the highest-dose frame
+by the drift given (see :func:`estimate_drift`). When those frames disagree, or too few
+frames are segmented, no readout is given and :attr:`ConsensusReadout.reason` says why.
+"""
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from .metrics import binary_counts
+
+__all__ = [
+    "CONSENSUS_COLUMNS",
+    "ConsensusReadout",
+    "consensus_readout",
+    "estimate_drift",
+    "lowest_dose_holding",
+]
+
+#: Per-frame columns of :meth:`ConsensusReadout.table`.
+CONSENSUS_COLUMNS: tuple[str, ...] = ("recall", "precision", "f1_consensus", "over_segmented")
+
+#: The highest-dose frames must agree at least this well (mean F1 against their consensus).
+MIN_REFERENCE_AGREEMENT = 0.8
+
+
+def lowest_dose_holding(dose_e_per_A2: np.ndarray, holds: np.ndarray) -> float | None:
+    """The lowest dose from which ``holds`` is true for every frame of that dose and above.
+
+    Parameters
+    ----------
+    dose_e_per_A2 : ndarray, shape (n,)
+        Frame doses (any order).
+    holds : ndarray of bool, shape (n,)
+        Whether the condition holds for each frame.
+
+    Returns
+    -------
+    float or None
+        None when the highest-dose frame itself fails.
+    """
+    order = np.argsort(dose_e_per_A2, kind="stable")
+    ok = np.asarray(holds, dtype=bool)[order]
+    failing = np.flatnonzero(~ok)
+    if failing.size == 0:
+        return float(dose_e_per_A2[order[0]])
+    if failing[-1] == ok.size - 1:
+        return None
+    return float(dose_e_per_A2[order[failing[-1] + 1]])
+
+
+@dataclass
+class ConsensusReadout:
+    """Per-frame agreement with the consensus mask and the doses read off it.
+
+    Attributes
+    ----------
+    recall, precision, f1 : ndarray, shape (n,)
+        Of each frame's mask against the consensus (NaN without a readout).
+    over_segmented : ndarray of bool
+        Frames with precision < 0.5.
+    consensus : ndarray of bool, shape (y, x) or None
+        The consensus mask, in the coordinates of the highest-dose frame.
+    reference_frames : ndarray of int
+        The frames it was voted from.
+    visibility_dose_e_per_A2, convergence_dose_e_per_A2 : float or None
+        None when not reached or when there is no readout.
+    convergence_f1 : float
+        The F1 level of the convergence dose.
+    reason : str
+        Why there is no readout ("" when there is one).
+    """
+
+    recall: np.ndarray
+    precision: np.ndarray
+    f1: np.ndarray
+    over_segmented: np.ndarray
+    consensus: np.ndarray | None
+    reference_frames: np.ndarray
+    visibility_dose_e_per_A2: float | None
+    convergence_dose_e_per_A2: float | None
+    convergence_f1: float
+    reason: str = ""
+    reference_agreement_f1: float = math.nan
+    shifts_px: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+
+    @property
+    def available(self) -> bool:
+        """Whether the readout exists (else see :attr:`reason`)."""
+        return not self.reason
+
+    def table(self) -> dict[str, np.ndarray]:
+        """Per-frame columns (:data:`CONSENSUS_COLUMNS`)."""
+        return {"recall": self.recall, "precision": self.precision,
+                "f1_consensus": self.f1, "over_segmented": self.over_segmented}
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {
+            "visibility_dose_e_per_A2": self.visibility_dose_e_per_A2,
+            "convergence_dose_e_per_A2": self.convergence_dose_e_per_A2,
+            "convergence_f1": self.convergence_f1,
+            "consensus_frames": [int(f) for f in self.reference_frames],
+            "consensus_agreement_f1": (None if not math.isfinite(self.reference_agreement_f1)
+                                       else float(self.reference_agreement_f1)),
+            "over_segmented_frames": [int(f) for f in np.flatnonzero(self.over_segmented)],
+            "consensus_readout": "ok" if self.available else self.reason,
+        }
+
+
+def _empty(n: int, reason: str, level: float, reference=()) -> ConsensusReadout:
+    nan = np.full(n, np.nan)
+    return ConsensusReadout(nan, nan.copy(), nan.copy(), np.zeros(n, dtype=bool), None,
+                            np.asarray(reference, dtype=int), None, None, level, reason)
+
+
+def _moved(mask: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    if not np.any(shift):
+        return mask.astype(bool)
+    return ndimage.shift(mask.astype(np.float32), shift, order=1, mode="constant") >= 0.5
+
+
+def consensus_readout(
+    masks: Any,
+    dose_e_per_A2: Any,
+    *,
+    shifts_px: Any = None,
+    high_dose_fraction: float = 0.1,
+    min_high_dose_frames: int = 3,
+    convergence_f1: float = 0.9,
+    visibility_level: float = 0.5,
+    series_max_dose_e_per_A2: float | None = None,
+) -> ConsensusReadout:
+    """Compare every frame's mask with the consensus of the highest-dose frames.
+
+    Parameters
+    ----------
+    masks : array, shape (n, y, x)
+        Binary masks of the segmented frames.
+    dose_e_per_A2 : array, shape (n,)
+        Their doses (positive).
+    shifts_px : array, shape (n, 2), optional
+        Drift of each frame: the (dy, dx) that moves the highest-dose frame's content onto
+        that frame (:func:`estimate_drift`); default none.
+    high_dose_fraction, min_high_dose_frames : optional
+        Which frames vote for the consensus (as the converged band of
+        :func:`~napari_lowdose.analysis.area_vs_dose.analyse_area_vs_dose`).
+    convergence_f1 : float
+        F1 level of the convergence dose.
+    visibility_level : float
+        Recall and precision level of the visibility dose.
+    series_max_dose_e_per_A2 : float, optional
+        The highest dose of the whole series: when the segmented frames do not reach it
+        (a cancelled run), no readout is given.
+
+    Returns
+    -------
+    ConsensusReadout
+    """
+    stack = np.asarray(masks).astype(bool)
+    if stack.ndim != 3:
+        raise ValueError(f"masks must be (n, y, x), got shape {stack.shape}")
+    dose = np.asarray(dose_e_per_A2, dtype=np.float64).reshape(-1)
+    n = stack.shape[0]
+    if dose.size != n:
+        raise ValueError(f"{n} masks but {dose.size} doses")
+    shifts = np.zeros((n, 2)) if shifts_px is None else np.asarray(shifts_px, float).reshape(n, 2)
+    n_ref = min(n, max(int(min_high_dose_frames), int(math.ceil(high_dose_fraction * n))))
+    order = np.argsort(dose, kind="stable")
+    reference = np.sort(order[-n_ref:])
+    if n < 2 * int(min_high_dose_frames):
+        return _empty(n, f"too few segmented frames ({n}) for a consensus of the highest "
+                         "doses", convergence_f1)
+    if series_max_dose_e_per_A2 is not None and dose.max() < 0.999 * series_max_dose_e_per_A2:
+        return _empty(n, "the highest-dose frames of the series are not segmented yet",
+                      convergence_f1)
+    top = order[-1]
+    # Each reference mask moved onto the highest-dose frame, then a pixel-wise majority.
+    aligned = [_moved(stack[i], shifts[top] - shifts[i]) for i in reference]
+    consensus = np.mean(aligned, axis=0) >= 0.5
+    if not consensus.any():
+        return _empty(n, "nothing is segmented at the highest doses", convergence_f1, reference)
+    agreement = float(np.mean([binary_counts(a, consensus).f1 for a in aligned]))
+    if agreement < MIN_REFERENCE_AGREEMENT:
+        readout = _empty(n, f"the highest-dose frames disagree (F1 {agreement:.2f} against "
+                            "their consensus): the series has not converged", convergence_f1,
+                         reference)
+        readout.reference_agreement_f1 = agreement
+        return readout
+    recall, precision, f1 = (np.empty(n) for _ in range(3))
+    for i in range(n):
+        counts = binary_counts(stack[i], _moved(consensus, shifts[i] - shifts[top]))
+        recall[i], precision[i], f1[i] = counts.recall, counts.precision, counts.f1
+    visible = (recall >= visibility_level) & (precision >= visibility_level)
+    return ConsensusReadout(
+        recall=recall, precision=precision, f1=f1,
+        over_segmented=precision < visibility_level,
+        consensus=consensus, reference_frames=reference,
+        visibility_dose_e_per_A2=lowest_dose_holding(dose, visible),
+        convergence_dose_e_per_A2=lowest_dose_holding(dose, f1 >= convergence_f1),
+        convergence_f1=float(convergence_f1),
+        reference_agreement_f1=agreement, shifts_px=shifts,
+    )
+
+
+def estimate_drift(frames: Any, dose_e_per_A2: Any, *, sigma_px: float = 2.0,
+                   degree: int = 1) -> np.ndarray:
+    """Smooth drift of each frame relative to the highest-dose frame, in pixels.
+
+    Each frame is registered to the highest-dose frame by cross-correlation
+    (:func:`~napari_lowdose.analysis.registration.register_translation`); a low-dose
+    frame's own estimate is noisy, so the shifts are replaced by a polynomial in the frame
+    index (``degree``) fitted with weights ∝ √dose: specimen drift is smooth in time.
+
+    Parameters
+    ----------
+    frames : array, shape (n, y, x)
+        The images (any units).
+    dose_e_per_A2 : array, shape (n,)
+        Their doses.
+    sigma_px : float
+        Low-pass before registration.
+    degree : int
+        Degree of the drift polynomial (1, a steady drift, by default; 0: a constant
+        offset; 2 follows an accelerating drift but lets the noisy low-dose frames pull
+        the ends).
+
+    Returns
+    -------
+    ndarray, shape (n, 2)
+        (dy, dx) per frame, zero for the highest-dose frame: the shift that moves the
+        highest-dose frame's content onto each frame.
+    """
+    from .registration import register_translation
+
+    dose = np.asarray(dose_e_per_A2, dtype=np.float64).reshape(-1)
+    n = dose.size
+    top = int(np.argmax(dose))
+    reference = np.asarray(frames[top], dtype=np.float64)
+    raw = np.zeros((n, 2))
+    for i in range(n):
+        if i != top:
+            # register_translation gives the shift bringing frame i onto the reference;
+            # the content of the reference sits at minus that shift in frame i.
+            dy, dx = register_translation(reference, np.asarray(frames[i], dtype=np.float64),
+                                          sigma_px=sigma_px)
+            raw[i] = (-dy, -dx)
+    index = np.arange(n, dtype=np.float64)
+    weights = np.sqrt(dose / dose.max())
+    deg = int(min(max(degree, 0), max(n - 1, 0)))
+    smooth = np.column_stack([np.polyval(np.polyfit(index, raw[:, k], deg, w=weights), index)
+                              for k in range(2)])
+    return smooth - smooth[top]

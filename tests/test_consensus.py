@@ -1,0 +1,112 @@
+"""Readouts against the consensus of the highest-dose frames: recovered from series with a
+known particle, fooled neither by false detections nor by drift."""
+
+import numpy as np
+import pytest
+
+from napari_lowdose.analysis.consensus import (
+    consensus_readout,
+    estimate_drift,
+    lowest_dose_holding,
+)
+
+N, SIZE = 30, 64
+DOSES = np.geomspace(10.0, 1e4, N)
+
+
+def _disk(cy=32.0, cx=32.0, r=10.0):
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
+
+
+def _series(visible_from: float, converged_from: float, *, false_blob_below: float):
+    """Masks: nothing found below ``visible_from``, a 60 % disk up to ``converged_from``,
+    the whole disk above; a large false detection in the vacuum below ``false_blob_below``."""
+    truth = _disk()
+    masks = np.zeros((N, SIZE, SIZE), dtype=bool)
+    for i, dose in enumerate(DOSES):
+        if dose >= converged_from:
+            masks[i] = truth
+        elif dose >= visible_from:
+            masks[i] = truth & (np.mgrid[:SIZE, :SIZE][1] < 36)  # ~60 % of the particle
+        if dose < false_blob_below:
+            masks[i, 2:20, 44:62] = True  # noise-triggered detection, larger than the particle
+    return masks
+
+
+def test_doses_from_a_known_series():
+    masks = _series(visible_from=50.0, converged_from=500.0, false_blob_below=20.0)
+    readout = consensus_readout(masks, DOSES)
+    assert readout.available and readout.consensus.sum() == _disk().sum()
+    first_visible = DOSES[DOSES >= 50.0][0]
+    first_converged = DOSES[DOSES >= 500.0][0]
+    assert readout.visibility_dose_e_per_A2 == pytest.approx(first_visible)
+    assert readout.convergence_dose_e_per_A2 == pytest.approx(first_converged)
+    # The false detections at the lowest doses are over-segmentation, not found area.
+    assert np.all(readout.over_segmented[DOSES < 20.0])
+    assert not np.any(readout.over_segmented[DOSES >= 20.0])
+    assert readout.summary()["over_segmented_frames"] == list(np.flatnonzero(DOSES < 20.0))
+
+
+def test_false_detections_do_not_make_the_particle_visible():
+    """The area-only readout's trap: at the lowest doses a false blob has ~half the area."""
+    masks = _series(visible_from=300.0, converged_from=1000.0, false_blob_below=100.0)
+    readout = consensus_readout(masks, DOSES)
+    assert readout.visibility_dose_e_per_A2 == pytest.approx(DOSES[DOSES >= 300.0][0])
+
+
+def test_no_readout_and_why():
+    masks = _series(visible_from=50.0, converged_from=500.0, false_blob_below=20.0)
+    cancelled = consensus_readout(masks[:12], DOSES[:12], series_max_dose_e_per_A2=DOSES[-1])
+    assert not cancelled.available and "not segmented yet" in cancelled.reason
+    assert cancelled.visibility_dose_e_per_A2 is None
+    assert np.all(np.isnan(cancelled.f1))
+    few = consensus_readout(masks[-4:], DOSES[-4:])
+    assert "too few" in few.reason
+    noisy = masks.copy()
+    rng = np.random.default_rng(0)
+    noisy[-3:] = rng.random((3, SIZE, SIZE)) < 0.3  # the last frames disagree
+    assert "not converged" in consensus_readout(noisy, DOSES).reason
+    assert "nothing is segmented" in consensus_readout(np.zeros_like(masks), DOSES).reason
+
+
+def test_lowest_dose_holding():
+    dose = np.array([40.0, 10.0, 20.0, 30.0])  # any order
+    assert lowest_dose_holding(dose, np.array([True, False, True, True])) == 20.0
+    assert lowest_dose_holding(dose, np.array([True, True, True, True])) == 10.0
+    assert lowest_dose_holding(dose, np.array([False, True, True, True])) is None
+
+
+def test_drift_is_estimated_and_followed():
+    """A particle drifting 0.3 px per frame: registered, the readout is as without drift."""
+    rng = np.random.default_rng(1)
+    drift = np.column_stack([0.3 * np.arange(N), -0.2 * np.arange(N)])
+    drift -= drift[-1]  # relative to the highest-dose (last) frame
+    images, masks = [], []
+    for i, dose in enumerate(DOSES):
+        disk = _disk(32 + drift[i, 0], 32 + drift[i, 1])
+        e_per_px = dose * 0.01
+        images.append(rng.poisson(e_per_px * (1.0 + 1.0 * disk)).astype(np.float32))
+        masks.append(disk if dose >= 100.0 else np.zeros_like(disk))
+    shifts = estimate_drift(np.array(images), DOSES)
+    assert np.abs(shifts - drift).max() < 1.0
+    with_drift = consensus_readout(np.array(masks), DOSES, shifts_px=shifts)
+    assert with_drift.convergence_dose_e_per_A2 == pytest.approx(DOSES[DOSES >= 100.0][0])
+    without = consensus_readout(np.array(masks), DOSES)
+    assert without.convergence_dose_e_per_A2 > with_drift.convergence_dose_e_per_A2
+
+
+def test_rose_dose_of_a_known_particle():
+    """A particle 20 % brighter than its background, 314 px of 0.1 Å: k²/(C²·A)."""
+    from napari_lowdose.analysis.rose import particle_contrast, rose_dose_e_per_A2
+
+    disk = _disk(r=10.0)
+    frame = np.where(disk, 1.2, 1.0) * 1000.0
+    contrast = particle_contrast(frame, disk)
+    assert contrast == pytest.approx(0.2 * 1000.0 / frame.mean(), rel=1e-6)
+    area_A2 = disk.sum() * 0.01
+    assert rose_dose_e_per_A2(contrast, area_A2) == pytest.approx(25 / (contrast**2 * area_A2))
+    # A smaller object of the same contrast needs more dose; no contrast, never visible.
+    assert rose_dose_e_per_A2(contrast, 100.0) < rose_dose_e_per_A2(contrast, 10.0)
+    assert rose_dose_e_per_A2(0.0, 100.0) == float("inf")
+    assert np.isnan(particle_contrast(frame, np.zeros_like(disk)))
