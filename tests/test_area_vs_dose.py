@@ -70,7 +70,9 @@ def test_areas_from_masks_in_px_and_nm2_with_units_in_the_table():
     assert area_per_frame(masks).tolist() == [0, 100, 200]
     analysis = analyse_area_vs_dose(masks, [10.0, 100.0, 1000.0], pixel_size_A=(2.0, 5.0))
     table = analysis.table()
-    assert list(table) == list(AREA_TABLE_COLUMNS)
+    from napari_lowdose.analysis.consensus import CONSENSUS_COLUMNS
+
+    assert list(table) == [*AREA_TABLE_COLUMNS, *CONSENSUS_COLUMNS]  # masks: consensus too
     # 2 Å × 5 Å = 0.1 nm² per pixel.
     assert table["area_nm2"].tolist() == pytest.approx([0.0, 10.0, 20.0])
     assert analysis.converged_area_nm2 == pytest.approx(10.0)

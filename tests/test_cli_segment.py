@@ -54,7 +54,8 @@ def test_segment_writes_every_output_with_calibration(inputs, tmp_path, capsys):
     assert np.array_equal(np.asarray(masks.data), (p >= 0.5).astype(np.uint8))
     header = (out / "area_vs_dose.csv").read_text().splitlines()[0].split(",")
     assert header == ["frame", "dose_e_per_A2", "cumulative_dose_e_per_A2", "area_px",
-                      "area_nm2", "in_converged_band"]
+                      "area_nm2", "in_converged_band",
+                      "recall", "precision", "f1_consensus", "over_segmented"]
     summary = json.loads((out / "summary.json").read_text())
     assert {"convergence_dose_e_per_A2", "dose_at_50pct_e_per_A2",
             "converged_area_nm2"} <= set(summary)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..io.units import pixel_area_A2, pixel_sides_A
+from .consensus import ConsensusReadout, consensus_readout
 from .metrics import binary_counts
 
 __all__ = [
@@ -112,6 +113,9 @@ class AreaAnalysis:
         Frames that define the band.
     pixel_area_nm2 : float
         Area of one pixel in nm² (NaN if unknown).
+    consensus : ConsensusReadout or None
+        Readouts against the consensus of the highest-dose frames
+        (:mod:`~napari_lowdose.analysis.consensus`; None when only areas were given).
     """
 
     frame: np.ndarray
@@ -125,6 +129,7 @@ class AreaAnalysis:
     dose_at_50pct_e_per_A2: float
     high_dose_frames: np.ndarray
     pixel_area_nm2: float
+    consensus: ConsensusReadout | None = None
 
     @property
     def converged_area_nm2(self) -> float:
@@ -138,8 +143,10 @@ class AreaAnalysis:
         return (self.area_px >= low) & (self.area_px <= high)
 
     def table(self) -> dict[str, np.ndarray]:
-        """Per-frame table (:data:`AREA_TABLE_COLUMNS`), e.g. for a Labels layer's ``features``."""
-        return {
+        """Per-frame table (:data:`AREA_TABLE_COLUMNS`, then the consensus columns
+        :data:`~napari_lowdose.analysis.consensus.CONSENSUS_COLUMNS` when there are
+        masks), e.g. for a Labels layer's ``features``."""
+        table = {
             "frame": self.frame,
             "dose_e_per_A2": self.dose_e_per_A2,
             "cumulative_dose_e_per_A2": self.cumulative_dose_e_per_A2,
@@ -147,6 +154,9 @@ class AreaAnalysis:
             "area_nm2": self.area_nm2,
             "in_converged_band": self.in_band,
         }
+        if self.consensus is not None:
+            table.update(self.consensus.table())
+        return table
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready summary (inf and NaN become None)."""
@@ -154,8 +164,16 @@ class AreaAnalysis:
         def finite(value: float) -> float | None:
             return float(value) if math.isfinite(value) else None
 
+        consensus = {} if self.consensus is None else self.consensus.summary()
         return {
-            "convergence_dose_e_per_A2": finite(self.convergence_dose_e_per_A2),
+            # Against the consensus of the highest-dose frames (None without a readout).
+            "visibility_dose_e_per_A2": consensus.get("visibility_dose_e_per_A2"),
+            "convergence_dose_e_per_A2": consensus.get("convergence_dose_e_per_A2"),
+            **{k: v for k, v in consensus.items()
+               if k not in ("visibility_dose_e_per_A2", "convergence_dose_e_per_A2")},
+            # The paper's area-only readouts (Larsen et al. 2023), for comparison.
+            "paper_convergence_dose_e_per_A2": finite(self.convergence_dose_e_per_A2),
+            "paper_dose_at_50pct_e_per_A2": finite(self.dose_at_50pct_e_per_A2),
             "dose_at_50pct_e_per_A2": finite(self.dose_at_50pct_e_per_A2),
             "converged_area_px": finite(self.converged_area_px),
             "converged_area_nm2": finite(self.converged_area_nm2),
@@ -172,6 +190,9 @@ def analyse_area_vs_dose(
     *,
     high_dose_fraction: float = 0.1,
     min_high_dose_frames: int = 3,
+    shifts_px: Any = None,
+    convergence_f1: float = 0.9,
+    series_max_dose_e_per_A2: float | None = None,
 ) -> AreaAnalysis:
     """Area per frame against dose, the converged band, and the two doses read off it.
 
@@ -187,6 +208,10 @@ def analyse_area_vs_dose(
         Fraction of frames, by highest dose, that define the converged band.
     min_high_dose_frames : int
         At least this many frames define it (all frames if fewer).
+    shifts_px, convergence_f1, series_max_dose_e_per_A2 : optional
+        For the readouts against the consensus of the highest-dose frames
+        (:func:`~napari_lowdose.analysis.consensus.consensus_readout`), made when masks
+        are given.
 
     Returns
     -------
@@ -221,6 +246,10 @@ def analyse_area_vs_dose(
         dose_at_50pct_e_per_A2=dose_at_fraction(dose, area, converged, 0.5),
         high_dose_frames=np.sort(high),
         pixel_area_nm2=px_area_nm2,
+        consensus=None if values.ndim == 1 else consensus_readout(
+            values, dose, shifts_px=shifts_px, high_dose_fraction=high_dose_fraction,
+            min_high_dose_frames=min_high_dose_frames, convergence_f1=convergence_f1,
+            series_max_dose_e_per_A2=series_max_dose_e_per_A2),
     )
 
 

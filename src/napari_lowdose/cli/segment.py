@@ -140,7 +140,17 @@ def _print_summary(analysis, out: Path) -> None:
 
     area = summary["converged_area_nm2"]
     area_text = f"{area:.3g} nm²" if area is not None else f"{summary['converged_area_px']} px"
-    print(f"{summary['n_frames']} frames segmented; converged area {area_text}; "
-          f"convergence dose {dose(summary['convergence_dose_e_per_A2'])}; "
-          f"50 % segmentation at {dose(summary['dose_at_50pct_e_per_A2'])}")
+    print(f"{summary['n_frames']} frames segmented; converged area {area_text}")
+    if summary.get("consensus_readout", "ok") == "ok":
+        over = summary.get("over_segmented_frames") or []
+        print(f"against the consensus of the highest-dose frames: visible (recall and "
+              f"precision ≥ 0.5) from {dose(summary['visibility_dose_e_per_A2'])}; "
+              f"F1 ≥ {summary.get('convergence_f1', 0.9):g} from "
+              f"{dose(summary['convergence_dose_e_per_A2'])}"
+              + (f"; {len(over)} over-segmented frame(s)" if over else ""))
+    else:
+        print(f"no readout against a consensus: {summary['consensus_readout']}")
+    print(f"area only (the paper's method): 50 % segmentation at "
+          f"{dose(summary['paper_dose_at_50pct_e_per_A2'])}; area converged from "
+          f"{dose(summary['paper_convergence_dose_e_per_A2'])}")
     print(f"wrote {', '.join(SEGMENT_FILES)} to {out}")
