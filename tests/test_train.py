@@ -188,6 +188,57 @@ def test_calibrate_command_writes_the_threshold_and_keeps_the_weights(dataset, t
     assert "not a segmentation network" in capsys.readouterr().err
 
 
+def _without_val_particles(dataset, out):
+    """A copy of ``dataset`` whose validation masks hold no particle pixel."""
+    import shutil
+
+    import zarr
+
+    shutil.copytree(dataset, out)
+    masks = zarr.open_group(out / "data.zarr", mode="r+")["val"]["masks"]
+    masks[...] = 0
+    return out
+
+
+def test_best_threshold_is_undefined_without_truth_pixels():
+    from napari_lowdose.analysis.metrics import best_threshold, counts_at_thresholds
+
+    truth = np.zeros((10, 10), bool)
+    for probability in (np.full((10, 10), 0.2), np.zeros((10, 10))):  # some false positives
+        assert best_threshold(counts_at_thresholds(probability, truth)) == (None, None, {})
+
+
+def test_validation_without_particle_pixels_reports_f1_undefined(dataset, tmp_path, capsys):
+    from napari_lowdose.analysis.metrics import NO_TRUTH_PIXELS
+    from napari_lowdose.models.checkpoint import read_checkpoint_metadata
+    from napari_lowdose.train.segmentation import calibrate_threshold
+
+    empty = _without_val_particles(dataset, tmp_path / "empty")
+    out = tmp_path / "m.safetensors"
+    seen = []
+    summary = train_segmentation(empty, out, _settings(epochs=2), on_epoch=seen.append)
+    assert [e.f1_defined for e in seen] == [False, False]
+    assert all(e.val_f1 is None and e.calibrated_threshold is None and e.calibrated_f1 is None
+               for e in seen)
+    assert not summary.f1_defined and summary.best_f1 is None
+    assert NO_TRUTH_PIXELS in summary.warning
+    losses = [e.val_loss for e in seen]
+    assert summary.best_epoch == 1 + int(np.argmin(losses))  # kept: lowest validation loss
+    validation = read_checkpoint_metadata(out)["validation"]
+    assert validation["f1"] is None and validation["f1_defined"] is False
+    assert validation["calibrated_threshold"] is None and validation["f1_by_threshold"] == {}
+    with pytest.raises(TrainingError, match="no particle pixels"):
+        calibrate_threshold(out, empty, device="cpu")
+
+    assert main(["train", "--data", str(empty), "--epochs", "1", "--crop", "32",
+                 "--depth", "4", "--width", "2", "--kernel-size", "3",
+                 "--out", str(tmp_path / "cli.safetensors")]) == 0
+    printed = capsys.readouterr()
+    assert "val F1 undefined" in printed.out and "F1 0.0000" not in printed.out
+    assert "F1 1.0000" not in printed.out and "lowest validation loss" in printed.out
+    assert NO_TRUTH_PIXELS in printed.err
+
+
 def test_training_resumes_after_the_last_finished_epoch(dataset, tmp_path):
     out = tmp_path / "m.safetensors"
     first = train_segmentation(dataset, out, _settings(epochs=2))

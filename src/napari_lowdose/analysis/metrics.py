@@ -10,6 +10,10 @@ The paper thresholds probabilities at 0.9. A network trained briefly
 also pooled at a grid of thresholds (:data:`CALIBRATION_THRESHOLDS`,
 :func:`counts_at_thresholds`) and the best one is recorded with the model
 (:func:`best_threshold`), for ``segment --threshold model``.
+
+A validation set whose truth holds no particle pixel cannot rate a segmentation:
+every threshold's F1 is then 1 (nothing predicted) or 0 (anything predicted), which
+says nothing. :func:`best_threshold` reports it as undefined (None) instead.
 """
 
 from dataclasses import dataclass
@@ -19,6 +23,7 @@ import numpy as np
 
 __all__ = [
     "CALIBRATION_THRESHOLDS",
+    "NO_TRUTH_PIXELS",
     "BinaryCounts",
     "best_threshold",
     "binary_counts",
@@ -29,6 +34,9 @@ __all__ = [
 #: Thresholds at which validation F1 is recorded: 0.05, 0.10, …, 0.95, 0.97, 0.99.
 CALIBRATION_THRESHOLDS: tuple[float, ...] = (
     *(round(0.05 * k, 2) for k in range(1, 20)), 0.97, 0.99)
+
+#: Why a validation F1 is undefined (the words the command and the docks show).
+NO_TRUTH_PIXELS = "the validation images hold no particle pixels: F1 is undefined"
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,11 @@ class BinaryCounts:
         """``2 TP / (2 TP + FP + FN)``; 1.0 when both masks are empty (nothing to find)."""
         denominator = 2 * self.tp + self.fp + self.fn
         return 1.0 if denominator == 0 else 2 * self.tp / denominator
+
+    @property
+    def has_truth(self) -> bool:
+        """Whether the truth holds any positive pixel (else F1 rates nothing)."""
+        return self.tp + self.fn > 0
 
     @property
     def precision(self) -> float:
@@ -106,8 +119,8 @@ def counts_at_thresholds(probability: Any, truth: Any,
 
 def best_threshold(counts: np.ndarray,
                    thresholds: tuple[float, ...] = CALIBRATION_THRESHOLDS
-                   ) -> tuple[float, float, dict[str, float]]:
-    """The threshold of highest pooled F1.
+                   ) -> tuple[float | None, float | None, dict[str, float]]:
+    """The threshold of highest pooled F1 (None when the truth has no positive pixel).
 
     Parameters
     ----------
@@ -118,16 +131,20 @@ def best_threshold(counts: np.ndarray,
 
     Returns
     -------
-    threshold : float
-        The best threshold (of equal F1, the one nearest 0.5).
-    f1 : float
-        Its F1.
+    threshold : float or None
+        The best threshold (of equal F1, the one nearest 0.5); None when the truth
+        holds no positive pixel (:data:`NO_TRUTH_PIXELS`): no threshold is better.
+    f1 : float or None
+        Its F1; None when undefined.
     f1_by_threshold : dict
-        ``{"0.05": f1, …}`` for every threshold (for the model's metadata).
+        ``{"0.05": f1, …}`` for every threshold (for the model's metadata); empty
+        when F1 is undefined.
     """
     counts = np.asarray(counts)
     if counts.shape != (len(thresholds), 3):
         raise ValueError(f"expected counts of shape ({len(thresholds)}, 3), got {counts.shape}")
+    if not any(BinaryCounts(*(int(v) for v in row)).has_truth for row in counts):
+        return None, None, {}
     f1 = [BinaryCounts(*(int(v) for v in row)).f1 for row in counts]
     order = sorted(range(len(thresholds)), key=lambda i: (-f1[i], abs(thresholds[i] - 0.5)))
     best = order[0]

@@ -157,10 +157,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     def on_epoch(result) -> None:
         marker = " (best, saved)" if result.best else ""
-        calibrated = ("" if result.calibrated_threshold is None else
-                      f" ({result.calibrated_f1:.4f} at p ≥ {result.calibrated_threshold:.2f})")
+        if not result.f1_defined:
+            f1 = "undefined (no particle pixels)"
+        elif result.calibrated_threshold is None:
+            f1 = f"{result.val_f1:.4f}"
+        else:
+            f1 = (f"{result.val_f1:.4f} ({result.calibrated_f1:.4f} at p ≥ "
+                  f"{result.calibrated_threshold:.2f})")
         bar.write(f"epoch {result.epoch}: train loss {result.train_loss:.4f}, "
-                   f"val loss {result.val_loss:.4f}, val F1 {result.val_f1:.4f}{calibrated}, "
+                   f"val loss {result.val_loss:.4f}, val F1 {f1}, "
                    f"{result.seconds:.1f} s{marker}", file=sys.stdout)
 
     try:
@@ -172,6 +177,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         if summary.best_epoch == 0:
             print(f"no epoch finished; nothing written to {args.out}", file=sys.stderr)
             return 1
+        if not summary.f1_defined:
+            print(f"warning: {summary.warning}", file=sys.stderr)
+            print(f"{args.out}: lowest validation loss at epoch {summary.best_epoch} of "
+                  f"{summary.epochs_done} ({summary.device})")
+            return 0
         how = " at its calibrated threshold" if settings.select_by == "calibrated" else ""
         print(f"{args.out}: best validation F1{how} {summary.best_f1:.4f} at epoch "
               f"{summary.best_epoch} of {summary.epochs_done} ({summary.device})")

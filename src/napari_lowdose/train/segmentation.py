@@ -17,8 +17,12 @@ checkpoint kept is the one with the best validation F1.
   N`` (``WORLD_SIZE`` > 1) the model is wrapped in DistributedDataParallel (NCCL
   on CUDA, gloo on CPU), every process trains on its share of the images,
   validation counts are summed over processes, and process 0 writes the files.
+* A validation set without particle pixels cannot rate a segmentation: its F1 is
+  reported as undefined (None, ``f1_defined`` False, :data:`.metrics.NO_TRUTH_PIXELS`),
+  never as 0 or 1, and the checkpoint kept is then the epoch of lowest validation loss.
 """
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -30,6 +34,7 @@ import torch
 
 from ..analysis.metrics import (
     CALIBRATION_THRESHOLDS,
+    NO_TRUTH_PIXELS,
     BinaryCounts,
     best_threshold,
     binary_counts,
@@ -161,18 +166,24 @@ class TrainSettings(RunSettings):
 
 @dataclass(frozen=True)
 class EpochResult:
-    """Losses and validation F1 after one epoch."""
+    """Losses and validation F1 after one epoch.
+
+    ``val_f1`` (and the calibrated threshold and F1) are None when ``f1_defined`` is
+    False: the validation images hold no particle pixels (:data:`.metrics.NO_TRUTH_PIXELS`).
+    """
 
     epoch: int
     train_loss: float
     val_loss: float
-    val_f1: float
+    val_f1: float | None
     seconds: float
     best: bool
     #: Threshold of highest validation F1 (of :data:`.metrics.CALIBRATION_THRESHOLDS`)
     #: and that F1.
     calibrated_threshold: float | None = None
     calibrated_f1: float | None = None
+    #: Whether the validation truth holds particle pixels (else F1 is undefined).
+    f1_defined: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary."""
@@ -184,16 +195,20 @@ class TrainingSummary:
     """What :func:`train_segmentation` did.
 
     ``best_epoch`` is 0 (and no checkpoint exists) when training was stopped
-    before its first epoch finished.
+    before its first epoch finished. ``best_f1`` is None when F1 is undefined
+    (``f1_defined`` False; ``warning`` says why and the best epoch is that of the
+    lowest validation loss).
     """
 
     checkpoint: Path
-    best_f1: float
+    best_f1: float | None
     best_epoch: int
     epochs_done: int
     stopped: bool
     history: list[dict[str, Any]]
     device: str
+    f1_defined: bool = True
+    warning: str | None = None
 
 
 def train_segmentation(
@@ -285,7 +300,8 @@ def calibrate_threshold(
     Raises
     ------
     TrainingError
-        If the model is no segmentation network or the dataset has no validation images.
+        If the model is no segmentation network, or the dataset has no validation images
+        or none with particle pixels (F1 undefined).
     """
 
     model_file, data = Path(model_file), Path(data)
@@ -311,6 +327,8 @@ def calibrate_threshold(
             if progress is not None:
                 progress(index + 1, len(val_set))
     threshold, f1, table = best_threshold(grid)
+    if threshold is None:
+        raise TrainingError(f"{data}: {NO_TRUTH_PIXELS}; no threshold can be calibrated")
     record = {"threshold": threshold, "f1": f1, "f1_by_threshold": table,
               "dataset": str(data.resolve()), "n_images": len(val_set), "crop_px": crop,
               "device": describe_device(target), **training_versions()}
@@ -336,15 +354,19 @@ def _train(data: Path, out: Path, settings: TrainSettings, context: RunContext, 
                             "--val-fraction > 0 and at least 2 structures")
     model = _build(settings).to(context.device)
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, amsgrad=True)
-    state_path, state = resume_or_start(out, settings, model, optimiser, resume, -1.0,
+    state_path, state = resume_or_start(out, settings, model, optimiser, resume, -math.inf,
                                         lambda: _initialise(model, settings))
     net = wrap_model(model, context)
     amp_dtype = _amp_dtype(settings, context.device)
     hooks = _Hooks(out, data, model, net, settings, context, train_set, val_set, amp_dtype)
     stopped = train_epochs(hooks, model, net, optimiser, train_set, settings, context,
                            state_path, state, amp_dtype, progress, should_stop, on_epoch)
-    return TrainingSummary(out, state.best_score, state.best_epoch, len(state.history), stopped,
-                           state.history, describe_device(context.device))
+    defined = all(row.get("f1_defined", True) for row in state.history)
+    best_f1 = state.best_score if defined and state.best_epoch > 0 else None
+    return TrainingSummary(out, best_f1, state.best_epoch, len(state.history), stopped,
+                           state.history, describe_device(context.device), defined,
+                           None if defined else f"{NO_TRUTH_PIXELS}; the checkpoint kept is "
+                           "the epoch of lowest validation loss")
 
 
 class _Hooks:
@@ -368,14 +390,18 @@ class _Hooks:
         val_loss, counts, grid = _validate(self.model, self.val_set, self.settings,
                                            self.context, self.loss_fn, self.amp_dtype)
         threshold, threshold_f1, f1_by_threshold = best_threshold(grid)
-        score = threshold_f1 if self.settings.select_by == "calibrated" else counts.f1
+        if not counts.has_truth:  # F1 rates nothing: keep the lowest validation loss
+            score = -val_loss
+        else:
+            score = threshold_f1 if self.settings.select_by == "calibrated" else counts.f1
         return Validation(score, (val_loss, counts, threshold, threshold_f1, f1_by_threshold))
 
     def epoch_result(self, epoch: int, train_loss: float, validation: Validation,
                      seconds: float, best: bool) -> EpochResult:
         val_loss, counts, threshold, threshold_f1, _ = validation.details
-        return EpochResult(epoch, train_loss, val_loss, counts.f1, seconds, best, threshold,
-                           threshold_f1)
+        defined = counts.has_truth
+        return EpochResult(epoch, train_loss, val_loss, counts.f1 if defined else None,
+                           seconds, best, threshold, threshold_f1, defined)
 
     def save_best(self, result: EpochResult, validation: Validation,
                   history: list[dict[str, Any]], elapsed_s: float) -> None:
@@ -452,6 +478,7 @@ def _save_best(out: Path, model: torch.nn.Module, settings: TrainSettings, data:
         "noise_model": card.get("recipe", {}).get("noise_model"),
         "validation": {
             "f1": result.val_f1,
+            "f1_defined": result.f1_defined,
             "loss": result.val_loss,
             "epoch": result.epoch,
             "threshold": settings.threshold,

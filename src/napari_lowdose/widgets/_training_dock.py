@@ -1,28 +1,45 @@
 """The base of the 'Train' and 'Train denoiser' docks: one training run in a worker.
 
-It owns the worker, the Stop button's event, the progress bar and the history
-plot's helpers; the subclasses gather their command's options and call its
-training function.
+It owns the worker, the Stop button's event, the progress bar with the time left
+(timed from the first steps), the remembered settings with their "Reset to defaults"
+button, the default output file (beside the dataset folder, named after the
+network) and the history plot's helpers; the subclasses gather their command's
+options and call its training function.
 """
 
 import contextlib
 import threading
+import time
 from functools import partial
+from pathlib import Path
 
 import napari
 import numpy as np
-from magicgui.widgets import Container
+from magicgui.widgets import Container, Label, PushButton
 from napari.utils import progress
 from qtpy.QtCore import QObject, Signal
 
+from ._common import is_empty_path
 from ._plotting import new_canvas, theme_colors
-from ._workers import run_task
+from ._settings import DockSettings
+from ._workers import eta_text, run_task
 
-__all__ = ["MODEL_SUFFIX", "RANDOM_WEIGHTS", "TrainingDock"]
+__all__ = ["MODEL_SUFFIX", "RANDOM_WEIGHTS", "TrainingDock", "default_model_path"]
 
 #: "start from" choice for a network with fresh random weights.
 RANDOM_WEIGHTS = "random weights"
 MODEL_SUFFIX = ".safetensors"
+
+
+def default_model_path(dataset: str | Path, network: str) -> Path:
+    """The model file a run on ``dataset`` writes unless told otherwise.
+
+    Beside the dataset folder, never inside it (the folder is the dataset's own):
+    ``<parent>/<dataset name>-<network>.safetensors``, e.g. ``runs/au-unet.safetensors``
+    for the dataset ``runs/au`` and a U-net.
+    """
+    dataset = Path(dataset).resolve()
+    return dataset.parent / f"{dataset.name}-{network}{MODEL_SUFFIX}"
 
 
 class _Relay(QObject):
@@ -36,8 +53,10 @@ class TrainingDock(Container):
     """What the Train and Train-denoiser docks share: one training run in a worker.
 
     The subclass builds its inputs (``self._inputs``, ``train_button``,
-    ``stop_button``, ``progress_bar``, ``status``) and provides ``_run(*request,
-    direct)`` (the worker body, using :meth:`_callbacks`), ``_on_epoch(result)``,
+    ``stop_button``, ``progress_bar``, ``status``, ``out_file``; it places the base's
+    ``time_left`` label and ``reset_button``), calls :meth:`_remember` with the inputs
+    worth keeping between sessions, and provides ``_run(*request, direct)`` (the
+    worker body, using :meth:`_callbacks`), ``_on_epoch(result)``,
     ``_on_done(summary)`` and ``_on_error(err)`` (its one notification). Step and
     epoch callbacks of the worker reach the GUI thread through queued signals;
     "Stop" ends the run after the current step.
@@ -55,6 +74,33 @@ class TrainingDock(Container):
         self.summary = None
         self.history: list[dict] = []
         self.last_progress = None  # (step, total) of the last progress call
+        self.time_left = Label(label="time left", value="")
+        self.reset_button = PushButton(text="Reset to defaults")
+        self.reset_button.changed.connect(self.reset_settings)
+        self.dock_settings: DockSettings | None = None
+        self._default_out: Path | None = None  # the suggested output file, if shown
+        self._started = 0.0  # perf_counter() at the start of the run
+        self._first_step: int | None = None  # steps done before this run (resumed)
+
+    # -- remembered settings and the output file -------------------------------------------
+    def _remember(self, name: str, widgets: dict) -> None:
+        """Keep ``widgets``' values between sessions (restored now)."""
+        self.dock_settings = DockSettings(name, widgets).connect()
+
+    def reset_settings(self, _event=None) -> None:
+        """Give every remembered input its default back (and forget the stored values)."""
+        if self.dock_settings is not None and not self.busy:
+            self.dock_settings.reset()
+
+    def _suggest_out(self, path: Path | None) -> None:
+        """Show ``path`` as the output file unless the user chose one of their own."""
+        current = self.out_file.value
+        ours = is_empty_path(current) or (
+            self._default_out is not None and Path(current) == self._default_out)
+        if path is None or not ours:
+            return
+        self._default_out = Path(path)
+        self.out_file.value = self._default_out
 
     @property
     def busy(self) -> bool:
@@ -65,6 +111,8 @@ class TrainingDock(Container):
         """Start ``_run(*request)`` in a worker (or here, when ``use_thread`` is False)."""
         self._stop_event.clear()
         self.summary, self.last_progress, self.history = None, None, []
+        self._started, self._first_step = time.perf_counter(), None
+        self.time_left.value = "timing the first steps…"
         self._update_plot()
         self.progress_bar.max, self.progress_bar.value = 1, 0
         self._set_running(True)
@@ -90,6 +138,11 @@ class TrainingDock(Container):
             yield on_progress, epoch_cb
 
     def _on_step(self, step, total):
+        if self._first_step is None:
+            self._first_step = max(0, int(step) - 1)  # a resumed run starts further on
+        done, left = int(step) - self._first_step, int(total) - self._first_step
+        self.time_left.value = eta_text(done, left, time.perf_counter() - self._started,
+                                        unit="step")
         self.last_progress = (step, total)
         if self.progress_bar.max != total:
             self.progress_bar.max = total
@@ -98,11 +151,20 @@ class TrainingDock(Container):
     def _on_finished(self):
         self._worker = None
         self._set_running(False)
+        if self.last_progress is None or self.last_progress[0] < self.last_progress[1]:
+            self.time_left.value = ""
+
+    def _reset_after_failure(self) -> None:
+        """A failed run: status "failed", the progress back to zero (before the message)."""
+        self.status.value = "failed"
+        self.progress_bar.value = 0
+        self.time_left.value = ""
 
     def _set_running(self, running: bool):
         for widget in self._inputs:
             widget.enabled = not running
         self.train_button.enabled = not running
+        self.reset_button.enabled = not running
         self.stop_button.enabled = running
 
     def stop(self, _event=None):

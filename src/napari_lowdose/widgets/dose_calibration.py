@@ -3,13 +3,29 @@
 Thin: it gathers inputs and calls :mod:`napari_lowdose.io.dose_calibration`; the
 dose is stored in the layer's ``metadata["lowdose"]["dose"]`` (the image data
 are never touched).
+
+Only grey-level frames or (frames, y, x) series can be chosen (not RGB); the dock
+opens on the active (else the only) such layer, and the canvas shows the shown
+frame's dose (:func:`._dose_overlay.show_frame_dose`), updated after "Apply". The
+mean counts of a long series are read in a worker, with a progress bar, the time
+left and Cancel; any failure is one notification. The source, the dose table and
+the detector gain are remembered between sessions.
 """
 
+import time
 from pathlib import Path
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+)
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 
@@ -18,9 +34,11 @@ from ..io.dose import FrameDose, write_dose_table
 from ..io.dose_calibration import calibrate_frame_dose, iter_frame_mean_counts
 from ..io.layers import LOWDOSE_KEY, layer_frame_dose, with_frame_dose
 from ..io.units import pixel_area_A2
-from ._common import rectangle_roi_px
-from ._layers import layer_pixel_size_A
-from ._workers import run_task
+from ._common import one_line, rectangle_roi_px
+from ._dose_overlay import show_frame_dose
+from ._layers import base_data, layer_pixel_size_A, pick_image_layer
+from ._settings import DockSettings
+from ._workers import eta_text, run_task
 
 SOURCE_CHOICES = [
     ("Automatic (metadata > table > rate × exposure > counts)", "auto"),
@@ -57,13 +75,17 @@ class DoseCalibrationWidget(Container):
         self.set_pixel_button = PushButton(text="Set pixel size")
         self.apply_button = PushButton(text="Apply dose")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress_bar = ProgressBar(label="mean counts", min=0, max=1, value=0)
+        self.time_left = Label(label="time left", value="")
         self.save_button = PushButton(text="Save dose table…")
+        self.reset_button = PushButton(text="Reset to defaults")
         self.extend([
             self.layer_combo, self.status, self.frame_status, self.pixel_size,
             self.set_pixel_button, self.source, self.table, self.dose_rate, self.exposure,
             self.counts_per_electron, self.roi_combo, self.apply_button, self.cancel_button,
-            self.save_button,
+            self.progress_bar, self.time_left, self.save_button, self.reset_button,
         ])
+        self._started = 0.0
         self.layer_combo.changed.connect(self._on_layer_changed)
         self.apply_button.changed.connect(self.apply)
         self.cancel_button.changed.connect(self.cancel)
@@ -72,11 +94,30 @@ class DoseCalibrationWidget(Container):
         viewer.layers.events.inserted.connect(self._reset_choices)
         viewer.layers.events.removed.connect(self._reset_choices)
         viewer.dims.events.current_step.connect(self._update_frame_status)
+        # a gain the file states wins over the remembered one (see _on_layer_changed)
+        self.dock_settings = DockSettings("dose_calibration", {
+            "source": self.source, "dose_table": self.table,
+            "counts_per_electron": self.counts_per_electron,
+        }).connect()
+        self.reset_button.changed.connect(self.reset_settings)
+        self._pick_layer()
         self._on_layer_changed()
+        show_frame_dose(viewer)
+
+    def reset_settings(self, _event=None) -> None:
+        """Give the remembered inputs their defaults back (and forget the stored values)."""
+        if self._worker is None:
+            self.dock_settings.reset()
 
     # -- choices --------------------------------------------------------------------------
     def _image_layers(self, _widget=None):
-        return [layer for layer in self._viewer.layers if isinstance(layer, napari.layers.Image)]
+        return [layer for layer in self._viewer.layers if _suits(layer)]
+
+    def _pick_layer(self) -> None:
+        """Choose the active (else the only) suitable layer, e.g. the file just opened."""
+        layer = pick_image_layer(self._viewer, suits=_suits)
+        if layer is not None and layer is not self.layer_combo.value:
+            self.layer_combo.value = layer
 
     def _shapes_choices(self, _widget=None):
         layers = self._viewer.layers
@@ -84,8 +125,11 @@ class DoseCalibrationWidget(Container):
         return [(WHOLE_FRAME, None)] + [(layer.name, layer) for layer in shapes]
 
     def _reset_choices(self, _event=None):
+        previous = self.layer_combo.value
         self.layer_combo.reset_choices()
         self.roi_combo.reset_choices()
+        if previous is None or self.layer_combo.value is None:
+            self._pick_layer()  # e.g. the series just opened (napari makes it active)
 
     # -- display --------------------------------------------------------------------------
     @property
@@ -101,7 +145,8 @@ class DoseCalibrationWidget(Container):
             self.pixel_size.value = 0 if pixel is None else pixel[1]
             self.dose_rate.value = hints.get("dose_rate_e_per_A2_s") or 0
             self.exposure.value = hints.get("exposure_time_s") or 0
-            self.counts_per_electron.value = hints.get("counts_per_electron") or 0
+            if hints.get("counts_per_electron"):  # else the user's (remembered) gain
+                self.counts_per_electron.value = hints["counts_per_electron"]
         self._update_status()
 
     def _update_status(self):
@@ -164,6 +209,13 @@ class DoseCalibrationWidget(Container):
         if layer is None:
             show_error("Choose an image layer first.")
             return
+        if not _suits(layer):
+            show_error(f"'{layer.name}' is not a grey-level frame or (frames, y, x) series: "
+                       "its dose cannot be calibrated.")
+            return
+        if self._worker is not None:
+            show_info("The mean counts are still being read.")
+            return
         inputs = self._inputs()
         if inputs["source"] == "table" and inputs["dose_table"] is None:
             show_error("Choose a dose table (CSV with a dose_e_per_A2 column).")
@@ -178,11 +230,15 @@ class DoseCalibrationWidget(Container):
         if not needs_counts:
             self._finish(layer, inputs, None, roi)
             return
-        if self.use_thread:
-            self.apply_button.enabled, self.cancel_button.enabled = False, True
+        n = _n_frames(layer)
+        self.apply_button.enabled, self.cancel_button.enabled = False, True
+        self.progress_bar.max, self.progress_bar.value = n, 0
+        self.time_left.value = "timing the first frame…"
+        self._started = time.perf_counter()
         self._worker = run_task(
             self._count_frames(layer, roi), use_thread=self.use_thread,
-            on_yield=lambda item: self._on_counts(layer, inputs, item, roi),
+            on_yield=self._on_frame_counted,
+            on_return=lambda means: self._finish(layer, inputs, means, roi),
             on_error=self._on_counts_error, on_finish=self._on_worker_done,
         )
 
@@ -194,27 +250,33 @@ class DoseCalibrationWidget(Container):
                     or has_rate)
 
     def _count_frames(self, layer, roi):
-        """Generator: yields the array of mean counts once all frames are read."""
-        n = layer.data.shape[0] if layer.ndim == 3 else 1
+        """Generator: yields (frames done, frames) after each frame; returns the means."""
+        data = base_data(layer)
+        n = _n_frames(layer)
         means = np.empty(n)
         with progress(total=n, desc="Mean counts per frame") as pbar:
-            for i, value in enumerate(iter_frame_mean_counts(layer.data, roi)):
+            for i, value in enumerate(iter_frame_mean_counts(data, roi)):
                 means[i] = value
                 pbar.update(1)
-                yield None
-        yield means
+                yield i + 1, n
+        return means
 
-    def _on_counts(self, layer, inputs, item, roi):
-        if item is not None:
-            self._finish(layer, inputs, item, roi)
+    def _on_frame_counted(self, item) -> None:
+        done, total = item
+        self.progress_bar.value = done
+        self.time_left.value = eta_text(done, total, time.perf_counter() - self._started)
 
-    @staticmethod
-    def _on_counts_error(err):
-        show_error(f"Dose from counts failed: {err}")
+    def _on_counts_error(self, err):
+        self.progress_bar.value = 0
+        self.time_left.value = ""
+        show_error(f"Dose from counts failed: {one_line(err)}")
 
     def _on_worker_done(self):
         self.apply_button.enabled, self.cancel_button.enabled = True, False
         self._worker = None
+        if self.progress_bar.value < self.progress_bar.max:  # failed or cancelled
+            self.progress_bar.value = 0
+            self.time_left.value = ""
 
     def cancel(self, _event=None):
         """Stop a running counts computation; the layer's dose stays as it was."""
@@ -232,11 +294,11 @@ class DoseCalibrationWidget(Container):
         hints = layer.metadata.get(LOWDOSE_KEY, {}).get("dose_hints", {}) or {}
         try:
             dose = calibrate_frame_dose(
-                layer.data, pixel_area_A2=pixel_area, hints=hints, mean_counts=mean_counts,
-                roi=roi, **inputs,
+                base_data(layer), pixel_area_A2=pixel_area, hints=hints,
+                mean_counts=mean_counts, roi=roi, **inputs,
             )
-        except LowdoseError as err:
-            show_error(f"Dose not set: {err}")
+        except Exception as err:  # noqa: BLE001 - one line, whatever the source did
+            show_error(f"Dose not set: {one_line(err)}")
             return
         if dose is None:
             show_error("No dose source has what it needs: give a dose table, a dose rate and "
@@ -244,6 +306,7 @@ class DoseCalibrationWidget(Container):
             return
         layer.metadata = with_frame_dose(layer.metadata, dose)
         self._update_status()
+        show_frame_dose(self._viewer)  # the canvas shows the new dose
         show_info(f"{layer.name}: {dose.summary()}")
 
     def save_dose_table(self, path: str | Path) -> Path:
@@ -263,6 +326,17 @@ class DoseCalibrationWidget(Container):
                 show_info(f"Saved {self.save_dose_table(path)}")
             except (LowdoseError, OSError) as err:
                 show_error(f"Dose table not saved: {err}")
+
+
+def _suits(layer) -> bool:
+    """Whether a layer's dose can be calibrated: a grey-level frame or (frames, y, x)."""
+    return (isinstance(layer, napari.layers.Image) and not getattr(layer, "rgb", False)
+            and len(base_data(layer).shape) in (2, 3))
+
+
+def _n_frames(layer) -> int:
+    shape = base_data(layer).shape
+    return int(shape[0]) if len(shape) == 3 else 1
 
 
 def _safe_dose(layer) -> FrameDose | None:

@@ -11,10 +11,15 @@ Thin: it gathers inputs and calls the pure simulation modules
 * Dataset: :func:`~napari_lowdose.simulate.dataset.generate_dataset` in a
   thread, with a progress bar and Cancel; a cancelled run resumes when it is
   generated into the same folder again with the same settings.
+
+Both runs have a progress bar (the dataset's with the time left, timed from the
+first structures); any failure is one notification and leaves the dock usable.
+The settings are remembered between sessions ("Reset to defaults").
 """
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import napari
@@ -24,11 +29,13 @@ from magicgui.widgets import (
     FileEdit,
     FloatSpinBox,
     Label,
+    ProgressBar,
     PushButton,
     SpinBox,
 )
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QObject, Signal
 
 from ..io.layers import LOWDOSE_KEY
 from ..noise.model import NoiseModel
@@ -38,8 +45,9 @@ from ..simulate.optics import DOSE_RANGES_E_PER_A2
 from ..simulate.recipe import DatasetError, DatasetRecipe
 from ..simulate.series import preview_noisy_image
 from ..simulate.structures import StructureRecipe
-from ._common import heading, is_empty_path
-from ._workers import run_task
+from ._common import heading, is_empty_path, one_line
+from ._settings import DockSettings
+from ._workers import eta_text, run_task
 from .simulate_preview import noise_rng, preview_steps, preview_text, set_preview_layer
 
 NOISE_FILE = "file"
@@ -82,6 +90,12 @@ def _log_steps(spin_box):
 
 
 
+class _Relay(QObject):
+    """Carries the dataset's progress from the worker to the GUI thread (queued)."""
+
+    progress = Signal(int, int)
+
+
 class SimulateWidget(Container):
     """Preview simulated HR-TEM images of supported Au particles and generate datasets."""
 
@@ -99,6 +113,10 @@ class SimulateWidget(Container):
         self.last_progress = None  # (done, total) of the last dataset progress call
         self.summary = None  # DatasetSummary of the last dataset run
         self._dataset_epochs = 0
+        self._relay = _Relay()
+        self._relay.progress.connect(self._show_dataset_progress)
+        self._dataset_started = 0.0
+        self._first_done: int | None = None  # structures done before this run (resumed)
 
         s = _DEFAULT_STRUCTURE
         self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
@@ -126,6 +144,7 @@ class SimulateWidget(Container):
         self.preview_button = PushButton(text="Preview")
         self.renoise_button = PushButton(text="Re-noise", enabled=False)
         self.cancel_preview_button = PushButton(text="Cancel preview", enabled=False)
+        self.preview_progress = ProgressBar(label="preview steps", min=0, max=3, value=0)
         self.preview_status = Label(label="preview", value="none yet")
 
         self.out_dir = FileEdit(label="output folder", mode="d", value="")
@@ -144,7 +163,10 @@ class SimulateWidget(Container):
         self.workers = SpinBox(label="workers", min=1, max=max(1, os.cpu_count() or 1), value=1)
         self.generate_button = PushButton(text="Generate dataset")
         self.cancel_dataset_button = PushButton(text="Cancel dataset", enabled=False)
+        self.dataset_progress = ProgressBar(label="structures", min=0, max=1, value=0)
+        self.time_left = Label(label="time left", value="")
         self.dataset_status = Label(label="dataset", value="not started")
+        self.reset_button = PushButton(text="Reset to defaults")
 
         self.extend(
             [
@@ -162,6 +184,7 @@ class SimulateWidget(Container):
                 self.preview_button,
                 self.renoise_button,
                 self.cancel_preview_button,
+                self.preview_progress,
                 self.preview_status,
                 heading("Dataset"),
                 self.out_dir,
@@ -174,7 +197,10 @@ class SimulateWidget(Container):
                 self.workers,
                 self.generate_button,
                 self.cancel_dataset_button,
+                self.dataset_progress,
+                self.time_left,
                 self.dataset_status,
+                self.reset_button,
             ]
         )
         self.noise.changed.connect(self._on_noise_changed)
@@ -185,7 +211,23 @@ class SimulateWidget(Container):
         self.cancel_preview_button.changed.connect(self.cancel_preview)
         self.generate_button.changed.connect(self.generate)
         self.cancel_dataset_button.changed.connect(self.cancel_dataset)
+        self.reset_button.changed.connect(self.reset_settings)
         self._on_noise_changed()
+        self.dock_settings = DockSettings("simulate", {
+            "seed": self.seed, "size_px": self.size_px, "sampling_min_A": self.sampling_min,
+            "sampling_max_A": self.sampling_max, "diameter_min_A": self.diameter_min,
+            "diameter_max_A": self.diameter_max, "noise_model": self.noise,
+            "noise_file": self.noise_file, "dose_e_per_A2": self.dose,
+            "output_folder": self.out_dir, "structures": self.n_structures,
+            "image_epochs": self.image_epochs, "dose_range": self.dose_range,
+            "custom_dose_min": self.dose_min, "custom_dose_max": self.dose_max,
+            "val_fraction": self.val_fraction, "workers": self.workers,
+        }).connect()
+
+    def reset_settings(self, _event=None) -> None:
+        """Give every remembered input its default back (and forget the stored values)."""
+        if not self.busy:
+            self.dock_settings.reset()
 
     # -- inputs ---------------------------------------------------------------------------
     def _on_noise_changed(self, _value=None):
@@ -260,31 +302,41 @@ class SimulateWidget(Container):
         }
         self._noise_draw = 0
         self._preview_cancelled = False
-        if self.use_thread:
-            self.preview_button.enabled = self.renoise_button.enabled = False
-            self.cancel_preview_button.enabled = True
-            self.preview_status.value = "simulating…"
+        self.preview_progress.value = 0
+        self.preview_button.enabled = self.renoise_button.enabled = False
+        self.cancel_preview_button.enabled = True
+        self.preview_status.value = "simulating…"
         self._preview_worker = run_task(
             preview_steps(request), use_thread=self.use_thread,
             on_yield=self._on_preview_yield, on_error=self._on_preview_error,
-            on_finish=self._on_preview_done if self.use_thread else None,
+            on_finish=self._on_preview_done,
         )
+        if not self.use_thread:
+            self._preview_worker = None
 
-    @staticmethod
-    def _on_preview_error(err):
-        show_error(f"Preview failed: {err}")
+    def _on_preview_error(self, err):
+        self.preview_progress.value = 0
+        show_error(f"Preview failed: {one_line(err)}")
 
     def _on_preview_yield(self, item):
-        if item is not None and not self._preview_cancelled:
+        if item is None:  # one step done
+            self.preview_progress.value = min(self.preview_progress.value + 1,
+                                              self.preview_progress.max)
+        elif not self._preview_cancelled:
+            self.preview_progress.value = self.preview_progress.max
             self._on_preview_result(item)
 
     def _on_preview_done(self):
         self._preview_worker = None
+        if self.preview_progress.value < self.preview_progress.max:
+            self.preview_progress.value = 0  # failed or cancelled
         self.preview_button.enabled = True
         self.renoise_button.enabled = self.preview is not None
         self.cancel_preview_button.enabled = False
-        if self.preview is None:
+        if self.preview is None or self.preview_progress.value == 0:
             self.preview_status.value = "cancelled" if self._preview_cancelled else "failed"
+            if self.preview is not None:
+                self.preview_status.value += " (the layers show the previous preview)"
         elif self.preview["record"]["dose_e_per_A2"] != float(self.dose.value):
             self._draw_noise()  # the dose was changed while the preview ran
         else:
@@ -406,22 +458,30 @@ class SimulateWidget(Container):
         self.last_progress = None
         self.summary = None
         self._dataset_epochs = request[1].image_epochs
-        if self.use_thread:
-            self.generate_button.enabled = False
-            self.cancel_dataset_button.enabled = True
-            self.dataset_status.value = f"generating into {request[0]}…"
+        self._dataset_started, self._first_done = time.perf_counter(), None
+        self.dataset_progress.max = request[1].n_structures
+        self.dataset_progress.value = 0
+        self.time_left.value = "timing the first structure…"
+        self.generate_button.enabled = False
+        self.cancel_dataset_button.enabled = True
+        self.dataset_status.value = f"generating into {request[0]}…"
         self._dataset_worker = run_task(
             self._run_dataset, *request, use_thread=self.use_thread,
             on_return=self._on_dataset_done, on_error=self._on_dataset_error,
-            on_finish=self._on_dataset_finished if self.use_thread else None,
+            on_finish=self._on_dataset_finished,
         )
+        if not self.use_thread:
+            self._dataset_worker = None
 
     def _run_dataset(self, out, recipe, workers):
         total = recipe.n_structures
+        show = (self._relay.progress.emit if self.use_thread
+                else self._show_dataset_progress)
         with progress(total=total, desc="Simulate: dataset structures") as pbar:
 
             def on_progress(done, total_):
                 self._record_progress(done, total_)
+                show(int(done), int(total_))
                 pbar.update(int(done) - pbar.n)
 
             return generate_dataset(
@@ -434,6 +494,16 @@ class SimulateWidget(Container):
 
     def _record_progress(self, done, total):
         self.last_progress = (int(done), int(total))
+
+    def _show_dataset_progress(self, done: int, total: int) -> None:
+        """The bar and the time left (a resumed run is timed from where it started)."""
+        if self._first_done is None:
+            self._first_done = max(0, done - 1)
+        self.dataset_progress.max = max(1, total)
+        self.dataset_progress.value = min(done, total)
+        self.time_left.value = eta_text(done - self._first_done, total - self._first_done,
+                                        time.perf_counter() - self._dataset_started,
+                                        unit="structure")
 
     def _on_dataset_done(self, summary):
         self.summary = summary
@@ -454,7 +524,9 @@ class SimulateWidget(Container):
 
     def _on_dataset_error(self, err):
         self.dataset_status.value = "failed"
-        show_error(f"Dataset not generated: {err}")
+        self.dataset_progress.value = 0
+        self.time_left.value = ""
+        show_error(f"Dataset not generated: {one_line(err)}")
 
     def _on_dataset_finished(self):
         self._dataset_worker = None

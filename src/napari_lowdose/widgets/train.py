@@ -7,7 +7,10 @@ calls :func:`napari_lowdose.train.segmentation.train_segmentation` in a thread
 epoch adds a point to the live plot of train loss, validation loss and
 validation F1 (best epoch marked). "Stop" ends training after the current step;
 the best checkpoint so far is kept, and running again with "resume" continues
-after the last epoch.
+after the last epoch. The output file defaults to one beside the dataset folder,
+named after the network (``<dataset>-unet.safetensors``), and follows the
+architecture until the user picks a file of their own. A validation set without
+particle pixels is reported as such: its F1 is undefined, never 0 or 1.
 """
 
 from pathlib import Path
@@ -25,6 +28,7 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_error, show_info, show_warning
 
+from ..analysis.metrics import NO_TRUTH_PIXELS
 from ..device import DeviceError, select_device
 from ..models.checkpoint import read_checkpoint_metadata
 from ..models.registry import available_models, resolve_model
@@ -35,7 +39,7 @@ from ..train.segmentation import TrainSettings as DEFAULTS
 from ..workflows.training import architecture_defaults, init_config
 from ._common import DEVICE_CHOICES, device_description, heading, is_empty_path, one_line
 from ._plotting import style_axes
-from ._training_dock import MODEL_SUFFIX, RANDOM_WEIGHTS, TrainingDock
+from ._training_dock import MODEL_SUFFIX, RANDOM_WEIGHTS, TrainingDock, default_model_path
 
 ARCH_CHOICES = [("MSD-net", "msdnet"), ("U-net", "unet")]
 CURVES = ("train_loss", "val_loss", "val_f1", "calibrated_f1")
@@ -156,7 +160,9 @@ class TrainWidget(TrainingDock):
                 self.train_button,
                 self.stop_button,
                 self.progress_bar,
+                self.time_left,
                 self.status,
+                self.reset_button,
             ]
         )
         for label in (self.card_info, self.init_info, self.device_info, self.status):
@@ -171,6 +177,17 @@ class TrainWidget(TrainingDock):
         self.stop_button.changed.connect(self.stop)
         self._on_arch_changed()
         self._on_device_changed()
+        # the output file is not kept: it follows the dataset folder (and the network)
+        self._remember("train", {
+            "dataset_folder": self.data_dir, "arch": self.arch,
+            "msd_depth": self.msd_depth, "msd_width": self.msd_width,
+            "msd_kernel": self.msd_kernel, "unet_channels": self.unet_channels,
+            "unet_levels": self.unet_levels, "unet_kernel": self.unet_kernel,
+            "epochs": self.epochs, "crop_px": self.crop, "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate, "device": self.device,
+            "select_calibrated": self.select_calibrated, "resume": self.resume,
+            "start_from": self.init_model,  # last: a model to fine-tune sets the network
+        })
 
     # -- inputs ---------------------------------------------------------------------------
     @staticmethod
@@ -214,6 +231,14 @@ class TrainWidget(TrainingDock):
             widget.visible = msd
         for widget in (self.unet_channels, self.unet_levels, self.unet_kernel):
             widget.visible = not msd
+        self._suggest_out(self._default_path())
+
+    def _default_path(self) -> Path | None:
+        """``<dataset>-<arch>.safetensors`` beside the chosen dataset folder, or None."""
+        path = self.data_dir.value
+        if is_empty_path(path) or not Path(path).is_dir():
+            return None
+        return default_model_path(path, self.arch.value)
 
     def _on_device_changed(self, _value=None):
         self.device_info.value = device_description(self.device.value)
@@ -222,8 +247,7 @@ class TrainWidget(TrainingDock):
         card = self._read_card(notify=False)
         if card is None:
             return
-        if is_empty_path(self.out_file.value):
-            self.out_file.value = Path(self.data_dir.value) / f"{self.arch.value}{MODEL_SUFFIX}"
+        self._suggest_out(self._default_path())
 
     def _read_card(self, *, notify: bool):
         """The dataset card (also shown as one line), or None (after show_error if notify)."""
@@ -336,7 +360,7 @@ class TrainWidget(TrainingDock):
         if request is None:
             return
         self._out = request[1]
-        self.status.value = f"training on {self.device_info.value}…"
+        self.status.value = f"training on {self.device_info.value} → {self._out}…"
         self._launch(request)
 
     def _run(self, data, out, settings, resume, *, direct=False):
@@ -350,18 +374,20 @@ class TrainWidget(TrainingDock):
     def _on_epoch(self, result):
         self.history.append(result.to_dict())
         marker = " (best, saved)" if result.best else ""
+        f1 = (f"{result.val_f1:.4f}" if result.f1_defined
+              else "undefined (the validation images hold no particle pixels)")
         self.status.value = (
             f"epoch {result.epoch}/{int(self.epochs.value)}: train loss "
             f"{result.train_loss:.4f}, val loss {result.val_loss:.4f}, "
-            f"val F1 {result.val_f1:.4f}{marker}"
+            f"val F1 {f1}{marker}"
         )
-        if result.calibrated_threshold is not None:
+        if result.f1_defined and result.calibrated_threshold is not None:
             self.status.value += (f"; {result.calibrated_f1:.4f} at p ≥ "
                                   f"{result.calibrated_threshold:.2f}")
         self._update_plot()
 
     def _on_error(self, err):
-        self.status.value = "failed"
+        self._reset_after_failure()
         show_error(f"Training failed: {one_line(err)}")
 
     def _on_done(self, summary):
@@ -374,6 +400,11 @@ class TrainWidget(TrainingDock):
                 if summary.stopped
                 else "no epoch finished; nothing was saved"
             )
+            show_warning(f"Training {text}.")
+        elif not summary.f1_defined:
+            text = (f"{'stopped' if summary.stopped else 'done'} after epoch "
+                    f"{summary.epochs_done}, but {summary.warning} (epoch "
+                    f"{summary.best_epoch}) in {summary.checkpoint}")
             show_warning(f"Training {text}.")
         else:
             best = (
@@ -432,3 +463,6 @@ class TrainWidget(TrainingDock):
         epochs = self._draw_history()
         key = "calibrated_f1" if self.select_calibrated.value else "val_f1"
         self._mark_best(epochs, self._column(key), "F1", ".3f", self.ax_loss, self.ax_f1)
+        if self.history and not any(row.get("f1_defined", True) for row in self.history):
+            self.ax_f1.set_title(NO_TRUTH_PIXELS, fontsize="small", color=self._colors["fg"])
+            self.canvas.draw_idle()

@@ -14,6 +14,11 @@ size (base channels, levels; or those of the model training starts from) is
 shown as a number of parameters. Every epoch adds a point to the live plot of
 the validation PSNR (the noisy input's PSNR as a reference; best epoch marked).
 "Stop" ends training after the current step; the best checkpoint is kept.
+
+The frames are read and checked in the worker (a frame with NaN or inf pixels is
+refused, named); the dock opens on the active (else the only) series; its settings
+are remembered between sessions; the output file defaults to one beside the
+dataset folder (or the series' file), ``<name>-denoiser.safetensors``.
 """
 
 from pathlib import Path
@@ -34,12 +39,18 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..errors import LowdoseError
+from ..io.series import BadPixelsError, check_finite_frames
 from ..workflows.denoiser_training import DENOISER_TRAINING_DEFAULTS as DEFAULTS
 from ..workflows.denoiser_training import simulated_datasets, validation_crop_px
 from ._common import DEVICE_CHOICES, device_description, heading, is_empty_path, one_line
-from ._layers import base_data, layer_counts_per_electron, layer_expected_e_per_px
+from ._layers import (
+    base_data,
+    layer_counts_per_electron,
+    layer_expected_e_per_px,
+    pick_image_layer,
+)
 from ._plotting import style_axes
-from ._training_dock import MODEL_SUFFIX, RANDOM_WEIGHTS, TrainingDock
+from ._training_dock import MODEL_SUFFIX, RANDOM_WEIGHTS, TrainingDock, default_model_path
 from .denoise import AUTO_GAIN_TEXT
 
 PAIRS, SIMULATED, SERIES = "pairs", "simulated", "series"
@@ -178,7 +189,8 @@ class TrainDenoiserWidget(TrainingDock):
             heading("Data"), *data_inputs,
             heading("Network"), *network_inputs, self.network_info,
             heading("Training"), *training_inputs,
-            self.train_button, self.stop_button, self.progress_bar, self.status,
+            self.train_button, self.stop_button, self.progress_bar, self.time_left,
+            self.status, self.reset_button,
         ])
         self._build_plot()
         self.source.changed.connect(self._on_source_changed)
@@ -189,8 +201,21 @@ class TrainDenoiserWidget(TrainingDock):
         self.stop_button.changed.connect(self.stop)
         viewer.layers.events.inserted.connect(self._reset_choices)
         viewer.layers.events.removed.connect(self._reset_choices)
+        self.data_dir.changed.connect(self._update_default_out)
+        self.layer_combo.changed.connect(self._update_default_out)
+        self.short_combo.changed.connect(self._update_default_out)
         self._on_source_changed()
         self._on_network_changed()
+        self._remember("train_denoiser", {
+            "source": self.source, "dataset_folder": self.data_dir,
+            "e_per_px_range": self.e_per_px_range, "counts_per_electron": self.gain,
+            "base_channels": self.base_channels, "levels": self.levels,
+            "epochs": self.epochs, "crop_px": self.crop, "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate, "noise_weighted": self.noise_weighted,
+            "device": self.device, "resume": self.resume,
+            "start_from": self.init_model,  # last: a model to start from sets the network
+        })
+        self._pick_series()
 
     # -- inputs ---------------------------------------------------------------------------
     def _image_layers(self, _widget=None):
@@ -200,6 +225,14 @@ class TrainDenoiserWidget(TrainingDock):
     def _reset_choices(self, _event=None):
         for combo in (self.layer_combo, self.short_combo, self.long_combo):
             combo.reset_choices()
+        self._pick_series()
+
+    def _pick_series(self) -> None:
+        """Start on the active (else the only) dose series when none is chosen."""
+        if self.layer_combo.value is None:
+            layer = pick_image_layer(self._viewer, suits=_is_series)
+            if layer is not None:
+                self.layer_combo.value = layer
 
     @staticmethod
     def _init_choices(_widget=None):
@@ -213,6 +246,21 @@ class TrainDenoiserWidget(TrainingDock):
         self.layer_combo.visible = source == SERIES
         self.short_combo.visible = self.long_combo.visible = source == PAIRS
         self.gain.visible = source != SIMULATED  # a dataset has its own detector model
+        self._update_default_out()
+
+    def _update_default_out(self, _value=None) -> None:
+        """Suggest ``<dataset or file>-denoiser.safetensors`` beside the training data."""
+        source, path = self.source.value, None
+        if source == SIMULATED:
+            folder = self.data_dir.value
+            if not is_empty_path(folder) and Path(folder).is_dir():
+                path = default_model_path(folder, "denoiser")
+        else:
+            layer = self.layer_combo.value if source == SERIES else self.short_combo.value
+            file = None if layer is None else _layer_file(layer)
+            if file is not None:
+                path = default_model_path(file.with_suffix(""), "denoiser")
+        self._suggest_out(path)
 
     # -- network --------------------------------------------------------------------------
     @property
@@ -290,36 +338,55 @@ class TrainDenoiserWidget(TrainingDock):
 
     # -- data -----------------------------------------------------------------------------
 
-    def _datasets(self):
-        """(train, val, notes) of the chosen source (raises LowdoseError, ValueError)."""
-        notes: list[str] = []
-        crop = int(self.crop.value)
-        if self.source.value == SIMULATED:
+    def _source_spec(self) -> dict:
+        """The chosen source's inputs, checked without reading frames (raises ValueError)."""
+        spec = {"source": self.source.value, "crop": int(self.crop.value),
+                "gain": float(self.gain.value)}
+        if spec["source"] == SIMULATED:
             path = self.data_dir.value
             if is_empty_path(path) or not Path(path).is_dir():
                 raise ValueError("Choose a dataset folder made by 'Simulate'.")
-            lo, hi = (float(v) for v in self.e_per_px_range.value.split(","))
+            try:
+                lo, hi = (float(v) for v in self.e_per_px_range.value.split(","))
+            except ValueError:
+                lo = hi = float("nan")
             if not 0 < lo <= hi:
                 raise ValueError("The e⁻/px range must be LO,HI with 0 < LO ≤ HI.")
+            spec.update(path=Path(path), e_per_px_range=(lo, hi))
+        elif spec["source"] == PAIRS:
+            spec["short"], spec["long"] = self._pair_layers()[:2]
+        else:
+            layer = self.layer_combo.value
+            if layer is None:
+                raise ValueError("Choose an image layer holding a dose series.")
+            shape = base_data(layer).shape
+            if len(shape) != 3 or shape[0] < 2:
+                raise ValueError(
+                    f"{layer.name}: Noise2Noise needs a series of at least 2 frames.")
+            spec["layer"] = layer
+        return spec
+
+    def _datasets(self, spec: dict):
+        """(train, val, notes) of a source (reads the frames; raises LowdoseError, ValueError)."""
+        notes: list[str] = []
+        crop = spec["crop"]
+        if spec["source"] == SIMULATED:
             train, val = simulated_datasets(
-                Path(path), crop_px=crop, val_crop_px=validation_crop_px(crop, None),
-                seed=DEFAULTS.seed, dose_range_e_per_A2=None, e_per_px_range=(lo, hi),
+                spec["path"], crop_px=crop, val_crop_px=validation_crop_px(crop, None),
+                seed=DEFAULTS.seed, dose_range_e_per_A2=None,
+                e_per_px_range=spec["e_per_px_range"],
                 images_per_wave=DEFAULTS.images_per_wave, clean_cache=DEFAULTS.clean_cache,
                 max_waves=None, notes=notes)
             return train, val, notes
-        if self.source.value == PAIRS:
-            return (*self._pair_datasets(crop, notes), notes)
+        if spec["source"] == PAIRS:
+            return (*self._pair_datasets(spec, notes), notes)
         from ..train.denoise_measured import series_datasets
 
-        layer = self.layer_combo.value
-        if layer is None:
-            raise ValueError("Choose an image layer holding a dose series.")
-        data = np.asarray(base_data(layer), dtype=np.float32)
-        if data.ndim != 3 or data.shape[0] < 2:
-            raise ValueError(f"{layer.name}: Noise2Noise needs a series of at least 2 frames.")
+        layer = spec["layer"]
+        data = _read_frames(layer)
         # the 'Denoise' widget's per-frame e⁻/px (dose × pixel size², or None: frame means)
         e_per_px, text = layer_expected_e_per_px(layer, data.shape[0])
-        gain, gain_text = layer_counts_per_electron(layer, float(self.gain.value))
+        gain, gain_text = layer_counts_per_electron(layer, spec["gain"])
         notes.extend([text, f"gain: {gain_text}"])
         train, val = series_datasets(
             data, crop_px=crop, val_crop_px=validation_crop_px(crop, None), notes=notes,
@@ -350,21 +417,23 @@ class TrainDenoiserWidget(TrainingDock):
                 "long exposure.")
         return short, long, *frames
 
-    def _pair_datasets(self, crop: int, notes: list[str]):
+    def _pair_datasets(self, spec: dict, notes: list[str]):
         """Training and validation :class:`PairedExposures`, split as the command does."""
         from ..train.denoise_measured import pair_datasets
 
-        short, long, short_data, long_data = self._pair_layers()
+        crop = spec["crop"]
+        short, long = spec["short"], spec["long"]
+        short_data, long_data = _read_frames(short), _read_frames(long)
         n = 1 if short_data.ndim == 2 else int(short_data.shape[0])
         n_long = 1 if long_data.ndim == 2 else int(long_data.shape[0])
         short_e, short_text = layer_expected_e_per_px(short, n)
         long_e, long_text = layer_expected_e_per_px(long, n_long)
         # the gain of the short exposures' file, as the command takes it (--short's)
-        gain, gain_text = layer_counts_per_electron(short, float(self.gain.value))
+        gain, gain_text = layer_counts_per_electron(short, spec["gain"])
         notes.extend([f"short exposures: {short_text}", f"long exposures: {long_text}",
                       f"gain: {gain_text}"])
         return pair_datasets(
-            np.asarray(short_data, dtype=np.float32), np.asarray(long_data, dtype=np.float32),
+            short_data, long_data,
             crop_px=crop, val_crop_px=validation_crop_px(crop, None), notes=notes,
             short_e_per_px=short_e, long_e_per_px=long_e, counts_per_electron=gain,
             seed=DEFAULTS.seed)
@@ -385,12 +454,12 @@ class TrainDenoiserWidget(TrainingDock):
             init_from=init)
 
     def _request(self):
-        """(train, val, out, settings, notes) or None after show_error."""
+        """(source spec, out, settings, resume) or None after show_error."""
         from ..device import select_device
 
         out = self.out_file.value
         try:
-            train, val, notes = self._datasets()
+            spec = self._source_spec()
             if is_empty_path(out):
                 raise ValueError(f"Choose an output model file ({MODEL_SUFFIX}).")
             out = Path(out)
@@ -401,7 +470,7 @@ class TrainDenoiserWidget(TrainingDock):
         except (LowdoseError, ValueError) as err:
             show_error(one_line(err))
             return None
-        return train, val, out, settings, notes
+        return spec, out, settings, bool(self.resume.value)
 
     # -- training -------------------------------------------------------------------------
     def train(self, _event=None):
@@ -415,13 +484,15 @@ class TrainDenoiserWidget(TrainingDock):
         self.status.value = f"training on {device_description(self.device.value)}…"
         self._launch(request)
 
-    def _run(self, train, val, out, settings, notes, *, direct=False):
-        """Worker body: the training call, its callbacks relayed to the GUI thread."""
+    def _run(self, spec, out, settings, resume, *, direct=False):
+        """Worker body: the frames read and checked, then the training call (its
+        callbacks relayed to the GUI thread)."""
         from ..train.denoiser import train_denoiser
 
+        train, val, notes = self._datasets(spec)
         with self._callbacks("Train denoiser: steps", direct=direct) as (on_progress, on_epoch):
             return train_denoiser(
-                train, val, out, settings, resume=bool(self.resume.value),
+                train, val, out, settings, resume=resume,
                 progress=on_progress, should_stop=self._stop_event.is_set, on_epoch=on_epoch,
                 metadata={"command": "napari 'Train denoiser' widget", "notes": notes})
 
@@ -436,7 +507,7 @@ class TrainDenoiserWidget(TrainingDock):
         self._update_plot()
 
     def _on_error(self, err):
-        self.status.value = "failed"
+        self._reset_after_failure()
         show_error(f"Training failed: {one_line(err)}")
 
     def _on_done(self, summary):
@@ -477,3 +548,25 @@ class TrainDenoiserWidget(TrainingDock):
         epochs = self._draw_history()
         self._mark_best(epochs, self._column("val_psnr_db"), "PSNR", ".2f", self.ax, self.ax,
                         unit=" dB")
+
+
+def _is_series(layer) -> bool:
+    """Whether a layer can be a Noise2Noise series: (frames, y, x), not RGB."""
+    return not getattr(layer, "rgb", False) and len(base_data(layer).shape) == 3
+
+
+def _layer_file(layer) -> Path | None:
+    """The file a layer was read from, if it says."""
+    path = getattr(getattr(layer, "source", None), "path", None)
+    path = path or ((layer.metadata or {}).get("lowdose") or {}).get("path")
+    return Path(path) if path else None
+
+
+def _read_frames(layer) -> np.ndarray:
+    """A layer's frames as float32, refused (named) when a frame holds NaN or inf pixels."""
+    data = np.asarray(base_data(layer), dtype=np.float32)
+    try:
+        check_finite_frames(data)
+    except BadPixelsError as err:
+        raise BadPixelsError(f"'{layer.name}': {err}") from None
+    return data

@@ -1,0 +1,137 @@
+"""The 'Dose calibration' dock (issue 14): unsuitable layers, one notification per failure,
+bad pixels, ready on open, the canvas dose, progress, remembered settings."""
+
+import sys
+
+import numpy as np
+import pytest
+from napari.utils.notifications import notification_manager
+
+from napari_lowdose.widgets import dose_calibration as module
+from napari_lowdose.widgets._dose_overlay import _text_overlay
+from napari_lowdose.widgets.dose_calibration import DoseCalibrationWidget
+
+pytestmark = pytest.mark.gui
+
+CALIBRATED = {"scale": (1, 0.5, 0.5), "units": ("dimensionless", "angstrom", "angstrom")}
+
+
+@pytest.fixture
+def caught(monkeypatch):
+    """Everything besides the dock's own message: napari notifications, excepthook."""
+    seen = {"notifications": [], "excepthook": []}
+    monkeypatch.setattr(notification_manager, "dispatch", seen["notifications"].append)
+    monkeypatch.setattr(notification_manager, "receive_error",
+                        lambda *args, **kwargs: seen["notifications"].append(args))
+    monkeypatch.setattr(sys, "excepthook", lambda *args: seen["excepthook"].append(args))
+    return seen
+
+
+@pytest.fixture
+def shown(monkeypatch):
+    messages = []
+    monkeypatch.setattr(module, "show_error", messages.append)
+    return messages
+
+
+def _frames(n=8):
+    return np.random.default_rng(0).poisson(40.0, size=(n, 16, 16)).astype(np.float32)
+
+
+def _lazy_frames_failing_at(frame, n=8):
+    import dask
+    import dask.array as da
+
+    frames = _frames(n)
+
+    def read(i):
+        if i == frame:
+            raise OSError(f"read error in frame {i}")
+        return frames[i]
+
+    return da.stack([da.from_delayed(dask.delayed(read)(i), (16, 16), np.float32)
+                     for i in range(n)])
+
+
+def test_rgb_layers_cannot_be_chosen(make_napari_viewer, shown, caught):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="photo", rgb=True)
+    widget = DoseCalibrationWidget(viewer, use_thread=False)
+    assert widget.layer is None and widget.status.value == "no image layer"
+    widget.source.value, widget.counts_per_electron.value = "counts", 1.0
+    widget.apply()  # was an IndexError in _count_frames
+    assert shown == ["Choose an image layer first."]
+    assert caught == {"notifications": [], "excepthook": []}
+
+
+def test_opens_on_the_file_just_opened_and_shows_its_new_dose(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = DoseCalibrationWidget(viewer, use_thread=False)
+    viewer.window.add_dock_widget(widget)
+    assert widget.status.value == "no image layer"
+    viewer.add_image(np.zeros((16, 16, 3), np.uint8), name="photo", rgb=True)
+    series = viewer.add_image(_frames(), name="series", **CALIBRATED)  # "opened"
+    assert widget.layer is series and widget.status.value == "not set"
+    widget.source.value, widget.counts_per_electron.value = "counts", 4.0
+    widget.apply()
+    # 40 counts ÷ 4 counts/e⁻ ÷ 0.25 Å² ≈ 40 e⁻/Å², on the canvas at once
+    assert "series · frame 0 ·" in _text_overlay(viewer).text
+    assert "e⁻/Å²" in _text_overlay(viewer).text
+    assert widget.progress_bar.value == widget.progress_bar.max == 8
+    assert widget.time_left.value.startswith("8/8 frames")
+
+
+def test_a_frame_that_cannot_be_read_is_one_notification(make_napari_viewer, qtbot, shown,
+                                                        caught):
+    viewer = make_napari_viewer()
+    lazy = viewer.add_image(_lazy_frames_failing_at(6), name="lazy", contrast_limits=(0, 80),
+                            **CALIBRATED)
+    widget = DoseCalibrationWidget(viewer)  # in a worker thread
+    assert widget.layer is lazy
+    widget.source.value, widget.counts_per_electron.value = "counts", 1.0
+    widget.apply()
+    assert not widget.apply_button.enabled and widget.cancel_button.enabled
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=10_000)
+    qtbot.wait(50)
+    assert shown == ["Dose from counts failed: read error in frame 6"]
+    assert caught == {"notifications": [], "excepthook": []}
+    assert lazy.metadata.get("lowdose", {}).get("dose") is None
+    assert widget.progress_bar.value == 0 and widget.time_left.value == ""
+    assert widget.apply_button.enabled and not widget.cancel_button.enabled
+
+    good = viewer.add_image(_frames(), name="good", **CALIBRATED)
+    widget.layer_combo.value = good
+    widget.apply()
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=10_000)
+    dose = np.array(good.metadata["lowdose"]["dose"]["dose_e_per_A2"])
+    np.testing.assert_allclose(dose, good.data.mean(axis=(1, 2)) / 0.25, rtol=1e-6)
+    assert len(shown) == 1
+
+
+def test_nan_frames_are_refused_by_name(make_napari_viewer, shown):
+    viewer = make_napari_viewer()
+    data = _frames()
+    data[3, 2, 2] = np.nan
+    layer = viewer.add_image(data, name="damaged", **CALIBRATED)
+    widget = DoseCalibrationWidget(viewer, use_thread=False)
+    widget.source.value, widget.counts_per_electron.value = "counts", 1.0
+    widget.apply()
+    assert len(shown) == 1 and shown[0].startswith("Dose from counts failed: frame 3 (1 px)")
+    assert layer.metadata.get("lowdose", {}).get("dose") is None
+    assert widget.status.value == "not set" and widget.progress_bar.value == 0
+
+
+def test_settings_are_remembered_and_reset(make_napari_viewer, tmp_path):
+    table = tmp_path / "dose.csv"
+    table.write_text("dose_e_per_A2\n1\n")
+    widget = DoseCalibrationWidget(make_napari_viewer(), use_thread=False)
+    widget.source.value, widget.counts_per_electron.value = "counts", 7.5
+    widget.table.value = table
+    again = DoseCalibrationWidget(make_napari_viewer(), use_thread=False)
+    assert again.source.value == "counts" and again.counts_per_electron.value == 7.5
+    assert again.table.value == table
+    stated = again._viewer.add_image(_frames(2), name="stated", metadata={
+        "lowdose": {"dose_hints": {"counts_per_electron": 3.0}}})
+    assert again.layer is stated and again.counts_per_electron.value == 3.0  # the file's
+    again.reset_button.changed.emit(None)
+    assert again.source.value == "auto" and again.counts_per_electron.value == 0
