@@ -185,7 +185,10 @@ class VacuumCheck:
 
     def summary(self) -> str:
         """``"48/50 frames look like vacuum (median excess scatter 1.1, limit 2.0)"``."""
-        med = np.nanmedian(self.scatter) if np.isfinite(self.scatter).any() else math.nan
+        noun = "frame" if self.n_frames == 1 else "frames"
+        if not np.isfinite(self.scatter).any():
+            return f"0/{self.n_frames} {noun} could be fitted"
+        med = np.nanmedian(self.scatter)
         noun = "frame looks" if self.n_frames == 1 else "frames look"
         return (f"{self.n_ok}/{self.n_frames} {noun} like vacuum (median excess scatter "
                 f"{med:.2g}, limit {self.limit:.2g})")

@@ -187,6 +187,10 @@ class NoiseFitWidget(NoiseFitPlots, Container):
             show_error(f"'{layer.name}' must be one 2-D frame or a (frames, y, x) series.")
             return None
         ny, nx = _frame_shape(layer)
+        if min(ny, nx) < MIN_ROI_PX:
+            show_error(f"'{layer.name}' is only {ny}×{nx} px: the noise fit needs a vacuum "
+                       f"rectangle of at least {MIN_ROI_PX}×{MIN_ROI_PX} px.")
+            return None
         side = min(ny, nx, int(np.clip(min(ny, nx) // 4, 2 * MIN_ROI_PX, 512)))
         index = self.current_frame(layer)
         try:
@@ -213,9 +217,13 @@ class NoiseFitWidget(NoiseFitPlots, Container):
             pass
         corner = "top" if y0 == 0 else "bottom"
         corner += "-left" if x0 == 0 else "-right"
-        show_info(f"Added '{shapes.name}' ({side}×{side} px) over the {corner} corner, the "
-                  f"least structured of frame {index} (score {score:.2g}; vacuum ≈ 1): "
-                  "check that it is vacuum, or move it.")
+        if math.isfinite(score):
+            why = (f"the least structured of frame {index} (score {score:.2g}; vacuum ≈ 1): "
+                   "check that it is vacuum, or move it")
+        else:
+            why = (f"but no corner of frame {index} could be judged (flat, or no noise "
+                   "spectrum): move it over vacuum")
+        show_info(f"Added '{shapes.name}' ({side}×{side} px) over the {corner} corner, {why}.")
         return shapes
 
     def _roi_px(self, layer):
@@ -437,7 +445,12 @@ class NoiseFitWidget(NoiseFitPlots, Container):
 
     def _describe(self, result: NoiseFitResult, check: VacuumCheck, what: str):
         ok = result.ok
-        verdict = "" if check.passed else "  ⚠ probably not pure vacuum: not saved as a model"
+        if check.passed:
+            verdict = ""
+        elif np.isfinite(check.scatter).any():
+            verdict = "  ⚠ probably not pure vacuum: not saved as a model"
+        else:
+            verdict = "  ⚠ no model to save"
         lines = [f"{what}: {self.spectrum_note(result.model, result.spectrum_kind)}",
                  f"{check.summary()}{verdict}"]
         flagged = int(result.n_frames - ok.sum())
