@@ -167,3 +167,291 @@ def test_errors_are_notified_not_raised(viewer_and_widget, monkeypatch):
     with pytest.raises(LowdoseError, match="no noise fit"):
         widget.save_noise_model("unused.json")
     assert len(shown) == n_errors
+
+
+# -- issue #14: a microscopist's afternoon ----------------------------------------------------
+MODULE = "napari_lowdose.widgets.noise_fit"
+
+
+class Notes:
+    """Every notification the dock sends, by kind; napari's own manager must get nothing."""
+
+    def __init__(self, monkeypatch):
+        from napari.utils.notifications import notification_manager
+
+        self.manager = notification_manager
+        self.before = len(notification_manager.records)
+        self.errors, self.warnings, self.infos = [], [], []
+        monkeypatch.setattr(f"{MODULE}.show_error", self.errors.append)
+        monkeypatch.setattr(f"{MODULE}.show_warning", self.warnings.append)
+        monkeypatch.setattr(f"{MODULE}.show_info", self.infos.append)
+
+    def napari_records(self) -> list:
+        return [str(r) for r in self.manager.records[self.before:]]
+
+
+def _failing_dask(series, bad=6):
+    """A dask-backed series whose frame ``bad`` raises OSError when computed."""
+    import dask
+    import dask.array as da
+
+    def read(i):
+        if i == bad:
+            raise OSError(f"read error in frame {i} (the disk went away)")
+        return series[i]
+
+    frames = [da.from_delayed(dask.delayed(read)(i), shape=series.shape[1:], dtype=series.dtype)
+              for i in range(series.shape[0])]
+    return da.stack(frames)
+
+
+@pytest.mark.parametrize("use_thread", [True, False])
+def test_failing_frame_gives_one_notification_and_the_dock_works_again(
+        make_napari_viewer, vacuum_series, qtbot, monkeypatch, use_thread):
+    viewer = make_napari_viewer()
+    notes = Notes(monkeypatch)
+    data = _failing_dask(vacuum_series)
+    units = ("dimensionless", "angstrom", "angstrom")
+    broken = viewer.add_image(data, name="broken", scale=(1, SAMPLING, SAMPLING), units=units,
+                              contrast_limits=(0, 50))
+    good = viewer.add_image(vacuum_series, name="good", scale=(1, SAMPLING, SAMPLING),
+                            units=units)
+    widget = NoiseFitWidget(viewer, use_thread=use_thread, chunk_frames=2)
+    widget.layer_combo.value = broken
+    _add_roi(viewer, widget)
+    previous = widget.fit_current_frame()  # frame 0 reads fine
+    assert previous is not None
+    widget.fit_series()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=30000)
+    assert len(notes.errors) == 1, notes.errors
+    assert notes.errors[0].startswith("Series noise fit failed: read error in frame 6")
+    assert "\n" not in notes.errors[0] and "previous result is kept" in notes.errors[0]
+    assert notes.napari_records() == []
+    assert widget.result is None and widget.frame_result is previous
+    assert widget.progress_bar.value == 0
+    assert widget.fit_series_button.enabled and widget.fit_frame_button.enabled
+    assert not widget.cancel_button.enabled
+    assert broken.data is data and good.data is vacuum_series  # inputs untouched
+    widget.layer_combo.value = good  # the same dock fits the next series
+    widget.fit_series()
+    qtbot.waitUntil(lambda: widget.result is not None and not widget.busy, timeout=30000)
+    assert widget.result.n_frames == N_FRAMES
+    assert len(notes.errors) == 1 and notes.napari_records() == []
+
+
+def test_nan_frames_are_refused_by_name(viewer_and_widget, monkeypatch):
+    viewer, widget, layer = viewer_and_widget
+    notes = Notes(monkeypatch)
+    data = layer.data.copy()
+    data[3, 20, 20] = np.nan  # inside the rectangle
+    data[7, 50:52, 40] = np.inf
+    data[9, 120, 120] = np.nan  # outside it: not used, not refused
+    layer.data = data
+    _add_roi(viewer, widget)  # pixels 10–106
+    widget.fit_series()
+    assert notes.errors == ["Series noise fit refused: frames 3 (1 px), 7 (2 px) hold NaN or "
+                            "infinite pixels; replace or crop them (nothing was computed from "
+                            "them)"]
+    assert widget.result is None and "no fit yet" in widget.status.value
+    viewer.dims.set_current_step(0, 7)
+    assert widget.fit_current_frame() is None
+    assert notes.errors[-1].startswith("Noise fit of frame 7 refused: frame 7 (2 px) holds")
+    viewer.dims.set_current_step(0, 9)
+    assert widget.fit_current_frame() is not None  # its NaN lies outside the rectangle
+    data[9, 2, 2] = np.nan  # now a corner of frame 9 holds one
+    layer.data = data
+    assert widget.add_vacuum_rectangle() is None
+    assert notes.errors[-1].startswith("No vacuum rectangle proposed: frame 9 (2 px)")
+
+
+def test_ready_on_open(make_napari_viewer, vacuum_series):
+    viewer = make_napari_viewer()
+    first = viewer.add_image(vacuum_series, name="first")
+    widget = NoiseFitWidget(viewer, use_thread=False)
+    assert widget.layer is first  # the only image layer
+    viewer.add_image(vacuum_series[0], name="second")
+    shapes = viewer.add_shapes([_rect(0, 0, 50)], shape_type="rectangle", name="roi")
+    viewer.layers.selection.active = first
+    widget = NoiseFitWidget(viewer, use_thread=False)
+    assert widget.layer is first  # the active one of two
+    assert widget.roi_combo.value is shapes
+    viewer.add_image(np.zeros((8, 8, 3)), rgb=True, name="rgb")
+    viewer.layers.selection.active = viewer.layers["rgb"]
+    assert NoiseFitWidget(viewer, use_thread=False).layer is None  # two fit, none active
+
+
+def test_model_and_spectrum_remembered_and_reset(make_napari_viewer):
+    widget = NoiseFitWidget(make_napari_viewer(), use_thread=False)
+    assert (widget.model.value, widget.spectrum.value) == ("paper", "magnitude")
+    widget.spectrum.value = "power"  # chosen for the paper model
+    widget2 = NoiseFitWidget(make_napari_viewer(), use_thread=False)
+    assert (widget2.model.value, widget2.spectrum.value) == ("paper", "power")
+    widget2.model.value = "physical"
+    widget3 = NoiseFitWidget(make_napari_viewer(), use_thread=False)
+    assert (widget3.model.value, widget3.spectrum.value) == ("physical", "power")
+    assert not widget3.spectrum.enabled
+    widget3.reset_button.clicked.emit()
+    assert (widget3.model.value, widget3.spectrum.value) == ("paper", "magnitude")
+    assert widget3.spectrum.enabled
+    widget4 = NoiseFitWidget(make_napari_viewer(), use_thread=False)
+    assert (widget4.model.value, widget4.spectrum.value) == ("paper", "magnitude")
+
+
+def test_spectrum_follows_the_model_unless_chosen(viewer_and_widget, monkeypatch):
+    viewer, widget, _ = viewer_and_widget
+    Notes(monkeypatch)
+    widget.model.value = "physical"
+    assert widget.spectrum.value == "power" and not widget.spectrum.enabled
+    widget.model.value = "paper"  # back: magnitude again (it used to stay on power)
+    assert widget.spectrum.value == "magnitude" and widget.spectrum.enabled
+    _add_roi(viewer, widget)
+    widget.fit_current_frame()
+    assert "paper model (Eq. 4), magnitude spectrum (the model's)" in widget.status.value
+    widget.spectrum.value = "power"
+    widget.model.value = "physical"
+    widget.model.value = "paper"
+    assert widget.spectrum.value == "power"  # the user's choice is kept
+    widget.fit_current_frame()
+    assert widget.frame_result.spectrum_kind == "power"
+    assert ("paper model (Eq. 4), power spectrum (chosen instead of the model's magnitude)"
+            in widget.status.value)
+
+
+def test_series_progress_shows_time_left(viewer_and_widget):
+    viewer, widget, _ = viewer_and_widget
+    widget.chunk_frames = 5
+    texts = []
+    on_yield = widget._on_series_yield
+
+    def record(item):
+        texts.append(widget.progress_text.value)  # before this item
+        on_yield(item)
+
+    widget._on_series_yield = record
+    _add_roi(viewer, widget)
+    widget.fit_series()
+    texts.append(widget.progress_text.value)
+    assert texts[0] == f"reading frame 0 of {N_FRAMES} …"
+    assert texts[1].startswith(f"1/{N_FRAMES} frames, ~") and "left" in texts[1]  # frame 0
+    assert texts[2].startswith(f"6/{N_FRAMES} frames")
+    assert texts[-1] == f"done: {N_FRAMES} frames fitted"
+    assert widget.progress_bar.value == widget.progress_bar.max == N_FRAMES + 1
+
+
+@pytest.fixture(scope="module")
+def demo_series():
+    from napari_lowdose.simulate.synthetic_series import make_synthetic_dose_series
+
+    return make_synthetic_dose_series(n_frames=20)
+
+
+def _demo_viewer(make_napari_viewer, series):
+    viewer = make_napari_viewer()
+    s = series.parameters.sampling_A
+    meta = with_frame_dose({}, FrameDose(series.dose_e_per_A2, "table"))
+    layer = viewer.add_image(series.counts, name="demo", scale=(1, s, s),
+                             units=("dimensionless", "angstrom", "angstrom"), metadata=meta)
+    return viewer, layer, NoiseFitWidget(viewer, use_thread=False)
+
+
+def _roi_px(viewer, widget, layer, y0, x0, side):
+    s = layer.scale[-1]
+    shapes = viewer.add_shapes([_rect(y0 * s, x0 * s, side * s)], shape_type="rectangle",
+                               name="roi", units=("angstrom", "angstrom"))
+    widget.roi_combo.value = shapes
+
+
+@pytest.mark.parametrize("model", ["paper", "physical"])
+def test_vacuum_passes_and_particle_fails_the_check(make_napari_viewer, demo_series,
+                                                    monkeypatch, tmp_path, model):
+    viewer, layer, widget = _demo_viewer(make_napari_viewer, demo_series)
+    notes = Notes(monkeypatch)
+    widget.model.value = model
+    _roi_px(viewer, widget, layer, 192, 192, 64)  # bottom-right corner: vacuum
+    widget.fit_series()
+    assert notes.warnings == []
+    assert "20/20 frames look like vacuum" in widget.status.value
+    assert "⚠" not in widget.status.value
+    assert widget.save_noise_model(tmp_path / "vacuum.json").is_file()
+    ys, xs = np.nonzero(demo_series.particle_mask)
+    _roi_px(viewer, widget, layer, int(ys.mean()) - 32, int(xs.mean()) - 32, 64)
+    widget.fit_series()
+    assert len(notes.warnings) == 1 and "not pure vacuum" in notes.warnings[0]
+    check = widget.check
+    assert not check.passed and check.n_ok < 16
+    assert f"{check.n_ok}/20 frames look like vacuum" in widget.status.value
+    assert f"{check.n_ok}/20" in notes.warnings[0]  # the count and the warning agree
+    assert "⚠ probably not pure vacuum" in widget.status.value
+    with pytest.raises(LowdoseError, match="not pure vacuum"):
+        widget.save_noise_model(tmp_path / "particle.json")
+    assert not (tmp_path / "particle.json").exists()
+    monkeypatch.setattr("qtpy.QtWidgets.QFileDialog.getSaveFileName",
+                        lambda *a, **k: pytest.fail("no file dialog for a failed check"))
+    widget.save_model_button.clicked.emit()
+    assert notes.errors[-1].startswith("Not saved: the rectangle is probably not pure vacuum")
+    assert widget.save_table(tmp_path / "particle.csv").is_file()  # the diagnostics are kept
+    assert notes.napari_records() == []
+
+
+def test_add_vacuum_rectangle_avoids_the_particle(make_napari_viewer, monkeypatch):
+    viewer = make_napari_viewer()
+    notes = Notes(monkeypatch)
+    y, x = np.mgrid[0:256, 0:256].astype(float)
+    lattice = 1 - 0.35 * (np.hypot(y - 20, x - 20) < 90) * (
+        0.7 + 0.3 * np.cos(2 * np.pi * (x + 0.4 * y) / 7.8))  # particle over the top-left
+    frames = apply_detector_noise(np.stack([lattice, lattice]), 600.0, 0.3, c0=0.27, c3=2.25,
+                                  n0_e_per_px=0.01, rng=1)
+    layer = viewer.add_image(frames, name="particle", scale=(1, 0.3, 0.3))
+    widget = NoiseFitWidget(viewer, use_thread=False)
+    shapes = widget.add_vacuum_rectangle()
+    (y0, x0), (y1, x1) = shapes.data[0].min(axis=0), shapes.data[0].max(axis=0)
+    assert (y1 - y0, x1 - x0) == (64, 64)
+    assert (y0, x0) != (0, 0)
+    assert lattice[int(y0):int(y1), int(x0):int(x1)].min() == 1.0  # over vacuum
+    assert "corner, the least structured of frame" in notes.infos[-1]
+    np.testing.assert_allclose(shapes.scale, layer.scale[-2:])
+    assert shapes.mode == "select"
+    assert widget.fit_current_frame() is not None and widget.frame_check.passed
+
+
+def test_only_one_axis_aligned_rectangle_is_fitted(viewer_and_widget, monkeypatch):
+    viewer, widget, _ = viewer_and_widget
+    notes = Notes(monkeypatch)
+    ellipse = viewer.add_shapes([_rect(1, 1, 9.6)], shape_type="ellipse", name="ellipse")
+    widget.roi_combo.value = ellipse
+    widget.fit_series()
+    assert notes.errors[-1].startswith("'ellipse' holds an ellipse, not a rectangle")
+    centre, half = np.array([6.0, 6.0]), 4.0
+    angle = np.deg2rad(20)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    corners = np.array([[-half, -half], [-half, half], [half, half], [half, -half]])
+    rotated = viewer.add_shapes([centre + corners @ rot.T], shape_type="rectangle",
+                                name="rotated")
+    widget.roi_combo.value = rotated
+    widget.fit_current_frame()
+    assert notes.errors[-1].startswith("The rectangle in 'rotated' is rotated")
+    two = viewer.add_shapes([_rect(1, 1, 5), _rect(6, 6, 5)], shape_type="rectangle",
+                            name="two")
+    widget.roi_combo.value = two
+    widget.fit_series()
+    assert notes.errors[-1].startswith("'two' holds 2 shapes")
+    assert len(notes.errors) == 3 and widget.result is None and widget.frame_result is None
+
+
+def test_add_vacuum_rectangle_bad_inputs(make_napari_viewer, monkeypatch):
+    viewer = make_napari_viewer()
+    notes = Notes(monkeypatch)
+    widget = NoiseFitWidget(viewer, use_thread=False)
+    assert widget.add_vacuum_rectangle() is None
+    assert notes.errors[-1].startswith("Choose an image layer first")
+    widget.layer_combo.value = viewer.add_image(np.ones((2, 20, 20)), name="tiny")
+    assert widget.add_vacuum_rectangle() is None
+    assert notes.errors[-1] == ("'tiny' is only 20×20 px: the noise fit needs a vacuum "
+                                "rectangle of at least 32×32 px.")
+    widget.layer_combo.value = viewer.add_image(np.zeros((2, 128, 128)), name="flat")
+    assert widget.add_vacuum_rectangle() is not None
+    assert "no corner of frame" in notes.infos[-1] and "could be judged" in notes.infos[-1]
+    widget.fit_series()
+    assert notes.warnings == ["No frame could be fitted: is the rectangle over vacuum?"]
+    assert "0/2 frames could be fitted  ⚠ no model to save" in widget.status.value
+    assert notes.napari_records() == []

@@ -7,35 +7,48 @@ fit of the whole series); it plots the spectrum and fit of the current frame
 the frame dose ``N_D`` with the Eq. 2 curve (paper Fig. 6); the plots are in
 :mod:`.noise_fit_plots`. ``N_D`` is the dose × pixel height × pixel width, as
 ``napari-lowdose fit-noise`` computes it.
+
+Every fit is checked for vacuum (:func:`napari_lowdose.noise.vacuum.vacuum_check`): the
+result text counts the frames that look like vacuum, one warning says when too few do,
+and such a fit is not saved as a noise model. "Add vacuum rectangle" proposes the least
+structured corner of the frame shown (:func:`napari_lowdose.noise.vacuum.vacuum_corner`).
+The spectrum follows the model (paper → magnitude, physical → power) unless the user
+chose another one for the paper model.
 """
 
 import math
+import time
 from pathlib import Path
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label, PushButton
-from napari.utils import progress
+from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..errors import LowdoseError
 from ..io.layers import layer_frame_dose
+from ..io.series import BadPixelsError, check_finite_frames
 from ..io.units import pixel_area_A2
 from ..io.writers import atomic_write_text
 from ..noise.fit_result import NoiseFitResult, fit_table_csv
 from ..noise.fitting import fit_spectra
 from ..noise.model import NoiseModel
 from ..noise.spectrum import RadialSpectrum, radial_spectrum
-from ._common import rectangle_roi_px
-from ._layers import base_data, layer_pixel_size_A
-from ._workers import run_task
+from ..noise.vacuum import VacuumCheck, vacuum_check, vacuum_corner
+from ._common import one_line, rectangle_roi_px
+from ._dose_overlay import show_frame_dose
+from ._layers import base_data, layer_pixel_size_A, pick_image_layer
+from ._settings import DockSettings
+from ._workers import eta_text, run_task
 from .noise_fit_plots import NoiseFitPlots
 
 MODEL_CHOICES = [("paper (Eq. 4)", "paper"), ("physical (Eq. 3)", "physical")]
 SPECTRUM_CHOICES = [("magnitude |FFT|", "magnitude"), ("power |FFT|²", "power")]
+#: The spectrum each model is meant for (the physical model, Eq. 3, needs the power one).
+MODEL_SPECTRUM = {"paper": "magnitude", "physical": "power"}
 MIN_ROI_PX = 32
-VACUUM_R2 = 0.9  # median R² below this: the ROI is probably not vacuum
 ROI_LAYER_NAME = "vacuum ROI"
+SETTINGS_NAME = "Detector noise"
 
 
 class NoiseFitWidget(NoiseFitPlots, Container):
@@ -62,18 +75,28 @@ class NoiseFitWidget(NoiseFitPlots, Container):
         self.fit_frame_button = PushButton(text="Fit current frame")
         self.fit_series_button = PushButton(text="Fit whole series")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress_bar = ProgressBar(label="progress", min=0, max=1, value=0)
+        self.progress_text = Label(label="", value="")
         self.status = Label(label="result", value="no fit yet")
         self.save_model_button = PushButton(text="Save noise model…", enabled=False)
         self.save_table_button = PushButton(text="Save per-frame table…", enabled=False)
+        self.reset_button = PushButton(text="Reset to defaults")
         self.extend([
             self.layer_combo, self.roi_combo, self.add_roi_button, self.model, self.spectrum,
-            self.fit_frame_button, self.fit_series_button, self.cancel_button, self.status,
-            self.save_model_button, self.save_table_button,
+            self.fit_frame_button, self.fit_series_button, self.cancel_button,
+            self.progress_bar, self.progress_text, self.status,
+            self.save_model_button, self.save_table_button, self.reset_button,
         ])
         self._build_plots()
+        self.check: VacuumCheck | None = None  # vacuum check of the series fit
+        self.frame_check: VacuumCheck | None = None  # … of the single-frame fit
+        self._spectrum_chosen = False  # the user picked a spectrum other than the model's
+        self._following = False
 
         self.add_roi_button.changed.connect(self.add_vacuum_rectangle)
         self.model.changed.connect(self._on_model_changed)
+        self.spectrum.changed.connect(self._on_spectrum_changed)
+        self.reset_button.changed.connect(self.reset_settings)
         self.fit_frame_button.changed.connect(self.fit_current_frame)
         self.fit_series_button.changed.connect(self.fit_series)
         self.cancel_button.changed.connect(self.cancel)
@@ -84,6 +107,11 @@ class NoiseFitWidget(NoiseFitPlots, Container):
         viewer.layers.events.removed.connect(self._reset_choices)
         viewer.dims.events.current_step.connect(self._on_step)
         self._on_model_changed()
+        self.settings = DockSettings(SETTINGS_NAME, {"model": self.model,
+                                                     "spectrum": self.spectrum}).connect()
+        self.layer_combo.value = pick_image_layer(viewer, suits=_suits)
+        self._reset_choices()
+        show_frame_dose(viewer)
 
     # -- choices --------------------------------------------------------------------------
     def _image_layers(self, _widget=None):
@@ -106,30 +134,74 @@ class NoiseFitWidget(NoiseFitPlots, Container):
         return self.layer_combo.value
 
     def _on_layer_changed(self, _value=None):
-        self.result = None
-        self.frame_result = None
+        self.result = self.check = None
+        self.frame_result = self.frame_check = None
         self._update_buttons()
         self._update_plots()
         self.status.value = "no fit yet"
 
     def _on_model_changed(self, value=None):
-        # The physical model (Eq. 3) is a model of the power spectrum.
-        if self.model.value == "physical":
-            self.spectrum.value = "power"
-            self.spectrum.enabled = False
-        else:
-            self.spectrum.enabled = True
+        """The spectrum follows the model (paper → magnitude, physical → power) unless the
+        user chose another one for the paper model; the physical model needs power."""
+        physical = self.model.value == "physical"
+        if physical or not self._spectrum_chosen:
+            self._follow(MODEL_SPECTRUM[self.model.value])
+        self.spectrum.enabled = not physical
+
+    def _follow(self, kind: str) -> None:
+        self._following = True
+        try:
+            self.spectrum.value = kind
+        finally:
+            self._following = False
+
+    def _on_spectrum_changed(self, value=None):
+        if not self._following:
+            self._spectrum_chosen = self.spectrum.value != MODEL_SPECTRUM[self.model.value]
+
+    def spectrum_note(self, model: str, kind: str) -> str:
+        """``"physical model (Eq. 3), power spectrum (the model's)"`` or ``"… (chosen)"``."""
+        eq = "Eq. 4" if model == "paper" else "Eq. 3"
+        whose = "the model's" if MODEL_SPECTRUM[model] == kind else "chosen instead of " \
+            f"the model's {MODEL_SPECTRUM[model]}"
+        return f"{model} model ({eq}), {kind} spectrum ({whose})"
+
+    def reset_settings(self, _event=None):
+        """Forget the remembered model and spectrum; back to the paper model, magnitude."""
+        self._spectrum_chosen = False
+        self.settings.reset()
+        self._on_model_changed()
 
     # -- ROI ------------------------------------------------------------------------------
     def add_vacuum_rectangle(self, _event=None):
-        """Add a Shapes layer with a default rectangle in the image's top-left corner."""
+        """Add a Shapes layer with a square over the most vacuum-like corner of the frame shown.
+
+        The corner is the one of :func:`napari_lowdose.noise.vacuum.vacuum_corner`: the
+        least structured (lattice, edges, thickness) of the four corner squares.
+        """
         layer = self.layer
         if layer is None:
             show_error("Choose an image layer first: the rectangle takes its scale.")
             return None
+        if not _suits(layer):
+            show_error(f"'{layer.name}' must be one 2-D frame or a (frames, y, x) series.")
+            return None
         ny, nx = _frame_shape(layer)
+        if min(ny, nx) < MIN_ROI_PX:
+            show_error(f"'{layer.name}' is only {ny}×{nx} px: the noise fit needs a vacuum "
+                       f"rectangle of at least {MIN_ROI_PX}×{MIN_ROI_PX} px.")
+            return None
         side = min(ny, nx, int(np.clip(min(ny, nx) // 4, 2 * MIN_ROI_PX, 512)))
-        rect = np.array([[0, 0], [0, side], [side, side], [side, 0]], dtype=float)
+        index = self.current_frame(layer)
+        try:
+            data = base_data(layer)
+            frame = np.asarray(data[index] if layer.ndim == 3 else data, dtype=np.float64)
+            check_finite_frames(frame, [index])
+            (y0, y1, x0, x1), score = vacuum_corner(frame, side)
+        except Exception as err:  # noqa: BLE001 - notify, never raise to the user
+            show_error(f"No vacuum rectangle proposed: {one_line(err)}")
+            return None
+        rect = np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]], dtype=float)
         shapes = self._viewer.add_shapes(
             [rect], shape_type="rectangle", name=ROI_LAYER_NAME,
             scale=tuple(layer.scale[-2:]), translate=tuple(layer.translate[-2:]),
@@ -138,11 +210,20 @@ class NoiseFitWidget(NoiseFitPlots, Container):
         )
         self.roi_combo.reset_choices()
         self.roi_combo.value = shapes
-        try:
-            shapes.mode = "add_rectangle"
+        try:  # ready to be moved (a second, drawn rectangle would not be used)
+            shapes.selected_data = {0}
+            shapes.mode = "select"
         except (ValueError, TypeError):  # pragma: no cover - mode names differ by version
             pass
-        show_info(f"Added '{shapes.name}': move it over vacuum ({side}×{side} px).")
+        corner = "top" if y0 == 0 else "bottom"
+        corner += "-left" if x0 == 0 else "-right"
+        if math.isfinite(score):
+            why = (f"the least structured of frame {index} (score {score:.2g}; vacuum ≈ 1): "
+                   "check that it is vacuum, or move it")
+        else:
+            why = (f"but no corner of frame {index} could be judged (flat, or no noise "
+                   "spectrum): move it over vacuum")
+        show_info(f"Added '{shapes.name}' ({side}×{side} px) over the {corner} corner, {why}.")
         return shapes
 
     def _roi_px(self, layer):
@@ -151,6 +232,10 @@ class NoiseFitWidget(NoiseFitPlots, Container):
         if shapes is None:
             show_error("Choose a Shapes layer with a rectangle over vacuum "
                        "(or press 'Add vacuum rectangle').")
+            return None
+        problem = _not_one_rectangle(shapes)
+        if problem:
+            show_error(problem)
             return None
         try:
             y0, y1, x0, x1 = rectangle_roi_px(shapes, layer)
@@ -178,7 +263,7 @@ class NoiseFitWidget(NoiseFitPlots, Container):
         if layer is None:
             show_error("Choose an image layer first.")
             return None
-        if getattr(layer, "rgb", False) or layer.ndim not in (2, 3):
+        if not _suits(layer):
             show_error(f"'{layer.name}' must be one 2-D frame or a (frames, y, x) series.")
             return None
         roi = self._roi_px(layer)
@@ -233,26 +318,29 @@ class NoiseFitWidget(NoiseFitPlots, Container):
             return None
         layer, (y0, y1, x0, x1) = inputs["layer"], inputs["roi"]
         index = self.current_frame(layer)
-        data = base_data(layer)
-        region = data[index, y0:y1, x0:x1] if layer.ndim == 3 else data[y0:y1, x0:x1]
         dose = None if inputs["dose"] is None else inputs["dose"][index:index + 1]
         try:
-            spec = radial_spectrum(np.asarray(region), kind=inputs["kind"])
+            data = base_data(layer)
+            region = np.asarray(data[index, y0:y1, x0:x1] if layer.ndim == 3
+                                else data[y0:y1, x0:x1])
+            check_finite_frames(region, [index])
+            spec = radial_spectrum(region, kind=inputs["kind"])
             result = fit_spectra(spec, model=inputs["model"], dose_e_per_A2=dose,
                                  sampling_A=inputs["sampling"])
+            check = vacuum_check(result, spec.counts)
         except Exception as err:  # noqa: BLE001 - notify, never raise to the user
-            show_error(f"Noise fit failed: {err}")
+            show_error(f"{_failed(err, f'Noise fit of frame {index}')}")
             return None
-        self.frame_result = result
+        self.frame_result, self.frame_check = result, check
         self._frame_result_index = index
-        self._check_quality(result)
-        self._describe(result, f"frame {index}")
-        self._update_buttons()
-        self._update_plots()
+        self._report(result, check, f"frame {index}")
         return result
 
     def fit_series(self, _event=None):
-        """Fit every frame: spectra in chunks (with progress and Cancel), then one batched fit."""
+        """Fit every frame: spectra in chunks (with progress and Cancel), then one batched fit.
+
+        The first chunk is one frame, timed, so that the time left shows at once.
+        """
         if self._worker is not None:
             show_info("A series fit is already running.")
             return
@@ -260,8 +348,12 @@ class NoiseFitWidget(NoiseFitPlots, Container):
         if inputs is None:
             return
         self._cancelled = False
+        self.progress_bar.max = inputs["n_frames"] + 1
+        self.progress_bar.value = 0
+        self.progress_text.value = f"reading frame 0 of {inputs['n_frames']} …"
         if self.use_thread:
             self.fit_series_button.enabled = self.fit_frame_button.enabled = False
+            self.add_roi_button.enabled = False
             self.cancel_button.enabled = True
         self._worker = run_task(
             self._series_gen(inputs), use_thread=self.use_thread,
@@ -269,51 +361,66 @@ class NoiseFitWidget(NoiseFitPlots, Container):
             on_finish=self._on_worker_done,
         )
 
+    def _chunks(self, n_frames: int) -> list[tuple[int, int]]:
+        """(start, stop) of the chunks read: frame 0 alone (timed), then chunk_frames each."""
+        edges = [0, 1] + list(range(1 + self.chunk_frames, n_frames, self.chunk_frames))
+        edges = [e for e in edges if e < n_frames] + [n_frames]
+        return list(zip(edges[:-1], edges[1:], strict=True))
+
     def _series_gen(self, inputs):
-        """Generator: yields None after each chunk of spectra, then the NoiseFitResult."""
+        """Generator: yields ("progress", done, total, elapsed_s) after each chunk of
+        spectra, then ("result", NoiseFitResult, VacuumCheck)."""
         layer, (y0, y1, x0, x1) = inputs["layer"], inputs["roi"]
         data, n = base_data(layer), inputs["n_frames"]
-        starts = range(0, n, self.chunk_frames)
         values, spec = [], None
-        with progress(total=len(starts) + 1, desc="Detector noise fit") as pbar:
-            for start in starts:
-                if layer.ndim == 3:
-                    block = data[start:start + self.chunk_frames, y0:y1, x0:x1]
-                else:
-                    block = data[y0:y1, x0:x1]
-                spec = radial_spectrum(np.asarray(block), kind=inputs["kind"])
-                values.append(spec.values)
-                pbar.update(1)
-                yield None
-            full = RadialSpectrum(q_norm=spec.q_norm, values=np.concatenate(values),
-                                  counts=spec.counts, kind=spec.kind,
-                                  frame_shape=spec.frame_shape)
-            pbar.set_description("Fitting the noise model")
-            result = fit_spectra(full, model=inputs["model"], dose_e_per_A2=inputs["dose"],
-                                 sampling_A=inputs["sampling"])
-            pbar.update(1)
-        yield result
+        start_time = time.perf_counter()
+        for start, stop in self._chunks(n):
+            if layer.ndim == 3:
+                block = np.asarray(data[start:stop, y0:y1, x0:x1])
+            else:
+                block = np.asarray(data[y0:y1, x0:x1])
+            check_finite_frames(block, range(start, stop))
+            spec = radial_spectrum(block, kind=inputs["kind"])
+            values.append(spec.values)
+            yield ("progress", stop, n, time.perf_counter() - start_time)
+        full = RadialSpectrum(q_norm=spec.q_norm, values=np.concatenate(values),
+                              counts=spec.counts, kind=spec.kind, frame_shape=spec.frame_shape)
+        result = fit_spectra(full, model=inputs["model"], dose_e_per_A2=inputs["dose"],
+                             sampling_A=inputs["sampling"])
+        yield ("result", result, vacuum_check(result, full.counts))
 
     def _on_series_yield(self, item):
-        if item is not None and not self._cancelled:
-            self._on_series_result(item)
+        if self._cancelled:
+            return
+        if item[0] == "progress":
+            _, done, total, elapsed = item
+            self.progress_bar.value = done
+            text = eta_text(done, total, elapsed)
+            self.progress_text.value = text if done < total else f"{text}; fitting the model …"
+        else:
+            self.progress_bar.value = self.progress_bar.max
+            self._on_series_result(item[1], item[2])
 
-    def _on_series_result(self, result: NoiseFitResult):
-        self.result = result
-        self.frame_result = None
-        self._check_quality(result)
-        self._describe(result, "series")
-        self._update_buttons()
-        self._update_plots()
+    def _on_series_result(self, result: NoiseFitResult, check: VacuumCheck):
+        self.progress_text.value = f"done: {result.n_frames} frames fitted"
+        self.result, self.check = result, check
+        self.frame_result = self.frame_check = None
+        self._report(result, check, "series")
 
-    @staticmethod
-    def _on_series_error(err):
-        show_error(f"Series noise fit failed: {err}")
+    def _on_series_error(self, err):
+        self.progress_bar.value = 0
+        self.progress_text.value = ""
+        kept = "; the previous result is kept" if self._has_result() else ""
+        show_error(f"{_failed(err, 'Series noise fit')}{kept}")
 
     def _on_worker_done(self):
         self._worker = None
         self.fit_series_button.enabled = self.fit_frame_button.enabled = True
+        self.add_roi_button.enabled = True
         self.cancel_button.enabled = False
+        if self._cancelled:
+            self.progress_bar.value = 0
+            self.progress_text.value = "cancelled"
 
     def cancel(self, _event=None):
         """Stop a running series fit; the previous result is kept."""
@@ -327,28 +434,33 @@ class NoiseFitWidget(NoiseFitPlots, Container):
         """Whether a series fit is running."""
         return self._worker is not None
 
-    @staticmethod
-    def _check_quality(result: NoiseFitResult):
-        ok = np.asarray(result.ok, dtype=bool)
-        r2 = np.asarray(result.r2, dtype=float)
-        r2 = r2[np.isfinite(r2)]
-        med = float(np.median(r2)) if r2.size else float("nan")
-        if not ok.any():
-            show_warning("No frame could be fitted: is the rectangle over vacuum?")
-        elif not med >= VACUUM_R2 or ok.mean() < 0.5:
-            show_warning(
-                f"Poor fits (median R² {med:.2f}, {int(ok.sum())}/{ok.size} frames ok): "
-                "the rectangle is probably not pure vacuum (or the dose is very low)."
-            )
+    def _report(self, result: NoiseFitResult, check: VacuumCheck, what: str) -> None:
+        """Result text, plots, buttons and (at most) one warning for a finished fit."""
+        self._describe(result, check, what)
+        self._update_buttons()
+        self._update_plots()
+        warning = check.warning()
+        if warning:
+            show_warning(warning)
 
-    def _describe(self, result: NoiseFitResult, what: str):
+    def _describe(self, result: NoiseFitResult, check: VacuumCheck, what: str):
         ok = result.ok
-        lines = [f"{what}: {int(ok.sum())}/{result.n_frames} fits ok "
-                 f"({result.model}, {result.spectrum_kind} spectrum)"]
+        if check.passed:
+            verdict = ""
+        elif np.isfinite(check.scatter).any():
+            verdict = "  ⚠ probably not pure vacuum: not saved as a model"
+        else:
+            verdict = "  ⚠ no model to save"
+        lines = [f"{what}: {self.spectrum_note(result.model, result.spectrum_kind)}",
+                 f"{check.summary()}{verdict}"]
+        flagged = int(result.n_frames - ok.sum())
+        if flagged:
+            lines.append(f"{flagged} fit(s) flagged (e.g. {result.message[~ok][0]}); "
+                         "the medians use the others")
         if ok.any():
             lines.append(f"c0 {np.median(result.c0[ok]):.3g}, c3 {np.median(result.c3[ok]):.3g},"
                          f" C {np.median(result.floor_C[ok]):.3g}, "
-                         f"R² {np.nanmedian(result.r2):.3g} (medians)")
+                         f"R² {check.median_r2:.3g} (medians)")
         n0 = result.readout.n0_e_per_px
         if np.isfinite(n0):
             lines.append(f"N0 = {n0:.3g} e⁻/px (Eq. 2 R² {result.readout.r2:.3g})")
@@ -357,15 +469,32 @@ class NoiseFitWidget(NoiseFitPlots, Container):
         self.status.value = "\n".join(lines)
 
     # -- saving ---------------------------------------------------------------------------
-    def _saved_result(self) -> NoiseFitResult:
-        result = self.result if self.result is not None else self.frame_result
-        if result is None:
-            raise LowdoseError("no noise fit to save: fit the current frame or the series first")
-        return result
+    def _has_result(self) -> bool:
+        return self.result is not None or self.frame_result is not None
 
-    def save_noise_model(self, path: str | Path) -> Path:
-        """Write the fitted noise model (series fit if any, else the frame fit) as JSON."""
-        result = self._saved_result()
+    def _saved(self) -> tuple[NoiseFitResult, VacuumCheck | None]:
+        if self.result is not None:
+            return self.result, self.check
+        if self.frame_result is not None:
+            return self.frame_result, self.frame_check
+        raise LowdoseError("no noise fit to save: fit the current frame or the series first")
+
+    def _saved_result(self) -> NoiseFitResult:
+        return self._saved()[0]
+
+    def save_noise_model(self, path: str | Path, *, allow_non_vacuum: bool = False) -> Path:
+        """Write the fitted noise model (series fit if any, else the frame fit) as JSON.
+
+        Raises
+        ------
+        LowdoseError
+            No fit yet, or the fit failed the vacuum check (unless ``allow_non_vacuum``):
+            its c0, c3 and N0 describe the structure in the rectangle, not the detector.
+        """
+        result, check = self._saved()
+        if check is not None and not check.passed and not allow_non_vacuum:
+            raise LowdoseError(f"the rectangle is probably not pure vacuum ({check.summary()}):"
+                               " fit a rectangle over vacuum first")
         layer = self.layer
         name = f"fitted from {layer.name}" if layer is not None else "fitted"
         try:
@@ -381,6 +510,15 @@ class NoiseFitWidget(NoiseFitPlots, Container):
         return Path(path)
 
     def _save_model_dialog(self, _event=None):
+        try:
+            result, check = self._saved()
+        except LowdoseError as err:
+            show_error(f"Not saved: {err}")
+            return
+        if check is not None and not check.passed:
+            show_error(f"Not saved: the rectangle is probably not pure vacuum "
+                       f"({check.summary()}). Move it over vacuum and fit again.")
+            return
         self._save_dialog("Save noise model", "noise_model.json", "JSON (*.json)",
                           self.save_noise_model)
 
@@ -396,14 +534,53 @@ class NoiseFitWidget(NoiseFitPlots, Container):
             try:
                 show_info(f"Saved {save(path)}")
             except (LowdoseError, OSError, ValueError) as err:
-                show_error(f"Not saved: {err}")
+                show_error(f"Not saved: {one_line(err)}")
 
     def _update_buttons(self):
-        has = self.result is not None or self.frame_result is not None
+        has = self._has_result()
         self.save_model_button.enabled = self.save_table_button.enabled = has
 
 
 # -- helpers ----------------------------------------------------------------------------------
+def _failed(err: BaseException, what: str) -> str:
+    """One line: "<what> refused: <bad frames>" or "<what> failed: <why>"."""
+    verb = "refused" if isinstance(err, BadPixelsError) else "failed"
+    return f"{what} {verb}: {one_line(err)}"
+
+
+def _suits(layer) -> bool:
+    """One 2-D frame or a (frames, y, x) series, not RGB."""
+    return not getattr(layer, "rgb", False) and layer.ndim in (2, 3)
+
+
+def _not_one_rectangle(shapes) -> str | None:
+    """Why a Shapes layer is not one axis-aligned rectangle (None when it is).
+
+    A rotated rectangle, an ellipse or a polygon would be fitted as its bounding box,
+    which holds pixels the user did not choose: it is refused instead.
+    """
+    n = len(shapes.data)
+    if n == 0:
+        return None  # rectangle_roi_px says so
+    if n > 1:
+        return (f"'{shapes.name}' holds {n} shapes: keep one rectangle over vacuum "
+                "(delete the others) so that it is clear which one is fitted.")
+    kind = shapes.shape_type[0]
+    vertices = np.asarray(shapes.data[0], dtype=np.float64)[:, -2:]
+    if kind != "rectangle":
+        article = "an" if kind[:1] in "aeiou" else "a"
+        return (f"'{shapes.name}' holds {article} {kind}, not a rectangle: the noise fit needs an "
+                "axis-aligned rectangle over vacuum (draw one, or press 'Add vacuum rectangle').")
+    span = np.ptp(vertices, axis=0).max()
+    tol = 1e-6 * max(span, 1.0)
+    for axis in (0, 1):
+        values = np.sort(vertices[:, axis])
+        if not (values[1] - values[0] <= tol and values[3] - values[2] <= tol):
+            return (f"The rectangle in '{shapes.name}' is rotated: the noise fit needs an "
+                    "axis-aligned rectangle (draw a new one without rotating it).")
+    return None
+
+
 def _frame_shape(layer) -> tuple[int, int]:
     shape = base_data(layer).shape
     return int(shape[-2]), int(shape[-1])

@@ -5,6 +5,8 @@ c0, c3 and C against dose, and C² against the frame dose ``N_D`` with the Eq. 2
 curve and N0.
 """
 
+import warnings
+
 import numpy as np
 
 from ..noise.readout import eq2_plot_data
@@ -102,7 +104,9 @@ class NoiseFitPlots:
                          fontsize="small", color=self._colors["fg"], wrap=True)
             ax.set_ylabel("⟨|FFT|⟩" if result.spectrum_kind == "magnitude" else "⟨|FFT|²⟩")
             ax.relim()
-            ax.autoscale_view()
+            with warnings.catch_warnings():  # a flat region: nothing positive to log-scale
+                warnings.simplefilter("ignore", UserWarning)
+                ax.autoscale_view()
         self.canvases["spectrum"].draw_idle()
 
     def _series_x(self, result):
