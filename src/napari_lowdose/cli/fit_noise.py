@@ -60,7 +60,8 @@ def cmd_fit_noise(args: argparse.Namespace) -> int:
     """Fit the detector noise model (Larsen Eqs. 1–4) in a vacuum ROI of every frame."""
     import numpy as np
 
-    from ..noise import NoiseModel, fit_noise, fit_table_csv
+    from ..noise import NoiseModel, fit_spectra, fit_table_csv, radial_spectrum
+    from ..noise.vacuum import vacuum_check
     from ..plots.noise import noise_fit_figure
 
     if args.model == "physical" and args.spectrum == "magnitude":
@@ -80,7 +81,9 @@ def cmd_fit_noise(args: argparse.Namespace) -> int:
     if sampling is None and dose is not None:
         raise CliError("the dose per pixel needs a pixel size: give --pixel-size-A")
     stack = _roi_stack(series.data, args.roi)
-    result = fit_noise(stack, dose, sampling, model=args.model, spectrum_kind=spectrum)
+    spec = radial_spectrum(stack, kind=spectrum)
+    result = fit_spectra(spec, model=args.model, dose_e_per_A2=dose, sampling_A=sampling)
+    check = vacuum_check(result, spec.counts)  # the same rule as the Detector noise dock
     model = NoiseModel.from_fit(result, name=f"fit of {series.path.name}",
                                 description=f"ROI {args.roi}, {args.model} model, "
                                             f"{spectrum} spectrum")
@@ -106,6 +109,9 @@ def cmd_fit_noise(args: argparse.Namespace) -> int:
         listed = ", ".join(str(i) for i in nonfinite[:8]) + (" …" if len(nonfinite) > 8 else "")
         print(f"{PROG}: warning: frame(s) {listed} hold NaN or infinite pixels in the region "
               "and were left out of the fit (ok = false)", file=sys.stderr)
+    print(f"vacuum check: {check.summary()}")
+    if check.warning() is not None:
+        print(f"{PROG}: warning: {check.warning()}", file=sys.stderr)
     if bad > len(nonfinite):
         print(f"{PROG}: warning: {bad - len(nonfinite)} frame(s) could not be fitted well "
               "(see the ok and message columns); is the region vacuum?", file=sys.stderr)
