@@ -21,7 +21,7 @@ pytestmark = pytest.mark.gui
 
 N_FRAMES, SIZE, PIXEL_A = 6, 24, 0.5
 DOSES = np.geomspace(10, 1e3, N_FRAMES)
-OUTPUT = "series denoised [tiny]"
+OUTPUT = "tiny · series"
 REAL_DENOISE_FRAMES = denoising.denoise_frames  # before any monkeypatch
 
 
@@ -120,7 +120,7 @@ def test_whole_series_layer_values_and_rerun(setup, model_file, monkeypatch):
     lo, hi = out.contrast_limits
     shown = out.data[widget.current_frame(out)]  # contrast from the frame shown
     assert np.nanmin(shown) <= lo < hi <= np.nanmax(shown)
-    assert widget.status.value == f"{N_FRAMES}/{N_FRAMES} frame(s) denoised"
+    assert widget.status.value.startswith(f"{N_FRAMES}/{N_FRAMES} frame(s) denoised in ")
 
     # Running again updates the same layer.
     out.data[:] = 0
@@ -169,7 +169,7 @@ def test_no_dose_uses_frame_mean(setup, model_file):
     widget.layer_combo.value = plain
     assert "mean" in widget.dose_info.value
     widget.run()
-    out = viewer.layers["plain denoised [tiny]"]
+    out = viewer.layers["tiny · plain"]
     from napari_lowdose.models.registry import load_denoiser
 
     model, _ = load_denoiser(model_file)
@@ -417,7 +417,7 @@ def test_gain_normalises_like_the_command(setup, model_file, monkeypatch):
     widget.run()
     expected = denoising.denoise_frame(model, image.data[3], counts_per_electron=2.5,
                                       device="cpu")
-    np.testing.assert_allclose(viewer.layers["hinted denoised [tiny]"].data, expected,
+    np.testing.assert_allclose(viewer.layers["tiny · hinted"].data, expected,
                                rtol=1e-5, atol=1e-5)
 
 
@@ -436,12 +436,12 @@ def test_tiled_output_matches_the_whole_frame(make_napari_viewer, model_file):
     widget.scope.value = "all"
     assert widget.tile_px.value == 0 and widget.overlap_px.native.isHidden()
     widget.run()
-    whole = viewer.layers["big denoised [tiny]"].data.copy()
+    whole = viewer.layers["tiny · big"].data.copy()
 
     widget.tile_px.value, widget.overlap_px.value = 48, 12
     assert not widget.overlap_px.native.isHidden()
     widget.run()
-    out = viewer.layers["big denoised [tiny]"]
+    out = viewer.layers["tiny · big"]
     assert out.data.shape == frames.shape and np.isfinite(out.data).all()
     model, _ = load_denoiser(model_file)
     expected = dict(REAL_DENOISE_FRAMES(model, frames, device="cpu", tile_px=48, overlap_px=12))

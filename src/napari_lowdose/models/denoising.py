@@ -27,7 +27,7 @@ from .streaming import (
     resolve_indices,
     stream_frames,
 )
-from .tiling import Tile, blend_tiles, plan_tiles, tile_alignment
+from .tiling import Tile, blend_tiles, model_tile_plan
 
 __all__ = ["denoise_frame", "denoise_frames", "outside_training_range"]
 
@@ -88,8 +88,8 @@ def denoise_frames(
     frame_indices: Sequence[int] | None = None,
     should_stop: Callable[[], bool] | None = None,
     progress: Callable[[int, int], None] | None = None,
-    tile_px: int | None = None,
-    overlap_px: int = 48,
+    tile_px: int | str | None = None,
+    overlap_px: int | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(frame index, denoised frame)`` for the frames of a series, one by one.
 
@@ -122,12 +122,14 @@ def denoise_frames(
         Polled between batches and before each yield; True ends the stream.
     progress : callable, optional
         ``progress(done, total)`` after each yielded frame.
-    tile_px : int, optional
+    tile_px : int, "auto" or None, optional
         Process frames larger than this in overlapping tiles (normalised as whole
-        frames first); None: whole frames.
+        frames first); ``"auto"``: only frames too large to fit
+        (:func:`napari_lowdose.models.tiling.auto_tile_px`); None: whole frames.
     overlap_px : int, optional
-        Overlap of the tiles on each inner side
-        (:func:`napari_lowdose.models.tiling.plan_tiles`).
+        Context of the tiles on each inner side; None: from the tile and the network's
+        receptive field (:func:`napari_lowdose.models.tiling.default_overlap_px`, at most
+        ~1.5× the work of one pass).
 
     Yields
     ------
@@ -152,7 +154,7 @@ def denoise_frames(
     frames, single = as_stack(frames)
     n = 1 if single else int(frames.shape[0])
     shape = (int(frames.shape[-2]), int(frames.shape[-1]))
-    check_frame_size(model, shape, tile_px)
+    check_frame_size(model, shape, None if isinstance(tile_px, str) else tile_px)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     doses = per_frame_e_per_px(expected_e_per_px, n)
@@ -160,9 +162,7 @@ def denoise_frames(
     if not (math.isfinite(gain) and gain > 0):
         raise ValueError(f"counts_per_electron must be positive, got {counts_per_electron}")
     indices = resolve_indices(frame_indices, n)
-    tiles = None
-    if tile_px is not None and max(shape) > tile_px:
-        tiles = plan_tiles(shape, tile_px, overlap_px, align=tile_alignment(model))
+    tiles = model_tile_plan(model, shape, tile_px, overlap_px).tiles
     target = select_device(device)
     stop = should_stop or (lambda: False)
 

@@ -27,7 +27,7 @@ from .streaming import (
     resolve_indices,
     stream_frames,
 )
-from .tiling import Tile, blend_tiles, plan_tiles, tile_alignment
+from .tiling import Tile, blend_tiles, model_tile_plan
 
 __all__ = ["predict_frame", "predict_probabilities"]
 
@@ -73,8 +73,8 @@ def predict_probabilities(
     *,
     device: str | torch.device = "auto",
     batch_size: int = 1,
-    tile_px: int | None = None,
-    overlap_px: int = 32,
+    tile_px: int | str | None = None,
+    overlap_px: int | None = None,
     frame_indices: Sequence[int] | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -98,13 +98,15 @@ def predict_probabilities(
         ``"auto"`` (CUDA > MPS > CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
     batch_size : int, optional
         Frames (or, when tiling, tiles) per forward pass.
-    tile_px : int, optional
+    tile_px : int, "auto" or None, optional
         Split frames larger than this into overlapping tiles (raised to the model's
-        ``min_size`` if smaller); ``None``: whole frames.
+        ``min_size`` if smaller); ``"auto"``: only frames too large to fit
+        (:func:`.tiling.auto_tile_px`); ``None``: whole frames.
     overlap_px : int, optional
-        Overlap of the tiles on each inner side (see :func:`.tiling.plan_tiles`). Tiled and
-        whole-frame results agree when the receptive-field radius is at most
-        ``overlap_px // 2``.
+        Context of the tiles on each inner side (see :func:`.tiling.plan_tiles`); None:
+        from the tile and the network's receptive field
+        (:func:`.tiling.default_overlap_px`). Tiled and whole-frame results agree when
+        the receptive-field radius is at most ``overlap_px // 2``.
     frame_indices : sequence of int, optional
         Frames to process (in this order); default all.
     progress : callable, optional
@@ -133,14 +135,11 @@ def predict_probabilities(
 
     frames, single = as_stack(frames)
     shape = (int(frames.shape[-2]), int(frames.shape[-1]))
-    check_frame_size(model, shape, tile_px)
+    check_frame_size(model, shape, None if isinstance(tile_px, str) else tile_px)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     indices = resolve_indices(frame_indices, 1 if single else int(frames.shape[0]))
-    tiles = None
-    if tile_px is not None and max(shape) > max(tile_px, getattr(model, "min_size", 1)):
-        tile = max(tile_px, getattr(model, "min_size", 1))
-        tiles = plan_tiles(shape, tile, overlap_px, align=tile_alignment(model))
+    tiles = model_tile_plan(model, shape, tile_px, overlap_px).tiles
     target = select_device(device)
 
     def process(chunk: list[int], batch: np.ndarray) -> np.ndarray | None:

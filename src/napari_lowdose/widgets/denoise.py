@@ -6,8 +6,9 @@ Katsuno et al. (2021).
 Layer mode
     Frames of the chosen image layer go through
     :func:`napari_lowdose.models.denoising.denoise_frames` one by one in a worker
-    thread and land, as they arrive, in one Image layer ``"<image> denoised
-    [<model>]"`` of the same shape (:mod:`.denoise_output`). Running again updates
+    thread and land, as they arrive, in one Image layer ``"<model> · <image>"`` of
+    the same shape (:mod:`.denoise_output`), written in place and redrawn only when
+    the frame shown is done or every :data:`REFRESH_S`. Running again updates
     that layer; the source layer's data is never modified. Each frame is
     normalised by its expected electrons per vacuum pixel, ``dose · pixel
     height · pixel width``, when the layer has a per-frame dose and a pixel size
@@ -16,31 +17,43 @@ Layer mode
     frame slider moves to is denoised if it is not done yet (:mod:`.denoise_live`).
     As with ``napari-lowdose denoise``, the detector gain (counts per electron)
     is the one set in the widget, else the one the layer's file states, else 1
-    (frames in electrons); frames may be denoised in overlapping tiles of a given
-    size (0: whole frames), normalised as whole frames first. Changing the gain or
-    the tiling starts the output layer afresh.
+    (frames in electrons). Frames are denoised whole unless they do not fit
+    ("auto", :func:`napari_lowdose.models.tiling.auto_tile_px`) or a tile size is
+    set; the "tiling" line says how many tiles and how much work that implies (the
+    rule of ``--tile``, :func:`napari_lowdose.models.tiling.tile_plan`). Changing the
+    gain or the tiling starts the output layer afresh. A whole-series run shows the
+    time left from its first frame (and can be cancelled); a frame with NaN or
+    infinite pixels stops it with one message naming the frame.
 
 In-situ mode
     A camera folder is watched and each frame written into it is denoised and
     appended to two growing layers (:mod:`.denoise_watch`).
 """
 
-import inspect
 import threading
+import time
 from types import SimpleNamespace
 
 import napari
 import numpy as np
 from magicgui.widgets import ComboBox, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox
-from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..errors import LowdoseError
 from ..io.layers import LOWDOSE_KEY
+from ..io.series import BadPixelsError
+from ..models.tiling import AUTO_TILE_MAX_PIXELS
 from ._common import one_line
-from ._layers import base_data, layer_counts_per_electron, layer_expected_e_per_px
+from ._dose_overlay import show_frame_dose
+from ._layers import (
+    base_data,
+    layer_counts_per_electron,
+    layer_expected_e_per_px,
+    pick_image_layer,
+)
 from ._network_dock import MODEL_SUFFIX, NetworkDock
-from ._workers import run_task
+from ._settings import DockSettings
+from ._workers import eta_text, run_task
 from .denoise_live import LiveScope
 from .denoise_output import (
     DENOISED_KEY,
@@ -48,6 +61,7 @@ from .denoise_output import (
     prepare_output,
     record_frame,
     stack,
+    sync_record,
 )
 from .denoise_watch import LIVE_DENOISED, LIVE_RAW, WatchMode
 
@@ -55,6 +69,7 @@ __all__ = [
     "FILE_CHOICE",
     "LIVE_DENOISED",
     "LIVE_RAW",
+    "REFRESH_S",
     "DenoiseWidget",
 ]
 
@@ -68,13 +83,13 @@ SCOPE_CHOICES = [
 AUTO_GAIN_TEXT = "auto (the file's, else 1)"
 #: Smallest tile ``napari-lowdose denoise --tile`` accepts.
 MIN_TILE_PX = 16
-
-
-def _default_overlap_px() -> int:
-    """Tile overlap ``napari-lowdose denoise`` uses (:func:`denoise_frames`' default)."""
-    from ..models.denoising import denoise_frames
-
-    return int(inspect.signature(denoise_frames).parameters["overlap_px"].default)
+_SIDE = int(AUTO_TILE_MAX_PIXELS**0.5)
+#: Tile spin-box text for 0 and overlap spin-box text for 0.
+AUTO_TILE_TEXT = f"auto (whole frames up to {_SIDE}×{_SIDE} px)"
+AUTO_OVERLAP_TEXT = "auto (from the tile and the network)"
+#: A whole-series run redraws its output layer at most this often (s), and when the
+#: frame shown is done.
+REFRESH_S = 0.5
 
 
 def _shutdown(state: SimpleNamespace) -> None:
@@ -121,6 +136,7 @@ class DenoiseWidget(LiveScope, WatchMode, NetworkDock):
         self._live = False
         self._live_pending: int | None = None
         self._model_cache: tuple | None = None  # (key, model) of the last loaded model
+        self._skeletons: dict = {}  # config → unweighted network, for the tiling rule
 
         self.layer_combo = ComboBox(label="image", choices=self._image_layers, nullable=True)
         self.scope = ComboBox(label="frames", choices=SCOPE_CHOICES, value="all")
@@ -135,19 +151,25 @@ class DenoiseWidget(LiveScope, WatchMode, NetworkDock):
         self.gain.native.setSpecialValueText(AUTO_GAIN_TEXT)
         self.gain_info = Label(label="gain used", value="")
         self.tile_px = SpinBox(
-            label="tile (px, 0 = whole frame)", min=0, max=65536, step=16, value=0,
-            tooltip="Denoise frames larger than this in overlapping square tiles (less "
-            f"memory; at least {MIN_TILE_PX} px). As --tile of 'napari-lowdose denoise'.",
+            label="tile (px)", min=0, max=65536, step=16, value=0,
+            tooltip="Denoise frames larger than this in overlapping tiles of at most this "
+            f"side (less memory; at least {MIN_TILE_PX} px). 0 = auto: whole frames "
+            "unless they do not fit. As --tile of 'napari-lowdose denoise'.",
         )
+        self.tile_px.native.setSpecialValueText(AUTO_TILE_TEXT)
         self.overlap_px = SpinBox(
-            label="tile overlap (px)", min=0, max=4096, value=_default_overlap_px(),
-            tooltip="How far each tile reaches beyond its own part of the frame, on each "
-            "inner side (the default is the one of 'napari-lowdose denoise').",
+            label="tile overlap (px)", min=0, max=4096, value=0,
+            tooltip="Context each tile takes beyond its own part of the frame, on each "
+            "inner side. 0 = auto: twice the network's receptive-field radius, at most 8 % "
+            "of the tile (under ~1.5× the work of one pass).",
         )
+        self.overlap_px.native.setSpecialValueText(AUTO_OVERLAP_TEXT)
+        self.tile_info = Label(label="tiling", value="")
         self.run_button = PushButton(text="Denoise")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress_bar = ProgressBar(label="progress", min=0, max=1, value=0)
         self.status = Label(label="status", value="not run yet")
+        self.reset_button = PushButton(text="Reset to defaults")
         watch_rows = self._build_watch_rows()
 
         self._model_inputs = [self.model, self.model_file, self.device, self.gain]
@@ -166,14 +188,16 @@ class DenoiseWidget(LiveScope, WatchMode, NetworkDock):
                 self.gain_info,
                 self.tile_px,
                 self.overlap_px,
+                self.tile_info,
                 self.run_button,
                 self.cancel_button,
                 self.progress_bar,
                 self.status,
                 *watch_rows,
+                self.reset_button,
             ]
         )
-        for label in (self.dose_info, self.gain_info, self.status):
+        for label in (self.dose_info, self.gain_info, self.tile_info, self.status):
             label.native.setWordWrap(True)
 
         self._connect_model_rows()
@@ -181,18 +205,36 @@ class DenoiseWidget(LiveScope, WatchMode, NetworkDock):
         self.scope.changed.connect(self._on_scope_changed)
         self.gain.changed.connect(self._on_gain_changed)
         self.tile_px.changed.connect(self._on_tile_changed)
+        self.overlap_px.changed.connect(self._on_tile_changed)
+        self.model.changed.connect(self._on_tile_changed)
+        self.model_file.changed.connect(self._on_tile_changed)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
+        self.reset_button.changed.connect(self.reset_settings)
         viewer.layers.events.inserted.connect(self._reset_choices)
         viewer.layers.events.removed.connect(self._reset_choices)
         viewer.dims.events.current_step.connect(self._on_step)
         state = self._state
         self.native.destroyed.connect(lambda *_: _shutdown(state))
         self._reset_choices()
+        picked = pick_image_layer(viewer, suits=self._suits)
+        if picked is not None:
+            self.layer_combo.value = picked
         self._on_model_changed()
         self._on_device_changed()
         self._on_layer_changed()
         self._on_tile_changed()
+        # Remembered between sessions (never the layer, nor the series' calibration).
+        self.settings = DockSettings("denoise", {
+            "model": self.model, "model_file": self.model_file, "device": self.device,
+            "gain": self.gain, "tile_px": self.tile_px, "overlap_px": self.overlap_px,
+            **self._watch_settings(),
+        }).connect()
+        show_frame_dose(viewer)
+
+    def reset_settings(self, _event=None) -> None:
+        """Give every remembered setting its default back (and forget the stored ones)."""
+        self.settings.reset()
 
     # -- workers (kept in the shared state so that closing can stop them) ---------------
     @property
@@ -220,13 +262,16 @@ class DenoiseWidget(LiveScope, WatchMode, NetworkDock):
 
     # -- choices --------------------------------------------------------------------------
     def _image_layers(self, _widget=None):
-        return [
-            layer
-            for layer in self._viewer.layers
-            if isinstance(layer, napari.layers.Image)
+        return [layer for layer in self._viewer.layers if self._suits(layer)]
+
+    def _suits(self, layer) -> bool:
+        """Whether the dock can denoise ``layer``: a grey 2-D frame or (frames, y, x)."""
+        return (
+            isinstance(layer, napari.layers.Image)
             and not getattr(layer, "rgb", False)
+            and base_data(layer).ndim in (2, 3)
             and not self._is_output(layer)
-        ]
+        )
 
     @staticmethod
     def _is_output(layer) -> bool:
@@ -238,6 +283,8 @@ class DenoiseWidget(LiveScope, WatchMode, NetworkDock):
     def _on_layer_changed(self, _value=None):
         layer = self.layer
         self._on_gain_changed()
+        self._on_tile_changed()
+        self._watch_calibration_from(layer)
         if layer is None:
             self.dose_info.value = ""
             return
@@ -252,18 +299,47 @@ class DenoiseWidget(LiveScope, WatchMode, NetworkDock):
         self.gain_info.value = self.counts_per_electron()[1]
 
     def _on_tile_changed(self, _value=None):
+        if not hasattr(self, "tile_info"):
+            return  # still being built
         self.overlap_px.visible = int(self.tile_px.value) > 0
+        layer = self.layer
+        if layer is None:
+            self.tile_info.value = ""
+            return
+        try:
+            from ..models.checkpoint import read_checkpoint_metadata
 
-    def _tiling(self) -> tuple[int | None, int]:
-        """(tile px or None for whole frames, overlap px); raises ValueError if too small."""
+            metadata = read_checkpoint_metadata(self._model_path())
+            self.tile_info.value = self._plan(layer, metadata).describe()
+        except (LowdoseError, ValueError, KeyError, TypeError) as err:
+            self.tile_info.value = f"not possible: {one_line(err)}"
+
+    def _tiling(self) -> tuple[int | str, int | None]:
+        """(tile px or "auto", overlap px or None for auto); ValueError if too small."""
         tile = int(self.tile_px.value)
+        overlap = int(self.overlap_px.value) or None
         if tile == 0:
-            return None, int(self.overlap_px.value)
+            return "auto", overlap
         if tile < MIN_TILE_PX:
             raise ValueError(
-                f"the tile must be 0 (whole frames) or at least {MIN_TILE_PX} px, not {tile}"
+                f"the tile must be 0 (auto) or at least {MIN_TILE_PX} px, not {tile}"
             )
-        return tile, int(self.overlap_px.value)
+        return tile, overlap
+
+    def _plan(self, layer, metadata):
+        """The tiling of ``layer``'s frames by the model of ``metadata`` (the core's rule)."""
+        import json
+
+        from ..models.denoiser import DenoiserUNet
+        from ..models.tiling import model_tile_plan
+
+        config = metadata.get("config") or {}
+        key = json.dumps(config, sort_keys=True, default=str)
+        if key not in self._skeletons:
+            self._skeletons[key] = DenoiserUNet.from_config(config)
+        tile, overlap = self._tiling()
+        shape = tuple(int(v) for v in base_data(layer).shape[-2:])
+        return model_tile_plan(self._skeletons[key], shape, tile, overlap)
 
     # -- model rows (see NetworkDock) -----------------------------------------------------
     @staticmethod
@@ -336,15 +412,16 @@ class DenoiseWidget(LiveScope, WatchMode, NetworkDock):
         if getattr(layer, "rgb", False) or data.ndim not in (2, 3):
             show_error(f"'{layer.name}' must be one 2-D frame or a (frames, y, x) series.")
             return None
-        try:
-            tile, overlap = self._tiling()
-        except ValueError as err:
-            show_error(f"Denoise: {one_line(err)}")
-            return None
         checked = self._checked_model("Denoise")
         if checked is None:
             return None
         model_path, metadata, device = checked
+        try:
+            plan = self._plan(layer, metadata)
+        except ValueError as err:
+            show_error(f"Denoise: {one_line(err)}")
+            return None
+        self.tile_info.value = plan.describe()
         from ..models.denoising import outside_training_range
 
         gain, gain_text = self.counts_per_electron(layer)
@@ -369,8 +446,7 @@ class DenoiseWidget(LiveScope, WatchMode, NetworkDock):
             expected_text=expected_text,
             gain=gain,
             gain_text=gain_text,
-            tile_px=tile,
-            overlap_px=overlap,
+            plan=plan,
         )
 
     def run(self, _event=None):
@@ -388,10 +464,15 @@ class DenoiseWidget(LiveScope, WatchMode, NetworkDock):
     def _start(self, request):
         """Prepare the output layer and stream the requested frames into it."""
         self._run = prepare_output(self._viewer, request, self._n_frames(request.layer))
+        self._run.started_s = time.perf_counter()
+        self._run.first_s = None
+        self._run.refreshed_s = 0.0
         self._stop_event.clear()
         self.progress_bar.max, self.progress_bar.value = len(request.indices), 0
         if not self._live:
-            self.status.value = f"denoising {len(request.indices)} frame(s)…"
+            n = len(request.indices)
+            self.status.value = f"denoising {n} frame(s)" + (
+                "… (the time left follows the first frame)" if n > 1 else "…")
         if not self.use_thread:
             self._update_enabled(running=True)
         self._worker = run_task(
@@ -417,43 +498,62 @@ class DenoiseWidget(LiveScope, WatchMode, NetworkDock):
         from ..models import denoising as denoiser
 
         model = self._load_model(request)
-        with progress(total=len(request.indices), desc="Denoise") as pbar:
-            for index, frame in denoiser.denoise_frames(
-                model,
-                request.data,
-                expected_e_per_px=request.expected,
-                counts_per_electron=request.gain,
-                device=request.device,
-                frame_indices=request.indices,
-                should_stop=self._stop_event.is_set,
-                tile_px=request.tile_px,
-                overlap_px=request.overlap_px,
-            ):
-                pbar.update(1)
-                yield index, frame
+        tiled = request.plan.tiles is not None
+        yield from denoiser.denoise_frames(
+            model,
+            request.data,
+            expected_e_per_px=request.expected,
+            counts_per_electron=request.gain,
+            device=request.device,
+            frame_indices=request.indices,
+            should_stop=self._stop_event.is_set,
+            tile_px=request.plan.tile_px if tiled else None,
+            overlap_px=request.plan.overlap_px,
+        )
 
     def _on_frame(self, item):
         if self._state.closed:
             return
         index, frame = item
         run = self._run
+        now = time.perf_counter()
+        if run.first_s is None:
+            run.first_s = now
         first = not run.done
-        record_frame(run, index, frame)
-        if first or int(index) == self.current_frame(run.layer):
+        shown = int(index) == self.current_frame(run.layer)
+        # Redraw only what is displayed: the frame shown, else at most every REFRESH_S.
+        refresh = first or shown or now - run.refreshed_s >= REFRESH_S
+        record_frame(run, index, frame, refresh=refresh)
+        if refresh:
+            run.refreshed_s = now
+        if first or shown:
             follow_contrast(run, frame, force=first)
         self.progress_bar.value = min(run.n_new, self.progress_bar.max)
         if self._live:
             n = stack(run).shape[0]
             self.status.value = f"live: frame {index} denoised ({len(run.done)}/{n} done)"
         else:
-            self.status.value = f"{run.n_new}/{run.n_requested} frame(s) denoised…"
+            self.status.value = self._eta(run, now)
+
+    @staticmethod
+    def _eta(run, now: float) -> str:
+        """Frames done and the time left: from the first frame, then from those after it."""
+        done, total = run.n_new, run.n_requested
+        if done <= 1:
+            elapsed = run.first_s - run.started_s
+        else:  # the first frame also loaded the model: time the others
+            elapsed = (now - run.first_s) / (done - 1) * done
+        return "denoising: " + eta_text(done, total, elapsed)
 
     def _on_error(self, err):
         if self._state.closed:
             return
         if self._run is not None:
             self._run.error = one_line(err)
-        show_error(f"Denoise failed: {one_line(err)}")
+        if isinstance(err, BadPixelsError):
+            show_error(f"Denoise: {one_line(err)}")  # names the frames; never the dose
+        else:
+            show_error(f"Denoise failed: {one_line(err)}")
 
     def _on_finished(self):
         self._worker = None
@@ -469,8 +569,12 @@ class DenoiseWidget(LiveScope, WatchMode, NetworkDock):
 
     def _finish_run(self, run):
         stopped = run.n_new < run.n_requested
+        if run.layer in self._viewer.layers:
+            sync_record(run)
+            run.layer.refresh()
         if run.error:
             self.status.value = f"failed after {run.n_new} frame(s): {run.error}"
+            self.progress_bar.value = 0
             if run.n_new == 0 and run.created and run.layer in self._viewer.layers:
                 # Nothing was denoised: do not leave an empty layer behind.
                 self._viewer.layers.remove(run.layer)
@@ -478,8 +582,9 @@ class DenoiseWidget(LiveScope, WatchMode, NetworkDock):
             return
         if self._live:
             return
+        seconds = time.perf_counter() - run.started_s
         self.status.value = f"{run.n_new}/{run.n_requested} frame(s) denoised" + (
-            " (stopped)" if stopped else ""
+            " (stopped)" if stopped else f" in {seconds:.1f} s"
         )
         if self._stop_event.is_set():
             show_info(f"Denoising cancelled after {run.n_new} frame(s); they are kept.")

@@ -1,10 +1,12 @@
 """The output layer of the 'Denoise' dock's layer mode, and its ``"denoised"`` record.
 
-One Image layer ``"<image> denoised [<model>]"`` per image and model, of the image's
-shape (float32, NaN where not denoised yet), scale, translate, units and axis
-labels. ``metadata["lowdose"]`` keeps the source's record (dose, pixel size) plus
-a ``"denoised"`` record: model, device, normalisation, gain, tiling and the frames
-done. No notifications here.
+One Image layer ``"<model> · <image>"`` per image and model (the name starts with the
+model's short name), of the image's shape (float32, NaN where not denoised yet),
+scale, translate, units and axis labels. ``metadata["lowdose"]`` keeps the source's
+record (dose, pixel size) plus a ``"denoised"`` record: model, device, normalisation,
+gain, tiling and the frames done. Frames are written in place; the layer is
+refreshed by the dock only when what is shown changed (:func:`record_frame`,
+:func:`sync_record`). No notifications here.
 """
 
 from types import SimpleNamespace
@@ -24,6 +26,7 @@ __all__ = [
     "record_frame",
     "same_settings",
     "settings_record",
+    "sync_record",
 ]
 
 #: Key of the denoising record in an output layer's ``metadata["lowdose"]``.
@@ -32,15 +35,16 @@ DENOISED_KEY = "denoised"
 
 def output_name(layer, label: str) -> str:
     """Name of the output layer of an image layer and a model label."""
-    return f"{layer.name} denoised [{label}]"
+    return f"{label} · {layer.name}"
 
 
 def settings_record(request) -> dict:
     """The run settings an output layer's frames were made with (gain, tiling)."""
+    tiled = request.plan.tiles is not None
     return {
         "counts_per_electron": float(request.gain),
-        "tile_px": request.tile_px,
-        "overlap_px": None if request.tile_px is None else int(request.overlap_px),
+        "tile_px": request.plan.tile_px if tiled else None,
+        "overlap_px": int(request.plan.overlap_px) if tiled else None,
     }
 
 
@@ -106,6 +110,7 @@ def prepare_output(viewer, request, n_frames: int) -> SimpleNamespace:
         "normalisation": request.expected_text,
         "gain": request.gain_text,
         **settings_record(request),
+        "tiling": request.plan.describe(),
         "frames_done": sorted(done),
         "n_frames": n_frames,
     }
@@ -129,15 +134,25 @@ def stack(run) -> np.ndarray:
     return data if data.ndim == 3 else data[None]
 
 
-def record_frame(run, index: int, frame: np.ndarray) -> None:
-    """Put one denoised frame into the output layer and its record."""
+def record_frame(run, index: int, frame: np.ndarray, *, refresh: bool = True) -> None:
+    """Put one denoised frame into the output layer, in place (no copy of the layer).
+
+    ``refresh``: redraw the layer now (the dock does so only when the frame is the one
+    shown, or every :data:`~.denoise.REFRESH_S`); the record is written by
+    :func:`sync_record`.
+    """
     stack(run)[index] = frame
     run.done.add(int(index))
     run.n_new += 1
+    if refresh:
+        run.layer.refresh()
+
+
+def sync_record(run) -> None:
+    """Write the frames done into the output layer's ``"denoised"`` record."""
     lowdose = dict(run.layer.metadata.get(LOWDOSE_KEY) or {})
     record = dict(lowdose.get(DENOISED_KEY) or {}, frames_done=sorted(run.done))
     run.layer.metadata = {**run.layer.metadata, LOWDOSE_KEY: {**lowdose, DENOISED_KEY: record}}
-    run.layer.refresh()
 
 
 def follow_contrast(run, frame, *, force: bool = False) -> None:

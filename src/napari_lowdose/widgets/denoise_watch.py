@@ -7,6 +7,12 @@ denoised (:class:`~napari_lowdose.insitu.FrameDenoiser`, with the gain set in th
 dock, else the one each file states, else 1, as ``napari-lowdose watch`` chooses
 it) and appended to two growing layers,
 ``"live raw"`` and ``"live denoised"``, and the viewer moves to the newest frame.
+As ``napari-lowdose watch --pixel-size-A/--dose-e-per-A2``, the pixel size (Å) and the
+dose (e⁻/Å² per frame) can be set here (0: the files' values); the pixel size starts at
+the open series' and the dose at the files' (a dose series changes it every frame; the
+tooltip gives the open series' last dose for a camera whose files state none). The two
+layers carry the pixel size as their scale (in Å) and the per-frame dose in their
+metadata, so they sit next to a calibrated series and the dose overlay reads them.
 With an output folder the results are also written there
 (:class:`~napari_lowdose.insitu.InSituOutput`: ``<name>_denoised.tif`` and
 ``watch_log.csv``). The status line shows the sustained rate, the backlog and the
@@ -23,9 +29,11 @@ from magicgui.widgets import CheckBox, FileEdit, FloatSpinBox, Label, PushButton
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..insitu import FolderWatcher, FrameDenoiser, InSituOutput, WatchSession
-from ..io.layers import LOWDOSE_KEY, image_layer_kwargs
+from ..io.dose import FrameDose
+from ..io.layers import LOWDOSE_KEY, image_layer_kwargs, layer_frame_dose
 from ._common import is_empty_path, one_line
 from ._display import GrowingStack, display_limits
+from ._layers import layer_pixel_size_A
 from ._workers import run_task
 from .denoise_output import DENOISED_KEY
 
@@ -35,6 +43,24 @@ __all__ = ["LIVE_DENOISED", "LIVE_RAW", "WatchMode"]
 LIVE_RAW = "live raw"
 LIVE_DENOISED = "live denoised"
 WATCH_TEXT, STOP_TEXT = "Watch folder", "Stop watching"
+FROM_FILES_TEXT = "from the files"
+
+
+def series_calibration(layer) -> tuple[float, float]:
+    """(pixel size Å, last frame's dose e⁻/Å²) of an open series; 0: unknown.
+
+    The pixel size is the mean of the layer's (y, x) pixel size.
+    """
+    if layer is None:
+        return 0.0, 0.0
+    pixel = layer_pixel_size_A(layer)
+    try:
+        dose = layer_frame_dose(layer.metadata)
+    except Exception:  # noqa: BLE001 - unreadable dose: from the files
+        dose = None
+    pixel_A = 0.0 if pixel is None else float(np.mean(pixel))
+    dose_e_per_A2 = 0.0 if dose is None else float(dose.dose_e_per_A2[-1])
+    return pixel_A, dose_e_per_A2
 
 
 class WatchMode:
@@ -56,6 +82,25 @@ class WatchMode:
             label="settle time (s)", min=0.0, max=60.0, step=0.1, value=0.5
         )
         self.process_existing = CheckBox(text="process files already there", value=True)
+        self.watch_pixel_A = FloatSpinBox(
+            label="pixel size (Å)", min=0.0, max=1e4, step=0.01, value=0.0,
+            tooltip="Pixel size of the camera's frames; 0 = the one each file states. "
+            "As --pixel-size-A of 'napari-lowdose watch'.",
+        )
+        self.watch_pixel_A.native.setDecimals(4)
+        self.watch_dose = FloatSpinBox(
+            label="dose (e⁻/Å² per frame)", min=0.0, max=1e9, step=1.0, value=0.0,
+            tooltip="Dose of every frame; 0 = the one each file states (else the frame "
+            "mean normalises). As --dose-e-per-A2 of 'napari-lowdose watch'.",
+        )
+        self.watch_dose.native.setDecimals(3)
+        self._dose_tooltip = self.watch_dose.tooltip
+        for box in (self.watch_pixel_A, self.watch_dose):
+            box.native.setSpecialValueText(FROM_FILES_TEXT)
+        self._calibration_edited = False
+        self._calibration_setting = False
+        for box in (self.watch_pixel_A, self.watch_dose):
+            box.changed.connect(self._on_calibration_edited)
         self.watch_button = PushButton(text=WATCH_TEXT)
         self.watch_status = Label(label="watch", value="not watching")
         self.watch_status.native.setWordWrap(True)
@@ -64,9 +109,33 @@ class WatchMode:
             self.output_folder,
             self.settle_s,
             self.process_existing,
+            self.watch_pixel_A,
+            self.watch_dose,
         ]
         self.watch_button.changed.connect(self.toggle_watch)
         return [self.insitu_title, *self._watch_inputs, self.watch_button, self.watch_status]
+
+    def _watch_settings(self) -> dict:
+        """The in-situ inputs remembered between sessions (not the calibration)."""
+        return {"camera_folder": self.camera_folder, "output_folder": self.output_folder,
+                "settle_s": self.settle_s, "process_existing": self.process_existing}
+
+    def _on_calibration_edited(self, _value=None) -> None:
+        if not self._calibration_setting:
+            self._calibration_edited = True
+
+    def _watch_calibration_from(self, layer) -> None:
+        """Pixel size and dose from the open series, unless the user set their own."""
+        if self._calibration_edited or self.watching:
+            return
+        pixel_A, dose = series_calibration(layer)
+        self._calibration_setting = True
+        try:
+            self.watch_pixel_A.value = pixel_A
+        finally:
+            self._calibration_setting = False
+        hint = f" The open series' last frame had {dose:.4g} e⁻/Å²." if dose > 0 else ""
+        self.watch_dose.tooltip = self._dose_tooltip + hint
 
     @property
     def _watch_worker(self):
@@ -129,14 +198,17 @@ class WatchMode:
             show_error(f"Watch: {one_line(err)}")
             return None
         gain = float(self.gain.value)
+        pixel_A, dose = float(self.watch_pixel_A.value), float(self.watch_dose.value)
         return SimpleNamespace(
             folder=folder,
             out=out,
             model_path=model_path,
             device=device,
             watcher=watcher,
-            # None: each file's stated gain, else 1 (as 'napari-lowdose watch')
+            # None: each file's value (gain: else 1), as 'napari-lowdose watch'
             gain=gain if gain > 0 else None,
+            pixel_size_A=pixel_A if pixel_A > 0 else None,
+            dose_e_per_A2=dose if dose > 0 else None,
         )
 
     def start_watch(self):
@@ -157,6 +229,7 @@ class WatchMode:
             n_failures=0,
             stats=None,
             written=[],
+            doses=[],
             error=None,
         )
         skipped = len(request.watcher.skipped)
@@ -181,10 +254,16 @@ class WatchMode:
 
         watch = self._watch
         model, _ = load_denoiser(request.model_path, device="cpu")
-        denoise = FrameDenoiser(model, request.device, counts_per_electron=request.gain)
+        denoise = FrameDenoiser(model, request.device, counts_per_electron=request.gain,
+                                dose_e_per_A2=request.dose_e_per_A2,
+                                pixel_size_A=request.pixel_size_A)
 
         def process(frame, meta):
-            return frame, denoise(frame, meta), meta.get("pixel_size_A")
+            pixel = (request.pixel_size_A if request.pixel_size_A is not None
+                     else meta.get("pixel_size_A"))
+            dose = (request.dose_e_per_A2 if request.dose_e_per_A2 is not None
+                    else meta.get("dose_e_per_A2"))
+            return frame, denoise(frame, meta), pixel, dose
 
         output = None if request.out is None else InSituOutput(request.out)
         on_result = None
@@ -232,13 +311,13 @@ class WatchMode:
                 f"{failure.reason}"
             )
         elif not event.idle:
-            raw, denoised, pixel = event.result
-            self._append_live(event.path, raw, denoised, pixel)
+            raw, denoised, pixel, dose = event.result
+            self._append_live(event.path, raw, denoised, pixel, dose)
         if self._watch_stop.is_set():
             return
         self.watch_status.value = self._watch_text()
 
-    def _append_live(self, path, raw, denoised, pixel):
+    def _append_live(self, path, raw, denoised, pixel, dose=None):
         """Append one frame to the "live raw" and "live denoised" layers."""
         watch = self._watch
         shape = tuple(np.shape(denoised))
@@ -256,6 +335,7 @@ class WatchMode:
             )
             return
         layers = []
+        watch.doses.append(None if dose is None else float(dose))
         for name, stack, frame in (
             (LIVE_RAW, watch.raw, raw),
             (LIVE_DENOISED, watch.denoised, denoised),
@@ -276,13 +356,14 @@ class WatchMode:
     def _show_live(self, name: str, view: np.ndarray, frame, pixel):
         """Show ``view`` in the layer ``name`` (created with the first frame)."""
         layer = self._viewer.layers[name] if name in self._viewer.layers else None
+        pixel_yx = None if pixel is None else tuple(float(v) for v in np.broadcast_to(pixel, 2))
         if layer is not None and isinstance(layer, napari.layers.Image) and layer.ndim == 3:
             layer.data = view
+            self._calibrate_live(layer, pixel_yx)
             return layer
         if layer is not None:
             self._viewer.layers.remove(layer)
         limits, full = display_limits(frame)
-        pixel_yx = None if pixel is None else tuple(float(v) for v in np.broadcast_to(pixel, 2))
         record = {"insitu": name, "folder": str(self._watch.request.folder)}
         if name == LIVE_DENOISED:
             record[DENOISED_KEY] = {
@@ -300,7 +381,41 @@ class WatchMode:
         )
         layer.contrast_limits_range = full
         layer.contrast_limits = limits
+        self._calibrate_live(layer, pixel_yx)
         return layer
+
+    def _calibrate_live(self, layer, pixel_yx) -> None:
+        """Scale, units (Å) and the per-frame dose of a live layer, as its frames arrive.
+
+        The frames of a layer continued from an earlier watch without a dose keep the
+        layer undated (one dose per frame, or none).
+        """
+        if pixel_yx is not None:
+            kwargs = image_layer_kwargs(pixel_yx, 3)
+            if tuple(layer.scale[-2:]) != pixel_yx or str(layer.units[-1]) != "angstrom":
+                layer.scale, layer.units = kwargs["scale"], kwargs["units"]
+        lowdose = dict((layer.metadata or {}).get(LOWDOSE_KEY) or {})
+        doses = self._watch.doses
+        start = int(layer.data.shape[0]) - len(doses)  # frames from an earlier watch
+        earlier = lowdose.get("dose") if start > 0 else None
+        try:
+            earlier = None if earlier is None else FrameDose.from_metadata(earlier)
+        except Exception:  # noqa: BLE001 - unreadable: the earlier frames are undated
+            earlier = None
+        known = all(d is not None and d > 0 for d in doses) and (
+            start == 0 or (earlier is not None and earlier.n_frames == start))
+        if known:
+            values = np.asarray(doses, dtype=float)
+            if start:
+                values = np.concatenate([earlier.dose_e_per_A2, values])
+            detail = ("set in the Denoise dock" if self._watch.request.dose_e_per_A2
+                      else "the camera files")
+            lowdose["dose"] = FrameDose(values, "metadata", detail).to_metadata()
+        else:
+            lowdose.pop("dose", None)
+        if pixel_yx is not None:
+            lowdose["pixel_size_A"] = list(pixel_yx)
+        layer.metadata = {**(layer.metadata or {}), LOWDOSE_KEY: lowdose}
 
     def _on_watch_error(self, err):
         if self._state.closed:
