@@ -32,8 +32,11 @@ def test_demo_writes_series_noise_fit_segmentation_and_record(demo_folder):
     assert series.frame_dose.dose_e_per_A2[-1] == pytest.approx(1e4)
     record = json.loads((out / "demo.json").read_text())
     summary = json.loads((out / "segment" / "summary.json").read_text())
-    assert record["segmentation"]["convergence_dose_e_per_A2"] == (
-        summary["convergence_dose_e_per_A2"])
+    for key in ("visibility_dose_e_per_A2", "convergence_dose_e_per_A2",
+                "paper_dose_at_50pct_e_per_A2", "paper_convergence_dose_e_per_A2"):
+        assert record["segmentation"][key] == summary[key]  # the consensus and paper readouts
+    assert {"f1_at_least_half_from_e_per_A2", "f1_at_least_0.9_from_e_per_A2"} <= set(
+        record["f1"])  # against the truth, printed next to them
     # by default the model's calibrated threshold (segment --threshold model)
     from napari_lowdose.models.registry import load_model
 
