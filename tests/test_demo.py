@@ -60,7 +60,7 @@ def test_demo_prints_a_summary_and_replaces_its_own_folder(demo_folder, capsys):
     before = (demo_folder / "demo.json").stat().st_mtime_ns
     assert main(["demo", "--out", str(demo_folder), *DEMO_OPTIONS]) == 0
     printed = capsys.readouterr().out
-    for text in ("convergence dose:", "50 % segmentation:", "converged area:", "truth",
+    for text in ("visible:", "converged:", "50 % segmentation at", "converged area:", "truth",
                  "$ napari-lowdose fit-noise", "$ napari-lowdose segment",
                  "$ napari-lowdose denoise", "dB denoised"):
         assert text in printed
