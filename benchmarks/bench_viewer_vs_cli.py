@@ -136,9 +136,10 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = run(args)
+    machine = platform.processor() or platform.machine()
     print(f"\n{args.frames} frames of {args.size}² px on {args.device} "
-          f"({torch.get_num_threads()} torch threads; {platform.processor() or platform.machine()},"
-          f" Python {sys.version.split()[0]})\n")
+          f"({torch.get_num_threads()} torch threads; {machine}, "
+          f"Python {sys.version.split()[0]})\n")
     print("| run | CLI (s) | dock (s) | dock / CLI |")
     print("|---|---:|---:|---:|")
     for what, cli_s, dock_s in rows:

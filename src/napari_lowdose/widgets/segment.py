@@ -60,8 +60,8 @@ from ..io.layers import LOWDOSE_KEY
 from ..io.series import BadPixelsError
 from ..workflows.segmentation import SEGMENT_FILES
 from ._common import one_line
-from ._layers import base_data
 from ._dose_overlay import show_frame_dose
+from ._layers import base_data
 from ._network_dock import MODEL_SUFFIX, NetworkDock, RedrawThrottle
 from ._workers import eta_text, format_duration, run_task
 from .area_plot import AreaPlotWidget
