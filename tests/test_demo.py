@@ -95,8 +95,8 @@ def test_demo_viewer_shows_the_run_in_the_segment_and_plot_docks(demo_folder,
     viewer = make_napari_viewer()
     widget = populate_demo_viewer(viewer, demo_folder)
     image = viewer.layers["simulated series"]
-    prob = viewer.layers["simulated series probability [unet-au-ceo2-low]"]
-    mask = viewer.layers["simulated series mask [unet-au-ceo2-low]"]
+    prob = viewer.layers["unet-low probability · simulated series"]
+    mask = viewer.layers["unet-low mask · simulated series"]
     assert prob.data.shape == mask.data.shape == image.data.shape
     assert tuple(mask.scale) == tuple(image.scale)
     saved = np.asarray(read_series(demo_folder / "segment" / "probability.tif").data)

@@ -59,8 +59,8 @@ def setup(make_napari_viewer, model_file):
 
 
 def _outputs(viewer):
-    prob = viewer.layers["series probability [tiny]"]
-    mask = viewer.layers["series mask [tiny]"]
+    prob = viewer.layers["tiny (msdnet) probability · series"]
+    mask = viewer.layers["tiny (msdnet) mask · series"]
     return prob, mask
 
 
@@ -255,8 +255,8 @@ def test_the_model_threshold_button_sets_the_calibrated_threshold(setup, tmp_pat
     widget.run()
     widget.model_threshold_button.clicked.emit()
     assert widget.threshold.value == pytest.approx(0.35)
-    prob = viewer.layers["series probability [cal]"]
-    mask = viewer.layers["series mask [cal]"]
+    prob = viewer.layers["cal (msdnet) probability · series"]
+    mask = viewer.layers["cal (msdnet) mask · series"]
     np.testing.assert_array_equal(mask.data, prob.data >= 0.35)
 
 
@@ -294,8 +294,8 @@ def test_min_area_on_an_uncalibrated_image_warns_once_and_is_not_applied(setup, 
     bare = viewer.add_image(frames, name="bare", metadata=dict(image.metadata))
     widget.layer_combo.value = bare
     widget.run()
-    mask = viewer.layers["bare mask [tiny]"]
-    prob = viewer.layers["bare probability [tiny]"]
+    mask = viewer.layers["tiny (msdnet) mask · bare"]
+    prob = viewer.layers["tiny (msdnet) probability · bare"]
     warnings = []
     monkeypatch.setattr("napari_lowdose.widgets.segment_analysis.show_warning", warnings.append)
     widget.min_area.value = 5.0
@@ -323,7 +323,7 @@ def test_errors_are_one_line_and_inputs_stay_enabled(setup, model_file, monkeypa
     widget.model_file.value = model_file
     widget.run()
     assert messages[-1] == "Segment failed: out of memory"
-    assert widget.status.value.startswith("failed after 0 frame(s): out of memory")
+    assert widget.status.value.startswith("failed after 0 of 8 frame(s): out of memory")
     assert widget.run_button.enabled and widget.layer_combo.enabled
     assert not widget.cancel_button.enabled
     # Nothing was segmented: no empty output layers are left behind.

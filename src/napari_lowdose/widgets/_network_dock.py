@@ -3,20 +3,58 @@
 'Segment' and 'Denoise' share the model rows (a shipped model or a model file, what
 the file holds, the device and what it resolves to) and the frame bookkeeping of the
 chosen layer; each says which models it lists and how it describes one.
+
+Also shared: the settings worth remembering of those rows (:meth:`NetworkDock.remember`,
+with a "Reset to defaults" button), the layer a dock starts on
+(:meth:`NetworkDock.pick_layer`), and :class:`RedrawThrottle`, which keeps a stream of
+finished frames from redrawing the viewer more often than the eye can follow.
 """
 
+import time
 from pathlib import Path
 
 import napari
-from magicgui.widgets import ComboBox, Container, FileEdit, Label
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
 
 from ..errors import LowdoseError
 from ._common import DEVICE_CHOICES, device_description, is_empty_path, one_line, shown_frame
-from ._layers import base_data
+from ._layers import base_data, pick_image_layer
+from ._settings import DockSettings
 
-__all__ = ["MODEL_SUFFIX", "NetworkDock"]
+__all__ = ["MODEL_SUFFIX", "REDRAW_INTERVAL_S", "NetworkDock", "RedrawThrottle"]
 
 MODEL_SUFFIX = ".safetensors"
+#: Seconds between two redraws of a dock's progress and layers while frames stream in.
+REDRAW_INTERVAL_S = 0.5
+
+
+class RedrawThrottle:
+    """Whether it is time to redraw: at most once every ``interval_s`` seconds.
+
+    Parameters
+    ----------
+    interval_s : float, optional
+        Shortest time between two redraws.
+    clock : callable, optional
+        Seconds (``time.perf_counter`` by default; tests pass their own).
+    """
+
+    def __init__(self, interval_s: float = REDRAW_INTERVAL_S, clock=time.perf_counter):
+        self.interval_s = float(interval_s)
+        self._clock = clock
+        self._last_s: float | None = None
+
+    def due(self) -> bool:
+        """True (and the redraw counted) if none happened in the last ``interval_s``."""
+        now = self._clock()
+        if self._last_s is not None and now - self._last_s < self.interval_s:
+            return False
+        self._last_s = now
+        return True
+
+    def reset(self) -> None:
+        """The next :meth:`due` is True."""
+        self._last_s = None
 
 
 class NetworkDock(Container):
@@ -44,6 +82,43 @@ class NetworkDock(Container):
         self.model_info = Label(label="model info", value="")
         self.device = ComboBox(label="device", choices=DEVICE_CHOICES, value="auto")
         self.device_info = Label(label="runs on", value="")
+
+    # -- settings and the layer a dock starts on ------------------------------------------
+    def network_settings(self) -> dict:
+        """The model rows worth remembering between sessions: model, model file, device."""
+        return {"model": self.model, "model_file": self.model_file, "device": self.device}
+
+    def remember(self, dock: str, widgets: dict) -> DockSettings:
+        """Remember the model rows and ``widgets`` under ``dock``; make :attr:`reset_button`.
+
+        Restores the stored values now (call it after connecting the widgets' handlers)
+        and saves each change. The dock places :attr:`reset_button` ("Reset to
+        defaults", which calls :meth:`reset_settings`) in its layout.
+        """
+        self.settings = DockSettings(dock, {**self.network_settings(), **widgets}).connect()
+        self.reset_button = PushButton(
+            text="Reset to defaults",
+            tooltip="Forget the remembered settings of this dock and use the defaults",
+        )
+        self.reset_button.changed.connect(self.reset_settings)
+        return self.settings
+
+    def reset_settings(self, _value=None) -> None:
+        """Give every remembered input its default back (and forget the stored values)."""
+        self.settings.reset()
+
+    @staticmethod
+    def suits(layer) -> bool:
+        """Whether a network can run on ``layer``: one 2-D frame or a (frames, y, x) series."""
+        return not getattr(layer, "rgb", False) and base_data(layer).ndim in (2, 3)
+
+    def pick_layer(self) -> None:
+        """Choose the active (else the only) suitable image layer, if there is one."""
+        layer = pick_image_layer(
+            self._viewer, suits=lambda candidate: self.suits(candidate)
+            and candidate in self.layer_combo.choices)
+        if layer is not None:
+            self.layer_combo.value = layer
 
     def _connect_model_rows(self) -> None:
         for label in (self.model_info, self.device_info):

@@ -9,6 +9,12 @@ and the values read off the curve (converged band, convergence dose, dose at
 log axis, Larsen et al. 2023, Figs. 2–4), F1 against dose in a second panel when
 available (SOI Fig. 9), a ring on the viewer's current frame, and moves the
 viewer to the frame of a point clicked on.
+
+Legible in a narrow dock: constrained layout, short axis labels aligned across the two
+panels, the legend under the axes (never over the curves) and the doses read off each
+curve in the status line. One dock per viewer: the 'Segment' dock docks it under the
+name the Plugins menu uses (:data:`AREA_DOCK_NAME`), so the menu finds that dock
+instead of adding a second one, and :func:`show_area_dock` brings it forward.
 """
 
 import math
@@ -22,13 +28,27 @@ from magicgui.widgets import Container, Label
 from ..analysis.area_vs_dose import AreaAnalysis
 from ..io.layers import LOWDOSE_KEY
 from ..plots.area import draw_area_vs_dose
+from ._dose_overlay import show_frame_dose
 from ._plotting import new_canvas, style_axes, theme_colors
 
-__all__ = ["AREA_KEY", "AreaPlotWidget", "analysis_from_record", "area_record"]
+__all__ = [
+    "AREA_DOCK_NAME",
+    "AREA_KEY",
+    "AreaPlotWidget",
+    "analysis_from_record",
+    "area_record",
+    "show_area_dock",
+]
 
 #: Key of the area-against-dose record in ``metadata["lowdose"]`` of a mask layer.
 AREA_KEY = "area_vs_dose"
 CLICK_RADIUS_PX = 12.0
+#: The dock's title in the Plugins menu (napari: "<widget> (<plugin display name>)").
+AREA_DOCK_NAME = "Area vs dose (Low-dose HR-TEM)"
+#: Screens lower than this (px available) get the plot as a tab beside 'Segment'.
+SMALL_SCREEN_HEIGHT_PX = 900
+#: Smallest height of the plot, px (two panels stay readable; fits 1366×768 screens).
+PLOT_MIN_HEIGHT_PX = 260
 
 _INSTANCES: "weakref.WeakSet[AreaPlotWidget]" = weakref.WeakSet()
 
@@ -101,6 +121,50 @@ def refresh_area_plots(viewer) -> list["AreaPlotWidget"]:
     return widgets
 
 
+def _docked_area_plot(window):
+    """(dock, AreaPlotWidget) docked in a napari window, or (None, None)."""
+    for dock in list(getattr(window, "_wrapped_dock_widgets", {}).values()):
+        try:
+            inner = dock.inner_widget()
+        except Exception:  # noqa: BLE001 - a dock being torn down
+            continue
+        if isinstance(inner, AreaPlotWidget):
+            return dock, inner
+    return None, None
+
+
+def _small_screen(window) -> bool:
+    try:
+        screen = window._qt_window.screen()
+        return screen.availableGeometry().height() < SMALL_SCREEN_HEIGHT_PX
+    except Exception:  # noqa: BLE001 - no screen information: dock below
+        return False
+
+
+def show_area_dock(viewer) -> "AreaPlotWidget | None":
+    """Show and raise the viewer's Area-vs-dose dock, docking one if there is none.
+
+    Returns the dock's widget, or None when the viewer has no window. The dock is
+    added under :data:`AREA_DOCK_NAME` (so napari's Plugins menu finds it and does
+    not add a second one), on the right, as a tab on screens lower than
+    :data:`SMALL_SCREEN_HEIGHT_PX`.
+    """
+    window = getattr(viewer, "window", None)
+    if window is None or not hasattr(window, "add_dock_widget"):
+        return None
+    dock, widget = _docked_area_plot(window)
+    if dock is None:
+        widget = AreaPlotWidget(viewer)
+        try:
+            dock = window.add_dock_widget(widget, name=AREA_DOCK_NAME, area="right",
+                                          tabify=_small_screen(window))
+        except Exception:  # noqa: BLE001 - a window that cannot dock: keep the widget
+            return widget
+    dock.show()
+    dock.raise_()
+    return widget
+
+
 class AreaPlotWidget(Container):
     """Area (and F1) against frame dose of every mask layer that carries a table."""
 
@@ -119,6 +183,7 @@ class AreaPlotWidget(Container):
         viewer.dims.events.current_step.connect(self._update_marker)
         _INSTANCES.add(self)
         self.refresh()
+        show_frame_dose(viewer)
 
     # -- data -----------------------------------------------------------------------------
     def _collect(self):
@@ -152,7 +217,12 @@ class AreaPlotWidget(Container):
     # -- plot -----------------------------------------------------------------------------
     def _build_plot(self):
         self._colors = theme_colors(self._viewer)
-        self.figure, self.canvas = new_canvas(self._colors, 320, figsize=(4.5, 5.0))
+        self.figure, self.canvas = new_canvas(self._colors, PLOT_MIN_HEIGHT_PX,
+                                              figsize=(4.0, 4.2))
+        from qtpy.QtWidgets import QSizePolicy
+
+        self.status.native.setSizePolicy(QSizePolicy.Policy.Expanding,
+                                         QSizePolicy.Policy.Preferred)
         self.canvas.mpl_connect("button_press_event", self._on_press)
         self.ax_area, self.ax_f1 = None, None
         self._markers = []
@@ -170,13 +240,14 @@ class AreaPlotWidget(Container):
         if self.runs:
             draw_area_vs_dose(self.ax_area, self.runs)
             scale = self._nm2()
+            self.ax_area.set_ylabel("area (nm²)" if scale else "area (px)")
             for run in self.runs.values():
                 area = run.area_px * (run.pixel_area_nm2 if scale else 1.0)
                 self._points.append((self.ax_area, run.frame, run.dose_e_per_A2, area))
         else:
             self.ax_area.set_xscale("log")
             self.ax_area.set_xlabel("frame dose (e⁻/Å²)")
-            self.ax_area.set_ylabel("segmented area")
+            self.ax_area.set_ylabel("area")
         if self.ax_f1 is not None:
             for index, (label, run) in enumerate(self.runs.items()):
                 if label not in self.f1:
@@ -194,15 +265,46 @@ class AreaPlotWidget(Container):
                 self._points.append((self.ax_f1, run.frame, run.dose_e_per_A2, self.f1[label]))
             self.ax_f1.set_ylim(0, 1.02)
             self.ax_f1.set_xlabel("frame dose (e⁻/Å²)")
-            self.ax_f1.set_ylabel("F1 against the truth")
+            self.ax_f1.set_ylabel("F1 (truth)")
             self.ax_area.set_xlabel("")
+        self._legend_below()
         for ax in self.figure.axes:
             style_axes(ax, self._colors)
+        self.figure.align_ylabels()
         if self.runs:
-            self.status.value = f"{len(self.runs)} run(s); click a point to show its frame"
+            self.status.value = "; ".join(
+                [*(self._doses_text(label, run) for label, run in self.runs.items()),
+                 "click a point to show its frame"])
         else:
             self.status.value = "no segmented mask layer yet: run 'Segment'"
         self._update_marker()
+
+    def _legend_below(self) -> None:
+        """One legend under the panels: the runs, then what the two line styles mark."""
+        from matplotlib.lines import Line2D
+
+        legend = self.ax_area.get_legend()
+        if legend is not None:
+            legend.remove()
+        if not self.runs:
+            return
+        handles = [Line2D([], [], color=f"C{index}", marker=".", ms=3, lw=0.8, label=label)
+                   for index, label in enumerate(self.runs)]
+        fg = self._colors["fg"]
+        handles += [Line2D([], [], color=fg, lw=1, label="converged"),
+                    Line2D([], [], color=fg, lw=1, ls="--", label="50 % area")]
+        legend = self.figure.legend(handles=handles, loc="outside lower center", ncols=2,
+                                    fontsize=7, frameon=False)
+        for text in legend.get_texts():
+            text.set_color(fg)
+
+    @staticmethod
+    def _doses_text(label: str, run: AreaAnalysis) -> str:
+        def dose(value: float) -> str:
+            return f"{value:.3g} e⁻/Å²" if math.isfinite(value) else "not reached"
+
+        return (f"{label}: converged from {dose(run.convergence_dose_e_per_A2)}, "
+                f"50 % at {dose(run.dose_at_50pct_e_per_A2)}")
 
     def current_frame(self) -> int:
         """The viewer's current frame (its first dimension)."""

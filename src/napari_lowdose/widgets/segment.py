@@ -4,10 +4,20 @@ The napari face of ``napari-lowdose segment`` (both write through
 :mod:`napari_lowdose.workflows.segmentation`): frames go through
 :func:`napari_lowdose.models.inference.predict_probabilities` one by one in a
 worker thread and land, as they arrive, in two layers made for
-the chosen image and model — ``"<image> probability [<model>]"`` (Image, NaN
-where not computed yet) and ``"<image> mask [<model>]"`` (Labels, probability ≥
-threshold, 0 where not computed). Running again updates the same two layers;
+the chosen image and model — ``"<model> probability · <image>"`` (Image, NaN
+where not computed yet) and ``"<model> mask · <image>"`` (Labels, probability ≥
+threshold, 0 where not computed; ``<model>`` is the model's short name, e.g.
+``unet-low``). Running again updates the same two layers;
 moving the threshold re-thresholds the stored probabilities without the network.
+While frames stream in, the layers are redrawn when the frame on screen is done and
+the progress at most twice a second (:class:`._network_dock.RedrawThrottle`), so that
+the viewer costs the run little; the status shows the time left, measured from the
+first frame. A frame that cannot be read or holds NaN/inf pixels stops the run with
+one message naming it; the frames done before stay.
+
+The dock opens on the active (else the only) suitable image layer, shows the shown
+frame's dose on the canvas and remembers its settings between sessions ("Reset to
+defaults" forgets them).
 The optional mask clean-up (:class:`~napari_lowdose.analysis.masks.MaskCleaning`:
 keep the largest region, fill holes, drop regions below an area; as the CLI's
 ``--keep-largest``, ``--fill-holes``, ``--min-area-nm2``) is applied the same way.
@@ -27,6 +37,7 @@ the model rows in :mod:`._network_dock`.
 """
 
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -42,19 +53,20 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
-from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..errors import LowdoseError
 from ..io.layers import LOWDOSE_KEY
+from ..io.series import BadPixelsError
 from ..workflows.segmentation import SEGMENT_FILES
 from ._common import one_line
+from ._dose_overlay import show_frame_dose
 from ._layers import base_data
-from ._network_dock import MODEL_SUFFIX, NetworkDock
-from ._workers import run_task
+from ._network_dock import MODEL_SUFFIX, NetworkDock, RedrawThrottle
+from ._workers import eta_text, format_duration, run_task
 from .area_plot import AreaPlotWidget
 from .segment_analysis import SegmentAnalysis
-from .segment_results import output_layers, write_run
+from .segment_results import output_layers, short_model_name, write_run
 
 __all__ = ["FILE_CHOICE", "SegmentWidget"]
 
@@ -107,6 +119,7 @@ class SegmentWidget(SegmentAnalysis, NetworkDock):
         self.progress_bar = ProgressBar(label="progress", min=0, max=1, value=0)
         self.status = Label(label="status", value="not run yet")
         self.export_button = PushButton(text="Export…", enabled=False)
+        self._redraw = RedrawThrottle()
         self._inputs = [
             self.layer_combo,
             self.model,
@@ -141,6 +154,12 @@ class SegmentWidget(SegmentAnalysis, NetworkDock):
                 self.export_button,
             ]
         )
+        self.remember("segment", {
+            "threshold": self.threshold, "keep_largest": self.keep_largest,
+            "fill_holes": self.fill_holes, "min_area_nm2": self.min_area, "scope": self.scope,
+        })
+        self.append(self.reset_button)
+        self._inputs.append(self.reset_button)
         self.status.native.setWordWrap(True)
         self._connect_model_rows()
         self.layer_combo.changed.connect(self._on_layer_changed)
@@ -155,9 +174,11 @@ class SegmentWidget(SegmentAnalysis, NetworkDock):
         viewer.layers.events.inserted.connect(self._reset_choices)
         viewer.layers.events.removed.connect(self._reset_choices)
         self._reset_choices()
+        self.pick_layer()
         self._on_model_changed()
         self._on_device_changed()
         self._on_scope_changed()
+        show_frame_dose(viewer)
 
     # -- choices --------------------------------------------------------------------------
     def _image_layers(self, _widget=None):
@@ -285,6 +306,8 @@ class SegmentWidget(SegmentAnalysis, NetworkDock):
             device=device,
             indices=indices,
             label=self._model_label(),
+            short_name=short_model_name(self._model_label(), metadata.get("arch"),
+                                        shipped=not self._file_chosen()),
         )
 
     def run(self, _event=None):
@@ -298,7 +321,8 @@ class SegmentWidget(SegmentAnalysis, NetworkDock):
         self._prepare_layers(request)
         self._stop_event.clear()
         self.progress_bar.max, self.progress_bar.value = len(request.indices), 0
-        self.status.value = f"segmenting {len(request.indices)} frame(s)…"
+        self.status.value = (f"segmenting {len(request.indices)} frame(s); timing the "
+                             "first frame for an estimate…")
         self._set_running(True)
         self._worker = run_task(
             self._frames(request), use_thread=self.use_thread, on_yield=self._on_frame,
@@ -348,16 +372,13 @@ class SegmentWidget(SegmentAnalysis, NetworkDock):
         from ..models.registry import load_model
 
         model, _ = load_model(request.model_path, device="cpu")
-        with progress(total=len(request.indices), desc="Segment") as pbar:
-            for index, probability in inference.predict_probabilities(
-                model,
-                request.data,
-                device=request.device,
-                frame_indices=request.indices,
-                should_stop=self._stop_event.is_set,
-            ):
-                pbar.update(1)
-                yield index, probability
+        yield from inference.predict_probabilities(
+            model,
+            request.data,
+            device=request.device,
+            frame_indices=request.indices,
+            should_stop=self._stop_event.is_set,
+        )
 
     def _prepare_layers(self, request):
         """Create (or reuse) the probability and mask layers of this image and model."""
@@ -373,8 +394,12 @@ class SegmentWidget(SegmentAnalysis, NetworkDock):
             n_requested=len(request.indices),
             n_new=0,
             error=None,
+            bad_pixels=False,
             created=created,
+            started_s=time.perf_counter(),
+            unshown=set(),
         )
+        self._redraw.reset()
 
     def _views(self, run=None):
         """(probabilities, masks) of a run as (frames, y, x) views of the layers' data."""
@@ -383,20 +408,39 @@ class SegmentWidget(SegmentAnalysis, NetworkDock):
         return (prob, mask) if prob.ndim == 3 else (prob[None], mask[None])
 
     def _on_frame(self, item):
+        """A frame is done: store it; redraw only what is on screen, and not too often.
+
+        The layers' data are written in place. The layers are redrawn when the frame the
+        viewer shows is done (other frames are read when the slider reaches them); the
+        progress bar and the status at most every :data:`REDRAW_INTERVAL_S` (and after
+        the first frame: its time gives the estimate).
+        """
         index, probability = item
         run = self._run
         prob, mask = self._views(run)
         prob[index] = probability
         mask[index] = self._mask_of(probability, run)
         run.n_new += 1
+        run.unshown.add(int(index))
+        if self.current_frame(run.image) in run.unshown:
+            self._refresh_layers(run)
+        if run.n_new == 1 or run.n_new == run.n_requested or self._redraw.due():
+            self._show_progress(run)
+
+    def _refresh_layers(self, run) -> None:
+        run.unshown.clear()
         run.prob_layer.refresh()
         run.mask_layer.refresh()
+
+    def _show_progress(self, run) -> None:
         self.progress_bar.value = min(run.n_new, self.progress_bar.max)
-        self.status.value = f"{run.n_new}/{run.n_requested} frame(s) segmented…"
+        self.status.value = "segmented " + eta_text(
+            run.n_new, run.n_requested, time.perf_counter() - run.started_s)
 
     def _on_error(self, err):
         if self._run is not None:
             self._run.error = one_line(err)
+            self._run.bad_pixels = isinstance(err, BadPixelsError)
         show_error(f"Segment failed: {one_line(err)}")
 
     def _on_finished(self):
@@ -405,12 +449,21 @@ class SegmentWidget(SegmentAnalysis, NetworkDock):
         run = self._run
         if run is None:
             return
+        if self._run_alive():
+            self._refresh_layers(run)
         stopped = run.n_new < run.n_requested
+        elapsed = time.perf_counter() - run.started_s
+        self.progress_bar.value = min(run.n_new, self.progress_bar.max)
         self.status.value = f"{run.n_new}/{run.n_requested} frame(s) segmented" + (
-            " (stopped)" if stopped else ""
+            " (stopped)" if stopped else f" in {format_duration(elapsed)}"
         )
         if run.error:
-            self.status.value = f"failed after {run.n_new} frame(s): {run.error}"
+            self.progress_bar.value = 0
+            what = "refused a frame with bad pixels" if run.bad_pixels else "failed"
+            kept = (f"; the {run.n_new} frame(s) done before are kept" if run.n_new
+                    else "; nothing was segmented")
+            self.status.value = (f"{what} after {run.n_new} of {run.n_requested} frame(s): "
+                                 f"{run.error}{kept}")
             if run.n_new == 0 and run.created:
                 # Nothing was segmented: do not leave two empty layers behind.
                 for created in (run.prob_layer, run.mask_layer):
@@ -419,9 +472,10 @@ class SegmentWidget(SegmentAnalysis, NetworkDock):
                 self._run = None
                 self._set_running(False)
                 return
-        if self._stop_event.is_set():
+        if self._stop_event.is_set() and not run.error:
             show_info(f"Segmentation cancelled after {run.n_new} frame(s); they are kept.")
-        self.update_analysis()
+        # After a failure its message is the one notification: the analysis stays quiet.
+        self.update_analysis(quiet=bool(run.error))
 
     def _set_running(self, running: bool):
         for widget in self._inputs:

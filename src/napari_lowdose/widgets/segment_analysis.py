@@ -20,7 +20,13 @@ from ..errors import LowdoseError
 from ..io.layers import LOWDOSE_KEY, layer_frame_dose
 from ._common import one_line
 from ._layers import base_data, layer_pixel_size_A
-from .area_plot import AREA_KEY, AreaPlotWidget, area_record, refresh_area_plots
+from .area_plot import (
+    AREA_KEY,
+    AreaPlotWidget,
+    area_record,
+    refresh_area_plots,
+    show_area_dock,
+)
 from .segment_results import done_frames, summary_features
 
 __all__ = ["SegmentAnalysis"]
@@ -95,9 +101,18 @@ class SegmentAnalysis:
             return None
         return truth if truth.ndim in (2, 3) else None
 
-    def update_analysis(self):
-        """Area (and F1) against dose of the frames done → the mask layer and the plot."""
+    def update_analysis(self, *, quiet: bool = False):
+        """Area (and F1) against dose of the frames done → the mask layer and the plot.
 
+        ``quiet``: no notification (after a failed run, whose message is the one shown).
+        """
+        if quiet:
+            def silent(_message):
+                return None
+
+            info = warning = error = silent
+        else:
+            info, warning, error = show_info, show_warning, show_error
         if not self._run_alive():
             return None
         run = self._run
@@ -114,10 +129,10 @@ class SegmentAnalysis:
         try:
             dose = layer_frame_dose(run.image.metadata)
         except LowdoseError as err:
-            show_warning(f"{run.image.name}: dose metadata unreadable ({one_line(err)}).")
+            warning(f"{run.image.name}: dose metadata unreadable ({one_line(err)}).")
             dose = None
         if dose is None or dose.n_frames != prob.shape[0]:
-            show_info(
+            info(
                 f"'{run.image.name}' has no per-frame dose: the area against dose needs "
                 "it (use the 'Dose calibration' widget)."
             )
@@ -127,7 +142,7 @@ class SegmentAnalysis:
                 mask[done], dose.dose_e_per_A2[done], layer_pixel_size_A(run.image)
             )
         except ValueError as err:
-            show_error(f"Area against dose: {one_line(err)}")
+            error(f"Area against dose: {one_line(err)}")
             return None
         analysis = replace(
             analysis, frame=done.copy(), high_dose_frames=done[analysis.high_dose_frames]
@@ -153,13 +168,14 @@ class SegmentAnalysis:
         return analysis
 
     def _show_plot(self):
-        """Redraw the Area-vs-dose docks of this viewer, docking one if there is none."""
-        if refresh_area_plots(self._viewer):
-            return
-        self.plot_widget = AreaPlotWidget(self._viewer)
-        try:
-            self._viewer.window.add_dock_widget(
-                self.plot_widget, name="Area vs dose", area="right"
-            )
-        except Exception:  # noqa: BLE001 - a viewer without a window: keep the widget
-            pass
+        """Redraw the Area-vs-dose dock of this viewer and bring it forward.
+
+        The dock is the one the Plugins menu opens (same name): one per viewer, never
+        a duplicate; one is docked if the viewer has none (or it was closed).
+        """
+        refresh_area_plots(self._viewer)
+        plot = show_area_dock(self._viewer)
+        if plot is not None:
+            self.plot_widget = plot
+        elif self.plot_widget is None:  # a viewer without a window: keep the widget
+            self.plot_widget = AreaPlotWidget(self._viewer)

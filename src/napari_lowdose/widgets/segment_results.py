@@ -14,7 +14,11 @@ from ..io.tables import table_to_csv
 from ..workflows.segmentation import segmentation_record, write_segmentation
 from ._layers import layer_pixel_size_A
 
-__all__ = ["done_frames", "output_layers", "summary_features", "write_run"]
+__all__ = ["done_frames", "output_layer_names", "output_layers", "short_model_name",
+           "summary_features", "write_run"]
+
+#: The sample the shipped models were trained on: left out of their short names.
+_SHIPPED_SAMPLE = "-au-ceo2"
 
 
 def done_frames(probabilities3: np.ndarray) -> np.ndarray:
@@ -23,19 +27,37 @@ def done_frames(probabilities3: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.isfinite(flat).all(axis=1))
 
 
+def short_model_name(label: str, arch: str | None = None, *, shipped: bool = False) -> str:
+    """The model's name as the output layers start with it.
+
+    A shipped model loses the sample it was trained on (``unet-au-ceo2-low`` →
+    ``unet-low``); a model file keeps its name, followed by its architecture when
+    the name does not say it (``tiny`` → ``tiny (msdnet)``).
+    """
+    if shipped:
+        return label.replace(_SHIPPED_SAMPLE, "")
+    if arch and arch.lower() not in label.lower():
+        return f"{label} ({arch})"
+    return label
+
+
+def output_layer_names(image_name: str, short_name: str) -> tuple[str, str]:
+    """``("<model> probability · <image>", "<model> mask · <image>")``."""
+    return (f"{short_name} probability · {image_name}", f"{short_name} mask · {image_name}")
+
+
 def output_layers(viewer, request):
     """(probability layer, mask layer, created) of a request's image and model.
 
-    ``"<image> probability [<model>]"`` (Image, NaN where not computed) and
-    ``"<image> mask [<model>]"`` (Labels, 0 where not computed), with the image's
-    scale, translate, units and axis labels. Layers of those names and of the
-    image's shape are reused (created False); others of those names are replaced.
+    ``"<model> probability · <image>"`` (Image, NaN where not computed) and
+    ``"<model> mask · <image>"`` (Labels, 0 where not computed; see
+    :func:`output_layer_names`: the model's short name first, so that two runs are told
+    apart in the layer list), with the image's scale, translate, units and axis labels.
+    Layers of those names and of the image's shape are reused (created False); others
+    of those names are replaced.
     """
     layer, shape = request.layer, tuple(request.data.shape)
-    names = (
-        f"{layer.name} probability [{request.label}]",
-        f"{layer.name} mask [{request.label}]",
-    )
+    names = output_layer_names(layer.name, request.short_name)
     existing = [viewer.layers[n] if n in viewer.layers else None for n in names]
     reuse = (
         isinstance(existing[0], napari.layers.Image)
