@@ -193,11 +193,15 @@ def test_settings_are_remembered_across_sessions_and_reset(make_napari_viewer, m
     assert again.model.value == "msdnet-au-ceo2"
     assert str(again.model_file.value) == str(model_file)
 
+    from napari_lowdose.models.registry import RECOMMENDED_MODEL, load_model
+
+    recommended = load_model(RECOMMENDED_MODEL)[1]["validation"]["calibrated_threshold"]
     again.reset_button.clicked.emit()
-    assert again.threshold.value == pytest.approx(0.9) and not again.keep_largest.value
+    assert again.threshold.value == pytest.approx(recommended) and not again.keep_largest.value
     assert again.scope.value == "all" and again.device.value == "auto"
+    assert again.model.value == RECOMMENDED_MODEL
     fresh = SegmentWidget(make_napari_viewer(), use_thread=False)
-    assert fresh.threshold.value == pytest.approx(0.9) and fresh.min_area.value == 0.0
+    assert fresh.threshold.value == pytest.approx(recommended) and fresh.min_area.value == 0.0
 
 
 def test_the_estimate_after_the_first_frame_and_few_redraws(make_napari_viewer, model_file,
@@ -302,3 +306,17 @@ def test_result_layers_start_with_the_model_short_name(make_napari_viewer, model
     names = [layer.name for layer in viewer.layers]
     assert names[1:] == [PROB, MASK, "unet-like (msdnet) probability · series",
                          "unet-like (msdnet) mask · series"]
+
+
+def test_the_dock_starts_on_the_recommended_model_at_its_threshold(make_napari_viewer):
+    """The one recommended choice (models.registry), as the command and the demo use it."""
+    from napari_lowdose.models.registry import RECOMMENDED_MODEL, load_model
+    from napari_lowdose.widgets.segment import SegmentWidget
+
+    widget = SegmentWidget(make_napari_viewer(), use_thread=False)
+    calibrated = load_model(RECOMMENDED_MODEL)[1]["validation"]["calibrated_threshold"]
+    assert widget.model.value == RECOMMENDED_MODEL
+    assert widget.threshold.value == pytest.approx(calibrated)
+    widget.threshold.value = 0.8
+    widget.reset_settings()  # "Reset to defaults" gives the recommended choice back
+    assert widget.threshold.value == pytest.approx(calibrated)

@@ -58,7 +58,9 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from ..errors import LowdoseError
 from ..io.layers import LOWDOSE_KEY
 from ..io.series import BadPixelsError
-from ..workflows.segmentation import SEGMENT_FILES
+from ..models.checkpoint import read_checkpoint_metadata
+from ..models.registry import RECOMMENDED_MODEL, RECOMMENDED_THRESHOLD, resolve_model
+from ..workflows.segmentation import SEGMENT_FILES, resolve_threshold
 from ._common import one_line
 from ._dose_overlay import show_frame_dose
 from ._layers import base_data
@@ -154,6 +156,7 @@ class SegmentWidget(SegmentAnalysis, NetworkDock):
                 self.export_button,
             ]
         )
+        self._use_recommended_defaults()
         self.remember("segment", {
             "threshold": self.threshold, "keep_largest": self.keep_largest,
             "fill_holes": self.fill_holes, "min_area_nm2": self.min_area, "scope": self.scope,
@@ -179,6 +182,19 @@ class SegmentWidget(SegmentAnalysis, NetworkDock):
         self._on_device_changed()
         self._on_scope_changed()
         show_frame_dose(viewer)
+
+    def _use_recommended_defaults(self) -> None:
+        """Start on the recommended model at its calibrated threshold (decided once, in
+        :data:`napari_lowdose.models.registry.RECOMMENDED_MODEL`; see docs/models.md)."""
+        if RECOMMENDED_MODEL not in (self.model.choices or ()):
+            return
+        self.model.value = RECOMMENDED_MODEL
+        try:
+            metadata = read_checkpoint_metadata(resolve_model(RECOMMENDED_MODEL))
+            self.threshold.value = resolve_threshold(RECOMMENDED_THRESHOLD, metadata,
+                                                     RECOMMENDED_MODEL)
+        except LowdoseError:  # an installation without the file: the paper's 0.9 stays
+            pass
 
     # -- choices --------------------------------------------------------------------------
     def _image_layers(self, _widget=None):
