@@ -2,8 +2,8 @@
 
 Every dock that works on dose series calls :func:`show_frame_dose` when it opens: the
 viewer's text overlay then reads, for the selected (else the first) image layer that
-has a per-frame dose, ``frame 12 · 240 e⁻/Å² · cumulative 1.3·10³ e⁻/Å²``, and follows
-the frame slider. Idempotent: a viewer gets one overlay however many docks call it.
+has a per-frame dose, ``frame 12 · 240 e⁻/Å² · cumulative 1300 e⁻/Å² · 1.35 e⁻/px``, and
+follows the frame slider (short enough for a 1366-px-wide screen). Idempotent: a viewer gets one overlay however many docks call it.
 """
 
 import weakref
@@ -35,7 +35,7 @@ def frame_dose_text(layer, frame: int) -> str:
     if dose is None or not 0 <= frame < dose.n_frames:
         return ""
     value = float(dose.dose_e_per_A2[frame])
-    text = (f"{layer.name} · frame {frame} · {value:.4g} e⁻/Å² · cumulative "
+    text = (f"frame {frame} · {value:.4g} e⁻/Å² · cumulative "
             f"{float(dose.cumulative_dose_e_per_A2[frame]):.4g} e⁻/Å²")
     pixel = layer_pixel_size_A(layer)
     if pixel is not None:
