@@ -159,7 +159,7 @@ def test_ready_on_the_active_series_and_named_after_the_model(make_napari_viewer
     viewer.dims.set_current_step(0, 4)
     overlay = viewer.canvas.overlays.text if hasattr(viewer, "canvas") else viewer.text_overlay
     assert overlay.visible and overlay.text.startswith("second · frame 4 · ")
-    assert frame_dose_text(second, 4).startswith("second · frame 4 · ")
+    assert frame_dose_text(second, 4, named=True).startswith("second · frame 4 · ")
     widget.shutdown()
 
 
@@ -274,5 +274,5 @@ def test_watch_takes_pixel_size_and_dose_and_calibrates_the_live_layers(
         assert [str(u) for u in layer.units[-2:]] == ["angstrom", "angstrom"]
         dose = layer.metadata[LOWDOSE_KEY]["dose"]["dose_e_per_A2"]
         assert dose == pytest.approx([40.0, 40.0])
-        assert frame_dose_text(layer, 1).startswith(f"{name} · frame 1 · 40 e⁻/Å²")
+        assert frame_dose_text(layer, 1, named=True).startswith(f"{name} · frame 1 · 40 e⁻/Å²")
     assert messages["dock"] == [] and messages["napari"] == []

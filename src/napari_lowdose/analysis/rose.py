@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["ROSE_K", "particle_contrast", "rose_dose_e_per_A2"]
+__all__ = ["ROSE_K", "particle_contrast", "rose_dose_e_per_A2", "rose_readout"]
 
 #: The Rose criterion's signal-to-noise ratio for certain detection.
 ROSE_K = 5.0
@@ -71,3 +71,44 @@ def rose_dose_e_per_A2(contrast: float, area_A2: float, *, k: float = ROSE_K) ->
     if contrast == 0 or area_A2 <= 0:
         return math.inf
     return k * k / (contrast * contrast * area_A2)
+
+
+def rose_readout(high_dose_image: Any, consensus: Any,
+                 pixel_size_A: float | tuple[float, float] | None) -> dict[str, Any]:
+    """The particle's contrast and its Rose doses, for a run's summary.
+
+    Parameters
+    ----------
+    high_dose_image : array, shape (y, x)
+        The mean of the highest-dose frames (the consensus frames), in the frames' units.
+    consensus : array of bool, shape (y, x)
+        The consensus mask (:class:`~napari_lowdose.analysis.consensus.ConsensusReadout`).
+    pixel_size_A : float or (float, float) or None
+        Pixel size; without it only the contrast is given.
+
+    Returns
+    -------
+    dict
+        ``particle_contrast``, ``particle_area_nm2``, ``rose_dose_particle_e_per_A2`` (the
+        whole particle) and ``rose_dose_1nm2_e_per_A2`` (a 1 nm² patch of it); None where
+        not computable.
+    """
+    from ..io.units import pixel_area_A2
+
+    contrast = particle_contrast(high_dose_image, consensus)
+    finite = math.isfinite(contrast)
+    record: dict[str, Any] = {"particle_contrast": contrast if finite else None,
+                              "particle_area_nm2": None, "rose_dose_particle_e_per_A2": None,
+                              "rose_dose_1nm2_e_per_A2": None, "rose_k": ROSE_K}
+    if pixel_size_A is None or not finite:
+        return record
+    area_A2 = float(np.count_nonzero(consensus)) * pixel_area_A2(pixel_size_A)
+
+    def dose(area: float) -> float | None:
+        value = rose_dose_e_per_A2(contrast, area)
+        return value if math.isfinite(value) else None
+
+    record.update(particle_area_nm2=area_A2 / 100.0,
+                  rose_dose_particle_e_per_A2=dose(area_A2),
+                  rose_dose_1nm2_e_per_A2=dose(100.0))
+    return record

@@ -15,6 +15,7 @@ from ..workflows.segmentation import (
     SEGMENT_FILES,
     SegmentError,
     resolve_threshold,
+    rose_of_run,
     segmentation_record,
     write_segmentation,
 )
@@ -122,17 +123,18 @@ def cmd_segment(args: argparse.Namespace) -> int:
             dose_source=dose.source, dose_detail=dose.detail, model_name=str(args.model),
             model_path=model_path, model_metadata=metadata, threshold=args.threshold,
             cleaning=cleaning, device=describe_device(device))
-        summary = {**analysis.summary(), "run": record}
+        rose = rose_of_run(frames, analysis, series.pixel_size_A)
+        summary = {**analysis.summary(), "rose": rose, "run": record}
         label = model_path.stem if Path(str(args.model)).suffix else str(args.model)
         written = write_segmentation(args.out, pixel_size_A=series.pixel_size_A,
                                      probabilities=probabilities, masks=masks,
                                      analysis=analysis, summary=summary, label=label,
                                      overwrite=args.overwrite)
-    _print_summary(analysis, written[0].parent)
+    _print_summary(analysis, written[0].parent, rose)
     return 0
 
 
-def _print_summary(analysis, out: Path) -> None:
+def _print_summary(analysis, out: Path, rose: dict | None = None) -> None:
     summary = analysis.summary()
 
     def dose(value):
@@ -150,6 +152,13 @@ def _print_summary(analysis, out: Path) -> None:
               + (f"; {len(over)} over-segmented frame(s)" if over else ""))
     else:
         print(f"no readout against a consensus: {summary['consensus_readout']}")
+    if rose and rose.get("rose_dose_particle_e_per_A2") is not None:
+        whole = dose(rose["rose_dose_particle_e_per_A2"])
+        patch = dose(rose["rose_dose_1nm2_e_per_A2"])
+        print(f"Rose criterion (k = {rose['rose_k']:g}, contrast "
+              f"{rose['particle_contrast']:.3g}): the whole particle "
+              f"({rose['particle_area_nm2']:.3g} nm²) needs {whole}, a 1 nm² patch of it "
+              f"{patch}")
     print(f"area only (the paper's method): 50 % segmentation at "
           f"{dose(summary['paper_dose_at_50pct_e_per_A2'])}; area converged from "
           f"{dose(summary['paper_convergence_dose_e_per_A2'])}")

@@ -3,7 +3,8 @@
 Every dock that works on dose series calls :func:`show_frame_dose` when it opens: the
 viewer's text overlay then reads, for the selected (else the first) image layer that
 has a per-frame dose, ``frame 12 · 240 e⁻/Å² · cumulative 1300 e⁻/Å² · 1.35 e⁻/px``, and
-follows the frame slider (short enough for a 1366-px-wide screen). Idempotent: a viewer gets one overlay however many docks call it.
+follows the frame slider (short enough for a 1366-px-wide screen). Idempotent: a viewer
+gets one overlay however many docks call it.
 """
 
 import weakref
@@ -18,7 +19,7 @@ __all__ = ["frame_dose_text", "show_frame_dose"]
 _INSTALLED: "weakref.WeakSet" = weakref.WeakSet()
 
 
-def frame_dose_text(layer, frame: int) -> str:
+def frame_dose_text(layer, frame: int, *, named: bool = False) -> str:
     """One line for ``frame`` of ``layer``: its dose, cumulative dose and e⁻/px; "" if none.
 
     Parameters
@@ -27,6 +28,8 @@ def frame_dose_text(layer, frame: int) -> str:
         A layer whose metadata holds a per-frame dose.
     frame : int
         The frame index.
+    named : bool
+        Start with the layer's name (when several layers have a dose).
     """
     try:
         dose = layer_frame_dose(layer.metadata)
@@ -35,7 +38,7 @@ def frame_dose_text(layer, frame: int) -> str:
     if dose is None or not 0 <= frame < dose.n_frames:
         return ""
     value = float(dose.dose_e_per_A2[frame])
-    text = (f"frame {frame} · {value:.4g} e⁻/Å² · cumulative "
+    text = (f"{layer.name + ' · ' if named else ''}frame {frame} · {value:.4g} e⁻/Å² · cumulative "
             f"{float(dose.cumulative_dose_e_per_A2[frame]):.4g} e⁻/Å²")
     pixel = layer_pixel_size_A(layer)
     if pixel is not None:
@@ -51,19 +54,20 @@ def _text_overlay(viewer):
     return viewer.text_overlay
 
 
-def _dose_layer(viewer):
+def _has_dose(layer) -> bool:
     from napari.layers import Image
 
-    def has_dose(layer) -> bool:
-        try:
-            return isinstance(layer, Image) and layer_frame_dose(layer.metadata) is not None
-        except Exception:  # noqa: BLE001
-            return False
+    try:
+        return isinstance(layer, Image) and layer_frame_dose(layer.metadata) is not None
+    except Exception:  # noqa: BLE001 - unreadable metadata: no dose
+        return False
 
+
+def _dose_layer(viewer):
     active = viewer.layers.selection.active
-    if active is not None and has_dose(active):
+    if active is not None and _has_dose(active):
         return active
-    return next((layer for layer in viewer.layers if has_dose(layer)), None)
+    return next((layer for layer in viewer.layers if _has_dose(layer)), None)
 
 
 def _update(viewer) -> None:
@@ -73,7 +77,8 @@ def _update(viewer) -> None:
         return
     n = int(layer.data.shape[0]) if layer.ndim == 3 else 1
     frame = shown_frame(viewer, layer, n) if n > 1 else 0
-    _text_overlay(viewer).text = frame_dose_text(layer, frame)
+    named = sum(_has_dose(other) for other in viewer.layers) > 1
+    _text_overlay(viewer).text = frame_dose_text(layer, frame, named=named)
 
 
 def show_frame_dose(viewer) -> None:

@@ -521,13 +521,17 @@ class DenoiseWidget(LiveScope, WatchMode, NetworkDock):
             run.first_s = now
         first = not run.done
         shown = int(index) == self.current_frame(run.layer)
-        # Redraw only what is displayed: the frame shown, else at most every REFRESH_S.
-        refresh = first or shown or now - run.refreshed_s >= REFRESH_S
+        # Redraw only what is displayed: the layer when the frame shown is done (a redraw
+        # costs as much as denoising a frame where the canvas is drawn in software), the
+        # progress and the status at most every REFRESH_S.
+        refresh = first or shown
         record_frame(run, index, frame, refresh=refresh)
         if refresh:
-            run.refreshed_s = now
-        if first or shown:
             follow_contrast(run, frame, force=first)
+        last = run.n_new >= self.progress_bar.max
+        if not (first or last or now - run.refreshed_s >= REFRESH_S):
+            return
+        run.refreshed_s = now
         self.progress_bar.value = min(run.n_new, self.progress_bar.max)
         if self._live:
             n = stack(run).shape[0]

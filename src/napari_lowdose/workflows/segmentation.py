@@ -18,7 +18,7 @@ from ..io.writers import write_series_tiff
 from ..provenance import package_versions
 
 __all__ = ["PAPER_THRESHOLD", "SEGMENT_FILES", "SegmentError", "model_threshold",
-           "resolve_threshold", "segmentation_record", "write_segmentation"]
+           "resolve_threshold", "rose_of_run", "segmentation_record", "write_segmentation"]
 
 #: The files of a segmentation run, in the order they are reported.
 SEGMENT_FILES = ("masks.tif", "probability.tif", "area_vs_dose.csv", "summary.json",
@@ -75,6 +75,33 @@ def resolve_threshold(requested: float | str | None, metadata: dict[str, Any],
     if requested == "model":
         return model_threshold(metadata, name)
     return float(requested)
+
+
+def rose_of_run(frames: Any, analysis: Any,
+                pixel_size_A: tuple[float, float] | None) -> dict[str, Any] | None:
+    """The particle's contrast and Rose doses for a segmented series (None without a
+    consensus readout): the mean of the consensus frames against the consensus mask
+    (:func:`napari_lowdose.analysis.rose.rose_readout`).
+
+    Parameters
+    ----------
+    frames : array, shape (n, y, x)
+        The series' frames (read lazily: only the consensus frames are used).
+    analysis : AreaAnalysis
+        Its analysis, with the consensus readout.
+    pixel_size_A : (float, float) or None
+        The pixel size.
+    """
+    import numpy as np
+
+    from ..analysis.rose import rose_readout
+
+    consensus = getattr(analysis, "consensus", None)
+    if consensus is None or not consensus.available:
+        return None
+    image = np.mean([np.asarray(frames[i], dtype=np.float64)
+                     for i in consensus.reference_frames], axis=0)
+    return rose_readout(image, consensus.consensus, pixel_size_A)
 
 
 def segmentation_record(*, input_name: str, file_format: str,
