@@ -257,10 +257,12 @@ def test_one_area_dock_the_menu_finds_and_segment_brings_back(make_napari_viewer
     from napari.plugins import menu_item_template
     from npe2 import PluginManager
 
-    manifest = PluginManager.instance().get_manifest("napari-lowdose")
+    viewer = make_napari_viewer()  # napari discovers the plugins (run alone, too)
+    manager = PluginManager.instance()
+    manager.discover()
+    manifest = manager.get_manifest("napari-lowdose")
     assert AREA_DOCK_NAME == menu_item_template.format(manifest.display_name, "Area vs dose")
 
-    viewer = make_napari_viewer()
     widget = _dock(viewer, model_file, _add_series(viewer, _frames()))
     widget.run()
     window = viewer.window
@@ -281,7 +283,7 @@ def test_one_area_dock_the_menu_finds_and_segment_brings_back(make_napari_viewer
     assert area_docks() == [AREA_DOCK_NAME]
     plot = widget.plot_widget
     assert list(plot.plotted_runs()) == ["tiny"]
-    assert "tiny: converged from" in plot.status.value
+    assert "tiny: visible from" in plot.status.value and "converged from" in plot.status.value
     assert plot.ax_area.get_legend() is None and len(plot.figure.legends) == 1
     assert plot.ax_area.get_ylabel() == "area (nm²)"
     assert area_plot.show_area_dock(viewer) is plot

@@ -33,12 +33,26 @@ def draw_area_vs_dose(ax, runs: Mapping[str, AreaAnalysis]) -> None:
                 color=colour, label=label)
         low, high = run.band_px
         ax.axhspan(low * scale, high * scale, color=colour, alpha=0.15, lw=0)
+        readout = run.consensus
+        if readout is not None and readout.available:
+            # Against the consensus of the highest-dose frames.
+            over = readout.over_segmented
+            if over.any():
+                ax.plot(run.dose_e_per_A2[over], run.area_px[over] * scale, "x", ms=4,
+                        color=colour, label="over-segmented (precision < 0.5)")
+            for value, style, what in ((readout.convergence_dose_e_per_A2, "-", "converged"),
+                                       (readout.visibility_dose_e_per_A2, "--", "visible")):
+                if value is not None:
+                    ax.axvline(value, color=colour, ls=style, lw=1,
+                               label=f"{what} from {value:.3g} e⁻/Å²")
+            continue
+        # No consensus readout: the paper's area-only doses.
         if math.isfinite(run.convergence_dose_e_per_A2):
             ax.axvline(run.convergence_dose_e_per_A2, color=colour, ls="-", lw=1,
-                       label=f"converged from {run.convergence_dose_e_per_A2:.3g} e⁻/Å²")
+                       label=f"area converged from {run.convergence_dose_e_per_A2:.3g} e⁻/Å²")
         if math.isfinite(run.dose_at_50pct_e_per_A2):
             ax.axvline(run.dose_at_50pct_e_per_A2, color=colour, ls="--", lw=1,
-                       label=f"50 % at {run.dose_at_50pct_e_per_A2:.3g} e⁻/Å²")
+                       label=f"50 % area at {run.dose_at_50pct_e_per_A2:.3g} e⁻/Å²")
     ax.set_xscale("log")
     ax.set_xlabel("frame dose (e⁻/Å²)")
     ax.set_ylabel("segmented area (nm²)" if nm2 else "segmented area (px)")

@@ -98,10 +98,36 @@ def analysis_from_record(record: dict[str, Any]) -> AreaAnalysis:
         area_nm2=area_px * pixel_area,
         band_px=tuple(float(v) for v in summary["converged_band_px"]),
         converged_area_px=float(summary.get("converged_area_px") or 0.0),
-        convergence_dose_e_per_A2=dose("convergence_dose_e_per_A2"),
+        # The area-only doses (older records kept them under the plain names).
+        convergence_dose_e_per_A2=dose("paper_convergence_dose_e_per_A2"
+                                       if "paper_convergence_dose_e_per_A2" in summary
+                                       else "convergence_dose_e_per_A2"),
         dose_at_50pct_e_per_A2=dose("dose_at_50pct_e_per_A2"),
         high_dose_frames=np.asarray(summary.get("high_dose_frames", []), dtype=np.int64),
         pixel_area_nm2=pixel_area,
+        consensus=consensus_from_record(table, summary),
+    )
+
+
+def consensus_from_record(table: dict[str, Any], summary: dict[str, Any]):
+    """The consensus readout stored in a record's table and summary (None if absent)."""
+    from ..analysis.consensus import ConsensusReadout
+
+    if "consensus_readout" not in summary or "f1_consensus" not in table:
+        return None
+
+    def column(key):
+        return np.asarray([np.nan if v is None else v for v in table[key]], dtype=float)
+
+    status = summary["consensus_readout"]
+    return ConsensusReadout(
+        recall=column("recall"), precision=column("precision"), f1=column("f1_consensus"),
+        over_segmented=np.asarray(table["over_segmented"], dtype=bool), consensus=None,
+        reference_frames=np.asarray(summary.get("consensus_frames", []), dtype=int),
+        visibility_dose_e_per_A2=summary.get("visibility_dose_e_per_A2"),
+        convergence_dose_e_per_A2=summary.get("convergence_dose_e_per_A2"),
+        convergence_f1=float(summary.get("convergence_f1", 0.9)),
+        reason="" if status == "ok" else str(status),
     )
 
 
@@ -291,8 +317,16 @@ class AreaPlotWidget(Container):
         handles = [Line2D([], [], color=f"C{index}", marker=".", ms=3, lw=0.8, label=label)
                    for index, label in enumerate(self.runs)]
         fg = self._colors["fg"]
-        handles += [Line2D([], [], color=fg, lw=1, label="converged"),
-                    Line2D([], [], color=fg, lw=1, ls="--", label="50 % area")]
+        consensus = any(run.consensus is not None and run.consensus.available
+                        for run in self.runs.values())
+        if consensus:  # against the consensus of the highest-dose frames
+            handles += [
+                Line2D([], [], color=fg, lw=1, label="converged (F1 ≥ 0.9, consensus)"),
+                Line2D([], [], color=fg, lw=1, ls="--", label="visible (recall, precision ≥ 0.5)"),
+                Line2D([], [], color=fg, ls="", marker="x", ms=4, label="over-segmented")]
+        else:  # the paper's area-only doses
+            handles += [Line2D([], [], color=fg, lw=1, label="area converged"),
+                        Line2D([], [], color=fg, lw=1, ls="--", label="50 % area")]
         legend = self.figure.legend(handles=handles, loc="outside lower center", ncols=2,
                                     fontsize=7, frameon=False)
         for text in legend.get_texts():
@@ -303,8 +337,19 @@ class AreaPlotWidget(Container):
         def dose(value: float) -> str:
             return f"{value:.3g} e⁻/Å²" if math.isfinite(value) else "not reached"
 
-        return (f"{label}: converged from {dose(run.convergence_dose_e_per_A2)}, "
-                f"50 % at {dose(run.dose_at_50pct_e_per_A2)}")
+        paper = (f"area only: 50 % at {dose(run.dose_at_50pct_e_per_A2)}, converged from "
+                 f"{dose(run.convergence_dose_e_per_A2)}")
+        readout = run.consensus
+        if readout is None:
+            return f"{label}: {paper}"
+        if not readout.available:
+            return f"{label}: no readout against a consensus ({readout.reason}); {paper}"
+
+        def since(value) -> str:
+            return "not reached" if value is None else f"{value:.3g} e⁻/Å²"
+
+        return (f"{label}: visible from {since(readout.visibility_dose_e_per_A2)}, converged "
+                f"from {since(readout.convergence_dose_e_per_A2)}; {paper}")
 
     def current_frame(self) -> int:
         """The viewer's current frame (its first dimension)."""
