@@ -68,6 +68,7 @@ def denoise(demo: Path, out: Path, size) -> None:
     viewer.dims.set_current_step(0, 25)
     widget.run()
     viewer.grid.enabled = True
+    viewer.reset_view()
     _shot(viewer, out / "denoise_widget.png")
     viewer.close()
 
@@ -115,7 +116,8 @@ def simulate_and_train(out: Path, size) -> None:
         train.data_dir.value = data
         train.arch.value = "unet"
         train.unet_channels.value, train.unet_levels.value = 8, 2
-        train.epochs.value, train.crop.value = 3, 64
+        train.epochs.value, train.crop.value = 12, 64
+        train.select_calibrated.value = True
         train.train()
         _shot(viewer, out / "train_widget.png")
         viewer.close()
