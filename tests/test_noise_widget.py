@@ -110,6 +110,7 @@ def test_series_fit_in_thread(viewer_and_widget, qtbot):
 def test_cancel_keeps_previous_result(viewer_and_widget, qtbot, monkeypatch):
     viewer, widget, _ = viewer_and_widget
     monkeypatch.setattr("napari_lowdose.widgets.noise_fit.show_info", lambda msg: None)
+    monkeypatch.setattr("napari_lowdose.widgets.noise_fit_run.show_info", lambda msg: None)
     _add_roi(viewer, widget)
     previous = widget.fit_current_frame()
     widget.use_thread = True
@@ -171,6 +172,7 @@ def test_errors_are_notified_not_raised(viewer_and_widget, monkeypatch):
 
 # -- issue #14: a microscopist's afternoon ----------------------------------------------------
 MODULE = "napari_lowdose.widgets.noise_fit"
+MODULES = (MODULE, "napari_lowdose.widgets.noise_fit_run")
 
 
 class Notes:
@@ -182,9 +184,10 @@ class Notes:
         self.manager = notification_manager
         self.before = len(notification_manager.records)
         self.errors, self.warnings, self.infos = [], [], []
-        monkeypatch.setattr(f"{MODULE}.show_error", self.errors.append)
-        monkeypatch.setattr(f"{MODULE}.show_warning", self.warnings.append)
-        monkeypatch.setattr(f"{MODULE}.show_info", self.infos.append)
+        for module in MODULES:
+            monkeypatch.setattr(f"{module}.show_error", self.errors.append)
+            monkeypatch.setattr(f"{module}.show_warning", self.warnings.append)
+            monkeypatch.setattr(f"{module}.show_info", self.infos.append)
 
     def napari_records(self) -> list:
         return [str(r) for r in self.manager.records[self.before:]]

@@ -70,10 +70,11 @@ def notes(monkeypatch):
     from napari.utils.notifications import notification_manager
 
     seen = []
-    for module in ("segment", "segment_analysis"):
+    for module in ("segment", "segment_analysis", "segment_run"):
         for name in ("show_error", "show_warning", "show_info"):
             monkeypatch.setattr(f"napari_lowdose.widgets.{module}.{name}",
-                                lambda message, name=name: seen.append((name, message)))
+                                lambda message, name=name: seen.append((name, message)),
+                                raising=False)
     before = len(notification_manager.records)
     yield seen
     assert len(notification_manager.records) == before  # nothing reached napari itself

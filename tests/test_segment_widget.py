@@ -308,6 +308,7 @@ def test_errors_are_one_line_and_inputs_stay_enabled(setup, model_file, monkeypa
     viewer, widget, _, _ = setup
     messages = []
     monkeypatch.setattr("napari_lowdose.widgets.segment.show_error", messages.append)
+    monkeypatch.setattr("napari_lowdose.widgets.segment_run.show_error", messages.append)
     assert widget.export(model_file.parent / "nothing") is None
     assert "Nothing to export" in messages[-1]
     widget.model_file.value = ""

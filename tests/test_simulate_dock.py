@@ -7,6 +7,7 @@ import pytest
 from napari.utils.notifications import notification_manager
 
 from napari_lowdose.widgets import simulate as module
+from napari_lowdose.widgets import simulate_dataset
 from napari_lowdose.widgets.simulate import LAYER_NAMES, SimulateWidget
 
 pytestmark = pytest.mark.gui
@@ -27,6 +28,7 @@ def caught(monkeypatch):
 def shown(monkeypatch):
     messages = []
     monkeypatch.setattr(module, "show_error", messages.append)
+    monkeypatch.setattr(simulate_dataset, "show_error", messages.append)
     return messages
 
 
@@ -69,7 +71,7 @@ def test_a_preview_failing_midway_is_one_notification(widget, qtbot, monkeypatch
 
 def test_a_dataset_failing_midway_is_one_notification(widget, qtbot, monkeypatch, shown,
                                                       caught, tmp_path):
-    real = module.generate_dataset
+    real = simulate_dataset.generate_dataset
 
     def fails_after_one_structure(out, recipe, *, progress, **kwargs):
         progress(1, recipe.n_structures)
@@ -78,7 +80,7 @@ def test_a_dataset_failing_midway_is_one_notification(widget, qtbot, monkeypatch
     widget.out_dir.value = tmp_path / "ds"
     widget.n_structures.value, widget.image_epochs.value = 2, 1
     widget.dose_range.value = "low"
-    monkeypatch.setattr(module, "generate_dataset", fails_after_one_structure)
+    monkeypatch.setattr(simulate_dataset, "generate_dataset", fails_after_one_structure)
     widget.generate()
     assert not widget.generate_button.enabled and widget.cancel_dataset_button.enabled
     qtbot.waitUntil(lambda: widget._dataset_worker is None, timeout=10_000)
@@ -88,7 +90,7 @@ def test_a_dataset_failing_midway_is_one_notification(widget, qtbot, monkeypatch
     assert widget.dataset_progress.value == 0 and widget.time_left.value == ""
     assert widget.generate_button.enabled and not widget.cancel_dataset_button.enabled
 
-    monkeypatch.setattr(module, "generate_dataset", real)
+    monkeypatch.setattr(simulate_dataset, "generate_dataset", real)
     widget.generate()
     qtbot.waitUntil(lambda: widget._dataset_worker is None, timeout=60_000)
     assert widget.summary is not None and widget.summary.complete and len(shown) == 1

@@ -94,6 +94,7 @@ def test_bad_inputs_are_notified_not_raised(viewer_and_widget, monkeypatch, tmp_
     viewer, widget = viewer_and_widget
     shown = []
     monkeypatch.setattr("napari_lowdose.widgets.simulate.show_error", shown.append)
+    monkeypatch.setattr("napari_lowdose.widgets.simulate_dataset.show_error", shown.append)
     widget.renoise()
     assert "preview first" in shown[-1]
     widget.generate()  # no output folder
@@ -168,7 +169,7 @@ def test_generate_tiny_dataset_then_stop_and_resume(viewer_and_widget, tmp_path,
 
     monkeypatch.setattr(SimulateWidget, "_record_progress", stop_after_first)
     warned = []
-    monkeypatch.setattr("napari_lowdose.widgets.simulate.show_warning", warned.append)
+    monkeypatch.setattr("napari_lowdose.widgets.simulate_dataset.show_warning", warned.append)
     runs.append(1)
     widget.generate()
     assert not widget.summary.complete and widget.summary.n_done == 1

@@ -33,11 +33,11 @@ added. The 'Area vs dose' dock draws every such layer. "Export…" writes the CL
 files (:data:`~napari_lowdose.workflows.segmentation.SEGMENT_FILES`, plus
 f1_vs_dose.csv) into a folder, all or nothing. The threshold and the analysis are in
 :mod:`.segment_analysis`, the output layers and files in :mod:`.segment_results`,
-the model rows in :mod:`._network_dock`.
+the frames, progress and end of a run in :mod:`.segment_run`, the model rows in
+:mod:`._network_dock`.
 """
 
 import threading
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -57,7 +57,6 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..errors import LowdoseError
 from ..io.layers import LOWDOSE_KEY
-from ..io.series import BadPixelsError
 from ..models.checkpoint import read_checkpoint_metadata
 from ..models.registry import RECOMMENDED_MODEL, RECOMMENDED_THRESHOLD, resolve_model
 from ..workflows.segmentation import SEGMENT_FILES, resolve_threshold
@@ -65,10 +64,11 @@ from ._common import one_line
 from ._dose_overlay import show_frame_dose
 from ._layers import base_data
 from ._network_dock import MODEL_SUFFIX, NetworkDock, RedrawThrottle
-from ._workers import eta_text, format_duration, run_task
+from ._workers import run_task
 from .area_plot import AreaPlotWidget
 from .segment_analysis import SegmentAnalysis
-from .segment_results import output_layers, short_model_name, write_run
+from .segment_results import short_model_name, write_run
+from .segment_run import SegmentRun
 
 __all__ = ["FILE_CHOICE", "SegmentWidget"]
 
@@ -78,7 +78,7 @@ TRUTH_NAME = "particle truth"
 
 
 
-class SegmentWidget(SegmentAnalysis, NetworkDock):
+class SegmentWidget(SegmentRun, SegmentAnalysis, NetworkDock):
     """Segment an image or dose series with a trained network; area and F1 against dose."""
 
     def __init__(self, viewer: napari.viewer.Viewer, *, use_thread: bool = True):
@@ -381,130 +381,6 @@ class SegmentWidget(SegmentAnalysis, NetworkDock):
             self._on_frame((index, stack[index]))
         self._on_finished()
         return True
-
-    def _frames(self, request):
-        """Generator (worker thread): load the model, then yield (index, probability)."""
-        from ..models import inference
-        from ..models.registry import load_model
-
-        model, _ = load_model(request.model_path, device="cpu")
-        yield from inference.predict_probabilities(
-            model,
-            request.data,
-            device=request.device,
-            frame_indices=request.indices,
-            should_stop=self._stop_event.is_set,
-        )
-
-    def _prepare_layers(self, request):
-        """Create (or reuse) the probability and mask layers of this image and model."""
-        prob_layer, mask_layer, created = output_layers(self._viewer, request)
-        self._run = SimpleNamespace(
-            image=request.layer,
-            prob_layer=prob_layer,
-            mask_layer=mask_layer,
-            label=request.label,
-            model_path=request.model_path,
-            metadata=request.metadata,
-            device=request.device,
-            n_requested=len(request.indices),
-            n_new=0,
-            error=None,
-            bad_pixels=False,
-            created=created,
-            started_s=time.perf_counter(),
-            unshown=set(),
-        )
-        self._redraw.reset()
-
-    def _views(self, run=None):
-        """(probabilities, masks) of a run as (frames, y, x) views of the layers' data."""
-        run = self._run if run is None else run
-        prob, mask = run.prob_layer.data, run.mask_layer.data
-        return (prob, mask) if prob.ndim == 3 else (prob[None], mask[None])
-
-    def _on_frame(self, item):
-        """A frame is done: store it; redraw only what is on screen, and not too often.
-
-        The layers' data are written in place. The layers are redrawn when the frame the
-        viewer shows is done (other frames are read when the slider reaches them); the
-        progress bar and the status at most every :data:`REDRAW_INTERVAL_S` (and after
-        the first frame: its time gives the estimate).
-        """
-        index, probability = item
-        run = self._run
-        prob, mask = self._views(run)
-        prob[index] = probability
-        mask[index] = self._mask_of(probability, run)
-        run.n_new += 1
-        run.unshown.add(int(index))
-        if self.current_frame(run.image) in run.unshown:
-            self._refresh_layers(run)
-        if run.n_new == 1 or run.n_new == run.n_requested or self._redraw.due():
-            self._show_progress(run)
-
-    def _refresh_layers(self, run) -> None:
-        run.unshown.clear()
-        run.prob_layer.refresh()
-        run.mask_layer.refresh()
-
-    def _show_progress(self, run) -> None:
-        self.progress_bar.value = min(run.n_new, self.progress_bar.max)
-        self.status.value = "segmented " + eta_text(
-            run.n_new, run.n_requested, time.perf_counter() - run.started_s)
-
-    def _on_error(self, err):
-        if self._run is not None:
-            self._run.error = one_line(err)
-            self._run.bad_pixels = isinstance(err, BadPixelsError)
-        show_error(f"Segment failed: {one_line(err)}")
-
-    def _on_finished(self):
-        self._worker = None
-        self._set_running(False)
-        run = self._run
-        if run is None:
-            return
-        if self._run_alive():
-            self._refresh_layers(run)
-        stopped = run.n_new < run.n_requested
-        elapsed = time.perf_counter() - run.started_s
-        self.progress_bar.value = min(run.n_new, self.progress_bar.max)
-        self.status.value = f"{run.n_new}/{run.n_requested} frame(s) segmented" + (
-            " (stopped)" if stopped else f" in {format_duration(elapsed)}"
-        )
-        if run.error:
-            self.progress_bar.value = 0
-            what = "refused a frame with bad pixels" if run.bad_pixels else "failed"
-            kept = (f"; the {run.n_new} frame(s) done before are kept" if run.n_new
-                    else "; nothing was segmented")
-            self.status.value = (f"{what} after {run.n_new} of {run.n_requested} frame(s): "
-                                 f"{run.error}{kept}")
-            if run.n_new == 0 and run.created:
-                # Nothing was segmented: do not leave two empty layers behind.
-                for created in (run.prob_layer, run.mask_layer):
-                    if created in self._viewer.layers:
-                        self._viewer.layers.remove(created)
-                self._run = None
-                self._set_running(False)
-                return
-        if self._stop_event.is_set() and not run.error:
-            show_info(f"Segmentation cancelled after {run.n_new} frame(s); they are kept.")
-        # After a failure its message is the one notification: the analysis stays quiet.
-        self.update_analysis(quiet=bool(run.error))
-
-    def _set_running(self, running: bool):
-        for widget in self._inputs:
-            widget.enabled = not running
-        self.run_button.enabled = not running
-        self.cancel_button.enabled = running
-        self.export_button.enabled = not running and self._run is not None
-
-    def cancel(self, _event=None):
-        """Stop after the current frame; frames already segmented are kept."""
-        if self._worker is not None or self.cancel_button.enabled:
-            self._stop_event.set()
-            self.status.value = "stopping after the current frame…"
 
     # -- export ---------------------------------------------------------------------------
     def _export_dialog(self, _event=None):

@@ -10,7 +10,8 @@ Thin: it gathers inputs and calls the pure simulation modules
   dose or pressing "Re-noise" redraws only the noise.
 * Dataset: :func:`~napari_lowdose.simulate.dataset.generate_dataset` in a
   thread, with a progress bar and Cancel; a cancelled run resumes when it is
-  generated into the same folder again with the same settings.
+  generated into the same folder again with the same settings
+  (:mod:`.simulate_dataset`).
 
 Both runs have a progress bar (the dataset's with the time left, timed from the
 first structures); any failure is one notification and leaves the dock usable.
@@ -19,7 +20,6 @@ The settings are remembered between sessions ("Reset to defaults").
 
 import os
 import threading
-import time
 from pathlib import Path
 
 import napari
@@ -33,21 +33,18 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
-from napari.utils import progress
-from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QObject, Signal
+from napari.utils.notifications import show_error, show_info
 
 from ..io.layers import LOWDOSE_KEY
 from ..noise.model import NoiseModel
 from ..noise.presets import PRESETS
-from ..simulate.dataset import generate_dataset
 from ..simulate.optics import DOSE_RANGES_E_PER_A2
-from ..simulate.recipe import DatasetError, DatasetRecipe
 from ..simulate.series import preview_noisy_image
 from ..simulate.structures import StructureRecipe
 from ._common import heading, is_empty_path, one_line
 from ._settings import DockSettings
-from ._workers import eta_text, run_task
+from ._workers import run_task
+from .simulate_dataset import SimulateDataset, _Relay
 from .simulate_preview import noise_rng, preview_steps, preview_text, set_preview_layer
 
 NOISE_FILE = "file"
@@ -89,14 +86,7 @@ def _log_steps(spin_box):
         pass
 
 
-
-class _Relay(QObject):
-    """Carries the dataset's progress from the worker to the GUI thread (queued)."""
-
-    progress = Signal(int, int)
-
-
-class SimulateWidget(Container):
+class SimulateWidget(SimulateDataset, Container):
     """Preview simulated HR-TEM images of supported Au particles and generate datasets."""
 
     def __init__(self, viewer: napari.viewer.Viewer, *, use_thread: bool = True):
@@ -411,134 +401,3 @@ class SimulateWidget(Container):
                                   kind, sampling_A, noise_record, truth)
         self.layers[role] = layer
         return layer
-
-    # -- dataset --------------------------------------------------------------------------
-    def _dataset_request(self):
-        """(out_dir, DatasetRecipe, workers) or None after show_error."""
-
-        out = self.out_dir.value
-        if is_empty_path(out):
-            show_error(
-                "Choose an output folder (a new or empty folder, or an unfinished "
-                "dataset to resume)."
-            )
-            return None
-        if int(self.n_structures.value) < 1 or int(self.image_epochs.value) < 1:
-            show_error("The number of structures and of image epochs must be at least 1.")
-            return None
-        inputs = self._common_inputs()
-        if inputs is None:
-            return None
-        recipe, model = inputs
-        try:
-            dose_range = self.dose_range_e_per_A2()
-            dataset = DatasetRecipe(
-                n_structures=int(self.n_structures.value),
-                image_epochs=int(self.image_epochs.value),
-                seed=int(self.seed.value),
-                structure=recipe,
-                dose_range_e_per_A2=dose_range,
-                noise_model=model,
-                val_fraction=float(self.val_fraction.value),
-            )
-        except (DatasetError, ValueError) as err:
-            show_error(f"Invalid dataset settings: {err}")
-            return None
-        return Path(out), dataset, int(self.workers.value)
-
-    def generate(self, _event=None):
-        """Generate (or resume) the dataset in the output folder."""
-        if self._dataset_worker is not None:
-            show_info("A dataset is already being generated.")
-            return
-        request = self._dataset_request()
-        if request is None:
-            return
-        self._stop_event.clear()
-        self.last_progress = None
-        self.summary = None
-        self._dataset_epochs = request[1].image_epochs
-        self._dataset_started, self._first_done = time.perf_counter(), None
-        self.dataset_progress.max = request[1].n_structures
-        self.dataset_progress.value = 0
-        self.time_left.value = "timing the first structure…"
-        self.generate_button.enabled = False
-        self.cancel_dataset_button.enabled = True
-        self.dataset_status.value = f"generating into {request[0]}…"
-        self._dataset_worker = run_task(
-            self._run_dataset, *request, use_thread=self.use_thread,
-            on_return=self._on_dataset_done, on_error=self._on_dataset_error,
-            on_finish=self._on_dataset_finished,
-        )
-        if not self.use_thread:
-            self._dataset_worker = None
-
-    def _run_dataset(self, out, recipe, workers):
-        total = recipe.n_structures
-        show = (self._relay.progress.emit if self.use_thread
-                else self._show_dataset_progress)
-        with progress(total=total, desc="Simulate: dataset structures") as pbar:
-
-            def on_progress(done, total_):
-                self._record_progress(done, total_)
-                show(int(done), int(total_))
-                pbar.update(int(done) - pbar.n)
-
-            return generate_dataset(
-                out,
-                recipe,
-                workers=workers,
-                progress=on_progress,
-                should_stop=self._stop_event.is_set,
-            )
-
-    def _record_progress(self, done, total):
-        self.last_progress = (int(done), int(total))
-
-    def _show_dataset_progress(self, done: int, total: int) -> None:
-        """The bar and the time left (a resumed run is timed from where it started)."""
-        if self._first_done is None:
-            self._first_done = max(0, done - 1)
-        self.dataset_progress.max = max(1, total)
-        self.dataset_progress.value = min(done, total)
-        self.time_left.value = eta_text(done - self._first_done, total - self._first_done,
-                                        time.perf_counter() - self._dataset_started,
-                                        unit="structure")
-
-    def _on_dataset_done(self, summary):
-        self.summary = summary
-        images = summary.n_done * self._dataset_epochs
-        if summary.complete:
-            text = (
-                f"complete: {summary.n_done} structures ({images} images) in "
-                f"{summary.path}, {summary.elapsed_s:.1f} s"
-            )
-            show_info(f"Dataset {text}")
-        else:
-            text = (
-                f"stopped after {summary.n_done}/{summary.n_total} structures; generate "
-                "into the same folder with the same settings to resume"
-            )
-            show_warning(f"Dataset {text}.")
-        self.dataset_status.value = text
-
-    def _on_dataset_error(self, err):
-        self.dataset_status.value = "failed"
-        self.dataset_progress.value = 0
-        self.time_left.value = ""
-        show_error(f"Dataset not generated: {one_line(err)}")
-
-    def _on_dataset_finished(self):
-        self._dataset_worker = None
-        self.generate_button.enabled = True
-        self.cancel_dataset_button.enabled = False
-
-    def cancel_dataset(self, _event=None):
-        """Stop after the structure(s) in progress; the run resumes from the same folder."""
-        if self._dataset_worker is not None:
-            self._stop_event.set()
-            self.dataset_status.value = "stopping after the current structure…"
-            show_info(
-                "Stopping after the current structure; generate into the same folder "
-                "again with the same settings to resume."
-            )
