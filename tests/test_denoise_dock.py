@@ -12,7 +12,7 @@ from napari_lowdose.io.layers import LOWDOSE_KEY, image_layer_kwargs
 from napari_lowdose.models.checkpoint import save_checkpoint
 from napari_lowdose.models.denoiser import DenoiserUNet
 from napari_lowdose.widgets import denoise as denoise_module
-from napari_lowdose.widgets import denoise_watch
+from napari_lowdose.widgets import denoise_run, denoise_watch
 from napari_lowdose.widgets._dose_overlay import frame_dose_text
 from napari_lowdose.widgets.denoise import FILE_CHOICE, LIVE_DENOISED, LIVE_RAW, DenoiseWidget
 
@@ -66,6 +66,8 @@ def messages(monkeypatch):
     for name in ("show_error", "show_warning", "show_info"):
         monkeypatch.setattr(denoise_module, name, seen["dock"].append)
         monkeypatch.setattr(denoise_watch, name, seen["dock"].append)
+    for name in ("show_error", "show_info"):  # the layer runs' notifications
+        monkeypatch.setattr(denoise_run, name, seen["dock"].append)
     monkeypatch.setattr(notification_manager, "dispatch", seen["napari"].append)
     return seen
 
@@ -194,8 +196,8 @@ def test_progress_time_left_cancel_and_few_redraws(make_napari_viewer, model_fil
     widget.scope.value = "all"
     viewer.dims.set_current_step(0, 0)
     statuses, refreshes = [], []
-    monkeypatch.setattr(denoise_module, "REFRESH_S", 3600.0)
-    real_frames, real_eta = widget._frames, denoise_module.eta_text
+    monkeypatch.setattr(denoise_run, "REFRESH_S", 3600.0)
+    real_frames, real_eta = widget._frames, denoise_run.eta_text
 
     def frames(request):
         statuses.append(widget.status.value)  # what the run starts with
@@ -206,7 +208,7 @@ def test_progress_time_left_cancel_and_few_redraws(make_napari_viewer, model_fil
         return real_eta(*args, **kwargs)
 
     widget._frames = frames
-    monkeypatch.setattr(denoise_module, "eta_text", eta)
+    monkeypatch.setattr(denoise_run, "eta_text", eta)
     import napari.layers
 
     real_refresh = napari.layers.Image.refresh

@@ -8,7 +8,7 @@ Layer mode
     :func:`napari_lowdose.models.denoising.denoise_frames` one by one in a worker
     thread and land, as they arrive, in one Image layer ``"<model> · <image>"`` of
     the same shape (:mod:`.denoise_output`), written in place and redrawn only when
-    the frame shown is done or every :data:`REFRESH_S`. Running again updates
+    the frame shown is done or every :data:`.denoise_run.REFRESH_S`. Running again updates
     that layer; the source layer's data is never modified. Each frame is
     normalised by its expected electrons per vacuum pixel, ``dose · pixel
     height · pixel width``, when the layer has a per-frame dose and a pixel size
@@ -31,7 +31,6 @@ In-situ mode
 """
 
 import threading
-import time
 from types import SimpleNamespace
 
 import napari
@@ -41,7 +40,6 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..errors import LowdoseError
 from ..io.layers import LOWDOSE_KEY
-from ..io.series import BadPixelsError
 from ..models.tiling import AUTO_TILE_MAX_PIXELS
 from ._common import one_line
 from ._dose_overlay import show_frame_dose
@@ -53,16 +51,9 @@ from ._layers import (
 )
 from ._network_dock import MODEL_SUFFIX, NetworkDock
 from ._settings import DockSettings
-from ._workers import eta_text, run_task
 from .denoise_live import LiveScope
-from .denoise_output import (
-    DENOISED_KEY,
-    follow_contrast,
-    prepare_output,
-    record_frame,
-    stack,
-    sync_record,
-)
+from .denoise_output import DENOISED_KEY
+from .denoise_run import REFRESH_S, LayerRun
 from .denoise_watch import LIVE_DENOISED, LIVE_RAW, WatchMode
 
 __all__ = [
@@ -87,9 +78,6 @@ _SIDE = int(AUTO_TILE_MAX_PIXELS**0.5)
 #: Tile spin-box text for 0 and overlap spin-box text for 0.
 AUTO_TILE_TEXT = f"auto (whole frames up to {_SIDE}×{_SIDE} px)"
 AUTO_OVERLAP_TEXT = "auto (from the tile and the network)"
-#: A whole-series run redraws its output layer at most this often (s), and when the
-#: frame shown is done.
-REFRESH_S = 0.5
 
 
 def _shutdown(state: SimpleNamespace) -> None:
@@ -106,7 +94,7 @@ def _shutdown(state: SimpleNamespace) -> None:
                 pass
 
 
-class DenoiseWidget(LiveScope, WatchMode, NetworkDock):
+class DenoiseWidget(LayerRun, LiveScope, WatchMode, NetworkDock):
     """Denoise an image layer or a live camera folder with a trained denoiser.
 
     Parameters
@@ -460,144 +448,6 @@ class DenoiseWidget(LiveScope, WatchMode, NetworkDock):
         request = self._request()
         if request is not None:
             self._start(request)
-
-    def _start(self, request):
-        """Prepare the output layer and stream the requested frames into it."""
-        self._run = prepare_output(self._viewer, request, self._n_frames(request.layer))
-        self._run.started_s = time.perf_counter()
-        self._run.first_s = None
-        self._run.refreshed_s = 0.0
-        self._stop_event.clear()
-        self.progress_bar.max, self.progress_bar.value = len(request.indices), 0
-        if not self._live:
-            n = len(request.indices)
-            self.status.value = f"denoising {n} frame(s)" + (
-                "… (the time left follows the first frame)" if n > 1 else "…")
-        if not self.use_thread:
-            self._update_enabled(running=True)
-        self._worker = run_task(
-            self._frames(request), use_thread=self.use_thread, on_yield=self._on_frame,
-            on_error=self._on_error, on_finish=self._on_finished,
-        )
-        if self._worker is not None:
-            self._update_enabled()
-
-    def _load_model(self, request):
-        """The denoiser of a request, loaded once per file and device (worker thread)."""
-        from ..models.registry import load_denoiser
-
-        stat = request.model_path.stat()
-        key = (str(request.model_path), stat.st_mtime_ns, stat.st_size)
-        if self._model_cache is None or self._model_cache[0] != key:
-            model, _ = load_denoiser(request.model_path, device="cpu")
-            self._model_cache = (key, model)
-        return self._model_cache[1]
-
-    def _frames(self, request):
-        """Generator (worker thread): load the model, then yield (index, denoised frame)."""
-        from ..models import denoising as denoiser
-
-        model = self._load_model(request)
-        tiled = request.plan.tiles is not None
-        yield from denoiser.denoise_frames(
-            model,
-            request.data,
-            expected_e_per_px=request.expected,
-            counts_per_electron=request.gain,
-            device=request.device,
-            frame_indices=request.indices,
-            should_stop=self._stop_event.is_set,
-            tile_px=request.plan.tile_px if tiled else None,
-            overlap_px=request.plan.overlap_px,
-        )
-
-    def _on_frame(self, item):
-        if self._state.closed:
-            return
-        index, frame = item
-        run = self._run
-        now = time.perf_counter()
-        if run.first_s is None:
-            run.first_s = now
-        first = not run.done
-        shown = int(index) == self.current_frame(run.layer)
-        # Redraw only what is displayed: the layer when the frame shown is done (a redraw
-        # costs as much as denoising a frame where the canvas is drawn in software), the
-        # progress and the status at most every REFRESH_S.
-        refresh = first or shown
-        record_frame(run, index, frame, refresh=refresh)
-        if refresh:
-            follow_contrast(run, frame, force=first)
-        last = run.n_new >= self.progress_bar.max
-        if not (first or last or now - run.refreshed_s >= REFRESH_S):
-            return
-        run.refreshed_s = now
-        self.progress_bar.value = min(run.n_new, self.progress_bar.max)
-        if self._live:
-            n = stack(run).shape[0]
-            self.status.value = f"live: frame {index} denoised ({len(run.done)}/{n} done)"
-        else:
-            self.status.value = self._eta(run, now)
-
-    @staticmethod
-    def _eta(run, now: float) -> str:
-        """Frames done and the time left: from the first frame, then from those after it."""
-        done, total = run.n_new, run.n_requested
-        if done <= 1:
-            elapsed = run.first_s - run.started_s
-        else:  # the first frame also loaded the model: time the others
-            elapsed = (now - run.first_s) / (done - 1) * done
-        return "denoising: " + eta_text(done, total, elapsed)
-
-    def _on_error(self, err):
-        if self._state.closed:
-            return
-        if self._run is not None:
-            self._run.error = one_line(err)
-        if isinstance(err, BadPixelsError):
-            show_error(f"Denoise: {one_line(err)}")  # names the frames; never the dose
-        else:
-            show_error(f"Denoise failed: {one_line(err)}")
-
-    def _on_finished(self):
-        self._worker = None
-        if self._state.closed:
-            return
-        run = self._run
-        if run is not None:
-            self._finish_run(run)
-        if run is not None and run.error and self._live:
-            self._stop_live(f"live mode stopped: {run.error}")
-        self._update_enabled()
-        self._next_live()
-
-    def _finish_run(self, run):
-        stopped = run.n_new < run.n_requested
-        if run.layer in self._viewer.layers:
-            sync_record(run)
-            run.layer.refresh()
-        if run.error:
-            self.status.value = f"failed after {run.n_new} frame(s): {run.error}"
-            self.progress_bar.value = 0
-            if run.n_new == 0 and run.created and run.layer in self._viewer.layers:
-                # Nothing was denoised: do not leave an empty layer behind.
-                self._viewer.layers.remove(run.layer)
-                self._run = None
-            return
-        if self._live:
-            return
-        seconds = time.perf_counter() - run.started_s
-        self.status.value = f"{run.n_new}/{run.n_requested} frame(s) denoised" + (
-            " (stopped)" if stopped else f" in {seconds:.1f} s"
-        )
-        if self._stop_event.is_set():
-            show_info(f"Denoising cancelled after {run.n_new} frame(s); they are kept.")
-
-    def cancel(self, _event=None):
-        """Stop after the current frame; frames already denoised are kept."""
-        if self._worker is not None or self.cancel_button.enabled:
-            self._stop_event.set()
-            self.status.value = "stopping after the current frame…"
 
     def _update_enabled(self, *, running: bool | None = None):
         running = self.busy if running is None else running

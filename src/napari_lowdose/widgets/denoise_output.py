@@ -138,7 +138,7 @@ def record_frame(run, index: int, frame: np.ndarray, *, refresh: bool = True) ->
     """Put one denoised frame into the output layer, in place (no copy of the layer).
 
     ``refresh``: redraw the layer now (the dock does so only when the frame is the one
-    shown, or every :data:`~.denoise.REFRESH_S`); the record is written by
+    shown, or every :data:`~.denoise_run.REFRESH_S`); the record is written by
     :func:`sync_record`.
     """
     stack(run)[index] = frame
