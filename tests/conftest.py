@@ -50,3 +50,19 @@ def isolated_dock_settings(tmp_path, monkeypatch):
     path = tmp_path / "napari-lowdose-settings.ini"
     monkeypatch.setenv(SETTINGS_ENV, str(path))
     return path
+
+
+@pytest.fixture
+def caught(monkeypatch):
+    """What reaches napari's notification manager and ``sys.excepthook`` besides a dock's
+    own message (a re-raised worker failure, a second notification)."""
+    import sys
+
+    from napari.utils.notifications import notification_manager
+
+    seen = {"notifications": [], "excepthook": []}
+    monkeypatch.setattr(notification_manager, "dispatch", seen["notifications"].append)
+    monkeypatch.setattr(notification_manager, "receive_error",
+                        lambda *args, **kwargs: seen["notifications"].append(args))
+    monkeypatch.setattr(sys, "excepthook", lambda *args: seen["excepthook"].append(args))
+    return seen

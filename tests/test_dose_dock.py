@@ -1,11 +1,9 @@
 """The 'Dose calibration' dock (issue 14): unsuitable layers, one notification per failure,
 bad pixels, ready on open, the canvas dose, progress, remembered settings."""
 
-import sys
 
 import numpy as np
 import pytest
-from napari.utils.notifications import notification_manager
 
 from napari_lowdose.widgets import dose_calibration as module
 from napari_lowdose.widgets._dose_overlay import _text_overlay
@@ -16,15 +14,6 @@ pytestmark = pytest.mark.gui
 CALIBRATED = {"scale": (1, 0.5, 0.5), "units": ("dimensionless", "angstrom", "angstrom")}
 
 
-@pytest.fixture
-def caught(monkeypatch):
-    """Everything besides the dock's own message: napari notifications, excepthook."""
-    seen = {"notifications": [], "excepthook": []}
-    monkeypatch.setattr(notification_manager, "dispatch", seen["notifications"].append)
-    monkeypatch.setattr(notification_manager, "receive_error",
-                        lambda *args, **kwargs: seen["notifications"].append(args))
-    monkeypatch.setattr(sys, "excepthook", lambda *args: seen["excepthook"].append(args))
-    return seen
 
 
 @pytest.fixture

@@ -1,10 +1,8 @@
 """The 'Simulate' dock (issue 14): one notification per failure, progress bars with the
 time left, remembered settings."""
 
-import sys
 
 import pytest
-from napari.utils.notifications import notification_manager
 
 from napari_lowdose.widgets import simulate as module
 from napari_lowdose.widgets import simulate_dataset
@@ -13,15 +11,6 @@ from napari_lowdose.widgets.simulate import LAYER_NAMES, SimulateWidget
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture
-def caught(monkeypatch):
-    """Everything besides the dock's own message: napari notifications, excepthook."""
-    seen = {"notifications": [], "excepthook": []}
-    monkeypatch.setattr(notification_manager, "dispatch", seen["notifications"].append)
-    monkeypatch.setattr(notification_manager, "receive_error",
-                        lambda *args, **kwargs: seen["notifications"].append(args))
-    monkeypatch.setattr(sys, "excepthook", lambda *args: seen["excepthook"].append(args))
-    return seen
 
 
 @pytest.fixture

@@ -2,11 +2,9 @@
 bad pixels, ready on open, remembered settings, time left, the output file, F1 undefined."""
 
 import shutil
-import sys
 
 import numpy as np
 import pytest
-from napari.utils.notifications import notification_manager
 
 from denoise_data import SAMPLING_A, clean_lattice, noisy_copies
 from napari_lowdose.analysis.metrics import NO_TRUTH_PIXELS
@@ -33,15 +31,6 @@ def dataset(tmp_path_factory):
     return out
 
 
-@pytest.fixture
-def caught(monkeypatch):
-    """Everything besides the dock's own message: napari notifications, excepthook."""
-    seen = {"notifications": [], "excepthook": []}
-    monkeypatch.setattr(notification_manager, "dispatch", seen["notifications"].append)
-    monkeypatch.setattr(notification_manager, "receive_error",
-                        lambda *args, **kwargs: seen["notifications"].append(args))
-    monkeypatch.setattr(sys, "excepthook", lambda *args: seen["excepthook"].append(args))
-    return seen
 
 
 def _train_widget(viewer, dataset, tmp_path=None):

@@ -1,9 +1,7 @@
 """run_task: a task that fails in a worker ends as the dock's one message, never a re-raise."""
 
-import sys
 
 import pytest
-from napari.utils.notifications import notification_manager
 
 from napari_lowdose.widgets._workers import run_task
 
@@ -21,15 +19,6 @@ def _compute(x):
     raise RuntimeError(f"no {x}")
 
 
-@pytest.fixture
-def caught(monkeypatch):
-    """What reaches napari's notification manager and sys.excepthook."""
-    seen = {"notifications": [], "excepthook": []}
-    monkeypatch.setattr(notification_manager, "dispatch", seen["notifications"].append)
-    monkeypatch.setattr(notification_manager, "receive_error",
-                        lambda *args, **kwargs: seen["notifications"].append(args))
-    monkeypatch.setattr(sys, "excepthook", lambda *args: seen["excepthook"].append(args))
-    return seen
 
 
 @pytest.mark.parametrize("use_thread", [True, False])
