@@ -66,3 +66,17 @@ def caught(monkeypatch):
                         lambda *args, **kwargs: seen["notifications"].append(args))
     monkeypatch.setattr(sys, "excepthook", lambda *args: seen["excepthook"].append(args))
     return seen
+
+
+REAL_ONEVIEW = Path(os.environ.get(
+    "LOWDOSE_REAL_ONEVIEW",
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "real-oneview"))
+
+
+@pytest.fixture(scope="session")
+def real_oneview() -> Path:
+    """Two real Gatan OneView frames of one field (shared/data/real-oneview)."""
+    if not (REAL_ONEVIEW / "train_0001.tif").is_file():
+        pytest.skip(f"real OneView frames not found at {REAL_ONEVIEW} "
+                    "(set LOWDOSE_REAL_ONEVIEW to their folder)")
+    return REAL_ONEVIEW

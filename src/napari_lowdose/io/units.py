@@ -55,13 +55,42 @@ def length_to_angstrom_factor(unit: object) -> float | None:
     float or None
         None when the unit is empty, unknown or not a length (e.g. ``1/nm``).
     """
-    text = normalise_unit(unit)
-    if not text:
-        return None
-    factor = _TO_ANGSTROM.get(text, _TO_ANGSTROM.get(text.lower()))
-    if factor is None or not math.isfinite(factor):
-        return None
-    return factor
+    for text in _unit_readings(unit):
+        factor = _TO_ANGSTROM.get(text, _TO_ANGSTROM.get(text.lower()))
+        if factor is not None and math.isfinite(factor):
+            return factor
+    return None
+
+
+#: Code pages DigitalMicrograph writes unit strings in (its locale's), tried in turn when a
+#: unit is not recognised as read: Japanese (Shift-JIS, cp932), Windows Western, UTF-8.
+_UNIT_ENCODINGS = ("utf-8", "cp932", "shift_jis", "cp1252", "utf-16-le")
+
+
+def _unit_readings(unit: object) -> list[str]:
+    """The unit as read, then as the same bytes decoded in the code pages GMS uses.
+
+    A Japanese-locale GMS stores ``µm`` as the Shift-JIS bytes 83 CA 6D, which a reader
+    that assumes Windows-1252 shows as ``ƒÊm``: re-encoding that text as Windows-1252 gives
+    the bytes back, and Shift-JIS decodes them as ``μm``.
+    """
+    first = normalise_unit(unit)
+    readings = [first] if first else []
+    raw: list[bytes] = [unit] if isinstance(unit, bytes) else []
+    for encoding in ("cp1252", "latin-1"):
+        try:
+            raw.append(str(first).encode(encoding))
+        except UnicodeEncodeError:
+            continue
+    for data in raw:
+        for encoding in _UNIT_ENCODINGS:
+            try:
+                text = normalise_unit(data.decode(encoding))
+            except UnicodeDecodeError:
+                continue
+            if text and text not in readings:
+                readings.append(text)
+    return readings
 
 
 def pixel_sides_A(pixel_size_A: float | tuple[float, float] | Any) -> tuple[float, float]:

@@ -81,6 +81,7 @@ def _read_open_tiff(tif: Any, path: Path) -> Series:
     if 65003 in tags:
         kind = "TIFF (Gatan DigitalMicrograph)"
     _check_tiff_complete(series0, path)
+    _check_decodable(page0, path)
     data = _tiff_data(path, shape, dtype, n_pages)
     warn: list[str] = []
     own = _lowdose_tiff_record(ij_meta)
@@ -98,6 +99,26 @@ def _read_open_tiff(tif: Any, path: Path) -> Series:
         _to_frames(data), pixel_size, kind, path, where, source_meta, hints, warnings=warn
     )
     return _finish(series)
+
+
+def _check_decodable(page: Any, path: Path) -> None:
+    """Decode the first page of a compressed TIFF now, so that a compression nothing here
+    can decode is one line at opening (naming it), not a failure when a frame is shown.
+
+    LZW and Deflate (DigitalMicrograph's and ImageJ's usual compressions) and the others
+    tifffile knows are decoded by ``imagecodecs``, a dependency of napari-lowdose.
+    """
+    compression = getattr(page, "compression", 1)
+    if int(compression) == 1:  # not compressed
+        return
+    try:
+        page.asarray()
+    except Exception as err:  # noqa: BLE001 - any decoder failure is one line
+        name = getattr(compression, "name", str(compression))
+        raise SeriesReadError(
+            f"{path.name}: its {name} compression cannot be decoded here ({_short(err)}); "
+            "reinstall napari-lowdose with its dependencies (imagecodecs) or save the file "
+            "uncompressed") from None
 
 
 def _check_tiff_complete(series0: Any, path: Path) -> None:
