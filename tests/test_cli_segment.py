@@ -58,7 +58,8 @@ def test_segment_writes_every_output_with_calibration(inputs, tmp_path, capsys):
                       "recall", "precision", "f1_consensus", "over_segmented"]
     summary = json.loads((out / "summary.json").read_text())
     assert {"convergence_dose_e_per_A2", "dose_at_50pct_e_per_A2",
-            "converged_area_nm2"} <= set(summary)
+            "converged_area_nm2", "visibility_dose_e_per_A2", "paper_dose_at_50pct_e_per_A2",
+            "paper_convergence_dose_e_per_A2", "particles", "consensus_readout"} <= set(summary)
     run = summary["run"]
     assert run["threshold"] == 0.5 and run["device"].startswith("CPU")
     assert run["model"]["metadata"]["arch"] == "msdnet"

@@ -110,3 +110,29 @@ def test_rose_dose_of_a_known_particle():
     assert rose_dose_e_per_A2(contrast, 100.0) < rose_dose_e_per_A2(contrast, 10.0)
     assert rose_dose_e_per_A2(0.0, 100.0) == float("inf")
     assert np.isnan(particle_contrast(frame, np.zeros_like(disk)))
+
+
+def test_each_particle_gets_its_own_readout():
+    """Two particles, one found from a lower dose than the other; one particle: the field."""
+    from napari_lowdose.analysis.consensus import particle_readouts
+
+    big, small = _disk(20, 20, 9), _disk(46, 46, 6)
+    masks = np.zeros((N, SIZE, SIZE), dtype=bool)
+    for i, dose in enumerate(DOSES):
+        if dose >= 50.0:
+            masks[i] |= big
+        if dose >= 800.0:
+            masks[i] |= small
+    readout = consensus_readout(masks, DOSES)
+    particles = particle_readouts(readout, masks, DOSES)
+    assert [p["particle"] for p in particles] == [1, 2]
+    assert particles[0]["area_px"] == big.sum() and particles[1]["area_px"] == small.sum()
+    assert particles[0]["visibility_dose_e_per_A2"] == pytest.approx(DOSES[DOSES >= 50][0])
+    assert particles[1]["visibility_dose_e_per_A2"] == pytest.approx(DOSES[DOSES >= 800][0])
+    assert particles[0]["centre_px"] == pytest.approx([20, 20], abs=0.1)
+    # One particle in the field: the same doses as the whole-field readout.
+    single = _series(visible_from=50.0, converged_from=500.0, false_blob_below=20.0)
+    whole = consensus_readout(single, DOSES)
+    (only,) = particle_readouts(whole, single, DOSES)
+    assert only["visibility_dose_e_per_A2"] == whole.visibility_dose_e_per_A2
+    assert only["convergence_dose_e_per_A2"] == whole.convergence_dose_e_per_A2

@@ -34,6 +34,7 @@ __all__ = [
     "consensus_readout",
     "estimate_drift",
     "lowest_dose_holding",
+    "particle_readouts",
 ]
 
 #: Per-frame columns of :meth:`ConsensusReadout.table`.
@@ -102,6 +103,7 @@ class ConsensusReadout:
     reason: str = ""
     reference_agreement_f1: float = math.nan
     shifts_px: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    particles: list = field(default_factory=list)
 
     @property
     def available(self) -> bool:
@@ -124,6 +126,9 @@ class ConsensusReadout:
                                        else float(self.reference_agreement_f1)),
             "over_segmented_frames": [int(f) for f in np.flatnonzero(self.over_segmented)],
             "consensus_readout": "ok" if self.available else self.reason,
+            "particles": [{key: value for key, value in particle.items()
+                           if key not in ("recall", "precision", "f1")}
+                          for particle in self.particles],
         }
 
 
@@ -211,7 +216,7 @@ def consensus_readout(
         counts = binary_counts(stack[i], _moved(consensus, shifts[i] - shifts[top]))
         recall[i], precision[i], f1[i] = counts.recall, counts.precision, counts.f1
     visible = (recall >= visibility_level) & (precision >= visibility_level)
-    return ConsensusReadout(
+    readout = ConsensusReadout(
         recall=recall, precision=precision, f1=f1,
         over_segmented=precision < visibility_level,
         consensus=consensus, reference_frames=reference,
@@ -220,6 +225,9 @@ def consensus_readout(
         convergence_f1=float(convergence_f1),
         reference_agreement_f1=agreement, shifts_px=shifts,
     )
+    readout.particles = particle_readouts(readout, stack, dose,
+                                          visibility_level=visibility_level)
+    return readout
 
 
 def estimate_drift(frames: Any, dose_e_per_A2: Any, *, sigma_px: float = 2.0,
@@ -270,3 +278,67 @@ def estimate_drift(frames: Any, dose_e_per_A2: Any, *, sigma_px: float = 2.0,
     smooth = np.column_stack([np.polyval(np.polyfit(index, raw[:, k], deg, w=weights), index)
                               for k in range(2)])
     return smooth - smooth[top]
+
+
+def particle_readouts(readout: ConsensusReadout, masks: Any, dose_e_per_A2: Any, *,
+                      visibility_level: float = 0.5) -> list[dict[str, Any]]:
+    """Readouts of each particle of the consensus: its connected components.
+
+    Every pixel of the field belongs to the particle nearest to it, so a frame's detections
+    are judged against the particle whose surroundings they fall in: recall, precision and
+    F1 per particle and frame, and each particle's visibility and convergence doses (as
+    :func:`consensus_readout` gives them for the whole field). A field with one particle
+    gives the whole-field numbers.
+
+    Parameters
+    ----------
+    readout : ConsensusReadout
+        The whole-field readout (with its consensus mask).
+    masks : array, shape (n, y, x)
+        The frames' masks.
+    dose_e_per_A2 : array, shape (n,)
+        Their doses.
+    visibility_level : float
+        Recall and precision level of the visibility dose.
+
+    Returns
+    -------
+    list of dict
+        One per particle: ``particle`` (1, 2, … by size), ``area_px``, ``centre_px``,
+        ``visibility_dose_e_per_A2``, ``convergence_dose_e_per_A2``, and per-frame
+        ``recall``, ``precision``, ``f1``. Empty without a readout.
+    """
+    if not readout.available or readout.consensus is None:
+        return []
+    stack = np.asarray(masks).astype(bool)
+    dose = np.asarray(dose_e_per_A2, dtype=np.float64).reshape(-1)
+    labels, n = ndimage.label(readout.consensus, structure=np.ones((3, 3)))
+    if n == 0:
+        return []
+    # The nearest particle of every pixel (in the highest-dose frame's coordinates).
+    _, nearest = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+    region = labels[nearest[0], nearest[1]]
+    sizes = ndimage.sum(np.ones_like(labels), labels, index=np.arange(1, n + 1))
+    order = np.argsort(-np.asarray(sizes), kind="stable") + 1
+    top = int(np.argmax(dose))
+    shifts = readout.shifts_px if readout.shifts_px.size else np.zeros((stack.shape[0], 2))
+    particles = []
+    for rank, label in enumerate(order, start=1):
+        truth_k = labels == label
+        region_k = region == label
+        recall, precision, f1 = (np.empty(stack.shape[0]) for _ in range(3))
+        for i in range(stack.shape[0]):
+            move = shifts[i] - shifts[top]
+            counts = binary_counts(stack[i] & _moved(region_k, move), _moved(truth_k, move))
+            recall[i], precision[i], f1[i] = counts.recall, counts.precision, counts.f1
+        visible = (recall >= visibility_level) & (precision >= visibility_level)
+        cy, cx = ndimage.center_of_mass(truth_k)
+        particles.append({
+            "particle": rank,
+            "area_px": int(truth_k.sum()),
+            "centre_px": [float(cy), float(cx)],
+            "visibility_dose_e_per_A2": lowest_dose_holding(dose, visible),
+            "convergence_dose_e_per_A2": lowest_dose_holding(dose, f1 >= readout.convergence_f1),
+            "recall": recall, "precision": precision, "f1": f1,
+        })
+    return particles

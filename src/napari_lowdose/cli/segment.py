@@ -150,6 +150,14 @@ def _print_summary(analysis, out: Path, rose: dict | None = None) -> None:
               f"F1 ≥ {summary.get('convergence_f1', 0.9):g} from "
               f"{dose(summary['convergence_dose_e_per_A2'])}"
               + (f"; {len(over)} over-segmented frame(s)" if over else ""))
+        particles = summary.get("particles") or []
+        if len(particles) > 1:
+            for particle in particles:
+                print(f"  particle {particle['particle']} ({particle['area_px']} px at "
+                      f"y {particle['centre_px'][0]:.0f}, x {particle['centre_px'][1]:.0f}): "
+                      f"visible from {dose(particle['visibility_dose_e_per_A2'])}, "
+                      f"F1 ≥ {summary.get('convergence_f1', 0.9):g} from "
+                      f"{dose(particle['convergence_dose_e_per_A2'])}")
     else:
         print(f"no readout against a consensus: {summary['consensus_readout']}")
     if rose and rose.get("rose_dose_particle_e_per_A2") is not None:
