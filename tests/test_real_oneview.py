@@ -47,3 +47,15 @@ def test_an_undecodable_compression_is_one_line_naming_it(real_oneview, monkeypa
     assert main(["info", str(real_oneview / "train_0001.tif")]) == 1
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "LZW" in error and "internal error" not in error
+
+
+def test_the_gain_is_the_files_intensity_calibration(real_oneview, capsys):
+    """0.0227273 e⁻ per count (GMS tag 65025): 44 counts/e⁻, ≈ 4.6 e⁻/px per frame."""
+    series = read_series(real_oneview / "train_0001.tif")
+    assert series.dose_hints.counts_per_electron == pytest.approx(1 / 0.0227273, rel=1e-5)
+    assert main(["info", str(real_oneview / "train_0001.tif"), "--dose-source", "counts",
+                 "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    area_A2 = info["pixel_size_A"][0] * info["pixel_size_A"][1]
+    e_per_px = info["dose"]["dose_e_per_A2"][0] * area_A2
+    assert e_per_px == pytest.approx(4.6, abs=0.15)

@@ -63,7 +63,11 @@ def _format_info(info: dict[str, Any]) -> str:
         size = f"{px[0]:.6g} Å/px" if px[0] == px[1] else f"{px[0]:.6g} × {px[1]:.6g} Å/px (y × x)"
         lines.append(f"pixel size:  {size}  [{info['pixel_size_source']}]")
     dose = info["dose"]
-    if dose is None:
+    if dose is None and info["dose_hints"].get("counts_per_electron"):
+        lines.append("dose:        not stated per frame; the file states its gain: "
+                     "--dose-source counts gives it from the mean counts (best over vacuum, "
+                     "--counts-roi)")
+    elif dose is None:
         lines.append("dose:        unknown (give --dose CSV, --dose-rate with --exposure-s, "
                      "or --counts-per-electron)")
     else:

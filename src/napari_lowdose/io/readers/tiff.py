@@ -93,12 +93,44 @@ def _read_open_tiff(tif: Any, path: Path) -> Series:
     for key in ("counts_per_electron",):
         if own.get(key) is not None:
             setattr(hints, key, float(own[key]))
+    if hints.counts_per_electron is None:
+        _gatan_intensity_calibration(tags, hints, warn)
     if own:
         source_meta["napari-lowdose"] = _jsonable(own)
     series = Series(
         _to_frames(data), pixel_size, kind, path, where, source_meta, hints, warnings=warn
     )
     return _finish(series)
+
+
+#: Units of a DigitalMicrograph intensity calibration that mean "electrons".
+_ELECTRON_UNITS = {"e-", "e", "e⁻", "electron", "electrons", "el"}
+
+
+def _gatan_intensity_calibration(tags: dict[int, Any], hints: DoseHints,
+                                 warn: list[str]) -> None:
+    """The detector gain a DigitalMicrograph TIFF states: its intensity calibration.
+
+    Gatan tags 65022/65023 hold the intensity unit, 65024 the origin and 65025 the scale:
+    ``electrons = (counts − origin) × scale`` when the unit is electrons, i.e.
+    ``1 / scale`` counts per electron (a OneView frame: 0.0227 e⁻/count, 44 counts/e⁻).
+    """
+    unit = str(tags.get(65022, tags.get(65023, ""))).strip().lower()
+    scale = tags.get(65025)
+    if unit not in _ELECTRON_UNITS or scale is None:
+        return
+    try:
+        scale, origin = float(scale), float(tags.get(65024, 0.0) or 0.0)
+    except (TypeError, ValueError):
+        return
+    if not (np.isfinite(scale) and scale > 0):
+        return
+    hints.counts_per_electron = 1.0 / scale
+    hints.notes.append(f"counts per electron {1.0 / scale:.4g} from the file's intensity "
+                       f"calibration ({scale:.6g} e⁻ per count, DigitalMicrograph tag 65025)")
+    if origin != 0:
+        warn.append(f"the intensity calibration has an offset of {origin:g} counts, which "
+                    "the dose and the denoiser's normalisation do not subtract")
 
 
 def _check_decodable(page: Any, path: Path) -> None:
