@@ -60,12 +60,15 @@ class RedrawThrottle:
 class NetworkDock(Container):
     """A dock running a network on an image layer: model rows, device rows, frames.
 
-    Subclasses set :attr:`FILE_CHOICE` (the model choice meaning "a file"), provide
-    :meth:`_available_models`, :meth:`_resolve_model`, :meth:`_no_model_file` and
-    :meth:`_model_text`, add the rows (``model``, ``model_file``, ``model_info``,
-    ``device``, ``device_info``) to their layout and call :meth:`_connect_model_rows`.
+    Subclasses set :attr:`NETWORK` (which shipped networks the registry offers) and
+    :attr:`FILE_CHOICE` (the model choice meaning "a file"), may say more about a model
+    (:meth:`_model_text`) or a missing file (:meth:`_no_model_file`), add the rows
+    (``model``, ``model_file``, ``model_info``, ``device``, ``device_info``) to their layout
+    and call :meth:`_connect_model_rows`.
     """
 
+    #: "segmentation" or "denoiser": the shipped networks (models.registry) offered.
+    NETWORK = "segmentation"
     FILE_CHOICE = "file…"
     #: Whether the model-file row may be empty (None) rather than "".
     MODEL_FILE_NULLABLE = False
@@ -127,24 +130,30 @@ class NetworkDock(Container):
         self.model_file.changed.connect(self._on_model_changed)
         self.device.changed.connect(self._on_device_changed)
 
-    # -- what a subclass says -------------------------------------------------------------
-    @staticmethod
-    def _available_models() -> list[str]:
-        """Names of the shipped models this dock offers."""
-        raise NotImplementedError
+    # -- the networks offered (a subclass may say more) -----------------------------------
+    @classmethod
+    def _available_models(cls) -> list[str]:
+        """Names of the shipped networks of :attr:`NETWORK` installed here."""
+        from ..models.registry import available_denoisers, available_models
 
-    @staticmethod
-    def _resolve_model(value) -> Path:
-        """The checkpoint file of a model name or path (raises LowdoseError)."""
-        raise NotImplementedError
+        return available_denoisers() if cls.NETWORK == "denoiser" else available_models()
+
+    @classmethod
+    def _resolve_model(cls, value) -> Path:
+        """The checkpoint file of a network name or path (raises LowdoseError)."""
+        from ..models.registry import resolve_denoiser, resolve_model
+
+        return resolve_denoiser(value) if cls.NETWORK == "denoiser" else resolve_model(value)
 
     def _no_model_file(self) -> LowdoseError:
         """The error when "a file" is chosen but none is given."""
-        raise NotImplementedError
+        from ..models.checkpoint import CheckpointError
+
+        return CheckpointError(f"choose a model file ({MODEL_SUFFIX})")
 
     def _model_text(self, meta: dict, path: Path) -> str:
         """The "model info" line of a readable checkpoint (its metadata, its path)."""
-        raise NotImplementedError
+        return f"{meta.get('arch', '?')} ({path.name})"
 
     # -- model rows -----------------------------------------------------------------------
     @classmethod

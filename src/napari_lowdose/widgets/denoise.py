@@ -106,6 +106,7 @@ class DenoiseWidget(LayerRun, LiveScope, WatchMode, NetworkDock):
         for tests and scripts). The in-situ mode always uses a thread.
     """
 
+    NETWORK = "denoiser"
     FILE_CHOICE = FILE_CHOICE
     MODEL_FILE_NULLABLE = True
 
@@ -330,18 +331,6 @@ class DenoiseWidget(LayerRun, LiveScope, WatchMode, NetworkDock):
         return model_tile_plan(self._skeletons[key], shape, tile, overlap)
 
     # -- model rows (see NetworkDock) -----------------------------------------------------
-    @staticmethod
-    def _available_models():
-        from ..models.registry import available_denoisers
-
-        return available_denoisers()
-
-    @staticmethod
-    def _resolve_model(value):
-        from ..models.registry import resolve_denoiser
-
-        return resolve_denoiser(value)
-
     def _no_model_file(self):
         from ..models.checkpoint import CheckpointError
 

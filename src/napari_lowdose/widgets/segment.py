@@ -63,7 +63,7 @@ from ..workflows.segmentation import SEGMENT_FILES, resolve_threshold
 from ._common import one_line
 from ._dose_overlay import show_frame_dose
 from ._layers import base_data
-from ._network_dock import MODEL_SUFFIX, NetworkDock, RedrawThrottle
+from ._network_dock import NetworkDock, RedrawThrottle
 from ._workers import run_task
 from .area_plot import AreaPlotWidget
 from .segment_analysis import SegmentAnalysis
@@ -235,23 +235,6 @@ class SegmentWidget(SegmentRun, SegmentAnalysis, NetworkDock):
         self.range_from.visible = self.range_to.visible = is_range
 
     # -- model rows (see NetworkDock) -----------------------------------------------------
-    @staticmethod
-    def _available_models():
-        from ..models.registry import available_models
-
-        return available_models()
-
-    @staticmethod
-    def _resolve_model(value):
-        from ..models.registry import resolve_model
-
-        return resolve_model(value)
-
-    def _no_model_file(self):
-        from ..models.checkpoint import CheckpointError
-
-        return CheckpointError(f"choose a model file ({MODEL_SUFFIX})")
-
     def _on_model_changed(self, _value=None):
         self._set_calibrated_threshold(None)
         super()._on_model_changed()
