@@ -211,7 +211,7 @@ def test_best_threshold_is_undefined_without_truth_pixels():
 def test_validation_without_particle_pixels_reports_f1_undefined(dataset, tmp_path, capsys):
     from napari_lowdose.analysis.metrics import NO_TRUTH_PIXELS
     from napari_lowdose.models.checkpoint import read_checkpoint_metadata
-    from napari_lowdose.train.segmentation import calibrate_threshold
+    from napari_lowdose.train.calibration import calibrate_threshold
 
     empty = _without_val_particles(dataset, tmp_path / "empty")
     out = tmp_path / "m.safetensors"

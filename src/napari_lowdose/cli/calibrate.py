@@ -41,7 +41,7 @@ def add_calibrate_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Calibrate a model's threshold and print the F1 at each threshold."""
-    from ..train.segmentation import calibrate_threshold
+    from ..train.calibration import calibrate_threshold
 
     if args.max_val_images is not None and args.max_val_images < 1:
         raise TrainUsageError("--max-val-images must be at least 1")

@@ -40,13 +40,10 @@ from ..analysis.metrics import (
     binary_counts,
     counts_at_thresholds,
 )
-from ..device import autocast_dtype, describe_device, select_device
+from ..device import autocast_dtype, describe_device
 from ..models.checkpoint import (
-    RESERVED_KEYS,
-    SEGMENTATION_ARCHITECTURES,
     CheckpointError,
     build_model,
-    load_checkpoint,
     save_checkpoint,
 )
 from ..models.normalisation import NORMALISATION
@@ -71,7 +68,6 @@ __all__ = [
     "EpochResult",
     "TrainSettings",
     "TrainingSummary",
-    "calibrate_threshold",
     "train_segmentation",
 ]
 
@@ -251,94 +247,6 @@ def train_segmentation(
                       should_stop or (lambda: False), on_epoch)
     finally:
         end_context(context)
-
-
-def calibrate_threshold(
-    model_file: str | os.PathLike,
-    data: str | os.PathLike,
-    *,
-    out: str | os.PathLike | None = None,
-    device: str = "auto",
-    val_crop_px: int | str | None = "model",
-    max_val_images: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> dict[str, Any]:
-    """Record a trained model's best probability threshold on a dataset's validation split.
-
-    The validation images of ``data`` (as in training: central crops, no
-    augmentation) go through the network; the pooled pixel F1 is computed at every
-    threshold of :data:`.metrics.CALIBRATION_THRESHOLDS` and the best
-    (:func:`.metrics.best_threshold`) is written into the model's ``validation``
-    metadata (``f1_by_threshold``, ``calibrated_threshold``, ``calibrated_f1``),
-    which ``segment --threshold model`` uses. Training records the same for a new
-    model; this is for models trained before, or on another dataset.
-
-    Parameters
-    ----------
-    model_file : str or Path
-        A segmentation model file (MSD-net or U-net).
-    data : str or Path
-        Dataset folder made by ``napari-lowdose simulate`` (with validation images).
-    out : str or Path, optional
-        Where to write the model with its new metadata (default: ``model_file``,
-        replaced atomically); the weights are unchanged.
-    device : str, optional
-        ``"auto"``, ``"cpu"``, ``"cuda"``, …
-    val_crop_px : int or None or "model", optional
-        Side of the central crops; ``None``: whole images; ``"model"`` (default): the
-        model's own validation crop (whole images if it has none).
-    max_val_images : int, optional
-        Use the first images only.
-    progress : callable, optional
-        ``progress(done, total)`` after each image.
-
-    Returns
-    -------
-    dict
-        The new ``calibration`` record: threshold, F1, F1 by threshold, dataset.
-
-    Raises
-    ------
-    TrainingError
-        If the model is no segmentation network, or the dataset has no validation images
-        or none with particle pixels (F1 undefined).
-    """
-
-    model_file, data = Path(model_file), Path(data)
-    target = select_device(device)
-    model, metadata = load_checkpoint(model_file, device=target)
-    if metadata["arch"] not in SEGMENTATION_ARCHITECTURES:
-        raise TrainingError(f"{model_file.name} holds a {metadata['arch']}, not a "
-                            "segmentation network")
-    validation = dict(metadata.get("validation") or {})
-    crop = validation.get("crop_px") if val_crop_px == "model" else val_crop_px
-    val_set = SegmentationDataset(data, "val", crop_px=crop, augment=False,
-                                  max_items=max_val_images)
-    if len(val_set) == 0:
-        raise TrainingError(f"{data} has no validation images")
-    grid = np.zeros((len(CALIBRATION_THRESHOLDS), 3), dtype=np.int64)
-    with torch.no_grad():
-        for index in range(len(val_set)):
-            image, mask = val_set[index]
-            with torch.autocast(target.type, dtype=autocast_dtype(target) or torch.float32,
-                                enabled=target.type == "cuda"):
-                logits = model(image[None].to(target)).float()
-            grid += counts_at_thresholds(torch.sigmoid(logits), (mask[None] >= 0.5).numpy())
-            if progress is not None:
-                progress(index + 1, len(val_set))
-    threshold, f1, table = best_threshold(grid)
-    if threshold is None:
-        raise TrainingError(f"{data}: {NO_TRUTH_PIXELS}; no threshold can be calibrated")
-    record = {"threshold": threshold, "f1": f1, "f1_by_threshold": table,
-              "dataset": str(data.resolve()), "n_images": len(val_set), "crop_px": crop,
-              "device": describe_device(target), **training_versions()}
-    validation.update(f1_by_threshold=table, calibrated_threshold=threshold,
-                      calibrated_f1=f1)
-    document = {k: v for k, v in metadata.items() if k not in RESERVED_KEYS}
-    document.update(validation=validation, calibration=record)
-    save_checkpoint(Path(out) if out is not None else model_file, model.cpu(),
-                    arch=metadata["arch"], metadata=document)
-    return record
 
 
 def _train(data: Path, out: Path, settings: TrainSettings, context: RunContext, resume: bool,
