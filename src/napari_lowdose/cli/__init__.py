@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from ..errors import LowdoseError
+from ..errors import LowdoseError, one_line
 from ._common import PROG, parse_roi
 from .calibrate import add_calibrate_parser
 from .demo import add_demo_parser
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except LowdoseError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:
         if args.debug:
             raise
-        print(f"{PROG}: internal error: {type(err).__name__}: {err} "
+        print(f"{PROG}: internal error: {type(err).__name__}: {one_line(err)} "
               "(rerun with --debug for details)", file=sys.stderr)
         return 1
 

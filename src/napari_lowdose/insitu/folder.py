@@ -59,9 +59,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import SeriesReadError
+from ..errors import SeriesReadError, short_reason
 from ..io.readers import SUPPORTED_SUFFIXES, read_series
-from ._reason import _short
 
 __all__ = [
     "DEFAULT_PATTERNS",
@@ -174,9 +173,9 @@ def check_complete(path: str | Path) -> str | None:
                 series = read_series(path)
             del series
     except SeriesReadError as err:
-        return _short(err)
+        return short_reason(err)
     except Exception as err:  # numpy / OS errors of a half-written or locked file
-        return f"{path.name}: {_short(err)}"
+        return f"{path.name}: {short_reason(err)}"
     return None
 
 
@@ -398,7 +397,7 @@ class FolderWatcher:
             with os.scandir(self.folder) as it:
                 entries = [e for e in it if self.wants(e.name) and _is_file(e)]
         except OSError as err:
-            self.last_error = f"{self.folder}: cannot list folder ({_short(err)})"
+            self.last_error = f"{self.folder}: cannot list folder ({short_reason(err)})"
             return []
         self.last_error = None
         return entries

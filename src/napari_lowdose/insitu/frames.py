@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SeriesReadError
+from ..errors import SeriesReadError, short_reason
 from ..io.readers import SUPPORTED_SUFFIXES, read_series
-from ._reason import _short
 
 __all__ = ["frame_metadata", "read_frame", "read_frames"]
 
@@ -63,7 +62,7 @@ def read_frames(path: str | Path, *, as_float32: bool = False) -> tuple[np.ndarr
         try:
             data = np.load(path, allow_pickle=False)
         except Exception as err:
-            raise SeriesReadError(f"{path.name}: not a readable .npy file ({_short(err)})") \
+            raise SeriesReadError(f"{path.name}: not a readable .npy file ({short_reason(err)})") \
                 from None
         meta.update(format="NumPy .npy", pixel_size_A=None, pixel_size_source="",
                     frame_dose_e_per_A2=None, dose_source="", counts_per_electron=None,
@@ -73,7 +72,8 @@ def read_frames(path: str | Path, *, as_float32: bool = False) -> tuple[np.ndarr
         try:
             data = np.array(series.data)
         except Exception as err:  # lazily read pages that turn out to be damaged
-            raise SeriesReadError(f"{path.name}: image data cannot be read ({_short(err)})") \
+            why = short_reason(err)
+            raise SeriesReadError(f"{path.name}: image data cannot be read ({why})") \
                 from None
         dose = series.frame_dose
         meta.update(

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._reason import _short
+from ..errors import short_reason
 from .folder import FolderWatcher
 from .frames import frame_metadata, read_frames
 from .stats import Failure, RateMeter, WatchStats
@@ -228,7 +228,7 @@ class WatchSession:
         try:
             stack, meta = read_frames(path, as_float32=self.as_float32)
         except Exception as err:  # unreadable file: report it, go on with the next one
-            reason = self.watcher.unreadable.get(path) or _short(err)
+            reason = self.watcher.unreadable.get(path) or short_reason(err)
             failure = Failure(path, None, "read", reason)
             self._stats.failures.append(failure)
             return failure
@@ -253,7 +253,7 @@ class WatchSession:
         except Exception as err:
             if self.stop_on_error:
                 raise
-            failure = Failure(path, index, "process", f"{type(err).__name__}: {_short(err)}")
+            failure = Failure(path, index, "process", f"{type(err).__name__}: {short_reason(err)}")
             self._stats.failures.append(failure)
             return path, index, failure
         self._process_total_s += self.clock() - t0_s
@@ -265,7 +265,8 @@ class WatchSession:
             except Exception as err:
                 if self.stop_on_error:
                     raise
-                failure = Failure(path, index, "output", f"{type(err).__name__}: {_short(err)}")
+                why = short_reason(err)
+                failure = Failure(path, index, "output", f"{type(err).__name__}: {why}")
                 self._stats.failures.append(failure)
                 return path, index, failure
         return path, index, result

@@ -3,6 +3,8 @@
 import numpy as np
 from magicgui.widgets import Label
 
+from ..errors import one_line
+
 
 def heading(text: str) -> Label:
     """A bold section heading of a dock."""
@@ -36,12 +38,6 @@ def rectangle_roi_px(shapes_layer, image_layer) -> tuple[int, int, int, int]:
 
 #: Device choices offered by the widgets that run a network.
 DEVICE_CHOICES = ["auto", "cpu", "cuda", "mps"]
-
-
-def one_line(err: BaseException) -> str:
-    """The first line of an error message, for a notification (never a traceback)."""
-    text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0]
 
 
 def is_empty_path(value) -> bool:

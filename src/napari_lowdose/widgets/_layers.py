@@ -9,11 +9,10 @@ import math
 
 import numpy as np
 
-from ..errors import LowdoseError
+from ..errors import LowdoseError, one_line
 from ..io.layers import LOWDOSE_KEY, layer_frame_dose, pixel_size_A_from_scale
 from ..io.units import electrons_per_pixel
 from ..workflows.policies import detector_gain
-from ._common import one_line
 
 __all__ = [
     "pick_image_layer",

@@ -16,8 +16,8 @@ from pathlib import Path
 import napari
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
 
-from ..errors import LowdoseError
-from ._common import DEVICE_CHOICES, device_description, is_empty_path, one_line, shown_frame
+from ..errors import LowdoseError, one_line
+from ._common import DEVICE_CHOICES, device_description, is_empty_path, shown_frame
 from ._layers import base_data, pick_image_layer
 from ._settings import DockSettings
 

@@ -38,10 +38,9 @@ import numpy as np
 from magicgui.widgets import ComboBox, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from ..errors import LowdoseError
+from ..errors import LowdoseError, one_line
 from ..io.layers import LOWDOSE_KEY
 from ..models.tiling import AUTO_TILE_MAX_PIXELS
-from ._common import one_line
 from ._dose_overlay import show_frame_dose
 from ._layers import (
     base_data,

@@ -13,8 +13,8 @@ import time
 
 from napari.utils.notifications import show_error, show_info
 
+from ..errors import one_line
 from ..io.series import BadPixelsError
-from ._common import one_line
 from ._workers import eta_text, run_task
 from .denoise_output import follow_contrast, prepare_output, record_frame, stack, sync_record
 

@@ -28,10 +28,11 @@ import numpy as np
 from magicgui.widgets import CheckBox, FileEdit, FloatSpinBox, Label, PushButton
 from napari.utils.notifications import show_error, show_info, show_warning
 
+from ..errors import one_line
 from ..insitu import FolderWatcher, FrameDenoiser, InSituOutput, WatchSession
 from ..io.dose import FrameDose
 from ..io.layers import LOWDOSE_KEY, image_layer_kwargs, layer_frame_dose
-from ._common import is_empty_path, one_line
+from ._common import is_empty_path
 from ._display import GrowingStack, display_limits
 from ._layers import layer_pixel_size_A
 from ._workers import run_task

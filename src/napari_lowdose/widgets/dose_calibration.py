@@ -29,12 +29,12 @@ from magicgui.widgets import (
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 
-from ..errors import LowdoseError
+from ..errors import LowdoseError, one_line
 from ..io.dose import FrameDose, write_dose_table
 from ..io.dose_calibration import calibrate_frame_dose, iter_frame_mean_counts
 from ..io.layers import LOWDOSE_KEY, layer_frame_dose, with_frame_dose
 from ..io.units import pixel_area_A2
-from ._common import one_line, rectangle_roi_px
+from ._common import rectangle_roi_px
 from ._dose_overlay import show_frame_dose
 from ._layers import base_data, layer_pixel_size_A, pick_image_layer
 from ._settings import DockSettings

@@ -25,7 +25,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from ..errors import LowdoseError
+from ..errors import LowdoseError, one_line
 from ..io.layers import layer_frame_dose
 from ..io.series import check_finite_frames
 from ..io.units import pixel_area_A2
@@ -35,7 +35,7 @@ from ..noise.fitting import fit_spectra
 from ..noise.model import NoiseModel
 from ..noise.spectrum import radial_spectrum
 from ..noise.vacuum import VacuumCheck, vacuum_check, vacuum_corner
-from ._common import one_line, rectangle_roi_px
+from ._common import rectangle_roi_px
 from ._dose_overlay import show_frame_dose
 from ._layers import base_data, layer_pixel_size_A, pick_image_layer
 from ._settings import DockSettings

@@ -13,12 +13,12 @@ import time
 import numpy as np
 from napari.utils.notifications import show_error, show_info, show_warning
 
+from ..errors import one_line
 from ..io.series import BadPixelsError, check_finite_frames
 from ..noise.fit_result import NoiseFitResult
 from ..noise.fitting import fit_spectra
 from ..noise.spectrum import RadialSpectrum, radial_spectrum
 from ..noise.vacuum import VacuumCheck, vacuum_check
-from ._common import one_line
 from ._layers import base_data
 from ._workers import eta_text, run_task
 

@@ -55,12 +55,11 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from ..errors import LowdoseError
+from ..errors import LowdoseError, one_line
 from ..io.layers import LOWDOSE_KEY
 from ..models.checkpoint import read_checkpoint_metadata
 from ..models.registry import RECOMMENDED_MODEL, RECOMMENDED_THRESHOLD, resolve_model
 from ..workflows.segmentation import SEGMENT_FILES, resolve_threshold
-from ._common import one_line
 from ._dose_overlay import show_frame_dose
 from ._layers import base_data
 from ._network_dock import NetworkDock, RedrawThrottle

@@ -16,9 +16,8 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..analysis.area_vs_dose import analyse_area_vs_dose, f1_per_frame
 from ..analysis.masks import MaskCleaning, probability_mask
-from ..errors import LowdoseError
+from ..errors import LowdoseError, one_line
 from ..io.layers import LOWDOSE_KEY, layer_frame_dose
-from ._common import one_line
 from ._layers import base_data, layer_pixel_size_A
 from .area_plot import (
     AREA_KEY,

@@ -13,8 +13,8 @@ from types import SimpleNamespace
 
 from napari.utils.notifications import show_error, show_info
 
+from ..errors import one_line
 from ..io.series import BadPixelsError
-from ._common import one_line
 from ._workers import eta_text, format_duration
 from .segment_results import output_layers
 

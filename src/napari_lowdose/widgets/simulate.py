@@ -35,13 +35,14 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_error, show_info
 
+from ..errors import one_line
 from ..io.layers import LOWDOSE_KEY
 from ..noise.model import NoiseModel
 from ..noise.presets import PRESETS
 from ..simulate.optics import DOSE_RANGES_E_PER_A2
 from ..simulate.series import preview_noisy_image
 from ..simulate.structures import StructureRecipe
-from ._common import heading, is_empty_path, one_line
+from ._common import heading, is_empty_path
 from ._settings import DockSettings
 from ._workers import run_task
 from .simulate_dataset import SimulateDataset, _Relay

@@ -15,9 +15,10 @@ from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Signal
 
+from ..errors import one_line
 from ..simulate.dataset import generate_dataset
 from ..simulate.recipe import DatasetError, DatasetRecipe
-from ._common import is_empty_path, one_line
+from ._common import is_empty_path
 from ._workers import eta_text, run_task
 
 __all__ = ["SimulateDataset"]

@@ -30,6 +30,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..analysis.metrics import NO_TRUTH_PIXELS
 from ..device import DeviceError, select_device
+from ..errors import one_line
 from ..models.checkpoint import read_checkpoint_metadata
 from ..models.registry import available_models, resolve_model
 from ..simulate.recipe import DatasetError, read_card
@@ -37,7 +38,7 @@ from ..train.loop import TrainingError
 from ..train.segmentation import TrainSettings, train_segmentation
 from ..train.segmentation import TrainSettings as DEFAULTS
 from ..workflows.training import architecture_defaults, init_config
-from ._common import DEVICE_CHOICES, device_description, heading, is_empty_path, one_line
+from ._common import DEVICE_CHOICES, device_description, heading, is_empty_path
 from ._plotting import style_axes
 from ._training_dock import MODEL_SUFFIX, RANDOM_WEIGHTS, TrainingDock, default_model_path
 

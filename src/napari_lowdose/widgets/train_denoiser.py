@@ -37,9 +37,9 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from ..errors import LowdoseError
+from ..errors import LowdoseError, one_line
 from ..workflows.denoiser_training import DENOISER_TRAINING_DEFAULTS as DEFAULTS
-from ._common import DEVICE_CHOICES, device_description, heading, is_empty_path, one_line
+from ._common import DEVICE_CHOICES, device_description, heading, is_empty_path
 from ._layers import pick_image_layer
 from ._plotting import style_axes
 from ._training_dock import MODEL_SUFFIX, RANDOM_WEIGHTS, TrainingDock, default_model_path

@@ -15,9 +15,8 @@ info files). :func:`read_series` picks the reader by file suffix.
 from collections.abc import Callable
 from pathlib import Path
 
-from ...errors import SeriesReadError, UnsupportedFormatError
+from ...errors import SeriesReadError, UnsupportedFormatError, short_reason
 from ..series import Series
-from ._common import _short
 from .dm import read_dm
 from .emd import read_emd
 from .mrc import read_mrc
@@ -86,5 +85,6 @@ def read_series(path: str | Path) -> Series:
     except SeriesReadError:
         raise
     except Exception as err:  # a reader library failed in a way we did not foresee
-        raise SeriesReadError(f"{path.name}: cannot be read as {path.suffix} ({_short(err)})") \
+        why = short_reason(err)
+        raise SeriesReadError(f"{path.name}: cannot be read as {path.suffix} ({why})") \
             from None

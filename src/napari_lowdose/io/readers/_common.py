@@ -99,11 +99,3 @@ def _lazy_stack(
         da.from_delayed(delayed(read_frame)(i), shape=shape, dtype=dtype) for i in range(n)
     ]
     return da.stack(frames) if n > 1 else frames[0]
-
-
-
-def _short(err: BaseException) -> str:
-    """First line of an error's message (at most 160 characters), for a one-line reason."""
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return text[:160]
-

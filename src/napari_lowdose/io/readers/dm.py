@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import SeriesReadError
+from ...errors import SeriesReadError, short_reason
 from ..series import DoseHints, Series
-from ._common import _finish, _jsonable, _pixel_size, _short, _to_frames
+from ._common import _finish, _jsonable, _pixel_size, _to_frames
 
 __all__ = ["read_dm"]
 
@@ -36,7 +36,7 @@ def read_dm(path: str | Path) -> Series:
         raise
     except Exception as err:
         raise SeriesReadError(f"{path.name}: not a readable DigitalMicrograph file "
-                              f"({_short(err)})") from None
+                              f"({short_reason(err)})") from None
     warn: list[str] = []
     pixel_size = _pixel_size(
         (scale[-2], scale[-1]), (units[-2], units[-1]), warn, "DM calibration"

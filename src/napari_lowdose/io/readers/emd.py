@@ -13,10 +13,10 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from ...errors import SeriesReadError
+from ...errors import SeriesReadError, short_reason
 from ..series import DoseHints, Series
 from ..units import normalise_unit
-from ._common import _finish, _jsonable, _pixel_size, _short, _to_frames
+from ._common import _finish, _jsonable, _pixel_size, _to_frames
 
 __all__ = ["read_emd"]
 
@@ -29,7 +29,7 @@ def read_emd(path: str | Path) -> Series:
     try:
         h5 = h5py.File(path, "r")
     except Exception as err:
-        raise SeriesReadError(f"{path.name}: not a readable EMD/HDF5 file ({_short(err)})") \
+        raise SeriesReadError(f"{path.name}: not a readable EMD/HDF5 file ({short_reason(err)})") \
             from None
     try:
         if "Data" in h5 and "Image" in h5["Data"]:
@@ -40,7 +40,8 @@ def read_emd(path: str | Path) -> Series:
         raise
     except Exception as err:
         h5.close()
-        raise SeriesReadError(f"{path.name}: unexpected EMD layout ({_short(err)})") from None
+        why = short_reason(err)
+        raise SeriesReadError(f"{path.name}: unexpected EMD layout ({why})") from None
 
 
 def _read_berkeley(h5: Any, path: Path) -> Series:

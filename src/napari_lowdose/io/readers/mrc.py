@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import SeriesReadError
+from ...errors import SeriesReadError, short_reason
 from ..series import DoseHints, Series
-from ._common import _finish, _jsonable, _pixel_size, _short, _to_frames
+from ._common import _finish, _jsonable, _pixel_size, _to_frames
 
 __all__ = ["read_mrc"]
 
@@ -73,7 +73,8 @@ def read_mrc(path: str | Path) -> Series:
     except SeriesReadError:
         raise
     except Exception as err:
-        raise SeriesReadError(f"{path.name}: not a readable MRC file ({_short(err)})") from None
+        why = short_reason(err)
+        raise SeriesReadError(f"{path.name}: not a readable MRC file ({why})") from None
     if map_id != "MAP " or min(shape) < 1:
         raise SeriesReadError(f"{path.name}: not a valid MRC file (bad header)")
     needed = offset + int(np.prod(shape)) * dtype.itemsize

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import SeriesReadError
+from ...errors import SeriesReadError, short_reason
 from ..series import DoseHints, Series
-from ._common import _finish, _jsonable, _lazy_stack, _pixel_size, _short, _to_frames
+from ._common import _finish, _jsonable, _lazy_stack, _pixel_size, _to_frames
 
 __all__ = ["read_ser"]
 
@@ -48,7 +48,7 @@ def read_ser(path: str | Path) -> Series:
         raise
     except Exception as err:
         raise SeriesReadError(f"{ser_path.name}: not a readable TIA .ser file "
-                              f"({_short(err)})") from None
+                              f"({short_reason(err)})") from None
     frame_shape = tuple(int(n) for n in frame0.shape)
     dtype = frame0.dtype
     file_size = ser_path.stat().st_size

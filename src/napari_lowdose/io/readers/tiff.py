@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import SeriesReadError
+from ...errors import SeriesReadError, short_reason
 from ..series import DoseHints, Series
 from ..writers import LOWDOSE_TIFF_KEY
-from ._common import _finish, _jsonable, _lazy_stack, _pixel_size, _short, _to_frames
+from ._common import _finish, _jsonable, _lazy_stack, _pixel_size, _to_frames
 
 __all__ = ["read_tiff"]
 
@@ -38,7 +38,8 @@ def read_tiff(path: str | Path) -> Series:
         try:
             tif = tifffile.TiffFile(path)
         except Exception as err:  # tifffile raises many kinds for broken files
-            raise SeriesReadError(f"{path.name}: not a readable TIFF ({_short(err)})") from None
+            why = short_reason(err)
+            raise SeriesReadError(f"{path.name}: not a readable TIFF ({why})") from None
         with tif:
             series = _read_open_tiff(tif, path)
     if log_errors:
@@ -148,7 +149,7 @@ def _check_decodable(page: Any, path: Path) -> None:
     except Exception as err:  # noqa: BLE001 - any decoder failure is one line
         name = getattr(compression, "name", str(compression))
         raise SeriesReadError(
-            f"{path.name}: its {name} compression cannot be decoded here ({_short(err)}); "
+            f"{path.name}: its {name} compression cannot be decoded here ({short_reason(err)}); "
             "reinstall napari-lowdose with its dependencies (imagecodecs) or save the file "
             "uncompressed") from None
 
