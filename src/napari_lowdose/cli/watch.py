@@ -25,6 +25,8 @@ class WatchError(LowdoseError):
 
 def add_watch_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``napari-lowdose watch``."""
+    from ..insitu.folder import DEFAULT_SETTLE_S  # the in-situ package reads files (dask)
+
     watch = sub.add_parser(
         "watch", help="denoise frames as an acquisition program writes them into a folder",
         description="Watch DIR and denoise every frame written into it (TIFF, MRC, DM, SER, "
@@ -47,8 +49,8 @@ def add_watch_parser(sub: argparse._SubParsersAction) -> None:
                        help="files already in DIR at the start (default: process)")
     watch.add_argument("--order", choices=["name", "mtime"], default="name",
                        help="order of files ready together (default: natural name order)")
-    watch.add_argument("--settle-s", type=float, default=0.5, metavar="S",
-                       help="a file is complete when unchanged this long (default 0.5 s; "
+    watch.add_argument("--settle-s", type=float, default=DEFAULT_SETTLE_S, metavar="S",
+                       help="a file is complete when unchanged this long (default %(default)s s; "
                             "longer than the camera's longest pause within a file)")
     watch.add_argument("--poll-s", type=float, default=0.2, metavar="S",
                        help="how often the folder is listed (default 0.2 s)")

@@ -27,6 +27,7 @@ live-folder mode both drive it.
 from .denoiser import FrameDenoiser
 from .folder import (
     DEFAULT_PATTERNS,
+    DEFAULT_SETTLE_S,
     TEMPORARY_SUFFIXES,
     FolderWatcher,
     check_complete,
@@ -40,6 +41,7 @@ from .stats import Failure, RateMeter, WatchStats
 
 __all__ = [
     "DEFAULT_PATTERNS",
+    "DEFAULT_SETTLE_S",
     "LOG_COLUMNS",
     "LOG_FILE",
     "TEMPORARY_SUFFIXES",

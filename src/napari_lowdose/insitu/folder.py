@@ -64,6 +64,7 @@ from ..io.readers import SUPPORTED_SUFFIXES, read_series
 
 __all__ = [
     "DEFAULT_PATTERNS",
+    "DEFAULT_SETTLE_S",
     "TEMPORARY_SUFFIXES",
     "FolderWatcher",
     "check_complete",
@@ -76,6 +77,10 @@ __all__ = [
 DEFAULT_PATTERNS: tuple[str, ...] = (
     *(f"*{suffix}" for suffix in SUPPORTED_SUFFIXES if suffix != ".emi"), "*.npy",
 )
+
+#: Seconds a file's size must stay the same before it is taken (longer than the longest
+#: pause a camera makes while writing one file); ``watch --settle-s`` and the dock's default.
+DEFAULT_SETTLE_S = 0.5
 
 #: Suffixes marking a file that is still being written under a temporary name.
 TEMPORARY_SUFFIXES: frozenset[str] = frozenset(
@@ -243,7 +248,7 @@ class FolderWatcher:
         self,
         folder: str | Path,
         patterns: Iterable[str] = DEFAULT_PATTERNS,
-        settle_s: float = 0.5,
+        settle_s: float = DEFAULT_SETTLE_S,
         poll_s: float = 0.2,
         existing: Literal["process", "skip"] = "process",
         order: Literal["name", "mtime"] = "name",

@@ -29,7 +29,13 @@ from magicgui.widgets import CheckBox, FileEdit, FloatSpinBox, Label, PushButton
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..errors import one_line
-from ..insitu import FolderWatcher, FrameDenoiser, InSituOutput, WatchSession
+from ..insitu import (
+    DEFAULT_SETTLE_S,
+    FolderWatcher,
+    FrameDenoiser,
+    InSituOutput,
+    WatchSession,
+)
 from ..io.dose import FrameDose
 from ..io.layers import LOWDOSE_KEY, image_layer_kwargs, layer_frame_dose
 from ._common import is_empty_path
@@ -80,7 +86,7 @@ class WatchMode:
         self.camera_folder = FileEdit(label="camera folder", mode="d", value="", nullable=True)
         self.output_folder = FileEdit(label="output folder", mode="d", value="", nullable=True)
         self.settle_s = FloatSpinBox(
-            label="settle time (s)", min=0.0, max=60.0, step=0.1, value=0.5
+            label="settle time (s)", min=0.0, max=60.0, step=0.1, value=DEFAULT_SETTLE_S
         )
         self.process_existing = CheckBox(text="process files already there", value=True)
         self.watch_pixel_A = FloatSpinBox(

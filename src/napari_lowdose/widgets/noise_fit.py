@@ -35,7 +35,7 @@ from ..noise.fitting import fit_spectra
 from ..noise.model import NoiseModel
 from ..noise.spectrum import radial_spectrum
 from ..noise.vacuum import VacuumCheck, vacuum_check, vacuum_corner
-from ._common import rectangle_roi_px
+from ._common import rectangle_roi_px, shown_frame
 from ._dose_overlay import show_frame_dose
 from ._layers import base_data, layer_pixel_size_A, pick_image_layer
 from ._settings import DockSettings
@@ -303,13 +303,8 @@ class NoiseFitWidget(NoiseFitRun, NoiseFitPlots, Container):
     def current_frame(self, layer=None) -> int:
         """Index of the frame shown for ``layer`` (0 for a 2-D layer)."""
         layer = self.layer if layer is None else layer
-        if layer is None or layer.ndim < 3:
-            return 0
-        try:
-            index = float(np.asarray(layer.world_to_data(self._viewer.dims.point))[0])
-        except (ValueError, IndexError, TypeError):
-            index = float(self._viewer.dims.current_step[0])
-        return int(min(max(round(index), 0), layer.data.shape[0] - 1))
+        n_frames = 1 if layer is None or layer.ndim < 3 else int(layer.data.shape[0])
+        return shown_frame(self._viewer, layer, n_frames)
 
     def fit_current_frame(self, _event=None):
         """Fit the vacuum rectangle of the frame shown now (synchronous)."""
