@@ -20,13 +20,14 @@ from ..analysis.metrics import (
     best_threshold,
     counts_at_thresholds,
 )
-from ..device import autocast_dtype, describe_device, select_device
+from ..device import describe_device, select_device
 from ..models.checkpoint import (
     RESERVED_KEYS,
     SEGMENTATION_ARCHITECTURES,
     load_checkpoint,
     save_checkpoint,
 )
+from ..models.streaming import inference_autocast
 from ..provenance import training_versions
 from .data import SegmentationDataset
 from .loop import TrainingError
@@ -101,8 +102,7 @@ def calibrate_threshold(
     with torch.no_grad():
         for index in range(len(val_set)):
             image, mask = val_set[index]
-            with torch.autocast(target.type, dtype=autocast_dtype(target) or torch.float32,
-                                enabled=target.type == "cuda"):
+            with inference_autocast(target):  # as segmentation runs the network
                 logits = model(image[None].to(target)).float()
             grid += counts_at_thresholds(torch.sigmoid(logits), (mask[None] >= 0.5).numpy())
             if progress is not None:
