@@ -40,7 +40,8 @@ def dose_range_argument(text: str) -> tuple[float, float]:
 
 
 def noise_model_argument(text: str):
-    """A Table 3 preset name (``MTF4``, ``"MTF 4"``) or a ``noise_model.json`` file."""
+    """A preset name (``MTF4``, ``"MTF 4"``, ``DIRECT``, ``WIDE``) or a ``noise_model.json``
+    file."""
     from ..noise.model import NoiseModel
     from ..noise.presets import preset
 
@@ -79,8 +80,9 @@ def add_simulate_parser(sub: argparse._SubParsersAction) -> None:
                      help="frame dose range in e⁻/Å², log-uniform, or high (10²–10⁶) / "
                           "low (10¹–10⁴) from Table 2 (default high)")
     sim.add_argument("--mtf", default="MTF4", metavar="MTF4|noise_model.json",
-                     help="detector noise: preset MTF1–MTF5 (Table 3) or a noise model "
-                          "file from fit-noise / the Detector noise widget (default MTF4)")
+                     help="detector noise: preset MTF1–MTF5 (Table 3), DIRECT (a direct "
+                          "detector), WIDE (all of these) or a noise model file from "
+                          "fit-noise / the Detector noise widget (default MTF4)")
     sim.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
     sim.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="W",
                      help="local worker processes (default: all cores; 1 = no dask)")

@@ -1,7 +1,11 @@
-"""The MTF noise models of Larsen et al. (2023), Table 3.
+"""The MTF noise models of Larsen et al. (2023), Table 3, and two beyond it.
 
 MTF 1 … MTF 5, each with ``N0 ∈ [0.005, 0.015]`` e⁻/px; MTF 4 (the paper's
 training recipe, :meth:`~.model.NoiseModel.training_model`) performed best.
+``DIRECT`` is a direct-detector-like MTF (nearly flat, c0 0.7–0.9, N0 ≈ 0.001
+e⁻/px); ``WIDE`` spans all of them (c0 0.2–0.9, c3 1–5, N0 0.0008–0.015 e⁻/px), for
+networks that must hold up on any of these detectors (the validation battery,
+:mod:`napari_lowdose.workflows.battery`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,15 @@ PRESETS: dict[str, NoiseModel] = {
         _preset(5, (0.6, 0.8), (2.0, 5.0)),
     )
 }
+PRESETS["DIRECT"] = NoiseModel(
+    name="DIRECT", c0_range=(0.7, 0.9), c3_range=(2.0, 5.0),
+    n0_range_e_per_px=(0.0008, 0.0012), n0_e_per_px=0.001, source="preset",
+    description="direct-detector-like MTF (c0 0.7–0.9, N0 ≈ 0.001 e⁻/px)")
+PRESETS["WIDE"] = NoiseModel(
+    name="WIDE", c0_range=(0.2, 0.9), c3_range=(1.0, 5.0),
+    n0_range_e_per_px=(0.0008, 0.015), n0_e_per_px=0.008, source="preset",
+    description="Table 3's MTF 1–5 and a direct detector together (c0 0.2–0.9, c3 1–5, "
+                "N0 0.0008–0.015 e⁻/px)")
 
 
 def preset(name: str) -> NoiseModel:
@@ -42,7 +55,7 @@ def preset(name: str) -> NoiseModel:
     Parameters
     ----------
     name : str
-        Preset name.
+        Preset name (also ``"direct"`` and ``"wide"``).
 
     Returns
     -------
@@ -50,7 +63,7 @@ def preset(name: str) -> NoiseModel:
         The preset.
     """
     key = str(name).replace(" ", "").upper()
-    if not key.startswith("MTF"):
+    if key not in PRESETS and not key.startswith("MTF"):
         key = "MTF" + key
     try:
         return PRESETS[key]

@@ -58,16 +58,8 @@ BATTERY_FRAMES = 40
 BATTERY_DOSE_RANGE_E_PER_A2 = (5.0, 5e3)
 BATTERY_PARTICLES = 3
 
-#: A direct-detector-like MTF: nearly flat (c0 ≥ 0.7) and almost no readout noise.
-DIRECT_DETECTOR = NoiseModel(
-    name="direct",
-    c0_range=(0.7, 0.9),
-    c3_range=(2.0, 5.0),
-    n0_range_e_per_px=(0.0008, 0.0012),
-    n0_e_per_px=0.001,
-    source="user",
-    description="direct-detector-like MTF (c0 0.7–0.9, N0 ≈ 0.001 e⁻/px), validation battery",
-)
+#: The direct-detector-like MTF of the battery (c0 ≥ 0.7, N0 ≈ 0.001 e⁻/px).
+DIRECT_DETECTOR = preset("direct")
 
 
 @dataclass(frozen=True)
