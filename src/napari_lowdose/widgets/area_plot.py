@@ -10,6 +10,12 @@ log axis, Larsen et al. 2023, Figs. 2–4), F1 against dose in a second panel wh
 available (SOI Fig. 9), a ring on the viewer's current frame, and moves the
 viewer to the frame of a point clicked on.
 
+When the consensus of the highest-dose frames holds several particles, a choice
+"All particles" / "Particle 1" / … (shown only then) draws one particle of the selected
+mask layer's run instead (:meth:`AreaAnalysis.particle`): its own area, readout lines,
+legend and status. The choice is kept while the same layer stays selected with the same
+number of particles.
+
 Legible in a narrow dock: constrained layout, short axis labels aligned across the two
 panels, the legend under the axes (never over the curves) and the doses read off each
 curve in the status line. One dock per viewer: the 'Segment' dock docks it under the
@@ -23,9 +29,9 @@ from typing import Any
 
 import napari
 import numpy as np
-from magicgui.widgets import Container, Label
+from magicgui.widgets import ComboBox, Container, Label
 
-from ..analysis.area_vs_dose import AreaAnalysis
+from ..analysis.area_vs_dose import WHOLE_FIELD, AreaAnalysis, table_blocks
 from ..io.layers import LOWDOSE_KEY
 from ..plots.area import draw_area_vs_dose
 from ._dose_overlay import show_frame_dose
@@ -34,6 +40,7 @@ from ._plotting import new_canvas, style_axes, theme_colors
 __all__ = [
     "AREA_DOCK_NAME",
     "AREA_KEY",
+    "ALL_PARTICLES",
     "AreaPlotWidget",
     "analysis_from_record",
     "area_record",
@@ -43,6 +50,8 @@ __all__ = [
 #: Key of the area-against-dose record in ``metadata["lowdose"]`` of a mask layer.
 AREA_KEY = "area_vs_dose"
 CLICK_RADIUS_PX = 12.0
+#: The particle choice that draws the whole field.
+ALL_PARTICLES = "All particles"
 #: The dock's title in the Plugins menu (napari: "<widget> (<plugin display name>)").
 AREA_DOCK_NAME = "Area vs dose (Low-dose HR-TEM)"
 #: Screens lower than this (px available) get the plot as a tab beside 'Segment'.
@@ -63,13 +72,17 @@ def area_record(
 ) -> dict[str, Any]:
     """JSON-ready record of an analysis for a mask layer's metadata.
 
-    ``table`` holds the per-frame columns (``frame`` is the frame index in the
-    series; ``f1`` is added when given), ``summary`` the doses read off the curve.
+    ``table`` holds the per-frame columns of ``area_vs_dose.csv``
+    (:meth:`AreaAnalysis.export_table`: ``frame`` is the frame index in the series; with
+    several particles a ``particle`` column and a block of rows per particle after the
+    whole-field rows; ``f1`` against the truth is added to the whole-field rows when
+    given), ``summary`` the doses read off the curve.
     """
-    table = {key: np.asarray(value).tolist() for key, value in analysis.table().items()}
-    table["area_nm2"] = [_finite(v) for v in analysis.area_nm2]
+    table = {key: np.asarray(value).tolist() for key, value in analysis.export_table().items()}
+    table["area_nm2"] = [_finite(v) for v in table["area_nm2"]]
     if f1 is not None:
-        table["f1"] = [_finite(v) for v in np.asarray(f1, dtype=float)]
+        values = [_finite(v) for v in np.asarray(f1, dtype=float)]
+        table["f1"] = values + [None] * (len(table["frame"]) - len(values))
     return {
         "label": label,
         "table": table,
@@ -80,8 +93,10 @@ def area_record(
 
 
 def analysis_from_record(record: dict[str, Any]) -> AreaAnalysis:
-    """Rebuild the :class:`AreaAnalysis` of a record written by :func:`area_record`."""
-    table, summary = record["table"], record["summary"]
+    """Rebuild the :class:`AreaAnalysis` of a record written by :func:`area_record`
+    (with its particles)."""
+    blocks = table_blocks(record["table"])
+    table, summary = blocks[WHOLE_FIELD], record["summary"]
 
     def dose(key):
         value = summary.get(key)
@@ -105,23 +120,31 @@ def analysis_from_record(record: dict[str, Any]) -> AreaAnalysis:
         dose_at_50pct_e_per_A2=dose("dose_at_50pct_e_per_A2"),
         high_dose_frames=np.asarray(summary.get("high_dose_frames", []), dtype=np.int64),
         pixel_area_nm2=pixel_area,
-        consensus=consensus_from_record(table, summary),
+        consensus=consensus_from_record(table, summary, blocks),
     )
 
 
-def consensus_from_record(table: dict[str, Any], summary: dict[str, Any]):
-    """The consensus readout stored in a record's table and summary (None if absent)."""
+def _column(rows: dict[str, list], key: str) -> np.ndarray:
+    return np.asarray([np.nan if v is None else v for v in rows[key]], dtype=float)
+
+
+def consensus_from_record(table: dict[str, Any], summary: dict[str, Any],
+                          blocks: dict[str, dict[str, list]] | None = None):
+    """The consensus readout stored in a record's (whole-field) table and summary, with
+    the particles' rows of ``blocks`` (:func:`~napari_lowdose.analysis.area_vs_dose.
+    table_blocks`; None if absent)."""
     from ..analysis.consensus import ConsensusReadout
 
     if "consensus_readout" not in summary or "f1_consensus" not in table:
         return None
-
-    def column(key):
-        return np.asarray([np.nan if v is None else v for v in table[key]], dtype=float)
-
     status = summary["consensus_readout"]
-    return ConsensusReadout(
-        recall=column("recall"), precision=column("precision"), f1=column("f1_consensus"),
+    particles = summary.get("particles") or []
+    blocks = dict(blocks or {})
+    if len(particles) == 1:  # one particle: its rows are the whole field's
+        blocks.setdefault(str(particles[0]["particle"]), table)
+    readout = ConsensusReadout(
+        recall=_column(table, "recall"), precision=_column(table, "precision"),
+        f1=_column(table, "f1_consensus"),
         over_segmented=np.asarray(table["over_segmented"], dtype=bool), consensus=None,
         reference_frames=np.asarray(summary.get("consensus_frames", []), dtype=int),
         visibility_dose_e_per_A2=summary.get("visibility_dose_e_per_A2"),
@@ -129,6 +152,14 @@ def consensus_from_record(table: dict[str, Any], summary: dict[str, Any]):
         convergence_f1=float(summary.get("convergence_f1", 0.9)),
         reason="" if status == "ok" else str(status),
     )
+    readout.particles = [
+        {**particle, "frame_area_px": np.asarray(rows["area_px"], dtype=np.int64),
+         "recall": _column(rows, "recall"), "precision": _column(rows, "precision"),
+         "f1": _column(rows, "f1_consensus"),
+         "over_segmented": np.asarray(rows["over_segmented"], dtype=bool)}
+        for particle in particles
+        if (rows := blocks.get(str(particle["particle"]))) is not None]
+    return readout
 
 
 def layer_area_record(layer) -> dict[str, Any] | None:
@@ -199,13 +230,25 @@ class AreaPlotWidget(Container):
         self._viewer = viewer
         self.runs: dict[str, AreaAnalysis] = {}
         self.f1: dict[str, np.ndarray] = {}
+        self.drawn: dict[str, AreaAnalysis] = {}
+        self._layers: dict[str, Any] = {}
         self._points: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]] = []
+        # (run label, number of particles) the particle choice was offered for.
+        self._particle_key: tuple[str | None, int] = (None, 0)
+        self._offering = False
+        self.particle_combo = ComboBox(choices=[ALL_PARTICLES], value=ALL_PARTICLES,
+                                       tooltip="the whole field, or one particle of the "
+                                               "selected mask layer's run")
+        self.particle_combo.changed.connect(self._on_particle_chosen)
+        self.particle_combo.native.setHidden(True)
+        self.append(self.particle_combo)
         self.status = Label(value="no segmented mask layer yet: run 'Segment'")
         self.status.native.setWordWrap(True)
         self.append(self.status)
         self._build_plot()
         viewer.layers.events.inserted.connect(self.refresh)
         viewer.layers.events.removed.connect(self.refresh)
+        viewer.layers.selection.events.active.connect(self.refresh)
         viewer.dims.events.current_step.connect(self._update_marker)
         _INSTANCES.add(self)
         self.refresh()
@@ -213,7 +256,7 @@ class AreaPlotWidget(Container):
 
     # -- data -----------------------------------------------------------------------------
     def _collect(self):
-        runs, f1 = {}, {}
+        runs, f1, layers = {}, {}, {}
         records = [(layer, layer_area_record(layer)) for layer in self._viewer.layers]
         records = [(layer, rec) for layer, rec in records if rec is not None]
         labels = [rec.get("label") or layer.name for layer, rec in records]
@@ -224,21 +267,59 @@ class AreaPlotWidget(Container):
                 runs[label] = analysis_from_record(rec)
             except (KeyError, TypeError, ValueError):
                 continue
-            values = rec["table"].get("f1")
+            layers[label] = layer
+            values = table_blocks(rec["table"])[WHOLE_FIELD].get("f1")
             if values is not None:
                 f1[label] = np.array([np.nan if v is None else v for v in values], dtype=float)
-        return runs, f1
+        return runs, f1, layers
 
     def plotted_runs(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Label → (frame dose in e⁻/Å², area as plotted: nm² if calibrated, else px)."""
         nm2 = self._nm2()
         return {
             label: (run.dose_e_per_A2.copy(), run.area_px * (run.pixel_area_nm2 if nm2 else 1.0))
-            for label, run in self.runs.items()
+            for label, run in self.drawn.items()
         }
 
     def _nm2(self) -> bool:
-        return bool(self.runs) and all(math.isfinite(r.pixel_area_nm2) for r in self.runs.values())
+        return bool(self.drawn) and all(math.isfinite(r.pixel_area_nm2)
+                                        for r in self.drawn.values())
+
+    # -- particles ------------------------------------------------------------------------
+    def _particle_run(self) -> str | None:
+        """The run the particle choice is about: the selected mask layer's, else the first
+        run with several particles."""
+        active = self._viewer.layers.selection.active
+        for label, layer in self._layers.items():
+            if layer is active:
+                return label
+        several = [label for label, run in self.runs.items() if run.n_particles > 1]
+        return several[0] if several else None
+
+    def _offer_particles(self) -> None:
+        """Offer "All particles", "Particle 1", … for the particle run (shown only with
+        more than one particle); back to all particles when the run or its count changes."""
+        label = self._particle_run()
+        n = self.runs[label].n_particles if label is not None else 0
+        if (label, n) != self._particle_key:
+            self._particle_key = (label, n)
+            self._offering = True
+            try:
+                self.particle_combo.choices = [ALL_PARTICLES,
+                                               *(f"Particle {k}" for k in range(1, n + 1))]
+                self.particle_combo.value = ALL_PARTICLES
+            finally:
+                self._offering = False
+        self.particle_combo.native.setHidden(n < 2)
+
+    def particle_number(self) -> int:
+        """The particle drawn (1, 2, …), or 0 for the whole field."""
+        value = self.particle_combo.value
+        return 0 if value in (None, ALL_PARTICLES) else int(str(value).split()[-1])
+
+    def _on_particle_chosen(self, _value=None) -> None:
+        if not self._offering:
+            self._draw()
 
     # -- plot -----------------------------------------------------------------------------
     def _build_plot(self):
@@ -256,18 +337,31 @@ class AreaPlotWidget(Container):
 
     def refresh(self, _event=None):
         """Re-read the tables of the mask layers and redraw."""
-        self.runs, self.f1 = self._collect()
+        self.runs, self.f1, self._layers = self._collect()
+        self._offer_particles()
+        self._draw()
+
+    def _drawn_runs(self) -> tuple[dict[str, AreaAnalysis], dict[str, np.ndarray]]:
+        """(label → analysis, label → F1 against the truth) to draw: every run, or the one
+        particle chosen (no truth F1: the truth is of the whole field)."""
+        number, label = self.particle_number(), self._particle_key[0]
+        if number and label in self.runs and number <= self.runs[label].n_particles:
+            return {f"{label} · particle {number}": self.runs[label].particle(number)}, {}
+        return dict(self.runs), dict(self.f1)
+
+    def _draw(self) -> None:
+        self.drawn, f1 = self._drawn_runs()
         self.figure.clear()
         self._markers, self._points = [], []
-        if self.f1:
+        if f1:
             self.ax_area, self.ax_f1 = self.figure.subplots(2, 1, sharex=True)
         else:
             self.ax_area, self.ax_f1 = self.figure.add_subplot(), None
-        if self.runs:
-            draw_area_vs_dose(self.ax_area, self.runs)
+        if self.drawn:
+            draw_area_vs_dose(self.ax_area, self.drawn)
             scale = self._nm2()
             self.ax_area.set_ylabel("area (nm²)" if scale else "area (px)")
-            for run in self.runs.values():
+            for run in self.drawn.values():
                 area = run.area_px * (run.pixel_area_nm2 if scale else 1.0)
                 self._points.append((self.ax_area, run.frame, run.dose_e_per_A2, area))
         else:
@@ -275,20 +369,13 @@ class AreaPlotWidget(Container):
             self.ax_area.set_xlabel("frame dose (e⁻/Å²)")
             self.ax_area.set_ylabel("area")
         if self.ax_f1 is not None:
-            for index, (label, run) in enumerate(self.runs.items()):
-                if label not in self.f1:
+            for index, (label, run) in enumerate(self.drawn.items()):
+                if label not in f1:
                     continue
                 order = np.argsort(run.dose_e_per_A2, kind="stable")
-                self.ax_f1.plot(
-                    run.dose_e_per_A2[order],
-                    self.f1[label][order],
-                    ".-",
-                    ms=3,
-                    lw=0.8,
-                    color=f"C{index}",
-                    label=label,
-                )
-                self._points.append((self.ax_f1, run.frame, run.dose_e_per_A2, self.f1[label]))
+                self.ax_f1.plot(run.dose_e_per_A2[order], f1[label][order], ".-", ms=3,
+                                lw=0.8, color=f"C{index}", label=label)
+                self._points.append((self.ax_f1, run.frame, run.dose_e_per_A2, f1[label]))
             self.ax_f1.set_ylim(0, 1.02)
             self.ax_f1.set_xlabel("frame dose (e⁻/Å²)")
             self.ax_f1.set_ylabel("F1 (truth)")
@@ -297,9 +384,9 @@ class AreaPlotWidget(Container):
         for ax in self.figure.axes:
             style_axes(ax, self._colors)
         self.figure.align_ylabels()
-        if self.runs:
+        if self.drawn:
             self.status.value = "; ".join(
-                [*(self._doses_text(label, run) for label, run in self.runs.items()),
+                [*(self._doses_text(label, run) for label, run in self.drawn.items()),
                  "click a point to show its frame"])
         else:
             self.status.value = "no segmented mask layer yet: run 'Segment'"
@@ -312,13 +399,13 @@ class AreaPlotWidget(Container):
         legend = self.ax_area.get_legend()
         if legend is not None:
             legend.remove()
-        if not self.runs:
+        if not self.drawn:
             return
         handles = [Line2D([], [], color=f"C{index}", marker=".", ms=3, lw=0.8, label=label)
-                   for index, label in enumerate(self.runs)]
+                   for index, label in enumerate(self.drawn)]
         fg = self._colors["fg"]
         consensus = any(run.consensus is not None and run.consensus.available
-                        for run in self.runs.values())
+                        for run in self.drawn.values())
         if consensus:  # against the consensus of the highest-dose frames
             handles += [
                 Line2D([], [], color=fg, lw=1, label="converged (F1 ≥ 0.9, consensus)"),

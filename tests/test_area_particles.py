@@ -1,0 +1,134 @@
+"""Several particles in one field: each particle's own area-against-dose curve and readouts,
+recovered from a synthetic series, written to area_vs_dose.csv and read back; one particle
+gives the whole-field rows unchanged."""
+
+import csv
+import io
+
+import numpy as np
+import pytest
+
+from napari_lowdose.analysis import (
+    AREA_TABLE_COLUMNS,
+    PARTICLE_COLUMN,
+    WHOLE_FIELD,
+    analyse_area_vs_dose,
+    table_blocks,
+)
+from napari_lowdose.analysis.consensus import CONSENSUS_COLUMNS
+from napari_lowdose.io.tables import table_to_csv
+
+N, SIZE, PIXEL_A = 30, 96, 0.5
+DOSES = np.geomspace(10.0, 1e4, N)
+#: (centre y, centre x, radius px, found from e⁻/Å²): three particles of different sizes.
+PARTICLES = ((26.0, 26.0, 12.0, 40.0), (70.0, 66.0, 8.0, 300.0), (24.0, 74.0, 5.0, 2000.0))
+#: Below this dose the network also fires on noise.
+FALSE_DETECTIONS_BELOW = 25.0
+
+
+def _disk(cy, cx, r):
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
+
+
+def multi_particle_masks(particles=PARTICLES, seed=0):
+    """Masks of a series: each disk found whole from its dose on (a partial, ~half-disk
+    detection for the three frames before it), speckles of false detections at the lowest
+    doses."""
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((N, SIZE, SIZE), dtype=bool)
+    xx = np.mgrid[:SIZE, :SIZE][1]
+    for cy, cx, r, found_from in particles:
+        disk = _disk(cy, cx, r)
+        first = int(np.flatnonzero(DOSES >= found_from)[0])
+        masks[first:] |= disk
+        masks[max(first - 3, 0):first] |= disk & (xx < cx - r / 3)  # < half the particle
+    for i in np.flatnonzero(DOSES < FALSE_DETECTIONS_BELOW):
+        masks[i] |= rng.random((SIZE, SIZE)) < 0.03
+    return masks
+
+
+@pytest.fixture(scope="module")
+def analysis():
+    return analyse_area_vs_dose(multi_particle_masks(), DOSES, PIXEL_A)
+
+
+def test_each_particle_is_recovered_with_its_own_doses(analysis):
+    assert analysis.n_particles == 3
+    visible = []
+    for number, (cy, cx, r, found_from) in enumerate(PARTICLES, start=1):  # largest first
+        particle = analysis.particle(number)
+        disk = _disk(cy, cx, r)
+        first_found = DOSES[DOSES >= found_from][0]
+        readout = particle.consensus
+        assert readout.visibility_dose_e_per_A2 == pytest.approx(first_found)
+        assert readout.convergence_dose_e_per_A2 == pytest.approx(first_found)
+        # Its own area: the disk once found, nothing of the other particles.
+        assert np.all(particle.area_px[DOSES >= first_found] == disk.sum())
+        assert particle.converged_area_px == disk.sum()
+        assert particle.area_nm2 == pytest.approx(particle.area_px * PIXEL_A**2 / 100)
+        assert np.all(particle.in_band[DOSES >= first_found])
+        assert not particle.in_band[DOSES < first_found].any()
+        visible.append(readout.visibility_dose_e_per_A2)
+    assert visible == sorted(visible) and len(set(visible)) == 3  # later → higher dose
+    # The speckles alone (before any particle is found) over-segment every particle;
+    # nothing is over-segmented once the speckles are gone.
+    speckles_only = DOSES < 20.0
+    for number in (1, 2, 3):
+        over = analysis.particle(number).consensus.over_segmented
+        assert over[speckles_only].all() and not over[DOSES >= FALSE_DETECTIONS_BELOW].any()
+    # The whole field, dominated by the largest particle, looks visible from the first
+    # particle's dose: the two smaller ones are not found before their own doses.
+    assert analysis.consensus.visibility_dose_e_per_A2 == pytest.approx(visible[0])
+    # The particles' areas add up to the whole field's in every frame.
+    total = sum(analysis.particle(k).area_px for k in (1, 2, 3))
+    assert np.array_equal(total, analysis.area_px)
+    with pytest.raises(ValueError, match="no particle 4"):
+        analysis.particle(4)
+
+
+def test_the_csv_has_a_block_per_particle_and_round_trips(analysis):
+    text = table_to_csv(analysis.export_table())
+    header, *lines = text.splitlines()
+    assert header.split(",") == [*AREA_TABLE_COLUMNS, *CONSENSUS_COLUMNS, PARTICLE_COLUMN]
+    assert len(lines) == 4 * N
+    rows = list(csv.DictReader(io.StringIO(text)))
+    blocks = table_blocks({key: [row[key] for row in rows] for key in rows[0]})
+    assert list(blocks) == [WHOLE_FIELD, "1", "2", "3"]
+    # The whole-field rows are the table of before, cell for cell.
+    assert table_to_csv(blocks[WHOLE_FIELD]) == table_to_csv(analysis.table())
+    for number in (1, 2, 3):
+        particle, block = analysis.particle(number), blocks[str(number)]
+        assert [int(v) for v in block["frame"]] == list(range(N))
+        assert [int(v) for v in block["area_px"]] == particle.area_px.tolist()
+        np.testing.assert_allclose([float(v) for v in block["dose_e_per_A2"]], DOSES)
+        for key, values in (("recall", particle.consensus.recall),
+                            ("f1_consensus", particle.consensus.f1),
+                            ("area_nm2", particle.area_nm2)):
+            np.testing.assert_array_equal([float(v) for v in block[key]], values)
+        assert block["over_segmented"] == [
+            str(v).lower() for v in particle.consensus.over_segmented.tolist()]
+
+
+def test_one_particle_gives_the_rows_of_before():
+    """One particle (with false detections and drift): no particle column, the same file,
+    and the particle's own analysis equals the whole field's."""
+    drift = np.column_stack([0.2 * np.arange(N), -0.1 * np.arange(N)])
+    drift -= drift[-1]
+    masks = np.zeros((N, SIZE, SIZE), dtype=bool)
+    rng = np.random.default_rng(1)
+    for i, dose in enumerate(DOSES):
+        if dose >= 100.0:
+            masks[i] = _disk(48 + drift[i, 0], 48 + drift[i, 1], 14)
+        if dose < FALSE_DETECTIONS_BELOW:
+            masks[i] |= rng.random((SIZE, SIZE)) < 0.03
+    analysis = analyse_area_vs_dose(masks, DOSES, PIXEL_A, shifts_px=drift)
+    assert analysis.n_particles == 1
+    table = analysis.export_table()
+    assert PARTICLE_COLUMN not in table
+    assert table_to_csv(table) == table_to_csv(analysis.table())
+    assert table_to_csv(analysis.particle(1).table()) == table_to_csv(analysis.table())
+    only = analysis.particle(1)
+    assert only.band_px == analysis.band_px
+    assert only.consensus.visibility_dose_e_per_A2 == analysis.consensus.visibility_dose_e_per_A2
+    assert only.dose_at_50pct_e_per_A2 == analysis.dose_at_50pct_e_per_A2
