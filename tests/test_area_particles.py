@@ -132,3 +132,82 @@ def test_one_particle_gives_the_rows_of_before():
     assert only.band_px == analysis.band_px
     assert only.consensus.visibility_dose_e_per_A2 == analysis.consensus.visibility_dose_e_per_A2
     assert only.dose_at_50pct_e_per_A2 == analysis.dose_at_50pct_e_per_A2
+
+
+def _mask_layer(viewer, analysis, *, label, name):
+    """A mask layer as 'Segment' leaves it: the analysis recorded in its metadata."""
+    from napari_lowdose.io.layers import LOWDOSE_KEY
+    from napari_lowdose.widgets.area_plot import AREA_KEY, area_record
+
+    return viewer.add_labels(np.zeros((N, 8, 8), dtype=np.uint8), name=name,
+                             metadata={LOWDOSE_KEY: {AREA_KEY: area_record(analysis,
+                                                                           label=label)}})
+
+
+def _readout_lines(ax) -> dict[str, float]:
+    """Line style → dose of the vertical readout lines on an axis."""
+    return {line.get_linestyle(): float(line.get_xdata()[0]) for line in ax.lines
+            if len(line.get_xdata()) == 2 and line.get_xdata()[0] == line.get_xdata()[1]}
+
+
+@pytest.mark.gui
+def test_the_dock_draws_the_particle_chosen(make_napari_viewer, analysis):
+    from napari_lowdose.io.layers import LOWDOSE_KEY
+    from napari_lowdose.widgets.area_plot import (
+        ALL_PARTICLES,
+        AREA_KEY,
+        AreaPlotWidget,
+        analysis_from_record,
+        area_record,
+    )
+
+    viewer = make_napari_viewer()
+    layer = _mask_layer(viewer, analysis, label="synthetic", name="mask")
+    # The layer's record gives back every particle's analysis, row for row.
+    rebuilt = analysis_from_record(layer.metadata[LOWDOSE_KEY][AREA_KEY])
+    assert rebuilt.n_particles == 3
+    for number in (1, 2, 3):
+        assert (table_to_csv(rebuilt.particle(number).table())
+                == table_to_csv(analysis.particle(number).table()))
+    plot = AreaPlotWidget(viewer)
+    viewer.window.add_dock_widget(plot)
+    combo = plot.particle_combo
+    assert not combo.native.isHidden()
+    assert list(combo.choices) == [ALL_PARTICLES, "Particle 1", "Particle 2", "Particle 3"]
+    # All particles: the whole field, as without particles.
+    dose, area = plot.plotted_runs()["synthetic"]
+    np.testing.assert_allclose(area, analysis.area_nm2)
+    whole = analysis.consensus
+    assert _readout_lines(plot.ax_area) == pytest.approx(
+        {"-": whole.convergence_dose_e_per_A2, "--": whole.visibility_dose_e_per_A2})
+    # Particle 3 (the smallest, found last): its own curve, lines, legend and status.
+    combo.value = "Particle 3"
+    third = analysis.particle(3)
+    (label,) = plot.plotted_runs()
+    assert label == "synthetic · particle 3"
+    np.testing.assert_allclose(plot.plotted_runs()[label][1], third.area_nm2)
+    visible = third.consensus.visibility_dose_e_per_A2
+    assert visible > whole.visibility_dose_e_per_A2
+    assert _readout_lines(plot.ax_area) == pytest.approx(
+        {"-": third.consensus.convergence_dose_e_per_A2, "--": visible})
+    assert label in [t.get_text() for t in plot.figure.legends[0].get_texts()]
+    assert plot.status.value.startswith(f"{label}: visible from {visible:.3g} e⁻/Å²")
+    # Kept while the same layer stays selected (a redraw, another layer added)...
+    viewer.layers.selection.active = layer
+    plot.refresh()
+    viewer.add_image(np.zeros((N, 8, 8)), name="image")
+    viewer.layers.selection.active = layer
+    assert combo.value == "Particle 3" and label in plot.plotted_runs()
+    # ...back to all particles when the number of particles changes (a new threshold),
+    two = analyse_area_vs_dose(multi_particle_masks(PARTICLES[:2]), DOSES, PIXEL_A)
+    layer.metadata = {LOWDOSE_KEY: {AREA_KEY: area_record(two, label="synthetic")}}
+    plot.refresh()
+    assert combo.value == ALL_PARTICLES and len(combo.choices) == 3
+    assert set(plot.plotted_runs()) == {"synthetic"}
+    # ...or when another mask layer is selected; one particle: no choice shown.
+    combo.value = "Particle 2"
+    one = analyse_area_vs_dose(multi_particle_masks(PARTICLES[:1]), DOSES, PIXEL_A)
+    single = _mask_layer(viewer, one, label="single", name="single mask")
+    viewer.layers.selection.active = single
+    assert combo.native.isHidden() and combo.value == ALL_PARTICLES
+    assert set(plot.plotted_runs()) == {"synthetic", "single"}

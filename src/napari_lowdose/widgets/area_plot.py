@@ -236,7 +236,8 @@ class AreaPlotWidget(Container):
         # (run label, number of particles) the particle choice was offered for.
         self._particle_key: tuple[str | None, int] = (None, 0)
         self._offering = False
-        self.particle_combo = ComboBox(choices=[ALL_PARTICLES], value=ALL_PARTICLES,
+        # Choices from a callable: napari's reset_choices() keeps them.
+        self.particle_combo = ComboBox(choices=self._particle_choices, value=ALL_PARTICLES,
                                        tooltip="the whole field, or one particle of the "
                                                "selected mask layer's run")
         self.particle_combo.changed.connect(self._on_particle_chosen)
@@ -296,6 +297,10 @@ class AreaPlotWidget(Container):
         several = [label for label, run in self.runs.items() if run.n_particles > 1]
         return several[0] if several else None
 
+    def _particle_choices(self, _widget=None) -> list[str]:
+        n = self._particle_key[1]
+        return [ALL_PARTICLES, *(f"Particle {k}" for k in range(1, n + 1))]
+
     def _offer_particles(self) -> None:
         """Offer "All particles", "Particle 1", … for the particle run (shown only with
         more than one particle); back to all particles when the run or its count changes."""
@@ -305,8 +310,7 @@ class AreaPlotWidget(Container):
             self._particle_key = (label, n)
             self._offering = True
             try:
-                self.particle_combo.choices = [ALL_PARTICLES,
-                                               *(f"Particle {k}" for k in range(1, n + 1))]
+                self.particle_combo.reset_choices()
                 self.particle_combo.value = ALL_PARTICLES
             finally:
                 self._offering = False
