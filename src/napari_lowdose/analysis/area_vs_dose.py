@@ -18,10 +18,10 @@ gives the pixel F1 of every frame (SOI Fig. 9).
 
 Several particles in one field: the consensus of the highest-dose frames splits the field
 into particles (:func:`~napari_lowdose.analysis.consensus.particle_readouts`);
-:meth:`AreaAnalysis.particle` gives one particle's own curve and readouts, and
-:meth:`AreaAnalysis.export_table` (``area_vs_dose.csv``) adds a block of rows per particle
-after the whole-field rows when there is more than one (:func:`table_blocks` splits it
-again).
+:meth:`AreaAnalysis.particle` gives one particle's own curve and readouts,
+:meth:`AreaAnalysis.particle_table` a block of rows per particle when there is more than
+one, and :meth:`AreaAnalysis.export_table` (``area_vs_dose.csv``) puts them after the
+whole-field rows (:func:`table_blocks` splits it again).
 """
 
 import math
@@ -224,19 +224,30 @@ class AreaAnalysis:
                        convergence_dose_e_per_A2=converged_from,
                        dose_at_50pct_e_per_A2=half_at, consensus=readout)
 
+    def particle_table(self) -> dict[str, np.ndarray]:
+        """One block of rows per particle (:meth:`particle`'s :meth:`table`) when the
+        consensus holds more than one, with a last column :data:`PARTICLE_COLUMN`
+        (``"1"``, ``"2"``, …); empty otherwise."""
+        if self.n_particles < 2:
+            return {}
+        numbers = range(1, self.n_particles + 1)
+        blocks = [self.particle(k).table() for k in numbers]
+        table = {key: np.concatenate([block[key] for block in blocks]) for key in blocks[0]}
+        table[PARTICLE_COLUMN] = np.repeat(np.array([str(k) for k in numbers], dtype=object),
+                                           self.frame.size)
+        return table
+
     def export_table(self) -> dict[str, np.ndarray]:
         """The table of ``area_vs_dose.csv``: :meth:`table`, and when the consensus holds
-        more than one particle, one block of rows per particle (:meth:`particle`) after
-        the whole-field rows, told apart by a last column :data:`PARTICLE_COLUMN`
-        (:data:`WHOLE_FIELD`, then ``"1"``, ``"2"``, …). One particle: :meth:`table`
-        unchanged."""
-        table = self.table()
-        if self.n_particles < 2:
+        more than one particle, a last column :data:`PARTICLE_COLUMN`
+        (:data:`WHOLE_FIELD` on these rows) and the rows of :meth:`particle_table` after
+        them. One particle: :meth:`table` unchanged."""
+        table, particles = self.table(), self.particle_table()
+        if not particles:
             return table
-        blocks = [table, *(self.particle(k).table() for k in range(1, self.n_particles + 1))]
-        names = [WHOLE_FIELD, *(str(k) for k in range(1, self.n_particles + 1))]
-        merged = {key: np.concatenate([block[key] for block in blocks]) for key in table}
-        merged[PARTICLE_COLUMN] = np.repeat(np.array(names, dtype=object), self.frame.size)
+        merged = {key: np.concatenate([values, particles[key]]) for key, values in table.items()}
+        merged[PARTICLE_COLUMN] = np.concatenate([
+            np.full(self.frame.size, WHOLE_FIELD, dtype=object), particles[PARTICLE_COLUMN]])
         return merged
 
     def summary(self) -> dict[str, Any]:
@@ -362,7 +373,8 @@ def table_blocks(table: Mapping[str, Sequence[Any]]) -> dict[str, dict[str, list
     Parameters
     ----------
     table : mapping of column → values
-        With or without the :data:`PARTICLE_COLUMN` column.
+        With or without the :data:`PARTICLE_COLUMN` column (an
+        :meth:`AreaAnalysis.particle_table` too).
 
     Returns
     -------

@@ -31,7 +31,7 @@ import napari
 import numpy as np
 from magicgui.widgets import ComboBox, Container, Label
 
-from ..analysis.area_vs_dose import WHOLE_FIELD, AreaAnalysis, table_blocks
+from ..analysis.area_vs_dose import AreaAnalysis, table_blocks
 from ..io.layers import LOWDOSE_KEY
 from ..plots.area import draw_area_vs_dose
 from ._dose_overlay import show_frame_dose
@@ -72,20 +72,26 @@ def area_record(
 ) -> dict[str, Any]:
     """JSON-ready record of an analysis for a mask layer's metadata.
 
-    ``table`` holds the per-frame columns of ``area_vs_dose.csv``
-    (:meth:`AreaAnalysis.export_table`: ``frame`` is the frame index in the series; with
-    several particles a ``particle`` column and a block of rows per particle after the
-    whole-field rows; ``f1`` against the truth is added to the whole-field rows when
-    given), ``summary`` the doses read off the curve.
+    ``table`` holds the per-frame columns of the whole field (``frame`` is the frame
+    index in the series; ``f1`` is added when given), ``particle_table`` (with several
+    particles) each particle's rows (:meth:`AreaAnalysis.particle_table`: together the
+    rows of ``area_vs_dose.csv``), ``summary`` the doses read off the curve.
     """
-    table = {key: np.asarray(value).tolist() for key, value in analysis.export_table().items()}
-    table["area_nm2"] = [_finite(v) for v in table["area_nm2"]]
+
+    def lists(columns):
+        columns = {key: np.asarray(value).tolist() for key, value in columns.items()}
+        if "area_nm2" in columns:
+            columns["area_nm2"] = [_finite(v) for v in columns["area_nm2"]]
+        return columns
+
+    table = lists(analysis.table())
     if f1 is not None:
-        values = [_finite(v) for v in np.asarray(f1, dtype=float)]
-        table["f1"] = values + [None] * (len(table["frame"]) - len(values))
+        table["f1"] = [_finite(v) for v in np.asarray(f1, dtype=float)]
+    particles = analysis.particle_table()
     return {
         "label": label,
         "table": table,
+        **({"particle_table": lists(particles)} if particles else {}),
         "summary": analysis.summary(),
         "pixel_area_nm2": _finite(analysis.pixel_area_nm2),
         **(extra or {}),
@@ -95,8 +101,8 @@ def area_record(
 def analysis_from_record(record: dict[str, Any]) -> AreaAnalysis:
     """Rebuild the :class:`AreaAnalysis` of a record written by :func:`area_record`
     (with its particles)."""
-    blocks = table_blocks(record["table"])
-    table, summary = blocks[WHOLE_FIELD], record["summary"]
+    table, summary = record["table"], record["summary"]
+    blocks = table_blocks(record.get("particle_table") or {})
 
     def dose(key):
         value = summary.get(key)
@@ -269,7 +275,7 @@ class AreaPlotWidget(Container):
             except (KeyError, TypeError, ValueError):
                 continue
             layers[label] = layer
-            values = table_blocks(rec["table"])[WHOLE_FIELD].get("f1")
+            values = rec["table"].get("f1")
             if values is not None:
                 f1[label] = np.array([np.nan if v is None else v for v in values], dtype=float)
         return runs, f1, layers
