@@ -87,8 +87,15 @@ def test_each_particle_is_recovered_with_its_own_doses(analysis):
         analysis.particle(4)
 
 
-def test_the_csv_has_a_block_per_particle_and_round_trips(analysis):
-    text = table_to_csv(analysis.export_table())
+def test_the_csv_has_a_block_per_particle_and_round_trips(analysis, tmp_path):
+    from napari_lowdose.workflows.segmentation import write_segmentation
+
+    masks = multi_particle_masks().astype(np.uint8)
+    write_segmentation(tmp_path / "run", pixel_size_A=(PIXEL_A, PIXEL_A),
+                       probabilities=masks.astype(np.float32), masks=masks,
+                       analysis=analysis, summary=analysis.summary(), label="synthetic",
+                       overwrite=False)
+    text = (tmp_path / "run" / "area_vs_dose.csv").read_text()
     header, *lines = text.splitlines()
     assert header.split(",") == [*AREA_TABLE_COLUMNS, *CONSENSUS_COLUMNS, PARTICLE_COLUMN]
     assert len(lines) == 4 * N
@@ -160,6 +167,7 @@ def test_the_dock_draws_the_particle_chosen(make_napari_viewer, analysis):
         analysis_from_record,
         area_record,
     )
+    from napari_lowdose.widgets.segment_results import summary_features
 
     viewer = make_napari_viewer()
     layer = _mask_layer(viewer, analysis, label="synthetic", name="mask")
@@ -169,6 +177,11 @@ def test_the_dock_draws_the_particle_chosen(make_napari_viewer, analysis):
     for number in (1, 2, 3):
         assert (table_to_csv(rebuilt.particle(number).table())
                 == table_to_csv(analysis.particle(number).table()))
+    # The layer's features: each particle's doses.
+    features = summary_features(analysis, None, "synthetic")
+    assert features["particles"] == [3]
+    assert features["particle_3_visibility_dose_e_per_A2"] == [
+        analysis.particle(3).consensus.visibility_dose_e_per_A2]
     plot = AreaPlotWidget(viewer)
     viewer.window.add_dock_widget(plot)
     combo = plot.particle_combo
