@@ -143,8 +143,9 @@ def test_one_particle_gives_the_rows_of_before():
 
 def _mask_layer(viewer, analysis, *, label, name):
     """A mask layer as 'Segment' leaves it: the analysis recorded in its metadata."""
+    from napari_lowdose.analysis.area_record import area_record
     from napari_lowdose.io.layers import LOWDOSE_KEY
-    from napari_lowdose.widgets.area_plot import AREA_KEY, area_record
+    from napari_lowdose.widgets.area_plot import AREA_KEY
 
     return viewer.add_labels(np.zeros((N, 8, 8), dtype=np.uint8), name=name,
                              metadata={LOWDOSE_KEY: {AREA_KEY: area_record(analysis,
@@ -159,14 +160,9 @@ def _readout_lines(ax) -> dict[str, float]:
 
 @pytest.mark.gui
 def test_the_dock_draws_the_particle_chosen(make_napari_viewer, analysis):
+    from napari_lowdose.analysis.area_record import analysis_from_record, area_record
     from napari_lowdose.io.layers import LOWDOSE_KEY
-    from napari_lowdose.widgets.area_plot import (
-        ALL_PARTICLES,
-        AREA_KEY,
-        AreaPlotWidget,
-        analysis_from_record,
-        area_record,
-    )
+    from napari_lowdose.widgets.area_plot import ALL_PARTICLES, AREA_KEY, AreaPlotWidget
     from napari_lowdose.widgets.segment_results import summary_features
 
     viewer = make_napari_viewer()
