@@ -2,6 +2,8 @@
 
 from .area_vs_dose import (
     AREA_TABLE_COLUMNS,
+    PARTICLE_COLUMN,
+    WHOLE_FIELD,
     AreaAnalysis,
     analyse_area_vs_dose,
     area_per_frame,
@@ -9,11 +11,14 @@ from .area_vs_dose import (
     dose_at_fraction,
     f1_per_frame,
     pixel_area_nm2,
+    table_blocks,
 )
 from .masks import MaskCleaning, clean_mask, probability_mask
 
 __all__ = [
     "AREA_TABLE_COLUMNS",
+    "PARTICLE_COLUMN",
+    "WHOLE_FIELD",
     "AreaAnalysis",
     "MaskCleaning",
     "analyse_area_vs_dose",
@@ -24,4 +29,5 @@ __all__ = [
     "f1_per_frame",
     "pixel_area_nm2",
     "probability_mask",
+    "table_blocks",
 ]

@@ -15,10 +15,18 @@ dose (at least ``min_high_dose_frames``); the converged area is the median of
 their areas. Frames are analysed in order of increasing dose, whatever their
 order in the series. Where an exact truth mask exists, :func:`f1_per_frame`
 gives the pixel F1 of every frame (SOI Fig. 9).
+
+Several particles in one field: the consensus of the highest-dose frames splits the field
+into particles (:func:`~napari_lowdose.analysis.consensus.particle_readouts`);
+:meth:`AreaAnalysis.particle` gives one particle's own curve and readouts,
+:meth:`AreaAnalysis.particle_table` a block of rows per particle when there is more than
+one, and :meth:`AreaAnalysis.export_table` (``area_vs_dose.csv``) puts them after the
+whole-field rows (:func:`table_blocks` splits it again).
 """
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -29,12 +37,15 @@ from .metrics import binary_counts
 
 __all__ = [
     "AREA_TABLE_COLUMNS",
+    "PARTICLE_COLUMN",
+    "WHOLE_FIELD",
     "AreaAnalysis",
     "analyse_area_vs_dose",
     "area_per_frame",
     "convergence_dose",
     "dose_at_fraction",
     "f1_per_frame",
+    "table_blocks",
 ]
 
 #: Columns of :meth:`AreaAnalysis.table`, units in the names.
@@ -46,6 +57,12 @@ AREA_TABLE_COLUMNS: tuple[str, ...] = (
     "area_nm2",
     "in_converged_band",
 )
+
+#: Last column of :meth:`AreaAnalysis.export_table` when the field holds more than one
+#: particle: which particle a row is about.
+PARTICLE_COLUMN = "particle"
+#: Its value on the whole-field rows (the particles are "1", "2", … by size).
+WHOLE_FIELD = "all"
 
 
 def area_per_frame(masks: Any) -> np.ndarray:
@@ -87,6 +104,15 @@ def dose_at_fraction(dose_e_per_A2: np.ndarray, area: np.ndarray, reference_area
     doses, areas = np.asarray(dose_e_per_A2)[order], np.asarray(area)[order]
     reached = np.flatnonzero(areas >= fraction * reference_area)
     return float(doses[reached[0]]) if reached.size else math.inf
+
+
+def _area_readouts(area: np.ndarray, dose: np.ndarray, high: np.ndarray):
+    """(band, converged area, convergence dose, dose at 50 %) of an area curve whose
+    highest-dose frames are ``high`` (indices or a boolean mask)."""
+    band = (float(area[high].min()), float(area[high].max()))
+    converged = float(np.median(area[high]))
+    return (band, converged, convergence_dose(dose, area, band),
+            dose_at_fraction(dose, area, converged, 0.5))
 
 
 @dataclass(frozen=True)
@@ -157,6 +183,72 @@ class AreaAnalysis:
         if self.consensus is not None:
             table.update(self.consensus.table())
         return table
+
+    @property
+    def n_particles(self) -> int:
+        """Particles of the consensus of the highest-dose frames (0 without a readout)."""
+        return 0 if self.consensus is None else len(self.consensus.particles)
+
+    def particle(self, number: int) -> "AreaAnalysis":
+        """One particle's own analysis: its area per frame (the frame's mask pixels in that
+        particle's surroundings), converged band and area-only doses from that curve, and
+        its recall, precision, F1, over-segmented frames, visibility and convergence doses
+        against its part of the consensus. With one particle it equals the whole field.
+
+        Parameters
+        ----------
+        number : int
+            1, 2, … (the particles by size, as in ``summary()["particles"]``).
+
+        Raises
+        ------
+        ValueError
+            No such particle.
+        """
+        if not 1 <= number <= self.n_particles:
+            raise ValueError(f"no particle {number}: the consensus has {self.n_particles}")
+        whole = self.consensus
+        own = whole.particles[number - 1]
+        area = np.asarray(own["frame_area_px"], dtype=np.int64)
+        band, converged, converged_from, half_at = _area_readouts(
+            area, self.dose_e_per_A2, np.isin(self.frame, self.high_dose_frames))
+        readout = replace(
+            whole, recall=np.asarray(own["recall"], dtype=float),
+            precision=np.asarray(own["precision"], dtype=float),
+            f1=np.asarray(own["f1"], dtype=float),
+            over_segmented=np.asarray(own["over_segmented"], dtype=bool), consensus=None,
+            visibility_dose_e_per_A2=own["visibility_dose_e_per_A2"],
+            convergence_dose_e_per_A2=own["convergence_dose_e_per_A2"], particles=[])
+        return replace(self, area_px=area, area_nm2=area * self.pixel_area_nm2,
+                       band_px=band, converged_area_px=converged,
+                       convergence_dose_e_per_A2=converged_from,
+                       dose_at_50pct_e_per_A2=half_at, consensus=readout)
+
+    def particle_table(self) -> dict[str, np.ndarray]:
+        """One block of rows per particle (:meth:`particle`'s :meth:`table`) when the
+        consensus holds more than one, with a last column :data:`PARTICLE_COLUMN`
+        (``"1"``, ``"2"``, …); empty otherwise."""
+        if self.n_particles < 2:
+            return {}
+        numbers = range(1, self.n_particles + 1)
+        blocks = [self.particle(k).table() for k in numbers]
+        table = {key: np.concatenate([block[key] for block in blocks]) for key in blocks[0]}
+        table[PARTICLE_COLUMN] = np.repeat(np.array([str(k) for k in numbers], dtype=object),
+                                           self.frame.size)
+        return table
+
+    def export_table(self) -> dict[str, np.ndarray]:
+        """The table of ``area_vs_dose.csv``: :meth:`table`, and when the consensus holds
+        more than one particle, a last column :data:`PARTICLE_COLUMN`
+        (:data:`WHOLE_FIELD` on these rows) and the rows of :meth:`particle_table` after
+        them. One particle: :meth:`table` unchanged."""
+        table, particles = self.table(), self.particle_table()
+        if not particles:
+            return table
+        merged = {key: np.concatenate([values, particles[key]]) for key, values in table.items()}
+        merged[PARTICLE_COLUMN] = np.concatenate([
+            np.full(self.frame.size, WHOLE_FIELD, dtype=object), particles[PARTICLE_COLUMN]])
+        return merged
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready summary (inf and NaN become None)."""
@@ -231,8 +323,7 @@ def analyse_area_vs_dose(
     n_high = min(area.size, max(int(min_high_dose_frames),
                                 int(math.ceil(high_dose_fraction * area.size))))
     high = np.argsort(dose, kind="stable")[-n_high:]
-    band = (float(area[high].min()), float(area[high].max()))
-    converged = float(np.median(area[high]))
+    band, converged, converged_from, half_at = _area_readouts(area, dose, high)
     px_area_nm2 = pixel_area_nm2(pixel_size_A)
     return AreaAnalysis(
         frame=np.arange(area.size),
@@ -242,8 +333,8 @@ def analyse_area_vs_dose(
         area_nm2=area * px_area_nm2,
         band_px=band,
         converged_area_px=converged,
-        convergence_dose_e_per_A2=convergence_dose(dose, area, band),
-        dose_at_50pct_e_per_A2=dose_at_fraction(dose, area, converged, 0.5),
+        convergence_dose_e_per_A2=converged_from,
+        dose_at_50pct_e_per_A2=half_at,
         high_dose_frames=np.sort(high),
         pixel_area_nm2=px_area_nm2,
         consensus=None if values.ndim == 1 else consensus_readout(
@@ -274,3 +365,30 @@ def f1_per_frame(masks: Any, truth: Any) -> np.ndarray:
         raise ValueError(f"truth of shape {reference.shape} does not match masks "
                          f"of shape {predicted.shape}")
     return np.array([binary_counts(p, t).f1 for p, t in zip(predicted, reference, strict=True)])
+
+
+def table_blocks(table: Mapping[str, Sequence[Any]]) -> dict[str, dict[str, list]]:
+    """Split a table of :meth:`AreaAnalysis.export_table` (or its CSV read back) by particle.
+
+    Parameters
+    ----------
+    table : mapping of column → values
+        With or without the :data:`PARTICLE_COLUMN` column (an
+        :meth:`AreaAnalysis.particle_table` too).
+
+    Returns
+    -------
+    dict
+        :data:`WHOLE_FIELD` → the whole-field rows, ``"1"``, ``"2"``, … → each particle's
+        rows, each as column → list (without the particle column); a table without that
+        column is all whole-field rows.
+    """
+    columns = {key: list(values) for key, values in table.items() if key != PARTICLE_COLUMN}
+    if PARTICLE_COLUMN not in table:
+        return {WHOLE_FIELD: columns}
+    names = [str(name) for name in table[PARTICLE_COLUMN]]
+    blocks: dict[str, dict[str, list]] = {}
+    for name in dict.fromkeys(names):
+        rows = [i for i, value in enumerate(names) if value == name]
+        blocks[name] = {key: [values[i] for i in rows] for key, values in columns.items()}
+    return blocks

@@ -30,6 +30,7 @@ from .metrics import binary_counts
 
 __all__ = [
     "CONSENSUS_COLUMNS",
+    "PARTICLE_FRAME_KEYS",
     "ConsensusReadout",
     "consensus_readout",
     "estimate_drift",
@@ -39,6 +40,10 @@ __all__ = [
 
 #: Per-frame columns of :meth:`ConsensusReadout.table`.
 CONSENSUS_COLUMNS: tuple[str, ...] = ("recall", "precision", "f1_consensus", "over_segmented")
+
+#: Per-frame entries of each particle of :func:`particle_readouts` (left out of the summary).
+PARTICLE_FRAME_KEYS: tuple[str, ...] = ("frame_area_px", "recall", "precision", "f1",
+                                        "over_segmented")
 
 #: The highest-dose frames must agree at least this well (mean F1 against their consensus).
 MIN_REFERENCE_AGREEMENT = 0.8
@@ -127,7 +132,7 @@ class ConsensusReadout:
             "over_segmented_frames": [int(f) for f in np.flatnonzero(self.over_segmented)],
             "consensus_readout": "ok" if self.available else self.reason,
             "particles": [{key: value for key, value in particle.items()
-                           if key not in ("recall", "precision", "f1")}
+                           if key not in PARTICLE_FRAME_KEYS}
                           for particle in self.particles],
         }
 
@@ -138,10 +143,12 @@ def _empty(n: int, reason: str, level: float, reference=()) -> ConsensusReadout:
                             np.asarray(reference, dtype=int), None, None, level, reason)
 
 
-def _moved(mask: np.ndarray, shift: np.ndarray) -> np.ndarray:
+def _moved(mask: np.ndarray, shift: np.ndarray, mode: str = "constant") -> np.ndarray:
+    """``mask`` moved by ``shift`` (px); ``mode="nearest"`` for a map that extends beyond
+    the field (a particle's surroundings)."""
     if not np.any(shift):
         return mask.astype(bool)
-    return ndimage.shift(mask.astype(np.float32), shift, order=1, mode="constant") >= 0.5
+    return ndimage.shift(mask.astype(np.float32), shift, order=1, mode=mode) >= 0.5
 
 
 def consensus_readout(
@@ -286,7 +293,9 @@ def particle_readouts(readout: ConsensusReadout, masks: Any, dose_e_per_A2: Any,
 
     Every pixel of the field belongs to the particle nearest to it, so a frame's detections
     are judged against the particle whose surroundings they fall in: recall, precision and
-    F1 per particle and frame, and each particle's visibility and convergence doses (as
+    F1 per particle and frame, the particle's own area in each frame (the frame's mask
+    pixels in its surroundings), the frames over-segmented around it (precision below the
+    visibility level), and each particle's visibility and convergence doses (as
     :func:`consensus_readout` gives them for the whole field). A field with one particle
     gives the whole-field numbers.
 
@@ -304,9 +313,10 @@ def particle_readouts(readout: ConsensusReadout, masks: Any, dose_e_per_A2: Any,
     Returns
     -------
     list of dict
-        One per particle: ``particle`` (1, 2, … by size), ``area_px``, ``centre_px``,
-        ``visibility_dose_e_per_A2``, ``convergence_dose_e_per_A2``, and per-frame
-        ``recall``, ``precision``, ``f1``. Empty without a readout.
+        One per particle: ``particle`` (1, 2, … by size), ``area_px`` (in the consensus),
+        ``centre_px``, ``visibility_dose_e_per_A2``, ``convergence_dose_e_per_A2``, and
+        per frame (:data:`PARTICLE_FRAME_KEYS`) ``frame_area_px``, ``recall``,
+        ``precision``, ``f1`` and ``over_segmented``. Empty without a readout.
     """
     if not readout.available or readout.consensus is None:
         return []
@@ -327,10 +337,13 @@ def particle_readouts(readout: ConsensusReadout, masks: Any, dose_e_per_A2: Any,
         truth_k = labels == label
         region_k = region == label
         recall, precision, f1 = (np.empty(stack.shape[0]) for _ in range(3))
+        frame_area = np.empty(stack.shape[0], dtype=np.int64)
         for i in range(stack.shape[0]):
             move = shifts[i] - shifts[top]
-            counts = binary_counts(stack[i] & _moved(region_k, move), _moved(truth_k, move))
+            found = stack[i] & _moved(region_k, move, mode="nearest")
+            counts = binary_counts(found, _moved(truth_k, move))
             recall[i], precision[i], f1[i] = counts.recall, counts.precision, counts.f1
+            frame_area[i] = np.count_nonzero(found)
         visible = (recall >= visibility_level) & (precision >= visibility_level)
         cy, cx = ndimage.center_of_mass(truth_k)
         particles.append({
@@ -339,6 +352,7 @@ def particle_readouts(readout: ConsensusReadout, masks: Any, dose_e_per_A2: Any,
             "centre_px": [float(cy), float(cx)],
             "visibility_dose_e_per_A2": lowest_dose_holding(dose, visible),
             "convergence_dose_e_per_A2": lowest_dose_holding(dose, f1 >= readout.convergence_f1),
-            "recall": recall, "precision": precision, "f1": f1,
+            "frame_area_px": frame_area, "recall": recall, "precision": precision, "f1": f1,
+            "over_segmented": precision < visibility_level,
         })
     return particles

@@ -1,7 +1,8 @@
 """'Area vs dose' dock: the area-against-dose curves of every segmented mask layer.
 
 A mask Labels layer made by the 'Segment' widget carries its per-frame table in
-``layer.metadata["lowdose"]["area_vs_dose"]`` (:func:`area_record`): the columns
+``layer.metadata["lowdose"]["area_vs_dose"]``
+(:func:`~napari_lowdose.analysis.area_record.area_record`): the columns
 of :meth:`AreaAnalysis.table` as lists (plus ``f1`` where a truth mask exists)
 and the values read off the curve (converged band, convergence dose, dose at
 50 % segmentation). This dock draws every such layer with
@@ -9,6 +10,12 @@ and the values read off the curve (converged band, convergence dose, dose at
 log axis, Larsen et al. 2023, Figs. 2–4), F1 against dose in a second panel when
 available (SOI Fig. 9), a ring on the viewer's current frame, and moves the
 viewer to the frame of a point clicked on.
+
+When the consensus of the highest-dose frames holds several particles, a choice
+"All particles" / "Particle 1" / … (shown only then) draws one particle of the selected
+mask layer's run instead (:meth:`AreaAnalysis.particle`): its own area, readout lines,
+legend and status. The choice is kept while the same layer stays selected with the same
+number of particles.
 
 Legible in a narrow dock: constrained layout, short axis labels aligned across the two
 panels, the legend under the axes (never over the curves) and the doses read off each
@@ -23,8 +30,9 @@ from typing import Any
 
 import napari
 import numpy as np
-from magicgui.widgets import Container, Label
+from magicgui.widgets import ComboBox, Container, Label
 
+from ..analysis.area_record import analysis_from_record, area_record
 from ..analysis.area_vs_dose import AreaAnalysis
 from ..io.layers import LOWDOSE_KEY
 from ..plots.area import draw_area_vs_dose
@@ -34,6 +42,7 @@ from ._plotting import new_canvas, style_axes, theme_colors
 __all__ = [
     "AREA_DOCK_NAME",
     "AREA_KEY",
+    "ALL_PARTICLES",
     "AreaPlotWidget",
     "analysis_from_record",
     "area_record",
@@ -43,6 +52,8 @@ __all__ = [
 #: Key of the area-against-dose record in ``metadata["lowdose"]`` of a mask layer.
 AREA_KEY = "area_vs_dose"
 CLICK_RADIUS_PX = 12.0
+#: The particle choice that draws the whole field.
+ALL_PARTICLES = "All particles"
 #: The dock's title in the Plugins menu (napari: "<widget> (<plugin display name>)").
 AREA_DOCK_NAME = "Area vs dose (Low-dose HR-TEM)"
 #: Screens lower than this (px available) get the plot as a tab beside 'Segment'.
@@ -51,84 +62,6 @@ SMALL_SCREEN_HEIGHT_PX = 900
 PLOT_MIN_HEIGHT_PX = 260
 
 _INSTANCES: "weakref.WeakSet[AreaPlotWidget]" = weakref.WeakSet()
-
-
-def _finite(value) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def area_record(
-    analysis: AreaAnalysis, *, label: str, f1: Any = None, extra: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """JSON-ready record of an analysis for a mask layer's metadata.
-
-    ``table`` holds the per-frame columns (``frame`` is the frame index in the
-    series; ``f1`` is added when given), ``summary`` the doses read off the curve.
-    """
-    table = {key: np.asarray(value).tolist() for key, value in analysis.table().items()}
-    table["area_nm2"] = [_finite(v) for v in analysis.area_nm2]
-    if f1 is not None:
-        table["f1"] = [_finite(v) for v in np.asarray(f1, dtype=float)]
-    return {
-        "label": label,
-        "table": table,
-        "summary": analysis.summary(),
-        "pixel_area_nm2": _finite(analysis.pixel_area_nm2),
-        **(extra or {}),
-    }
-
-
-def analysis_from_record(record: dict[str, Any]) -> AreaAnalysis:
-    """Rebuild the :class:`AreaAnalysis` of a record written by :func:`area_record`."""
-    table, summary = record["table"], record["summary"]
-
-    def dose(key):
-        value = summary.get(key)
-        return math.inf if value is None else float(value)
-
-    pixel_area = record.get("pixel_area_nm2")
-    pixel_area = math.nan if pixel_area is None else float(pixel_area)
-    area_px = np.asarray(table["area_px"], dtype=np.int64)
-    return AreaAnalysis(
-        frame=np.asarray(table["frame"], dtype=np.int64),
-        dose_e_per_A2=np.asarray(table["dose_e_per_A2"], dtype=float),
-        cumulative_dose_e_per_A2=np.asarray(table["cumulative_dose_e_per_A2"], dtype=float),
-        area_px=area_px,
-        area_nm2=area_px * pixel_area,
-        band_px=tuple(float(v) for v in summary["converged_band_px"]),
-        converged_area_px=float(summary.get("converged_area_px") or 0.0),
-        # The area-only doses (older records kept them under the plain names).
-        convergence_dose_e_per_A2=dose("paper_convergence_dose_e_per_A2"
-                                       if "paper_convergence_dose_e_per_A2" in summary
-                                       else "convergence_dose_e_per_A2"),
-        dose_at_50pct_e_per_A2=dose("dose_at_50pct_e_per_A2"),
-        high_dose_frames=np.asarray(summary.get("high_dose_frames", []), dtype=np.int64),
-        pixel_area_nm2=pixel_area,
-        consensus=consensus_from_record(table, summary),
-    )
-
-
-def consensus_from_record(table: dict[str, Any], summary: dict[str, Any]):
-    """The consensus readout stored in a record's table and summary (None if absent)."""
-    from ..analysis.consensus import ConsensusReadout
-
-    if "consensus_readout" not in summary or "f1_consensus" not in table:
-        return None
-
-    def column(key):
-        return np.asarray([np.nan if v is None else v for v in table[key]], dtype=float)
-
-    status = summary["consensus_readout"]
-    return ConsensusReadout(
-        recall=column("recall"), precision=column("precision"), f1=column("f1_consensus"),
-        over_segmented=np.asarray(table["over_segmented"], dtype=bool), consensus=None,
-        reference_frames=np.asarray(summary.get("consensus_frames", []), dtype=int),
-        visibility_dose_e_per_A2=summary.get("visibility_dose_e_per_A2"),
-        convergence_dose_e_per_A2=summary.get("convergence_dose_e_per_A2"),
-        convergence_f1=float(summary.get("convergence_f1", 0.9)),
-        reason="" if status == "ok" else str(status),
-    )
 
 
 def layer_area_record(layer) -> dict[str, Any] | None:
@@ -199,13 +132,26 @@ class AreaPlotWidget(Container):
         self._viewer = viewer
         self.runs: dict[str, AreaAnalysis] = {}
         self.f1: dict[str, np.ndarray] = {}
+        self.drawn: dict[str, AreaAnalysis] = {}
+        self._layers: dict[str, Any] = {}
         self._points: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray]] = []
+        # (run label, number of particles) the particle choice was offered for.
+        self._particle_key: tuple[str | None, int] = (None, 0)
+        self._offering = False
+        # Choices from a callable: napari's reset_choices() keeps them.
+        self.particle_combo = ComboBox(choices=self._particle_choices, value=ALL_PARTICLES,
+                                       tooltip="the whole field, or one particle of the "
+                                               "selected mask layer's run")
+        self.particle_combo.changed.connect(self._on_particle_chosen)
+        self.particle_combo.native.setHidden(True)
+        self.append(self.particle_combo)
         self.status = Label(value="no segmented mask layer yet: run 'Segment'")
         self.status.native.setWordWrap(True)
         self.append(self.status)
         self._build_plot()
         viewer.layers.events.inserted.connect(self.refresh)
         viewer.layers.events.removed.connect(self.refresh)
+        viewer.layers.selection.events.active.connect(self.refresh)
         viewer.dims.events.current_step.connect(self._update_marker)
         _INSTANCES.add(self)
         self.refresh()
@@ -213,7 +159,7 @@ class AreaPlotWidget(Container):
 
     # -- data -----------------------------------------------------------------------------
     def _collect(self):
-        runs, f1 = {}, {}
+        runs, f1, layers = {}, {}, {}
         records = [(layer, layer_area_record(layer)) for layer in self._viewer.layers]
         records = [(layer, rec) for layer, rec in records if rec is not None]
         labels = [rec.get("label") or layer.name for layer, rec in records]
@@ -224,21 +170,62 @@ class AreaPlotWidget(Container):
                 runs[label] = analysis_from_record(rec)
             except (KeyError, TypeError, ValueError):
                 continue
+            layers[label] = layer
             values = rec["table"].get("f1")
             if values is not None:
                 f1[label] = np.array([np.nan if v is None else v for v in values], dtype=float)
-        return runs, f1
+        return runs, f1, layers
 
     def plotted_runs(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Label → (frame dose in e⁻/Å², area as plotted: nm² if calibrated, else px)."""
         nm2 = self._nm2()
         return {
             label: (run.dose_e_per_A2.copy(), run.area_px * (run.pixel_area_nm2 if nm2 else 1.0))
-            for label, run in self.runs.items()
+            for label, run in self.drawn.items()
         }
 
     def _nm2(self) -> bool:
-        return bool(self.runs) and all(math.isfinite(r.pixel_area_nm2) for r in self.runs.values())
+        return bool(self.drawn) and all(math.isfinite(r.pixel_area_nm2)
+                                        for r in self.drawn.values())
+
+    # -- particles ------------------------------------------------------------------------
+    def _particle_run(self) -> str | None:
+        """The run the particle choice is about: the selected mask layer's, else the first
+        run with several particles."""
+        active = self._viewer.layers.selection.active
+        for label, layer in self._layers.items():
+            if layer is active:
+                return label
+        several = [label for label, run in self.runs.items() if run.n_particles > 1]
+        return several[0] if several else None
+
+    def _particle_choices(self, _widget=None) -> list[str]:
+        n = self._particle_key[1]
+        return [ALL_PARTICLES, *(f"Particle {k}" for k in range(1, n + 1))]
+
+    def _offer_particles(self) -> None:
+        """Offer "All particles", "Particle 1", … for the particle run (shown only with
+        more than one particle); back to all particles when the run or its count changes."""
+        label = self._particle_run()
+        n = self.runs[label].n_particles if label is not None else 0
+        if (label, n) != self._particle_key:
+            self._particle_key = (label, n)
+            self._offering = True
+            try:
+                self.particle_combo.reset_choices()
+                self.particle_combo.value = ALL_PARTICLES
+            finally:
+                self._offering = False
+        self.particle_combo.native.setHidden(n < 2)
+
+    def particle_number(self) -> int:
+        """The particle drawn (1, 2, …), or 0 for the whole field."""
+        value = self.particle_combo.value
+        return 0 if value in (None, ALL_PARTICLES) else int(str(value).split()[-1])
+
+    def _on_particle_chosen(self, _value=None) -> None:
+        if not self._offering:
+            self._draw()
 
     # -- plot -----------------------------------------------------------------------------
     def _build_plot(self):
@@ -256,18 +243,31 @@ class AreaPlotWidget(Container):
 
     def refresh(self, _event=None):
         """Re-read the tables of the mask layers and redraw."""
-        self.runs, self.f1 = self._collect()
+        self.runs, self.f1, self._layers = self._collect()
+        self._offer_particles()
+        self._draw()
+
+    def _drawn_runs(self) -> tuple[dict[str, AreaAnalysis], dict[str, np.ndarray]]:
+        """(label → analysis, label → F1 against the truth) to draw: every run, or the one
+        particle chosen (no truth F1: the truth is of the whole field)."""
+        number, label = self.particle_number(), self._particle_key[0]
+        if number and label in self.runs and number <= self.runs[label].n_particles:
+            return {f"{label} · particle {number}": self.runs[label].particle(number)}, {}
+        return dict(self.runs), dict(self.f1)
+
+    def _draw(self) -> None:
+        self.drawn, f1 = self._drawn_runs()
         self.figure.clear()
         self._markers, self._points = [], []
-        if self.f1:
+        if f1:
             self.ax_area, self.ax_f1 = self.figure.subplots(2, 1, sharex=True)
         else:
             self.ax_area, self.ax_f1 = self.figure.add_subplot(), None
-        if self.runs:
-            draw_area_vs_dose(self.ax_area, self.runs)
+        if self.drawn:
+            draw_area_vs_dose(self.ax_area, self.drawn)
             scale = self._nm2()
             self.ax_area.set_ylabel("area (nm²)" if scale else "area (px)")
-            for run in self.runs.values():
+            for run in self.drawn.values():
                 area = run.area_px * (run.pixel_area_nm2 if scale else 1.0)
                 self._points.append((self.ax_area, run.frame, run.dose_e_per_A2, area))
         else:
@@ -275,20 +275,13 @@ class AreaPlotWidget(Container):
             self.ax_area.set_xlabel("frame dose (e⁻/Å²)")
             self.ax_area.set_ylabel("area")
         if self.ax_f1 is not None:
-            for index, (label, run) in enumerate(self.runs.items()):
-                if label not in self.f1:
+            for index, (label, run) in enumerate(self.drawn.items()):
+                if label not in f1:
                     continue
                 order = np.argsort(run.dose_e_per_A2, kind="stable")
-                self.ax_f1.plot(
-                    run.dose_e_per_A2[order],
-                    self.f1[label][order],
-                    ".-",
-                    ms=3,
-                    lw=0.8,
-                    color=f"C{index}",
-                    label=label,
-                )
-                self._points.append((self.ax_f1, run.frame, run.dose_e_per_A2, self.f1[label]))
+                self.ax_f1.plot(run.dose_e_per_A2[order], f1[label][order], ".-", ms=3,
+                                lw=0.8, color=f"C{index}", label=label)
+                self._points.append((self.ax_f1, run.frame, run.dose_e_per_A2, f1[label]))
             self.ax_f1.set_ylim(0, 1.02)
             self.ax_f1.set_xlabel("frame dose (e⁻/Å²)")
             self.ax_f1.set_ylabel("F1 (truth)")
@@ -297,9 +290,9 @@ class AreaPlotWidget(Container):
         for ax in self.figure.axes:
             style_axes(ax, self._colors)
         self.figure.align_ylabels()
-        if self.runs:
+        if self.drawn:
             self.status.value = "; ".join(
-                [*(self._doses_text(label, run) for label, run in self.runs.items()),
+                [*(self._doses_text(label, run) for label, run in self.drawn.items()),
                  "click a point to show its frame"])
         else:
             self.status.value = "no segmented mask layer yet: run 'Segment'"
@@ -312,13 +305,13 @@ class AreaPlotWidget(Container):
         legend = self.ax_area.get_legend()
         if legend is not None:
             legend.remove()
-        if not self.runs:
+        if not self.drawn:
             return
         handles = [Line2D([], [], color=f"C{index}", marker=".", ms=3, lw=0.8, label=label)
-                   for index, label in enumerate(self.runs)]
+                   for index, label in enumerate(self.drawn)]
         fg = self._colors["fg"]
         consensus = any(run.consensus is not None and run.consensus.available
-                        for run in self.runs.values())
+                        for run in self.drawn.values())
         if consensus:  # against the consensus of the highest-dose frames
             handles += [
                 Line2D([], [], color=fg, lw=1, label="converged (F1 ≥ 0.9, consensus)"),

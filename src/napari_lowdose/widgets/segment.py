@@ -26,7 +26,7 @@ After a run (and after each re-threshold) the area against dose of the frames
 done (:func:`~napari_lowdose.analysis.area_vs_dose.analyse_area_vs_dose`, Larsen
 et al. 2023) is stored in the mask layer: the per-frame table in
 ``metadata["lowdose"]["area_vs_dose"]`` (see
-:func:`napari_lowdose.widgets.area_plot.area_record`) and a one-row ``features``
+:func:`napari_lowdose.analysis.area_record.area_record`) and a one-row ``features``
 table for label 1 with the summary (shown when hovering the mask). With a truth
 mask (a Labels layer such as the samples' "particle truth") the per-frame F1 is
 added. The 'Area vs dose' dock draws every such layer. "Export…" writes the CLI's

@@ -14,18 +14,13 @@ from dataclasses import replace
 import numpy as np
 from napari.utils.notifications import show_error, show_info, show_warning
 
+from ..analysis.area_record import area_record
 from ..analysis.area_vs_dose import analyse_area_vs_dose, f1_per_frame
 from ..analysis.masks import MaskCleaning, probability_mask
 from ..errors import LowdoseError, one_line
 from ..io.layers import LOWDOSE_KEY, layer_frame_dose
 from ._layers import base_data, layer_pixel_size_A
-from .area_plot import (
-    AREA_KEY,
-    AreaPlotWidget,
-    area_record,
-    refresh_area_plots,
-    show_area_dock,
-)
+from .area_plot import AREA_KEY, AreaPlotWidget, refresh_area_plots, show_area_dock
 from .segment_results import done_frames, summary_features
 
 __all__ = ["SegmentAnalysis"]

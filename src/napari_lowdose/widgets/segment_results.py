@@ -103,7 +103,9 @@ def output_layers(viewer, request):
 
 
 def summary_features(analysis, f1, label) -> dict:
-    """The one-row ``features`` table (label 1) of a mask layer: the area summary."""
+    """The one-row ``features`` table (label 1) of a mask layer: the area summary, with
+    each particle's visibility and convergence doses when the consensus holds several
+    (``particle_<k>_…``; their per-frame rows are in the layer's area record)."""
     summary = analysis.summary()
 
     def value(key):
@@ -121,6 +123,14 @@ def summary_features(analysis, f1, label) -> dict:
     }
     if f1 is not None:
         features["median_f1"] = [float(np.nanmedian(f1))]
+    particles = summary.get("particles") or []
+    if len(particles) > 1:  # each particle's doses (summary.json's "particles")
+        features["particles"] = [len(particles)]
+        for particle in particles:
+            for key in ("visibility_dose_e_per_A2", "convergence_dose_e_per_A2"):
+                v = particle[key]
+                features[f"particle_{particle['particle']}_{key}"] = [
+                    np.nan if v is None else float(v)]
     return features
 
 
