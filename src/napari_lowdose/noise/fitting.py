@@ -65,7 +65,8 @@ def _frame_dose(
             raise ValueError(f"frame_dose_e_per_px has {n_d.size} values for {n_frames} frames")
         if sampling_A is not None and not sampling_A > 0:
             raise ValueError(f"sampling_A must be positive, got {sampling_A}")
-        dose = n_d / float(sampling_A) ** 2 if sampling_A is not None else np.full(n_frames, np.nan)
+        dose = (n_d / float(sampling_A) ** 2 if sampling_A is not None
+                else np.full(n_frames, np.nan))
         return dose, n_d
     if dose_e_per_A2 is None:
         dose = np.full(n_frames, np.nan)
