@@ -104,3 +104,55 @@ def test_an_existing_output_folder_needs_overwrite(vacuum_series, tmp_path, caps
     assert sorted(p.name for p in out.iterdir()) == [
         "noise_fit.png", "noise_fits.csv", "noise_model.json", "notes.txt"]
     assert (out / "notes.txt").read_text() == "mine"
+
+
+# -- frame pairs (no vacuum) ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def particle_series(tmp_path_factory):
+    from test_noise_pairs import drifting_series
+
+    folder = tmp_path_factory.mktemp("pairs")
+    frames = drifting_series([2000.0] * 4)
+    path = write_series_tiff(folder / "particle.tif", frames, 0.1)
+    second = write_series_tiff(folder / "second.tif", frames[1], 0.1)
+    first = write_series_tiff(folder / "first.tif", frames[0], 0.1)
+    return path, first, second
+
+
+def test_pairs_source_writes_the_outputs_and_records_it(particle_series, tmp_path, capsys):
+    path, _, _ = particle_series
+    out = tmp_path / "pairs"
+    assert main(["fit-noise", str(path), "--source", "pairs", "--counts-per-electron", "10",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "noise source: pairs" in printed and "frame pairs: 2" in printed
+    rows = list(csv.DictReader((out / "noise_fits.csv").open()))
+    assert len(rows) == 1 and rows[0]["noise_source"] == "pairs"
+    assert abs(float(rows[0]["c0"]) - C0) < 0.02
+    model = NoiseModel.from_json(out / "noise_model.json")
+    assert model.noise_source == "pairs" and model.model_kind == "physical"
+    assert abs(model.n0_e_per_px / 1.0 - 1) < 0.2
+    assert (out / "noise_fit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pair_with_a_second_file(particle_series, tmp_path, capsys):
+    _, first, second = particle_series
+    out = tmp_path / "two"
+    assert main(["fit-noise", str(first), "--pair-with", str(second), "--roi", "0:200,0:200",
+                 "--counts-per-electron", "10", "--out", str(out)]) == 0
+    assert "shift (dy, dx) 1, -1 px" in capsys.readouterr().out
+    assert NoiseModel.from_json(out / "noise_model.json").noise_source == "pairs"
+
+
+def test_vacuum_stays_the_default_and_needs_a_region(vacuum_series, particle_series, tmp_path,
+                                                     capsys):
+    path, _, _ = vacuum_series
+    assert main(["fit-noise", str(path), "--out", str(tmp_path / "a")]) == 1
+    assert "--roi" in capsys.readouterr().err
+    out = tmp_path / "b"
+    assert main(["fit-noise", str(path), "--roi", "0:64,0:64", "--out", str(out)]) == 0
+    assert NoiseModel.from_json(out / "noise_model.json").noise_source == "vacuum"
+    _, first, second = particle_series
+    assert main(["fit-noise", str(first), "--source", "pairs", "--out",
+                 str(tmp_path / "c")]) == 1
+    assert "one frame" in capsys.readouterr().err

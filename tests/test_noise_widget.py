@@ -458,3 +458,34 @@ def test_add_vacuum_rectangle_bad_inputs(make_napari_viewer, monkeypatch):
     assert notes.warnings == ["No frame could be fitted: is the rectangle over vacuum?"]
     assert "0/2 frames could be fitted  ⚠ no model to save" in widget.status.value
     assert notes.napari_records() == []
+
+
+def test_frame_pairs_need_no_vacuum(make_napari_viewer):
+    """Noise source 'frame pairs': a particle filling the field, consecutive frames, and a
+    second layer (frame i with frame i); no vacuum rectangle."""
+    from test_noise_pairs import GAIN, drifting_series
+
+    viewer = make_napari_viewer()
+    frames = drifting_series([2000.0] * 4)
+    layer = viewer.add_image(frames, name="particle")
+    widget = NoiseFitWidget(viewer, use_thread=False)
+    widget.layer_combo.value = layer
+    widget.source.value = "pairs"
+    assert not widget.pair_combo.native.isHidden() and widget.roi_combo.native.isHidden()
+    widget.gain.value = GAIN
+    widget.model.value = "physical"
+    widget.fit_series()
+    result = widget.result
+    assert result is not None and result.noise_source == "pairs" and result.n_frames == 1
+    assert abs(result.c0[0] - 0.27) < 0.02
+    assert abs(result.n0_e_per_px[0] - 1.0) < 0.2
+    assert "frame-pair differences" in widget.status.value
+    # Two layers: frame i with frame i.
+    second = viewer.add_image(frames[[1, 3]], name="second")
+    first = viewer.add_image(frames[[0, 2]], name="first")
+    widget.layer_combo.value = first
+    widget.pair_combo.value = second
+    assert widget.fit_current_frame().noise_source == "pairs"
+    assert widget.frame_result.n_frames == 1 and widget.frame_result.ok.all()
+    widget.source.value = "vacuum"
+    assert not widget.roi_combo.native.isHidden() and widget.pair_combo.native.isHidden()

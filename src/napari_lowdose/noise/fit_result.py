@@ -84,6 +84,10 @@ class NoiseFitResult:
         Series readout noise (Eq. 2).
     q_norm, spectra : ndarray or None
         The fitted spectrum (kept for plotting the fit against the data).
+    noise_source : {"vacuum", "pairs"}
+        What the spectra were taken of: a vacuum region of every frame, or the
+        differences of frame pairs of one field (:mod:`.pairs`; a "frame" is then a
+        group of pairs).
     """
 
     model: str
@@ -108,6 +112,7 @@ class NoiseFitResult:
     readout: ReadoutFit
     q_norm: np.ndarray | None = field(default=None, repr=False)
     spectra: np.ndarray | None = field(default=None, repr=False)
+    noise_source: str = "vacuum"
 
     @property
     def n_frames(self) -> int:
@@ -129,6 +134,7 @@ class NoiseFitResult:
         return {
             "model": self.model,
             "spectrum_kind": self.spectrum_kind,
+            "noise_source": self.noise_source,
             "sampling_A": self.sampling_A,
             "n_frames": self.n_frames,
             "n_ok": int(ok.sum()),
@@ -181,17 +187,18 @@ def fit_table_csv(result: NoiseFitResult) -> str:
 
     Columns: ``frame, dose_e_per_A2, dose_e_per_px``, the parameters of the
     fitted model (Eq. 4 or Eq. 3), ``r2, ok, message``, then ``model``,
-    ``spectrum_kind`` and the series ``series_n0_e_per_px`` (Eq. 2), so that
-    every row says what produced it.
+    ``spectrum_kind``, the series ``series_n0_e_per_px`` (Eq. 2) and the
+    ``noise_source`` (vacuum or frame pairs), so that every row says what produced it.
     """
     columns = result.to_columns()
     columns["dose_e_per_px"] = columns["frame_dose_e_per_px"]
     names = ("frame", "dose_e_per_A2", "dose_e_per_px") + FIT_TABLE_COLUMNS[result.model]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(names + ("model", "spectrum_kind", "series_n0_e_per_px"))
+    writer.writerow(names + ("model", "spectrum_kind", "series_n0_e_per_px", "noise_source"))
     for i in range(result.n_frames):
         cells = [csv_cell(columns[name][i]) for name in names]
         writer.writerow(cells + [result.model, result.spectrum_kind,
-                                 repr(float(result.readout.n0_e_per_px))])
+                                 repr(float(result.readout.n0_e_per_px)),
+                                 result.noise_source])
     return buf.getvalue()

@@ -50,8 +50,24 @@ C3_BOUNDS: tuple[float, float] = (0.5, 10.0)
 
 
 def _frame_dose(
-    dose_e_per_A2: float | np.ndarray | None, sampling_A: float | None, n_frames: int
+    dose_e_per_A2: float | np.ndarray | None,
+    sampling_A: float | None,
+    n_frames: int,
+    frame_dose_e_per_px: float | np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
+    if frame_dose_e_per_px is not None:
+        if dose_e_per_A2 is not None:
+            raise ValueError("give dose_e_per_A2 or frame_dose_e_per_px, not both")
+        n_d = np.asarray(frame_dose_e_per_px, dtype=np.float64).ravel()
+        if n_d.size == 1:
+            n_d = np.full(n_frames, n_d.item())
+        if n_d.size != n_frames:
+            raise ValueError(f"frame_dose_e_per_px has {n_d.size} values for {n_frames} frames")
+        if sampling_A is not None and not sampling_A > 0:
+            raise ValueError(f"sampling_A must be positive, got {sampling_A}")
+        dose = (n_d / float(sampling_A) ** 2 if sampling_A is not None
+                else np.full(n_frames, np.nan))
+        return dose, n_d
     if dose_e_per_A2 is None:
         dose = np.full(n_frames, np.nan)
     else:
@@ -80,6 +96,7 @@ def fit_spectra(
     c3_start: float = 2.5,
     max_iter: int = 100,
     keep_spectra: bool = True,
+    frame_dose_e_per_px: float | np.ndarray | None = None,
 ) -> NoiseFitResult:
     """Fit Eq. 4 (``model="paper"``) or Eq. 3 (``"physical"``) to every spectrum.
 
@@ -102,6 +119,10 @@ def fit_spectra(
         Levenberg–Marquardt iterations per pass.
     keep_spectra : bool, optional
         Store ``q_norm`` and the spectra in the result (for plotting).
+    frame_dose_e_per_px : float or ndarray, optional
+        ``N_D`` itself (electrons per pixel, one value or one per spectrum) instead of
+        ``dose_e_per_A2`` (e.g. from the frames' mean counts, as the frame-pair fit of
+        :mod:`.pairs` gets it); the dose in e⁻/Å² is then ``N_D / sampling_A²``.
 
     Returns
     -------
@@ -121,7 +142,7 @@ def fit_spectra(
     y = np.asarray(spectrum.values, dtype=np.float64)
     counts = np.asarray(spectrum.counts, dtype=np.float64)
     n_frames, n_k = y.shape
-    dose, n_d = _frame_dose(dose_e_per_A2, sampling_A, n_frames)
+    dose, n_d = _frame_dose(dose_e_per_A2, sampling_A, n_frames, frame_dose_e_per_px)
     power = 1 if model == "paper" else 2
 
     nan = np.full(n_frames, np.nan)

@@ -47,6 +47,8 @@ __all__ = [
 ]
 
 SOURCES: tuple[str, ...] = ("preset", "fit", "training", "user")
+#: What a fitted model's spectra were taken of (:attr:`NoiseFitResult.noise_source`).
+NOISE_SOURCES: tuple[str, ...] = ("vacuum", "pairs")
 
 
 
@@ -135,6 +137,8 @@ class NoiseModel:
         Free text.
     frames : dict of str to ndarray, optional
         Per-frame fit table (columns of :meth:`NoiseFitResult.to_columns`).
+    noise_source : {"vacuum", "pairs"} or None
+        For fitted models: fitted to a vacuum region or to frame-pair differences.
     """
 
     name: str
@@ -150,6 +154,7 @@ class NoiseModel:
     n0_r2: float | None = None
     description: str = ""
     frames: Mapping[str, np.ndarray] | None = field(default=None, repr=False)
+    noise_source: str | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -166,6 +171,9 @@ class NoiseModel:
         set_(self, "n0_e_per_px", float("nan") if n0 is None else n0)
         if self.source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {self.source!r}")
+        if self.noise_source not in (None, *NOISE_SOURCES):
+            raise ValueError(f"noise_source must be one of {NOISE_SOURCES}, "
+                             f"got {self.noise_source!r}")
         if self.model_kind is not None and self.model_kind not in MODEL_KINDS:
             raise ValueError(f"model_kind must be one of {MODEL_KINDS} or None")
         if self.spectrum_kind is not None and self.spectrum_kind not in SPECTRUM_KINDS:
@@ -299,6 +307,7 @@ class NoiseModel:
             n0_r2=None if not math.isfinite(r2) else float(r2),
             description=description,
             frames=result.to_columns(),
+            noise_source=result.noise_source,
         )
 
     def training_model(

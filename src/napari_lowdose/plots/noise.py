@@ -34,7 +34,8 @@ def _spectrum_panel(ax, result: NoiseFitResult) -> None:
     frames = sorted({0, result.n_frames - 1})
     for index, colour in zip(frames, ("tab:blue", "tab:red"), strict=False):
         dose = result.dose_e_per_A2[index]
-        label = f"frame {index}" + ("" if np.isnan(dose) else f" ({dose:.3g} e⁻/Å²)")
+        row = "pairs" if result.noise_source == "pairs" else "frame"
+        label = f"{row} {index}" + ("" if np.isnan(dose) else f" ({dose:.3g} e⁻/Å²)")
         ax.plot(result.q_norm, result.spectra[index], ".", ms=3, color=colour, label=label)
         if result.ok[index] or np.isfinite(result.c0[index]):
             ax.plot(result.q_norm, result.predict(index), "-", color=colour,
@@ -43,7 +44,8 @@ def _spectrum_panel(ax, result: NoiseFitResult) -> None:
     ax.set_xlabel("q / q_N")
     ax.set_ylabel(f"{result.spectrum_kind} spectrum")
     title = "Eq. 4 (paper)" if result.model == "paper" else "Eq. 3 (physical)"
-    ax.set_title(f"Vacuum spectrum, {title}")
+    what = "Frame-pair difference" if result.noise_source == "pairs" else "Vacuum"
+    ax.set_title(f"{what} spectrum, {title}")
     ax.legend(fontsize=7)
 
 

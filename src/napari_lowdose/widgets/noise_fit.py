@@ -15,6 +15,11 @@ and such a fit is not saved as a noise model. "Add vacuum rectangle" proposes th
 structured corner of the frame shown (:func:`napari_lowdose.noise.vacuum.vacuum_corner`).
 The spectrum follows the model (paper → magnitude, physical → power) unless the user
 chose another one for the paper model.
+
+"Noise source: frame pairs" needs no vacuum: the registered differences of frame pairs of
+one field (consecutive frames of the layer, or frame i of the layer and of a second
+"pair with" layer) are fitted instead (:func:`napari_lowdose.noise.pairs.
+fit_noise_from_pairs`); the frames' dose is their mean counts ÷ the gain.
 """
 
 import math
@@ -22,7 +27,14 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+)
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..errors import LowdoseError, one_line
@@ -37,11 +49,17 @@ from ..noise.spectrum import radial_spectrum
 from ..noise.vacuum import VacuumCheck, vacuum_check, vacuum_corner
 from ._common import rectangle_roi_px, shown_frame
 from ._dose_overlay import show_frame_dose
-from ._layers import base_data, layer_pixel_size_A, pick_image_layer
+from ._layers import (
+    base_data,
+    layer_counts_per_electron,
+    layer_pixel_size_A,
+    pick_image_layer,
+)
 from ._settings import DockSettings
 from .noise_fit_plots import NoiseFitPlots
-from .noise_fit_run import NoiseFitRun, _failed
+from .noise_fit_run import NoiseFitRun, _failed, pair_fit
 
+SOURCE_CHOICES = [("vacuum region", "vacuum"), ("frame pairs", "pairs")]
 MODEL_CHOICES = [("paper (Eq. 4)", "paper"), ("physical (Eq. 3)", "physical")]
 SPECTRUM_CHOICES = [("magnitude |FFT|", "magnitude"), ("power |FFT|²", "power")]
 #: The spectrum each model is meant for (the physical model, Eq. 3, needs the power one).
@@ -67,6 +85,15 @@ class NoiseFitWidget(NoiseFitRun, NoiseFitPlots, Container):
         self._frame_result_index = 0
 
         self.layer_combo = ComboBox(label="image", choices=self._image_layers, nullable=True)
+        self.source = ComboBox(label="noise source", choices=SOURCE_CHOICES, value="vacuum")
+        self.pair_combo = ComboBox(label="pair with", choices=self._image_layers,
+                                   nullable=True, visible=False,
+                                   tooltip="a second exposure of the field (frame i with "
+                                           "frame i); empty: consecutive frames of the image")
+        self.gain = FloatSpinBox(label="gain (counts/e⁻)", value=0.0, min=0.0, max=1e6,
+                                 step=1.0, visible=False,
+                                 tooltip="0: the gain the file states (else 1); the frames' "
+                                         "dose is their mean counts ÷ the gain")
         self.roi_combo = ComboBox(label="vacuum ROI", choices=self._shapes_layers,
                                   nullable=True)
         self.add_roi_button = PushButton(text="Add vacuum rectangle")
@@ -82,7 +109,8 @@ class NoiseFitWidget(NoiseFitRun, NoiseFitPlots, Container):
         self.save_table_button = PushButton(text="Save per-frame table…", enabled=False)
         self.reset_button = PushButton(text="Reset to defaults")
         self.extend([
-            self.layer_combo, self.roi_combo, self.add_roi_button, self.model, self.spectrum,
+            self.layer_combo, self.source, self.pair_combo, self.gain, self.roi_combo,
+            self.add_roi_button, self.model, self.spectrum,
             self.fit_frame_button, self.fit_series_button, self.cancel_button,
             self.progress_bar, self.progress_text, self.status,
             self.save_model_button, self.save_table_button, self.reset_button,
@@ -95,6 +123,7 @@ class NoiseFitWidget(NoiseFitRun, NoiseFitPlots, Container):
 
         self.add_roi_button.changed.connect(self.add_vacuum_rectangle)
         self.model.changed.connect(self._on_model_changed)
+        self.source.changed.connect(self._on_source_changed)
         self.spectrum.changed.connect(self._on_spectrum_changed)
         self.reset_button.changed.connect(self.reset_settings)
         self.fit_frame_button.changed.connect(self.fit_current_frame)
@@ -120,8 +149,16 @@ class NoiseFitWidget(NoiseFitRun, NoiseFitPlots, Container):
     def _shapes_layers(self, _widget=None):
         return [layer for layer in self._viewer.layers if isinstance(layer, napari.layers.Shapes)]
 
+    def _on_source_changed(self, _value=None):
+        """Frame pairs need no vacuum rectangle; they may take a second layer and a gain."""
+        pairs = self.source.value == "pairs"
+        self.pair_combo.visible = self.gain.visible = pairs
+        self.roi_combo.visible = self.add_roi_button.visible = not pairs
+        self._on_layer_changed()
+
     def _reset_choices(self, _event=None):
         self.layer_combo.reset_choices()
+        self.pair_combo.reset_choices()
         self.roi_combo.reset_choices()
         if self.roi_combo.value is None:
             shapes = self._shapes_layers()
@@ -266,6 +303,8 @@ class NoiseFitWidget(NoiseFitRun, NoiseFitPlots, Container):
         if not _suits(layer):
             show_error(f"'{layer.name}' must be one 2-D frame or a (frames, y, x) series.")
             return None
+        if self.source.value == "pairs":
+            return self._pair_inputs(layer)
         roi = self._roi_px(layer)
         if roi is None:
             return None
@@ -281,6 +320,32 @@ class NoiseFitWidget(NoiseFitRun, NoiseFitPlots, Container):
         return {
             "layer": layer, "roi": roi, "n_frames": n_frames, "dose": dose,
             "sampling": sampling, "model": self.model.value,
+            "kind": "power" if self.model.value == "physical" else self.spectrum.value,
+            "source": "vacuum",
+        }
+
+    def _pair_inputs(self, layer):
+        """What a frame-pair fit needs, or None after show_error."""
+        other = self.pair_combo.value
+        n_frames = layer.data.shape[0] if layer.ndim == 3 else 1
+        if other is None and n_frames < 2:
+            show_error(f"'{layer.name}' is one frame: frame pairs need a series, or a second "
+                       "exposure of the field in 'pair with'.")
+            return None
+        if other is not None and (other is layer or base_data(other).shape
+                                  != base_data(layer).shape):
+            show_error(f"'pair with' must be another layer of the same frames as "
+                       f"'{layer.name}' ({base_data(layer).shape}).")
+            return None
+        gain, why = layer_counts_per_electron(layer, float(self.gain.value))
+        if other is None:
+            index = [(i, i + 1) for i in range(0, n_frames - 1, 2)]
+        else:
+            index = [(i, i) for i in range(n_frames)]
+        return {
+            "layer": layer, "pair_layer": other, "pairs": index, "n_frames": len(index),
+            "gain": gain, "gain_text": why, "sampling": _square_sampling_A(layer),
+            "model": self.model.value, "source": "pairs",
             "kind": "power" if self.model.value == "physical" else self.spectrum.value,
         }
 
@@ -311,6 +376,8 @@ class NoiseFitWidget(NoiseFitRun, NoiseFitPlots, Container):
         inputs = self._inputs()
         if inputs is None:
             return None
+        if inputs["source"] == "pairs":
+            return self._fit_current_pair(inputs)
         layer, (y0, y1, x0, x1) = inputs["layer"], inputs["roi"]
         index = self.current_frame(layer)
         dose = None if inputs["dose"] is None else inputs["dose"][index:index + 1]
@@ -329,6 +396,24 @@ class NoiseFitWidget(NoiseFitRun, NoiseFitPlots, Container):
         self.frame_result, self.frame_check = result, check
         self._frame_result_index = index
         self._report(result, check, f"frame {index}")
+        return result
+
+    def _fit_current_pair(self, inputs):
+        """Fit the pair of the frame shown (it and the next, or it in both layers)."""
+        index = self.current_frame(inputs["layer"])
+        if inputs["pair_layer"] is None:
+            start = min(index - index % 2, inputs["pairs"][-1][0])
+            chosen = [(start, start + 1)]
+        else:
+            chosen = [(index, index)]
+        try:
+            result, check = pair_fit({**inputs, "pairs": chosen})
+        except Exception as err:  # noqa: BLE001 - notify, never raise to the user
+            show_error(f"{_failed(err, f'Noise fit of frame pair {chosen[0]}')}")
+            return None
+        self.frame_result, self.frame_check = result, check
+        self._frame_result_index = 0
+        self._report(result, check, f"frame pair {chosen[0]}")
         return result
 
     # -- saving ---------------------------------------------------------------------------

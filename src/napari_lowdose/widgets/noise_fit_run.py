@@ -17,12 +17,33 @@ from ..errors import one_line
 from ..io.series import BadPixelsError, check_finite_frames
 from ..noise.fit_result import NoiseFitResult
 from ..noise.fitting import fit_spectra
+from ..noise.pairs import fit_noise_from_pairs
 from ..noise.spectrum import RadialSpectrum, radial_spectrum
 from ..noise.vacuum import VacuumCheck, vacuum_check
 from ._layers import base_data
 from ._workers import eta_text, run_task
 
-__all__ = ["NoiseFitRun"]
+__all__ = ["NoiseFitRun", "pair_fit"]
+
+
+def pair_fit(inputs) -> tuple[NoiseFitResult, VacuumCheck]:
+    """Fit the frame pairs ``inputs["pairs"]`` of the layer (and the pair layer), with the
+    check that the differences hold noise only (the vacuum check's rule)."""
+    data = base_data(inputs["layer"])
+    other = data if inputs["pair_layer"] is None else base_data(inputs["pair_layer"])
+    two_d = data.ndim == 2
+
+    def frame(arr, i):
+        return np.asarray(arr if two_d else arr[i], dtype=np.float64)
+
+    pairs = [(frame(data, i), frame(other, j)) for i, j in inputs["pairs"]]
+    for k, (a, b) in enumerate(pairs):
+        check_finite_frames(np.stack([a, b]), inputs["pairs"][k])
+    result, spectra = fit_noise_from_pairs(pairs, model=inputs["model"],
+                                           spectrum_kind=inputs["kind"],
+                                           counts_per_electron=inputs["gain"],
+                                           sampling_A=inputs["sampling"])
+    return result, vacuum_check(result, spectra.spectrum.counts)
 
 
 class NoiseFitRun:
@@ -69,6 +90,12 @@ class NoiseFitRun:
     def _series_gen(self, inputs):
         """Generator: yields ("progress", done, total, elapsed_s) after each chunk of
         spectra, then ("result", NoiseFitResult, VacuumCheck)."""
+        if inputs["source"] == "pairs":
+            yield ("progress", 0, inputs["n_frames"], 0.0)
+            result, check = pair_fit(inputs)
+            yield ("progress", inputs["n_frames"], inputs["n_frames"], 0.0)
+            yield ("result", result, check)
+            return
         layer, (y0, y1, x0, x1) = inputs["layer"], inputs["roi"]
         data, n = base_data(layer), inputs["n_frames"]
         values, spec = [], None
@@ -152,6 +179,9 @@ class NoiseFitRun:
             verdict = "  ⚠ no model to save"
         lines = [f"{what}: {self.spectrum_note(result.model, result.spectrum_kind)}",
                  f"{check.summary()}{verdict}"]
+        if result.noise_source == "pairs":
+            lines[1] = (f"frame-pair differences: {check.summary().replace('vacuum', 'noise')}"
+                        f"{verdict.replace('vacuum', 'noise')}")
         flagged = int(result.n_frames - ok.sum())
         if flagged:
             lines.append(f"{flagged} fit(s) flagged (e.g. {result.message[~ok][0]}); "
