@@ -157,7 +157,7 @@ _NEEDS = {
 
 
 def open_time_dose(data: Any, *, pixel_area_A2: float | None, hints: dict[str, Any],
-                   max_pixels: int | None = OPEN_READ_LIMIT_PX) -> FrameDose | None:
+                   max_pixels: int | None = None) -> FrameDose | None:
     """The dose a file opens with when it states its gain but no per-frame dose.
 
     Parameters
@@ -168,8 +168,9 @@ def open_time_dose(data: Any, *, pixel_area_A2: float | None, hints: dict[str, A
         Pixel area in Å².
     hints : dict
         ``DoseHints.to_metadata()`` of the file.
-    max_pixels : int or None
-        Compute only when the series holds at most this many pixels (None: always).
+    max_pixels : int, optional
+        Compute only when the series holds at most this many pixels (default
+        :data:`OPEN_READ_LIMIT_PX`).
 
     Returns
     -------
@@ -184,7 +185,8 @@ def open_time_dose(data: Any, *, pixel_area_A2: float | None, hints: dict[str, A
     """
     if not hints.get("counts_per_electron") or not pixel_area_A2:
         return None
-    if max_pixels is not None and int(np.prod(data.shape)) > max_pixels:
+    limit = OPEN_READ_LIMIT_PX if max_pixels is None else max_pixels
+    if int(np.prod(data.shape)) > limit:
         return None
     return calibrate_frame_dose(data, pixel_area_A2=pixel_area_A2, hints=hints,
                                 source="file_calibration")
