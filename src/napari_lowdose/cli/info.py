@@ -101,10 +101,10 @@ def _dose_lines(dose: dict[str, Any] | None, px: list[float] | None,
     per_px = "" if px is None else f"; {span(px[0] * px[1], 'e⁻/px')}"
     frames = len(dose["dose_e_per_A2"])
     each = "" if frames == 1 else f" per frame over {frames} frames"
-    detail = f" ({dose['detail']})" if dose["detail"] else ""
+    detail = f": {dose['detail']}" if dose["detail"] else ""
     return [f"dose:        {span(1.0, 'e⁻/Å²')}{each}{per_px}, total "
             f"{dose['total_e_per_A2']:.4g} e⁻/Å²",
-            f"dose source: {dose['source_label']} [{dose['source']}]{detail}"]
+            f"dose source: {dose['source']} ({dose['source_label']}{detail})"]
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -95,9 +95,9 @@ def _read_open_tiff(tif: Any, path: Path) -> Series:
     if own.get("dose_e_per_A2") is not None:
         hints.frame_dose_e_per_A2 = np.asarray(own["dose_e_per_A2"], dtype=np.float64)
         hints.frame_dose_key = "napari-lowdose TIFF metadata"
-    for key in ("counts_per_electron",):
-        if own.get(key) is not None:
-            setattr(hints, key, float(own[key]))
+    if own.get("counts_per_electron") is not None:
+        hints.counts_per_electron = float(own["counts_per_electron"])
+        hints.counts_per_electron_key = "napari-lowdose TIFF metadata"
     if hints.counts_per_electron is None:
         _gatan_intensity_calibration(tags, hints, warn)
     _gatan_tag_tree(tags, hints, source_meta)
