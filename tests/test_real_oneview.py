@@ -89,7 +89,8 @@ def test_info_with_no_option_gives_the_files_own_calibration(real_oneview, capsy
     assert main(["info", str(path)]) == 0
     text = capsys.readouterr().out
     for shown in ("(2.988 nm/px)", "exposure:    3.31 ms per frame", "gain:        44 counts/e⁻",
-                  "dose source: file_calibration (the file's intensity calibration: mean counts ÷ 44"):
+                  "dose source: file_calibration (the file's intensity calibration: "
+                  "mean counts ÷ 44"):
         assert shown in text
 
 
