@@ -54,7 +54,6 @@ def read_dm(path: str | Path) -> Series:
     return _finish(series)
 
 
-
 def _dm_dose_hints(tags: dict, image: str, warn: list[str]) -> DoseHints:
     """Exposure time and detector gain the image's tags state."""
     hints = DoseHints()
