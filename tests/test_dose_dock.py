@@ -124,3 +124,22 @@ def test_settings_are_remembered_and_reset(make_napari_viewer, tmp_path):
     assert again.layer is stated and again.counts_per_electron.value == 3.0  # the file's
     again.reset_button.changed.emit(None)
     assert again.source.value == "auto" and again.counts_per_electron.value == 0
+
+
+def test_the_files_gain_gives_the_files_calibration_and_a_changed_gain_the_counts(
+        make_napari_viewer, shown):
+    viewer = make_napari_viewer()
+    frames = np.stack([np.full((16, 16), 44.0), np.full((16, 16), 88.0)]).astype(np.float32)
+    layer = viewer.add_image(frames, name="stated", **CALIBRATED, metadata={
+        "lowdose": {"dose_hints": {"counts_per_electron": 4.0, "counts_offset": 4.0}}})
+    widget = DoseCalibrationWidget(viewer, use_thread=False)
+    assert widget.layer is layer and widget.counts_per_electron.value == 4.0
+    widget.apply()
+    dose = layer.metadata["lowdose"]["dose"]
+    assert shown == [] and dose["source"] == "file_calibration"
+    np.testing.assert_allclose(dose["dose_e_per_A2"], [40 / 4 / 0.25, 84 / 4 / 0.25])
+    widget.counts_per_electron.value = 8.0  # the user's own gain: the plain counts rule
+    widget.apply()
+    dose = layer.metadata["lowdose"]["dose"]
+    assert dose["source"] == "counts"
+    np.testing.assert_allclose(dose["dose_e_per_A2"], [44 / 8 / 0.25, 88 / 8 / 0.25])

@@ -59,3 +59,110 @@ def test_the_gain_is_the_files_intensity_calibration(real_oneview, capsys):
     area_A2 = info["pixel_size_A"][0] * info["pixel_size_A"][1]
     e_per_px = info["dose"]["dose_e_per_A2"][0] * area_A2
     assert e_per_px == pytest.approx(4.6, abs=0.15)
+
+
+# -- the frames open calibrated with no option: pixel size, gain, exposure, dose ------------
+
+MEAN_COUNTS = {}
+
+
+def _mean_counts(path) -> float:
+    if path not in MEAN_COUNTS:
+        MEAN_COUNTS[path] = float(np.asarray(read_series(path).data, dtype=np.float64).mean())
+    return MEAN_COUNTS[path]
+
+
+@pytest.mark.parametrize("name", ["train_0001.tif", "train_0002.tif"])
+def test_info_with_no_option_gives_the_files_own_calibration(real_oneview, capsys, name):
+    path = real_oneview / name
+    assert main(["info", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["pixel_size_A"] == pytest.approx([29.884567] * 2, rel=1e-6)  # 2.988 nm/px
+    assert info["counts_per_electron"] == pytest.approx(44.0, rel=1e-5)
+    assert info["exposure_s"] == pytest.approx(0.003309568, rel=1e-9)  # GMS tag tree (65027)
+    dose = info["dose"]
+    assert dose["source"] == "file_calibration"
+    assert dose["source_label"] == "the file's intensity calibration"
+    e_per_px = dose["dose_e_per_A2"][0] * 29.884567**2
+    assert e_per_px == pytest.approx(_mean_counts(path) / 44.0, rel=1e-5)
+    assert e_per_px == pytest.approx(4.6, abs=0.15)
+    assert main(["info", str(path)]) == 0
+    text = capsys.readouterr().out
+    for shown in ("(2.988 nm/px)", "exposure:    3.31 ms per frame", "gain:        44 counts/e⁻",
+                  "dose source: file_calibration (the file's intensity calibration: "
+                  "mean counts ÷ 44"):
+        assert shown in text
+
+
+def test_explicit_options_override_the_files_calibration(real_oneview, capsys):
+    path = str(real_oneview / "train_0001.tif")
+    per_px = {}
+    for case, options in {"gain": ["--counts-per-electron", "22"],
+                          "forced counts": ["--dose-source", "counts"],
+                          "rate": ["--dose-rate", "100"],
+                          "pixel": ["--pixel-size-A", "10"]}.items():
+        assert main(["info", path, "--json", *options]) == 0
+        dose = json.loads(capsys.readouterr().out)["dose"]
+        per_px[case] = (dose["source"], dose["dose_e_per_A2"][0])
+    mean = _mean_counts(real_oneview / "train_0001.tif")
+    area = 29.884567**2
+    assert per_px["gain"][0] == "counts"
+    assert per_px["gain"][1] * area == pytest.approx(mean / 22.0, rel=1e-5)
+    assert per_px["forced counts"][0] == "counts"
+    assert per_px["forced counts"][1] * area == pytest.approx(mean / 44.0, rel=1e-5)
+    # --dose-rate with the exposure the file states (3.31 ms).
+    assert per_px["rate"] == ("rate_x_exposure", pytest.approx(100 * 0.003309568))
+    # Another pixel size: the same electrons per pixel, spread over 10 × 10 Å².
+    assert per_px["pixel"][0] == "file_calibration"
+    assert per_px["pixel"][1] * 100.0 == pytest.approx(mean / 44.0, rel=1e-5)
+
+
+def test_the_napari_reader_gives_the_same_calibration(real_oneview):
+    from napari_lowdose._reader import napari_get_reader
+
+    path = str(real_oneview / "train_0001.tif")
+    [(data, kwargs, kind)] = napari_get_reader(path)(path)
+    assert kind == "image" and data.shape == (512, 512)
+    assert kwargs["scale"] == pytest.approx((29.884567, 29.884567), rel=1e-6)
+    assert kwargs["units"] == ("angstrom", "angstrom")
+    lowdose = kwargs["metadata"]["lowdose"]
+    assert lowdose["dose"]["source"] == "file_calibration"
+    assert lowdose["dose"]["dose_e_per_A2"][0] * 29.884567**2 == pytest.approx(
+        _mean_counts(real_oneview / "train_0001.tif") / 44.0, rel=1e-5)
+    assert lowdose["dose_hints"]["counts_per_electron"] == pytest.approx(44.0, rel=1e-5)
+    assert lowdose["dose_hints"]["exposure_time_s"] == pytest.approx(0.003309568)
+    gms = kwargs["metadata"]["source_metadata"]["gatan_tags"]
+    assert gms[".Acquisition.Device.Name"] == "OneView"
+
+
+@pytest.mark.gui
+def test_the_frames_open_calibrated_in_napari(make_napari_viewer, real_oneview):
+    viewer = make_napari_viewer()
+    layer = viewer.open(real_oneview / "train_0002.tif", plugin="napari-lowdose")[0]
+    np.testing.assert_allclose(layer.scale, [29.884567, 29.884567], rtol=1e-6)
+    assert [str(u) for u in layer.units] == ["angstrom", "angstrom"]
+    dose = layer.metadata["lowdose"]["dose"]
+    assert dose["source"] == "file_calibration"
+    assert dose["dose_e_per_A2"][0] * 29.884567**2 == pytest.approx(4.6, abs=0.15)
+
+
+def test_denoise_with_no_option_normalises_by_the_files_dose(real_oneview, tmp_path,
+                                                            one_torch_thread):
+    import torch
+
+    from napari_lowdose.models.checkpoint import save_checkpoint
+    from napari_lowdose.models.denoiser import DenoiserUNet
+
+    model = save_checkpoint(tmp_path / "den.safetensors", DenoiserUNet(base_channels=2, levels=1),
+                            arch="denoiser", metadata={})
+    torch.manual_seed(0)
+    out = tmp_path / "out"
+    path = real_oneview / "train_0001.tif"
+    assert main(["denoise", str(path), "--model", str(model), "--device", "cpu",
+                 "--out", str(out)]) == 0
+    record = json.loads((out / "denoise.json").read_text())
+    assert record["dose"]["source"] == "file_calibration"
+    assert record["normalisation"]["counts_per_electron"] == pytest.approx(44.0, rel=1e-5)
+    assert record["normalisation"]["expected_e_per_px"][0] == pytest.approx(
+        _mean_counts(path) / 44.0, rel=1e-5)
+    assert "file_calibration" in record["normalisation"]["from"]

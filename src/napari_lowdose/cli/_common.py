@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LowdoseError
+from ..io.dose import DOSE_SOURCES
 from ..io.dose_calibration import calibrate_frame_dose
 from ..workflows.policies import GainError, detector_gain, expected_e_per_px
 
@@ -53,15 +54,18 @@ def add_dose_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dose", metavar="CSV", type=Path,
                        help="dose table: CSV with a dose_e_per_A2 column, one row per frame")
     group.add_argument("--dose-source", default="auto",
-                       choices=["auto", "metadata", "table", "rate_x_exposure", "counts"],
-                       help="force one source instead of the priority order "
-                            "metadata > table > rate×exposure > counts (default: auto)")
+                       choices=["auto", *DOSE_SOURCES],
+                       help="force one source instead of the priority order metadata > "
+                            "table > rate×exposure > counts (with --counts-per-electron) > "
+                            "file_calibration (the file's own intensity calibration: mean "
+                            "counts ÷ its stated gain) (default: auto)")
     group.add_argument("--dose-rate", type=float, metavar="E_PER_A2_S",
                        help="dose rate at the specimen in e⁻/Å²/s")
     group.add_argument("--exposure-s", type=float, metavar="S",
                        help="exposure time of one frame in s")
     group.add_argument("--counts-per-electron", type=float, metavar="G",
-                       help="detector counts per electron (dose from mean counts)")
+                       help="detector counts per electron (dose from mean counts; overrides "
+                            "the gain the file states)")
     group.add_argument("--counts-roi", type=roi_argument, metavar="Y0:Y1,X0:X1",
                        help="vacuum region for the counts source (default: whole frame)")
     parser.add_argument("--pixel-size-A", type=float, metavar="S",
@@ -81,7 +85,10 @@ def open_calibrated(args: argparse.Namespace):
         series.pixel_size_source = "command line --pixel-size-A"
     user_given = any(v is not None for v in (args.dose, args.dose_rate, args.exposure_s,
                                              args.counts_per_electron))
-    if user_given or args.dose_source != "auto" or args.pixel_size_A is not None:
+    # With nothing given, the dose is what the file gave at opening, or (a long series
+    # that states its gain) the dose of its intensity calibration, computed now.
+    if (user_given or args.dose_source != "auto" or args.pixel_size_A is not None
+            or series.frame_dose is None):
         series.frame_dose = calibrate_frame_dose(
             series.data,
             pixel_area_A2=series.pixel_area_A2,

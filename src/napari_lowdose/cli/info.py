@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..io.dose import DOSE_SOURCE_LABELS
 from ._common import add_dose_options, open_calibrated
 
 __all__ = ["add_info_parser", "cmd_info", "series_info"]
@@ -31,6 +32,8 @@ def series_info(series) -> dict[str, Any]:
         "pixel_size_A": None if series.pixel_size_A is None else list(series.pixel_size_A),
         "pixel_size_source": series.pixel_size_source,
         "n_frames": series.n_frames,
+        "exposure_s": series.dose_hints.exposure_time_s,
+        "counts_per_electron": series.dose_hints.counts_per_electron,
         "dose": None,
         "dose_hints": series.dose_hints.to_metadata(),
         "warnings": list(series.warnings),
@@ -39,6 +42,7 @@ def series_info(series) -> dict[str, Any]:
         d = dose.dose_e_per_A2
         info["dose"] = {
             "source": dose.source,
+            "source_label": DOSE_SOURCE_LABELS.get(dose.source, dose.source),
             "detail": dose.detail,
             "min_e_per_A2": float(d.min()),
             "max_e_per_A2": float(d.max()),
@@ -60,31 +64,47 @@ def _format_info(info: dict[str, Any]) -> str:
     if px is None:
         lines.append("pixel size:  uncalibrated (the file states no length calibration)")
     else:
-        size = f"{px[0]:.6g} Å/px" if px[0] == px[1] else f"{px[0]:.6g} × {px[1]:.6g} Å/px (y × x)"
+        size = (f"{px[0]:.6g} Å/px ({px[0] / 10:.4g} nm/px)" if px[0] == px[1]
+                else f"{px[0]:.6g} × {px[1]:.6g} Å/px (y × x)")
         lines.append(f"pixel size:  {size}  [{info['pixel_size_source']}]")
-    dose = info["dose"]
-    if dose is None and info["dose_hints"].get("counts_per_electron"):
-        lines.append("dose:        not stated per frame; the file states its gain: "
-                     "--dose-source counts gives it from the mean counts (best over vacuum, "
-                     "--counts-roi)")
-    elif dose is None:
-        lines.append("dose:        unknown (give --dose CSV, --dose-rate with --exposure-s, "
-                     "or --counts-per-electron)")
-    else:
-        per_px = ""
-        if px is not None:
-            area = px[0] * px[1]
-            per_px = (f"; {dose['min_e_per_A2'] * area:.4g} … {dose['max_e_per_A2'] * area:.4g}"
-                      " e⁻/px")
-        lines.append(f"dose:        {dose['min_e_per_A2']:.4g} … {dose['max_e_per_A2']:.4g} "
-                     f"e⁻/Å² per frame{per_px}, total {dose['total_e_per_A2']:.4g} e⁻/Å²")
-        detail = f" ({dose['detail']})" if dose["detail"] else ""
-        lines.append(f"dose source: {dose['source']}{detail}")
+    hints = info["dose_hints"]
+    if info["exposure_s"]:
+        lines.append(f"exposure:    {info['exposure_s'] * 1e3:.4g} ms per frame")
+    if info["counts_per_electron"]:
+        gain = info["counts_per_electron"]
+        where = hints.get("counts_per_electron_key") or "stated by the file"
+        offset = f", offset {hints['counts_offset']:g} counts" if hints.get("counts_offset") \
+            else ""
+        lines.append(f"gain:        {gain:.4g} counts/e⁻ ({1 / gain:.4g} e⁻/count{offset})  "
+                     f"[{where}]")
+    lines += _dose_lines(info["dose"], px, hints)
     for note in info["dose_hints"].get("notes", []):
         lines.append(f"note:        {note}")
     for warning in info["warnings"]:
         lines.append(f"warning:     {warning}")
     return "\n".join(lines)
+
+
+def _dose_lines(dose: dict[str, Any] | None, px: list[float] | None,
+                hints: dict[str, Any]) -> list[str]:
+    if dose is None and hints.get("counts_per_electron") and px is None:
+        return ["dose:        not stated per frame; the file states its gain but no pixel "
+                "size (give --pixel-size-A)"]
+    if dose is None:
+        return ["dose:        unknown (give --dose CSV, --dose-rate with --exposure-s, "
+                "or --counts-per-electron)"]
+
+    def span(scale: float, unit: str) -> str:
+        low, high = dose["min_e_per_A2"] * scale, dose["max_e_per_A2"] * scale
+        return f"{low:.4g} {unit}" if low == high else f"{low:.4g} … {high:.4g} {unit}"
+
+    per_px = "" if px is None else f"; {span(px[0] * px[1], 'e⁻/px')}"
+    frames = len(dose["dose_e_per_A2"])
+    each = "" if frames == 1 else f" per frame over {frames} frames"
+    detail = f": {dose['detail']}" if dose["detail"] else ""
+    return [f"dose:        {span(1.0, 'e⁻/Å²')}{each}{per_px}, total "
+            f"{dose['total_e_per_A2']:.4g} e⁻/Å²",
+            f"dose source: {dose['source']} ({dose['source_label']}{detail})"]
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -10,7 +10,13 @@ available of these sources, in this order:
    one row per frame);
 3. ``rate_x_exposure``: dose rate (e⁻/Å²/s) × exposure time per frame (s);
 4. ``counts``: mean counts of the frame ÷ counts-per-electron ÷ pixel area
-   (Å²), best measured in vacuum with dark-subtracted frames.
+   (Å²), best measured in vacuum with dark-subtracted frames, with the gain the
+   user gives;
+5. ``file_calibration``: the same rule with the file's own intensity calibration
+   (a DigitalMicrograph ``e-`` brightness calibration, a Direct Electron
+   ``ADUs Per Electron`` …): (mean counts − stated offset) ÷ stated counts per
+   electron ÷ pixel area. This is the dose a file that states its gain but no
+   per-frame dose opens with.
 
 The source chosen is recorded with the values (:class:`FrameDose`).
 """
@@ -30,6 +36,7 @@ from .writers import atomic_write_text
 
 __all__ = [
     "DOSE_SOURCES",
+    "DOSE_SOURCE_LABELS",
     "FrameDose",
     "dose_from_counts",
     "dose_from_rate",
@@ -38,8 +45,17 @@ __all__ = [
     "write_dose_table",
 ]
 
-DOSE_SOURCES = ("metadata", "table", "rate_x_exposure", "counts")
+DOSE_SOURCES = ("metadata", "table", "rate_x_exposure", "counts", "file_calibration")
 DOSE_COLUMN = "dose_e_per_A2"
+
+#: What each source means, in words (for ``info`` and the docks).
+DOSE_SOURCE_LABELS = {
+    "metadata": "per-frame dose stated in the file",
+    "table": "dose table",
+    "rate_x_exposure": "dose rate × exposure time",
+    "counts": "mean counts ÷ the given gain",
+    "file_calibration": "the file's intensity calibration",
+}
 
 
 @dataclass(frozen=True)
@@ -241,6 +257,9 @@ def resolve_frame_dose(
     counts_per_electron: float | None = None,
     pixel_area_A2: float | None = None,
     mean_counts: Callable[[], np.ndarray] | Sequence[float] | None = None,
+    file_counts_per_electron: float | None = None,
+    file_counts_offset: float | None = None,
+    file_gain_key: str = "",
 ) -> FrameDose | None:
     """Pick the per-frame dose from the first available source, in priority order.
 
@@ -261,6 +280,14 @@ def resolve_frame_dose(
     mean_counts : callable or array_like, optional
         Mean counts per frame, or a function computing them (called only if
         this source is the one used, since it reads every frame).
+    file_counts_per_electron : float, optional
+        The gain the file's intensity calibration states; with ``pixel_area_A2`` and
+        ``mean_counts``, the ``file_calibration`` source (after ``counts``, which is
+        the user's gain).
+    file_counts_offset : float, optional
+        The offset (counts) of that calibration, subtracted from the mean counts.
+    file_gain_key : str
+        Where the file states it (recorded as provenance).
 
     Returns
     -------
@@ -284,4 +311,16 @@ def resolve_frame_dose(
         _check_frames(values, n_frames, what="mean counts")
         detail = f"mean counts ÷ {counts_per_electron:.4g} counts/e⁻ ÷ {pixel_area_A2:.4g} Å²"
         return FrameDose(values, "counts", detail)
+    if (file_counts_per_electron is not None and pixel_area_A2 is not None
+            and mean_counts is not None):
+        offset = float(file_counts_offset or 0.0)
+        counts = np.asarray(mean_counts() if callable(mean_counts) else mean_counts,
+                            dtype=np.float64) - offset
+        values = dose_from_counts(counts, file_counts_per_electron, pixel_area_A2)
+        _check_frames(values, n_frames, what="mean counts")
+        mean = f"(mean counts − {offset:.4g})" if offset else "mean counts"
+        where = f"; gain: {file_gain_key}" if file_gain_key else ""
+        detail = (f"{mean} ÷ {file_counts_per_electron:.4g} counts/e⁻ ÷ "
+                  f"{pixel_area_A2:.4g} Å²{where}")
+        return FrameDose(values, "file_calibration", detail)
     return None

@@ -3,7 +3,12 @@
 Wraps :func:`napari_lowdose.io.dose.resolve_frame_dose` for the CLI and the
 "Dose calibration" widget: values the user gives override the same values
 found in the metadata, and a source can be forced instead of the automatic
-priority order (metadata → table → rate × exposure → counts).
+priority order (metadata → table → rate × exposure → counts with the user's gain →
+counts with the file's own intensity calibration).
+
+:func:`open_time_dose` is the one rule by which an opened file gets the dose of its own
+intensity calibration without the user asking: computed at once when reading every frame
+is cheap (:data:`OPEN_READ_LIMIT_PX`), otherwise when an analysis asks for it.
 """
 
 from collections.abc import Iterator
@@ -16,7 +21,14 @@ from ..errors import DoseCalibrationError
 from .dose import DOSE_SOURCES, FrameDose, resolve_frame_dose
 from .series import check_finite_frames
 
-__all__ = ["calibrate_frame_dose", "iter_frame_mean_counts"]
+__all__ = ["OPEN_READ_LIMIT_PX", "calibrate_frame_dose", "iter_frame_mean_counts",
+           "open_time_dose"]
+
+#: A series of at most this many pixels in all (64 Mpx: 128 MB of 16-bit counts, e.g. four
+#: 4k² frames or 256 frames of 512²) gets the dose of its file's intensity calibration when
+#: it is opened; a larger one when an analysis reads its frames (the command line) or from
+#: the Dose calibration dock (a cancellable worker).
+OPEN_READ_LIMIT_PX = 64 * 2**20
 
 
 def iter_frame_mean_counts(
@@ -64,10 +76,13 @@ def calibrate_frame_dose(
         Pixel area in Å² (needed by the counts source).
     hints : dict, optional
         ``DoseHints.to_metadata()`` of the file.
-    source : {"auto", "metadata", "table", "rate_x_exposure", "counts"}
+    source : {"auto", "metadata", "table", "rate_x_exposure", "counts", "file_calibration"}
         "auto" uses the priority order; any other value uses only that source.
+        ``counts`` uses the user's gain, or the file's when forced without one;
+        ``file_calibration`` the file's intensity calibration (gain and offset).
     dose_table, dose_rate_e_per_A2_s, exposure_time_s, counts_per_electron
-        User-given values; each overrides the metadata's value.
+        User-given values; each overrides the metadata's value (a user-given gain
+        makes "auto" use ``counts`` rather than ``file_calibration``).
     mean_counts : ndarray, optional
         Precomputed mean counts per frame (e.g. from a cancellable worker).
     roi : (y0, y1, x0, x1), optional
@@ -93,8 +108,10 @@ def calibrate_frame_dose(
     rate = dose_rate_e_per_A2_s if dose_rate_e_per_A2_s is not None else hints.get(
         "dose_rate_e_per_A2_s")
     exposure = exposure_time_s if exposure_time_s is not None else hints.get("exposure_time_s")
-    gain = counts_per_electron if counts_per_electron is not None else hints.get(
-        "counts_per_electron")
+    stated_gain = hints.get("counts_per_electron")
+    gain = counts_per_electron
+    if gain is None and source == "counts":
+        gain = stated_gain
 
     def counts() -> np.ndarray:
         if mean_counts is not None:
@@ -108,13 +125,18 @@ def calibrate_frame_dose(
         "rate_x_exposure": {"dose_rate_e_per_A2_s": rate, "exposure_time_s": exposure},
         "counts": {"counts_per_electron": gain, "pixel_area_A2": pixel_area_A2,
                    "mean_counts": counts},
+        "file_calibration": {"file_counts_per_electron": stated_gain,
+                             "pixel_area_A2": pixel_area_A2, "mean_counts": counts,
+                             "file_counts_offset": hints.get("counts_offset"),
+                             "file_gain_key": hints.get("counts_per_electron_key", "")},
     }
     if source == "auto":
         merged: dict[str, Any] = {}
         for values in inputs.values():
             merged.update(values)
         return resolve_frame_dose(n_frames, **merged)
-    missing = [k for k, v in inputs[source].items() if v is None]
+    optional = ("file_counts_offset", "metadata_key", "file_gain_key")
+    missing = [k for k, v in inputs[source].items() if v is None and k not in optional]
     if missing:
         raise DoseCalibrationError(
             f"dose source '{source}' needs: {', '.join(_NEEDS.get(k, k) for k in missing)}"
@@ -128,5 +150,43 @@ _NEEDS = {
     "dose_rate_e_per_A2_s": "a dose rate (e⁻/Å²/s)",
     "exposure_time_s": "an exposure time per frame (s)",
     "counts_per_electron": "counts per electron",
+    "file_counts_per_electron": "a gain stated by the file (an intensity calibration in "
+                                "electrons; none found)",
     "pixel_area_A2": "a calibrated pixel size",
 }
+
+
+def open_time_dose(data: Any, *, pixel_area_A2: float | None, hints: dict[str, Any],
+                   max_pixels: int | None = None) -> FrameDose | None:
+    """The dose a file opens with when it states its gain but no per-frame dose.
+
+    Parameters
+    ----------
+    data : array-like, shape (frames, y, x) or (y, x)
+        The series (memory-mapped or dask: read frame by frame).
+    pixel_area_A2 : float or None
+        Pixel area in Å².
+    hints : dict
+        ``DoseHints.to_metadata()`` of the file.
+    max_pixels : int, optional
+        Compute only when the series holds at most this many pixels (default
+        :data:`OPEN_READ_LIMIT_PX`).
+
+    Returns
+    -------
+    FrameDose or None
+        The ``file_calibration`` dose, or None when the file states no gain, the series
+        is uncalibrated, or larger than ``max_pixels``.
+
+    Raises
+    ------
+    DoseCalibrationError, BadPixelsError
+        Negative mean counts after the offset, or frames with NaN pixels.
+    """
+    if not hints.get("counts_per_electron") or not pixel_area_A2:
+        return None
+    limit = OPEN_READ_LIMIT_PX if max_pixels is None else max_pixels
+    if int(np.prod(data.shape)) > limit:
+        return None
+    return calibrate_frame_dose(data, pixel_area_A2=pixel_area_A2, hints=hints,
+                                source="file_calibration")

@@ -67,7 +67,11 @@ class DoseHints:
     exposure_time_s : float or None
         Exposure time of one frame in s.
     counts_per_electron : float or None
-        Detector conversion factor (counts or ADU per electron).
+        Detector conversion factor (counts or ADU per electron) the file states.
+    counts_per_electron_key : str
+        Where the file states it (e.g. a DigitalMicrograph intensity calibration).
+    counts_offset : float or None
+        Offset (counts) of that calibration: electrons = (counts − offset) ÷ gain.
     notes : list of str
         Where each value came from and any assumption made converting it.
     """
@@ -77,6 +81,8 @@ class DoseHints:
     dose_rate_e_per_A2_s: float | None = None
     exposure_time_s: float | None = None
     counts_per_electron: float | None = None
+    counts_per_electron_key: str = ""
+    counts_offset: float | None = None
     notes: list[str] = field(default_factory=list)
 
     def to_metadata(self) -> dict[str, Any]:
@@ -89,6 +95,8 @@ class DoseHints:
             "dose_rate_e_per_A2_s": self.dose_rate_e_per_A2_s,
             "exposure_time_s": self.exposure_time_s,
             "counts_per_electron": self.counts_per_electron,
+            "counts_per_electron_key": self.counts_per_electron_key,
+            "counts_offset": self.counts_offset,
             "notes": list(self.notes),
         }
 

@@ -41,11 +41,12 @@ from ._settings import DockSettings
 from ._workers import eta_text, run_task
 
 SOURCE_CHOICES = [
-    ("Automatic (metadata > table > rate × exposure > counts)", "auto"),
+    ("Automatic (metadata > table > rate × exposure > counts > file's calibration)", "auto"),
     ("File metadata", "metadata"),
     ("Dose table (CSV)", "table"),
     ("Dose rate × exposure time", "rate_x_exposure"),
     ("Mean counts ÷ counts-per-electron ÷ pixel area", "counts"),
+    ("The file's intensity calibration (mean counts ÷ its stated gain)", "file_calibration"),
 ]
 WHOLE_FRAME = "whole frame"
 
@@ -194,13 +195,19 @@ class DoseCalibrationWidget(Container):
 
     def _inputs(self) -> dict:
         table = self.table.value
+        layer = self.layer
+        hints = {} if layer is None else (
+            layer.metadata.get(LOWDOSE_KEY, {}).get("dose_hints", {}) or {})
+        gain = self.counts_per_electron.value or None
+        if gain is not None and gain == hints.get("counts_per_electron"):
+            gain = None  # the file's own gain, as shown: its intensity calibration
         return {
             "source": self.source.value,
             "dose_table": table if table and str(table) not in ("", ".") and Path(table).is_file()
             else None,
             "dose_rate_e_per_A2_s": self.dose_rate.value or None,
             "exposure_time_s": self.exposure.value or None,
-            "counts_per_electron": self.counts_per_electron.value or None,
+            "counts_per_electron": gain,
         }
 
     def apply(self, _event=None):
@@ -225,7 +232,7 @@ class DoseCalibrationWidget(Container):
         except ValueError as err:
             show_error(str(err))
             return
-        needs_counts = inputs["source"] == "counts" or (
+        needs_counts = inputs["source"] in ("counts", "file_calibration") or (
             inputs["source"] == "auto" and self._auto_falls_to_counts(layer, inputs))
         if not needs_counts:
             self._finish(layer, inputs, None, roi)

@@ -14,8 +14,9 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from ...errors import SeriesReadError
+from ...errors import LowdoseError, SeriesReadError, one_line
 from ..dose import resolve_frame_dose
+from ..dose_calibration import open_time_dose
 from ..series import Series
 from ..units import length_to_angstrom_factor, normalise_unit
 
@@ -76,7 +77,13 @@ def _pixel_size(
 
 
 def _finish(series: Series, **dose_kwargs: Any) -> Series:
-    """Resolve the per-frame dose from the file's own hints."""
+    """Resolve the per-frame dose from the file's own hints.
+
+    A per-frame dose the file states, else its dose rate × exposure time, else the dose
+    of its own intensity calibration (mean counts ÷ stated gain ÷ pixel area), computed
+    now only when reading every frame is cheap
+    (:func:`~napari_lowdose.io.dose_calibration.open_time_dose`).
+    """
     hints = series.dose_hints
     series.frame_dose = resolve_frame_dose(
         series.n_frames,
@@ -86,6 +93,18 @@ def _finish(series: Series, **dose_kwargs: Any) -> Series:
         exposure_time_s=hints.exposure_time_s,
         **dose_kwargs,
     )
+    if series.frame_dose is None and hints.counts_per_electron:
+        try:
+            series.frame_dose = open_time_dose(series.data, pixel_area_A2=series.pixel_area_A2,
+                                               hints=hints.to_metadata())
+        except LowdoseError as err:
+            series.warnings.append(f"no dose from the file's intensity calibration: "
+                                   f"{one_line(err)}")
+            return series
+        if series.frame_dose is None and series.pixel_area_A2:
+            hints.notes.append("the dose from the file's intensity calibration needs every "
+                               "frame read: an analysis computes it, or --dose-source "
+                               "file_calibration, or the Dose calibration dock")
     return series
 
 

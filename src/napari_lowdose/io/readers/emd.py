@@ -2,7 +2,8 @@
 
 The image data set stays on disk (dask or h5py slicing). Berkeley files give
 the pixel size through their ``dim`` vectors, Velox files through the
-``BinaryResult.PixelSize`` of their JSON metadata.
+``BinaryResult.PixelSize`` of their JSON metadata, with the exposure time
+(``ExposureTime``) and the gain (``CountsToElectrons``, ``PixelValueToCameraCounts``).
 """
 
 import json
@@ -116,7 +117,40 @@ def _read_velox(h5: Any, path: Path) -> Series:
             pixel_size = _pixel_size((float(size["height"]), float(size["width"])),
                                      (units[1], units[0]), warn, "Velox BinaryResult")
     data = da.from_array(dset, chunks=tuple(dset.shape[:2]) + (1,)).transpose(2, 0, 1)
+    hints = _velox_dose_hints(meta.get("velox_metadata", {}).get("BinaryResult", {}))
     return Series(_to_frames(data), pixel_size, "EMD (Velox)", path,
-                  "Velox BinaryResult.PixelSize" if pixel_size else "", meta, DoseHints(),
+                  "Velox BinaryResult.PixelSize" if pixel_size else "", meta, hints,
                   warnings=warn)
+
+
+def _velox_number(record: dict[str, Any], key: str) -> float | None:
+    try:
+        value = float(record.get(key))  # Velox writes numbers as strings
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
+def _velox_dose_hints(binary: dict[str, Any]) -> DoseHints:
+    """Exposure time and gain a Velox image states (``BinaryResult``).
+
+    ``CountsToElectrons`` is electrons per camera count and ``PixelValueToCameraCounts``
+    camera counts per stored pixel value, so a pixel value is
+    ``PixelValueToCameraCounts × CountsToElectrons`` electrons: the gain is its inverse.
+    """
+    hints = DoseHints()
+    exposure = _velox_number(binary, "ExposureTime")
+    if exposure is not None:
+        hints.exposure_time_s = exposure
+        hints.notes.append(f"exposure time {exposure:.6g} s from Velox BinaryResult.ExposureTime")
+    electrons = _velox_number(binary, "CountsToElectrons")
+    if electrons is not None:
+        per_value = _velox_number(binary, "PixelValueToCameraCounts") or 1.0
+        hints.counts_per_electron = 1.0 / (electrons * per_value)
+        hints.counts_per_electron_key = ("Velox BinaryResult.CountsToElectrons × "
+                                         "PixelValueToCameraCounts")
+        hints.notes.append(f"counts per electron {hints.counts_per_electron:.4g} from Velox "
+                           f"CountsToElectrons {electrons:g} e⁻/count × "
+                           f"PixelValueToCameraCounts {per_value:g}")
+    return hints
 

@@ -133,6 +133,7 @@ def _de_dose_hints(
     adu = _float_or_none(info.get("ADUs Per Electron"))
     if adu and adu > 0:
         hints.counts_per_electron = adu
+        hints.counts_per_electron_key = "Direct Electron info file 'ADUs Per Electron'"
         hints.notes.append("counts per electron from DE 'ADUs Per Electron'")
     frame_ns = _float_or_none(info.get("Frame Exposure Time (nanoseconds)"))
     if frame_ns and frame_ns > 0:

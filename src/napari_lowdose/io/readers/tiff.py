@@ -3,7 +3,10 @@
 Pixel size, first match wins: napari-lowdose's own metadata (written by
 :func:`~napari_lowdose.io.writers.write_series_tiff`), Gatan DigitalMicrograph
 tags (65003–65010), OME ``PhysicalSizeX/Y``, ImageJ resolution with its
-``unit``. A TIFF whose data run past the end of the file is refused.
+``unit``. A DigitalMicrograph TIFF also states its intensity calibration (tags
+65022–65025: the detector gain) and, in its own tag tree (tag 65027, DM4 layout,
+:mod:`.dm_tags`), the exposure time. A TIFF whose data run past the end of the file is
+refused.
 """
 
 import json
@@ -20,6 +23,7 @@ from ...errors import SeriesReadError, short_reason
 from ..series import DoseHints, Series
 from ..writers import LOWDOSE_TIFF_KEY
 from ._common import _finish, _jsonable, _lazy_stack, _pixel_size, _to_frames
+from .dm_tags import gatan_tag_calibration, intensity_gain, parse_dm_tag_tree
 
 __all__ = ["read_tiff"]
 
@@ -91,21 +95,18 @@ def _read_open_tiff(tif: Any, path: Path) -> Series:
     if own.get("dose_e_per_A2") is not None:
         hints.frame_dose_e_per_A2 = np.asarray(own["dose_e_per_A2"], dtype=np.float64)
         hints.frame_dose_key = "napari-lowdose TIFF metadata"
-    for key in ("counts_per_electron",):
-        if own.get(key) is not None:
-            setattr(hints, key, float(own[key]))
+    if own.get("counts_per_electron") is not None:
+        hints.counts_per_electron = float(own["counts_per_electron"])
+        hints.counts_per_electron_key = "napari-lowdose TIFF metadata"
     if hints.counts_per_electron is None:
         _gatan_intensity_calibration(tags, hints, warn)
+    _gatan_tag_tree(tags, hints, source_meta)
     if own:
         source_meta["napari-lowdose"] = _jsonable(own)
     series = Series(
         _to_frames(data), pixel_size, kind, path, where, source_meta, hints, warnings=warn
     )
     return _finish(series)
-
-
-#: Units of a DigitalMicrograph intensity calibration that mean "electrons".
-_ELECTRON_UNITS = {"e-", "e", "e⁻", "electron", "electrons", "el"}
 
 
 def _gatan_intensity_calibration(tags: dict[int, Any], hints: DoseHints,
@@ -116,22 +117,37 @@ def _gatan_intensity_calibration(tags: dict[int, Any], hints: DoseHints,
     ``electrons = (counts − origin) × scale`` when the unit is electrons, i.e.
     ``1 / scale`` counts per electron (a OneView frame: 0.0227 e⁻/count, 44 counts/e⁻).
     """
-    unit = str(tags.get(65022, tags.get(65023, ""))).strip().lower()
-    scale = tags.get(65025)
-    if unit not in _ELECTRON_UNITS or scale is None:
+    gain = intensity_gain(tags.get(65025), tags.get(65024, 0.0),
+                          tags.get(65022, tags.get(65023, "")))
+    if gain is None:
         return
-    try:
-        scale, origin = float(scale), float(tags.get(65024, 0.0) or 0.0)
-    except (TypeError, ValueError):
-        return
-    if not (np.isfinite(scale) and scale > 0):
-        return
-    hints.counts_per_electron = 1.0 / scale
-    hints.notes.append(f"counts per electron {1.0 / scale:.4g} from the file's intensity "
-                       f"calibration ({scale:.6g} e⁻ per count, DigitalMicrograph tag 65025)")
+    counts_per_electron, origin = gain
+    hints.counts_per_electron = counts_per_electron
+    hints.counts_per_electron_key = "DigitalMicrograph intensity calibration, TIFF tag 65025"
+    hints.counts_offset = origin
+    hints.notes.append(f"counts per electron {counts_per_electron:.4g} from the file's "
+                       f"intensity calibration ({1 / counts_per_electron:.6g} e⁻ per count, "
+                       "DigitalMicrograph tag 65025)")
     if origin != 0:
-        warn.append(f"the intensity calibration has an offset of {origin:g} counts, which "
-                    "the dose and the denoiser's normalisation do not subtract")
+        warn.append(f"the intensity calibration has an offset of {origin:g} counts: the dose "
+                    "from it subtracts it, the denoiser's input counts do not")
+
+
+def _gatan_tag_tree(tags: dict[int, Any], hints: DoseHints, source_meta: dict[str, Any]
+                    ) -> None:
+    """The exposure time from GMS's own tag tree (TIFF tag 65027, DM4 layout)."""
+    raw = tags.get(65027)
+    if not isinstance(raw, bytes | bytearray):
+        return
+    tree = parse_dm_tag_tree(bytes(raw))
+    if not tree:
+        return
+    source_meta["gatan_tags"] = {k: _jsonable(v) for k, v in tree.items()}
+    calibration = gatan_tag_calibration(tree)
+    if calibration.exposure_s is not None and hints.exposure_time_s is None:
+        hints.exposure_time_s = calibration.exposure_s
+        hints.notes.append(f"exposure time {calibration.exposure_s:.6g} s from GMS tag "
+                           f"'{calibration.exposure_key.lstrip('.')}' (TIFF tag 65027)")
 
 
 def _check_decodable(page: Any, path: Path) -> None:
@@ -190,8 +206,8 @@ def _tiff_data(path: Path, shape: tuple[int, ...], dtype: Any, n_pages: int) -> 
 def _tiff_metadata(tags: dict[int, Any], ij_meta: dict[str, Any]) -> dict[str, Any]:
     meta: dict[str, Any] = {}
     for code, value in tags.items():
-        if code in (273, 279, 324, 325, 65027):  # strip/tile offsets, JEOL binary blob
-            continue
+        if code in (273, 279, 324, 325, 65027):  # strip/tile offsets, GMS tag tree
+            continue  # (65027: GMS's tag tree, decoded into "gatan_tags")
         converted = _jsonable(value)
         if converted is not None and len(str(converted)) < 2000:
             meta[f"tag{code}"] = converted
