@@ -112,6 +112,22 @@ def test_rose_dose_of_a_known_particle():
     assert np.isnan(particle_contrast(frame, np.zeros_like(disk)))
 
 
+def test_the_rose_ring_is_set_in_angstrom_and_skips_the_edge_fringe():
+    """At 0.1 Å/px a bright Fresnel fringe hugs the particle: a ring a few pixels out
+    measures the fringe; the ring in Å (1 Å gap, 4 Å wide) measures the background."""
+    from napari_lowdose.analysis.rose import ROSE_GAP_A, particle_contrast
+
+    yy, xx = np.mgrid[:160, :160]
+    r = np.hypot(yy - 80, xx - 80)
+    disk = r <= 30
+    frame = np.where(disk, 0.9, 1.0)
+    frame = np.where((r > 30) & (r <= 30 + 0.5 * ROSE_GAP_A / 0.1), 1.3, frame)  # fringe
+    in_pixels = particle_contrast(frame, disk, ring_px=4, gap_px=1)
+    in_angstrom = particle_contrast(frame, disk, pixel_size_A=0.1)
+    assert in_angstrom == pytest.approx(-0.1 / frame.mean(), rel=1e-6)
+    assert abs(in_pixels) > 2 * abs(in_angstrom)
+
+
 def test_each_particle_gets_its_own_readout():
     """Two particles, one found from a lower dose than the other; one particle: the field."""
     from napari_lowdose.analysis.consensus import particle_readouts
