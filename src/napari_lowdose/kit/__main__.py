@@ -3,11 +3,16 @@
 import argparse
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
 from .config import full_config, tiny_config
 from .run import run_kit
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise SystemExit(f"stopped by signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-shipped", action="store_true",
                         help="evaluate only the new networks")
     args = parser.parse_args(argv)
+    # A hard stop (timeout's SIGTERM) unwinds like an error, so the results are written.
+    signal.signal(signal.SIGTERM, _stop)
     changes = {}
     if args.budget_s is not None:
         changes["budget_s"] = args.budget_s
