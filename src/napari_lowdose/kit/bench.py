@@ -12,6 +12,7 @@ there), then ``repeats`` timed passes; the median is reported. Cases run in the 
 given and stop when the deadline passes.
 """
 
+import json
 import logging
 import statistics
 import time
@@ -95,7 +96,7 @@ def benchmark(networks: Sequence[tuple[str, str, Any, Sequence[int]]], *,
                         except Exception as error:  # noqa: BLE001 - a case may not run here
                             row.update(frames_per_s=None,
                                        status=f"{type(error).__name__}: {error}"[:200])
-                        log.info("benchmark %s", row)
+                        log.info("benchmark %s", json.dumps(row))
                         rows.append(row)
     return rows
 
