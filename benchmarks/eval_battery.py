@@ -23,7 +23,6 @@ and prints the table.
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -52,46 +51,6 @@ def _done(jsonl: Path) -> dict[tuple[str, str, int], dict]:
     return {(r["model"], r["condition"], r["particle"]): r for r in rows}
 
 
-def _fmt(value, digits: int = 0) -> str:
-    if value is None:
-        return "not reached"
-    return f"{value:.{digits}f}"
-
-
-def _table(rows: dict, models: list[str], conditions) -> list[dict]:
-    from napari_lowdose.workflows.battery import SeriesScore, summarise_condition
-
-    table = []
-    for model in models:
-        for condition in conditions:
-            mine = [r for (m, c, _), r in sorted(rows.items()) if m == model
-                    and c == condition.name]
-            if not mine:
-                continue
-            scores = [SeriesScore(dose_e_per_A2=np.asarray(r["dose_e_per_A2"]),
-                                  f1_truth=np.asarray(r["f1"]), **r["readouts"])
-                      for r in mine]
-            table.append({"model": model, "condition": condition.name,
-                          "threshold": mine[0]["threshold"], **summarise_condition(scores)})
-    return table
-
-
-def _markdown(table: list[dict]) -> str:
-    lines = ["| model | condition | threshold | F1 ≥ 0.5 from (e⁻/Å²) | F1 ≥ 0.9 from (e⁻/Å²) "
-             "| mean F1 ≥ 200 e⁻/Å² | visibility readout, worst factor | convergence readout, "
-             "worst factor | readout misses |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for row in table:
-        lines.append(
-            f"| {row['model']} | {row['condition']} | {row['threshold']:.2f} "
-            f"| {_fmt(row['f1_05_dose_e_per_A2'])} | {_fmt(row['f1_09_dose_e_per_A2'])} "
-            f"| {_fmt(row['mean_f1_above_200'], 2)} "
-            f"| {_fmt(row['worst_visibility_factor'], 2)} "
-            f"| {_fmt(row['worst_convergence_factor'], 2)} "
-            f"| {row['readout_misses']}/{2 * row['particles']} |")
-    return "\n".join(lines) + "\n"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*")
@@ -106,15 +65,18 @@ def main() -> None:
 
     import torch
 
-    from napari_lowdose.analysis.masks import probability_mask
-    from napari_lowdose.models.inference import predict_probabilities
     from napari_lowdose.models.registry import available_models, load_model, resolve_model
     from napari_lowdose.workflows.battery import (
         BATTERY,
         BATTERY_FRAMES,
         BATTERY_PARTICLES,
         battery_condition,
-        score_series,
+    )
+    from napari_lowdose.workflows.battery_runs import (
+        battery_row,
+        battery_table,
+        table_csv,
+        table_markdown,
     )
     from napari_lowdose.workflows.segmentation import resolve_threshold
 
@@ -136,32 +98,16 @@ def main() -> None:
                 if (model_name, condition.name, particle) in rows:
                     continue
                 frames, truth, dose = _series(condition, particle, frames_n, args.cache)
-                start = time.perf_counter()
-                masks = np.zeros(frames.shape, dtype=bool)
-                for index, probability in predict_probabilities(model, frames, device="cpu"):
-                    masks[index] = probability_mask(probability, threshold)
-                score = score_series(masks, truth, dose)
-                row = {"model": model_name, "condition": condition.name,
-                       "particle": particle, "threshold": threshold,
-                       "dose_e_per_A2": score.dose_e_per_A2.tolist(),
-                       "f1": score.f1_truth.tolist(),
-                       "readouts": {k: getattr(score, k) for k in (
-                           "truth_visibility_dose_e_per_A2", "truth_convergence_dose_e_per_A2",
-                           "visibility_dose_e_per_A2", "convergence_dose_e_per_A2",
-                           "paper_dose_at_50pct_e_per_A2", "paper_convergence_dose_e_per_A2",
-                           "reason")},
-                       "seconds": round(time.perf_counter() - start, 1)}
+                row = battery_row(model_name, condition, particle, threshold, model, frames,
+                                  truth, dose)
                 with jsonl.open("a") as handle:
                     handle.write(json.dumps(row) + "\n")
                 rows[(model_name, condition.name, particle)] = row
                 print(f"{model_name} {condition.name} particle {particle}: "
-                      f"{json.dumps(score.summary())} ({row['seconds']} s)", flush=True)
-    table = _table(rows, models, conditions)
-    header = list(table[0]) if table else []
-    csv = [",".join(header)] + [",".join("" if row[k] is None else str(row[k]) for k in header)
-                                for row in table]
-    args.out.with_suffix(".csv").write_text("\n".join(csv) + "\n")
-    markdown = _markdown(table)
+                      f"{json.dumps(row['readouts'])} ({row['seconds']} s)", flush=True)
+    table = battery_table(rows.values(), models, conditions)
+    args.out.with_suffix(".csv").write_text(table_csv(table))
+    markdown = table_markdown(table)
     args.out.with_suffix(".md").write_text(markdown)
     print(markdown)
 

@@ -11,6 +11,7 @@ rest of the series is still being processed, and stop at any time.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -22,8 +23,10 @@ from ..device import autocast_dtype
 from ..io.series import check_finite_frames
 
 __all__ = [
+    "PRECISIONS",
     "as_stack",
     "check_frame_size",
+    "forced_precision",
     "inference_autocast",
     "resolve_indices",
     "stream_frames",
@@ -83,10 +86,38 @@ def _read(frames: Any, single: bool, indices: list[int]) -> np.ndarray:
     return batch
 
 
-def inference_autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """Autocast for inference on ``device``, or none (:func:`..device.autocast_dtype`)."""
+#: Precision forced on :func:`inference_autocast` by :func:`forced_precision` (None: the
+#: device's own, :func:`..device.autocast_dtype`).
+_FORCED_PRECISION: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "napari_lowdose_forced_precision", default=None)
+#: The precisions :func:`forced_precision` accepts and their autocast dtypes.
+PRECISIONS: dict[str, torch.dtype | None] = {
+    "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-    dtype = autocast_dtype(device)
+
+@contextlib.contextmanager
+def forced_precision(precision: str | None) -> Iterator[None]:
+    """Run inference (segmentation, denoising) at ``precision`` inside this block.
+
+    For measurements (the device kit's benchmark compares ``"fp32"``, ``"bf16"`` and
+    ``"fp16"`` through the same functions the command line uses); ``None`` keeps the
+    device's own choice.
+    """
+    if precision is not None and precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    token = _FORCED_PRECISION.set(precision)
+    try:
+        yield
+    finally:
+        _FORCED_PRECISION.reset(token)
+
+
+def inference_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast for inference on ``device``, or none (:func:`..device.autocast_dtype`,
+    unless :func:`forced_precision` says otherwise)."""
+
+    forced = _FORCED_PRECISION.get()
+    dtype = autocast_dtype(device) if forced is None else PRECISIONS[forced]
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
