@@ -13,16 +13,18 @@ class KitConfig:
 
     budget_s: float = 540.0
     seed: int = 17
-    # Exit waves (Table 1, particles ~1–4 nm; the diameter is clipped to 80 % of the field).
+    # Exit waves: the validation battery's ranges (workflows.battery): particles ~1–4 nm
+    # (the diameter is clipped to 80 % of the field) at 0.05–0.10 Å/px.
     n_structures: int = 1000
     n_val_structures: int = 40
     size_px: int = 512
-    sampling_range_A: tuple[float, float] = (0.07, 0.08)
+    sampling_range_A: tuple[float, float] = (0.05, 0.10)
     diameter_range_A: tuple[float, float] = (10.0, 40.0)
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    # Images (fresh every step): MTF presets 1–5, Table 2 low + high doses.
-    detectors: tuple[str, ...] = ("MTF 1", "MTF 2", "MTF 3", "MTF 4", "MTF 5")
-    dose_range_e_per_A2: tuple[float, float] = (10.0, 1e4)
+    # Images (fresh every step): MTF presets 1–5 and a direct detector, the battery's doses
+    # (5–5·10³ e⁻/Å²) and above; Table 1 optics (defocus −200…200 Å).
+    detectors: tuple[str, ...] = ("MTF 1", "MTF 2", "MTF 3", "MTF 4", "MTF 5", "DIRECT")
+    dose_range_e_per_A2: tuple[float, float] = (5.0, 1e4)
     e_per_px_range: tuple[float, float] = (0.05, 100.0)
     # Training.
     crop_px: int = 256
