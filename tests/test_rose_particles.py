@@ -1,0 +1,174 @@
+"""The physics next to the network (issue 15): each particle's contrast and Rose-criterion
+doses, recovered from a synthetic series of known contrasts, in the analysis, its record,
+``summary.json``, the command's print, the mask layer's features and the Area dock."""
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_lowdose.analysis import analyse_area_vs_dose
+from napari_lowdose.analysis.rose import ROSE_K, particle_contrast
+
+N, SIZE, PIXEL_A = 8, 96, 0.5
+DOSES = np.geomspace(10.0, 1e3, N)
+BACKGROUND = 1000.0
+#: (centre y, centre x, radius px, contrast against the background), largest first: the
+#: third sits in the first one's background ring (5 px apart; the ring is 2 px out, 8 px
+#: wide).
+PARTICLES = ((30.0, 30.0, 12.0, 0.2), (72.0, 66.0, 8.0, 0.1), (30.0, 53.0, 6.0, -0.3))
+
+
+def _disk(cy, cx, r):
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
+
+
+def _truth_image():
+    image = np.full((SIZE, SIZE), BACKGROUND)
+    for cy, cx, r, contrast in PARTICLES:
+        image[_disk(cy, cx, r)] = BACKGROUND * (1 + contrast)
+    return image
+
+
+def _series():
+    """Frames (intensity ∝ dose, no noise: the contrast is exact) and masks (every particle
+    found in every frame)."""
+    image = _truth_image()
+    frames = np.stack([image * dose / DOSES[-1] for dose in DOSES]).astype(np.float32)
+    union = np.zeros((SIZE, SIZE), dtype=bool)
+    for cy, cx, r, _ in PARTICLES:
+        union |= _disk(cy, cx, r)
+    return frames, np.repeat(union[None], N, axis=0)
+
+
+def _expected():
+    """(contrast, area Å², k²/(C²A) for the particle, for 1 nm²) of each particle, and of
+    all particles together (their ring is background only)."""
+    mean = _truth_image().mean()
+    rows, union_px, signal = [], 0, 0.0
+    for cy, cx, r, contrast in PARTICLES:
+        px = int(_disk(cy, cx, r).sum())
+        c = contrast * BACKGROUND / mean
+        area = px * PIXEL_A**2
+        rows.append((c, area, ROSE_K**2 / (c * c * area), ROSE_K**2 / (c * c * 100.0)))
+        union_px += px
+        signal += contrast * BACKGROUND * px
+    c = signal / union_px / mean
+    area = union_px * PIXEL_A**2
+    return rows, (c, area, ROSE_K**2 / (c * c * area), ROSE_K**2 / (c * c * 100.0))
+
+
+def _check(entry, expected):
+    c, area, whole, patch = expected
+    assert entry["particle_contrast"] == pytest.approx(c, rel=1e-6)
+    assert entry["particle_area_nm2"] == pytest.approx(area / 100.0)
+    assert entry["rose_dose_particle_e_per_A2"] == pytest.approx(whole, rel=1e-6)
+    assert entry["rose_dose_1nm2_e_per_A2"] == pytest.approx(patch, rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def analysis():
+    from napari_lowdose.workflows.segmentation import with_rose
+
+    frames, masks = _series()
+    plain = analyse_area_vs_dose(masks, DOSES, PIXEL_A)
+    return with_rose(frames, plain, (PIXEL_A, PIXEL_A))
+
+
+def test_each_particle_gets_the_rose_dose_of_its_size_and_contrast(analysis):
+    rows, whole = _expected()
+    assert analysis.n_particles == 3
+    rose = analysis.rose
+    _check(rose, whole)  # the whole field: every particle as one mask
+    assert [p["particle"] for p in rose["particles"]] == [1, 2, 3]  # numbered by size
+    for number, expected in enumerate(rows, start=1):
+        _check(rose["particles"][number - 1], expected)
+        own = analysis.particle(number)
+        _check(own.rose, expected)
+        assert own.summary()["rose"] == own.rose
+        # The particle's own centre: the same numbering as the consensus readouts.
+        cy, cx = analysis.consensus.particles[number - 1]["centre_px"]
+        assert (cy, cx) == pytest.approx(PARTICLES[number - 1][:2], abs=0.01)
+    # Particle 3 lies in particle 1's ring: counted as background it would spoil the
+    # contrast; the ring leaves it out.
+    frame = _truth_image()
+    big = _disk(*PARTICLES[0][:3])
+    spoiled = particle_contrast(frame, big, pixel_size_A=PIXEL_A)
+    assert abs(spoiled - rows[0][0]) > 0.01
+    # A fainter particle needs more dose (particle 2: half the contrast, under half the
+    # area of particle 1).
+    assert rows[1][2] > rows[0][2] and rows[1][3] == pytest.approx(4 * rows[0][3])
+
+
+def test_the_rose_readout_survives_the_record_and_goes_in_the_features(analysis):
+    from napari_lowdose.analysis.area_record import analysis_from_record, area_record
+    from napari_lowdose.widgets.segment_results import summary_features
+
+    rebuilt = analysis_from_record(json.loads(json.dumps(area_record(analysis, label="x"))))
+    assert rebuilt.rose == analysis.rose
+    assert rebuilt.particle(3).rose == analysis.particle(3).rose
+    rows, whole = _expected()
+    features = summary_features(analysis, None, "x")
+    assert features["rose_dose_particle_e_per_A2"] == [pytest.approx(whole[2], rel=1e-6)]
+    assert features["particle_contrast"] == [pytest.approx(whole[0], rel=1e-6)]
+    for number, (c, _, particle_dose, patch_dose) in enumerate(rows, start=1):
+        assert features[f"particle_{number}_contrast"] == [pytest.approx(c, rel=1e-6)]
+        assert features[f"particle_{number}_rose_dose_particle_e_per_A2"] == [
+            pytest.approx(particle_dose, rel=1e-6)]
+        assert features[f"particle_{number}_rose_dose_1nm2_e_per_A2"] == [
+            pytest.approx(patch_dose, rel=1e-6)]
+
+
+def test_no_pixel_size_gives_the_contrasts_only():
+    from napari_lowdose.workflows.segmentation import rose_of_run
+
+    frames, masks = _series()
+    rose = rose_of_run(frames, analyse_area_vs_dose(masks, DOSES), None)
+    rows, whole = _expected()
+    assert rose["rose_dose_particle_e_per_A2"] is None
+    for entry, expected in zip(rose["particles"], rows, strict=True):
+        assert entry["rose_dose_1nm2_e_per_A2"] is None
+        # In pixels the ring (2 px out, 6 wide) of particle 1 still skips particle 2.
+        assert entry["particle_contrast"] == pytest.approx(expected[0], rel=1e-6)
+
+
+def _oracle(masks):
+    """A network that finds exactly ``masks`` (the command's probability stream)."""
+
+    def predict(model, frames, *, device=None, batch_size=None, tile_px=None,
+                frame_indices=None, should_stop=None):
+        for index in range(len(frames)) if frame_indices is None else frame_indices:
+            yield index, masks[index].astype(np.float32)
+
+    return predict
+
+
+def test_segment_writes_and_prints_each_particles_rose_doses(tmp_path, monkeypatch, capsys):
+    from napari_lowdose.cli import main
+    from napari_lowdose.io.writers import write_series_tiff
+    from napari_lowdose.models import inference
+    from napari_lowdose.models.checkpoint import save_checkpoint
+    from napari_lowdose.models.msdnet import MSDNet
+
+    frames, masks = _series()
+    series = write_series_tiff(tmp_path / "series.tif", frames, PIXEL_A, dose_e_per_A2=DOSES)
+    model = save_checkpoint(tmp_path / "tiny.safetensors",
+                            MSDNet(depth=1, width=1, kernel_size=3, max_dilation=1),
+                            arch="msdnet", metadata={})
+    monkeypatch.setattr(inference, "predict_probabilities", _oracle(masks))
+    out = tmp_path / "run"
+    assert main(["segment", str(series), "--model", str(model), "--device", "cpu",
+                 "--threshold", "0.5", "--out", str(out)]) == 0
+    rose = json.loads((out / "summary.json").read_text())["rose"]
+    rows, whole = _expected()
+    _check(rose, whole)
+    assert len(rose["particles"]) == 3
+    for entry, expected in zip(rose["particles"], rows, strict=True):
+        _check(entry, expected)
+    printed = capsys.readouterr().out
+    assert f"needs {whole[2]:.3g} e⁻/Å², a 1 nm² patch of it {whole[3]:.3g} e⁻/Å²" in printed
+    for number, (_, _, particle_dose, patch_dose) in enumerate(rows, start=1):
+        assert (f"  particle {number} (contrast {rows[number - 1][0]:.3g}" in printed
+                and f"needs {particle_dose:.3g} e⁻/Å², a 1 nm² patch of it "
+                    f"{patch_dose:.3g} e⁻/Å²" in printed)
