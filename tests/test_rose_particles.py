@@ -167,8 +167,97 @@ def test_segment_writes_and_prints_each_particles_rose_doses(tmp_path, monkeypat
     for entry, expected in zip(rose["particles"], rows, strict=True):
         _check(entry, expected)
     printed = capsys.readouterr().out
-    assert f"needs {whole[2]:.3g} e⁻/Å², a 1 nm² patch of it {whole[3]:.3g} e⁻/Å²" in printed
+    assert (f"all particles together (contrast {whole[0]:.3g}, {whole[1] / 100:.3g} nm²) needs "
+            f"{whole[2]:.3g} e⁻/Å², a 1 nm² patch of it {whole[3]:.3g} e⁻/Å²") in printed
     for number, (_, _, particle_dose, patch_dose) in enumerate(rows, start=1):
-        assert (f"  particle {number} (contrast {rows[number - 1][0]:.3g}" in printed
+        assert (f"  particle {number} (contrast {rows[number - 1][0]:.3g}," in printed
                 and f"needs {particle_dose:.3g} e⁻/Å², a 1 nm² patch of it "
                     f"{patch_dose:.3g} e⁻/Å²" in printed)
+
+
+def _rose_lines(ax) -> dict[str, float]:
+    """Line style → dose of the vertical Rose lines (dotted, dash-dotted) on an axis."""
+    return {line.get_linestyle(): float(line.get_xdata()[0]) for line in ax.lines
+            if len(line.get_xdata()) == 2 and line.get_xdata()[0] == line.get_xdata()[1]
+            and line.get_linestyle() in (":", "-.")}
+
+
+def _shows(plot, label, rose) -> None:
+    """The dock draws ``rose``'s two doses and names them in its status."""
+    whole, patch = rose["rose_dose_particle_e_per_A2"], rose["rose_dose_1nm2_e_per_A2"]
+    assert _rose_lines(plot.ax_area) == pytest.approx({":": whole, "-.": patch})
+    assert (f"{label}: visible from " in plot.status.value
+            and f"; Rose: particle {whole:.3g} e⁻/Å², 1 nm² {patch:.3g} e⁻/Å²"
+            in plot.status.value)
+    legend = [t.get_text() for t in plot.figure.legends[0].get_texts()]
+    assert {"Rose, whole particle", "Rose, 1 nm² patch"} <= set(legend)
+
+
+@pytest.mark.gui
+def test_the_area_dock_draws_the_rose_doses_of_the_particle_chosen(make_napari_viewer,
+                                                                   analysis):
+    from napari_lowdose.analysis.area_record import area_record
+    from napari_lowdose.io.layers import LOWDOSE_KEY
+    from napari_lowdose.widgets.area_plot import AREA_KEY, AreaPlotWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_labels(np.zeros((N, 8, 8), dtype=np.uint8), name="mask",
+                      metadata={LOWDOSE_KEY: {AREA_KEY: area_record(analysis, label="run")}})
+    plot = AreaPlotWidget(viewer)
+    viewer.window.add_dock_widget(plot)
+    _shows(plot, "run", analysis.rose)  # all particles: the whole field
+    for number in (3, 2):
+        plot.particle_combo.value = f"Particle {number}"
+        _shows(plot, f"run · particle {number}", analysis.rose["particles"][number - 1])
+
+
+@pytest.mark.gui
+def test_the_segment_dock_run_measures_the_rose_doses_as_the_command(make_napari_viewer,
+                                                                     monkeypatch, tmp_path):
+    from napari_lowdose.io.dose import FrameDose
+    from napari_lowdose.io.layers import LOWDOSE_KEY, image_layer_kwargs
+    from napari_lowdose.models import inference
+    from napari_lowdose.models.checkpoint import save_checkpoint
+    from napari_lowdose.models.msdnet import MSDNet
+    from napari_lowdose.widgets.area_plot import AREA_KEY
+    from napari_lowdose.widgets.segment import FILE_CHOICE, SegmentWidget
+
+    frames, masks = _series()
+    model = save_checkpoint(tmp_path / "tiny.safetensors",
+                            MSDNet(depth=1, width=1, kernel_size=3, max_dilation=1),
+                            arch="msdnet", metadata={})
+    monkeypatch.setattr(inference, "predict_probabilities", _oracle(masks))
+    viewer = make_napari_viewer()
+    image = viewer.add_image(
+        frames, name="series",
+        metadata={LOWDOSE_KEY: {"dose": FrameDose(DOSES, "metadata", "t").to_metadata(),
+                                "pixel_size_A": [PIXEL_A] * 2}},
+        **image_layer_kwargs((PIXEL_A, PIXEL_A), 3))
+    widget = SegmentWidget(viewer, use_thread=False)
+    viewer.window.add_dock_widget(widget, name="Segment")
+    widget.layer_combo.value = image
+    widget.model.value = FILE_CHOICE
+    widget.model_file.value = model
+    widget.device.value = "cpu"
+    widget.threshold.value = 0.5
+    widget.keep_largest.value, widget.fill_holes.value, widget.min_area.value = False, False, 0
+    widget.scope.value = "all"
+    widget.run()
+    mask = widget._run.mask_layer
+    rose = mask.metadata[LOWDOSE_KEY][AREA_KEY]["summary"]["rose"]
+    rows, whole = _expected()
+    _check(rose, whole)
+    for entry, expected in zip(rose["particles"], rows, strict=True):
+        _check(entry, expected)
+    features = mask.features
+    assert features["rose_dose_1nm2_e_per_A2"][0] == pytest.approx(whole[3], rel=1e-6)
+    assert features["particle_2_rose_dose_particle_e_per_A2"][0] == pytest.approx(
+        rows[1][2], rel=1e-6)
+    plot = widget.plot_widget
+    _shows(plot, next(iter(plot.drawn)), rose)
+    plot.particle_combo.value = "Particle 1"
+    _shows(plot, next(iter(plot.drawn)), rose["particles"][0])
+    # Its export writes the Rose readout in summary.json, as the command does.
+    written = widget.export(tmp_path / "export", overwrite=False)
+    summary = json.loads(next(p for p in written if p.name == "summary.json").read_text())
+    assert summary["rose"] == json.loads(json.dumps(rose))

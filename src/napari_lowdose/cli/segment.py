@@ -15,8 +15,8 @@ from ..workflows.segmentation import (
     SEGMENT_FILES,
     SegmentError,
     resolve_threshold,
-    with_rose,
     segmentation_record,
+    with_rose,
     write_segmentation,
 )
 from ._common import add_dose_options, open_calibrated, progress_bar
@@ -178,16 +178,17 @@ def _print_rose(rose: dict | None, dose) -> None:
         return
 
     def needs(entry: dict) -> str:
-        return (f"contrast {entry['particle_contrast']:.3g}, "
-                f"{entry['particle_area_nm2']:.3g} nm²: the whole particle needs "
+        return (f"(contrast {entry['particle_contrast']:.3g}, "
+                f"{entry['particle_area_nm2']:.3g} nm²) needs "
                 f"{dose(entry['rose_dose_particle_e_per_A2'])}, a 1 nm² patch of it "
                 f"{dose(entry['rose_dose_1nm2_e_per_A2'])}")
 
-    print(f"Rose criterion (k = {rose['rose_k']:g}), {needs(rose)}")
     particles = rose.get("particles") or []
+    what = "all particles together" if len(particles) > 1 else "the particle"
+    print(f"Rose criterion (C·√(dose·A) = {rose['rose_k']:g}): {what} {needs(rose)}")
     if len(particles) > 1:
         for entry in particles:
             if entry.get("particle_area_nm2") is None:
                 print(f"  particle {entry['particle']}: no contrast (no background ring)")
             else:
-                print(f"  particle {entry['particle']} ({needs(entry)})")
+                print(f"  particle {entry['particle']} {needs(entry)}")

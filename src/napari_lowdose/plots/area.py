@@ -4,8 +4,8 @@ Area (nm² where the pixel size is known, else px) against frame dose on a
 log axis; the converged band shaded; the convergence dose and the dose at
 50 % segmentation marked, and the Rose-criterion doses of the particle and of a
 1 nm² patch (:mod:`napari_lowdose.analysis.rose`) where measured. Several runs
-(e.g. MSD-net and U-net) overlay as in Fig. 4. With F1 curves (a truth mask exists) a second panel shows F1 against
-dose (SOI Fig. 9).
+(e.g. MSD-net and U-net) overlay as in Fig. 4. With F1 curves (a truth mask exists)
+a second panel shows F1 against dose (SOI Fig. 9).
 """
 
 import math

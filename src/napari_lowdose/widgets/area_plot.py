@@ -329,7 +329,7 @@ class AreaPlotWidget(Container):
         drawn_rose = {key for run in self.drawn.values() if run.consensus is not None
                       and run.consensus.available for key in rose_doses(run)}
         handles += [Line2D([], [], color=fg, lw=1.2, ls=ROSE_STYLES[key][0],
-                           label=f"Rose (C√(dose·A) = 5), {ROSE_STYLES[key][1]}")
+                           label=f"Rose, {ROSE_STYLES[key][1]}")
                     for key in ROSE_STYLES if key in drawn_rose]
         legend = self.figure.legend(handles=handles, loc="outside lower center", ncols=2,
                                     fontsize=7, frameon=False)
