@@ -70,14 +70,27 @@ def particle_contrast(frame: Any, mask: Any, *, ring_px: int = 6, gap_px: int = 
         side_A = float(np.mean(np.broadcast_to(np.asarray(pixel_size_A, dtype=float), (2,))))
         gap_px = max(1, round(ROSE_GAP_A / side_A))
         ring_px = max(1, round(ROSE_RING_A / side_A))
+    mean = image.mean()
+    # Only the window that the ring (and the gap around other particles) can reach: a
+    # small particle in a large field costs its neighbourhood, not the field.
+    window = _window(inside, gap_px + ring_px + gap_px)
+    image, inside = image[window], inside[window]
     grown = ndimage.binary_dilation(inside, iterations=gap_px)
     ring = ndimage.binary_dilation(grown, iterations=ring_px) & ~grown
-    if exclude is not None and np.any(exclude):
-        ring &= ~ndimage.binary_dilation(np.asarray(exclude, dtype=bool), iterations=gap_px)
-    mean = image.mean()
+    if exclude is not None:
+        others = np.asarray(exclude, dtype=bool)[window]
+        if others.any():
+            ring &= ~ndimage.binary_dilation(others, iterations=gap_px)
     if not ring.any() or mean == 0:
         return math.nan
     return float((image[inside].mean() - image[ring].mean()) / mean)
+
+
+def _window(mask: np.ndarray, margin_px: int) -> tuple[slice, slice]:
+    """The bounding box of ``mask`` grown by ``margin_px`` on every side, in the image."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return (slice(max(rows[0] - margin_px, 0), rows[-1] + margin_px + 1),
+            slice(max(cols[0] - margin_px, 0), cols[-1] + margin_px + 1))
 
 
 def rose_dose_e_per_A2(contrast: float, area_A2: float, *, k: float = ROSE_K) -> float:
