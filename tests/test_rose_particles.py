@@ -261,3 +261,24 @@ def test_the_segment_dock_run_measures_the_rose_doses_as_the_command(make_napari
     written = widget.export(tmp_path / "export", overwrite=False)
     summary = json.loads(next(p for p in written if p.name == "summary.json").read_text())
     assert summary["rose"] == json.loads(json.dumps(rose))
+
+
+def test_the_consensus_frames_are_aligned_for_the_contrast():
+    """A drifting series (whole-pixel drift, the readout given it) measures the contrasts
+    of the still one; left unaligned, the mean frame blurs the particles."""
+    from napari_lowdose.workflows.segmentation import rose_of_run
+
+    frames, masks = _series()
+    drift = np.column_stack([3 * np.arange(N) - 3 * (N - 1), np.zeros(N)])  # 3 px per frame
+    moved_frames = np.stack([np.roll(f, int(d), axis=0) for f, d in zip(frames, drift[:, 0],
+                                                                        strict=True)])
+    moved_masks = np.stack([np.roll(m, int(d), axis=0) for m, d in zip(masks, drift[:, 0],
+                                                                       strict=True)])
+    aligned = analyse_area_vs_dose(moved_masks, DOSES, PIXEL_A, shifts_px=drift)
+    rose = rose_of_run(moved_frames, aligned, (PIXEL_A, PIXEL_A))
+    rows, whole = _expected()
+    for entry, expected in zip(rose["particles"], rows, strict=True):
+        _check(entry, expected)
+    blurred = rose_of_run(moved_frames, analyse_area_vs_dose(moved_masks, DOSES, PIXEL_A),
+                          (PIXEL_A, PIXEL_A))
+    assert abs(blurred["particles"][0]["particle_contrast"] - rows[0][0]) > 0.01
