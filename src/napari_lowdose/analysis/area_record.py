@@ -77,6 +77,7 @@ def analysis_from_record(record: dict[str, Any]) -> AreaAnalysis:
         high_dose_frames=np.asarray(summary.get("high_dose_frames", []), dtype=np.int64),
         pixel_area_nm2=pixel_area,
         consensus=consensus_from_record(table, summary, blocks),
+        rose=summary.get("rose"),
     )
 
 

@@ -142,6 +142,11 @@ class AreaAnalysis:
     consensus : ConsensusReadout or None
         Readouts against the consensus of the highest-dose frames
         (:mod:`~napari_lowdose.analysis.consensus`; None when only areas were given).
+    rose : dict or None
+        The particle's contrast and Rose-criterion doses
+        (:func:`~napari_lowdose.analysis.rose.rose_readouts`: the whole field, with a
+        ``particles`` list; one particle's entry in :meth:`particle`); None when not
+        measured (it needs the frames, not only the masks).
     """
 
     frame: np.ndarray
@@ -156,6 +161,7 @@ class AreaAnalysis:
     high_dose_frames: np.ndarray
     pixel_area_nm2: float
     consensus: ConsensusReadout | None = None
+    rose: dict[str, Any] | None = None
 
     @property
     def converged_area_nm2(self) -> float:
@@ -193,7 +199,8 @@ class AreaAnalysis:
         """One particle's own analysis: its area per frame (the frame's mask pixels in that
         particle's surroundings), converged band and area-only doses from that curve, and
         its recall, precision, F1, over-segmented frames, visibility and convergence doses
-        against its part of the consensus. With one particle it equals the whole field.
+        against its part of the consensus, and its own Rose readout. With one particle it
+        equals the whole field.
 
         Parameters
         ----------
@@ -219,10 +226,14 @@ class AreaAnalysis:
             over_segmented=np.asarray(own["over_segmented"], dtype=bool), consensus=None,
             visibility_dose_e_per_A2=own["visibility_dose_e_per_A2"],
             convergence_dose_e_per_A2=own["convergence_dose_e_per_A2"], particles=[])
+        rose = None
+        for entry in (self.rose or {}).get("particles") or []:
+            if entry.get("particle") == number:
+                rose = {key: value for key, value in entry.items() if key != "particle"}
         return replace(self, area_px=area, area_nm2=area * self.pixel_area_nm2,
                        band_px=band, converged_area_px=converged,
                        convergence_dose_e_per_A2=converged_from,
-                       dose_at_50pct_e_per_A2=half_at, consensus=readout)
+                       dose_at_50pct_e_per_A2=half_at, consensus=readout, rose=rose)
 
     def particle_table(self) -> dict[str, np.ndarray]:
         """One block of rows per particle (:meth:`particle`'s :meth:`table`) when the
@@ -272,6 +283,8 @@ class AreaAnalysis:
             "converged_band_px": [float(v) for v in self.band_px],
             "high_dose_frames": [int(f) for f in self.high_dose_frames],
             "n_frames": int(self.frame.size),
+            # Contrast and Rose-criterion doses (None when not measured).
+            "rose": self.rose,
         }
 
 

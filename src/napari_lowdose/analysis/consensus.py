@@ -35,6 +35,7 @@ __all__ = [
     "consensus_readout",
     "estimate_drift",
     "lowest_dose_holding",
+    "particle_labels",
     "particle_readouts",
 ]
 
@@ -287,6 +288,30 @@ def estimate_drift(frames: Any, dose_e_per_A2: Any, *, sigma_px: float = 2.0,
     return smooth - smooth[top]
 
 
+def particle_labels(consensus: Any) -> tuple[np.ndarray, int]:
+    """The particles of a consensus mask: its connected components (8-connected),
+    numbered 1, 2, … by decreasing size (ties in scan order).
+
+    Parameters
+    ----------
+    consensus : array of bool, shape (y, x)
+        The consensus mask.
+
+    Returns
+    -------
+    (ndarray of int, int)
+        The label image (0 outside every particle) and the number of particles.
+    """
+    labels, n = ndimage.label(np.asarray(consensus, dtype=bool), structure=np.ones((3, 3)))
+    if n == 0:
+        return labels, 0
+    sizes = ndimage.sum(np.ones_like(labels), labels, index=np.arange(1, n + 1))
+    order = np.argsort(-np.asarray(sizes), kind="stable") + 1
+    rank = np.zeros(n + 1, dtype=labels.dtype)
+    rank[order] = np.arange(1, n + 1)
+    return rank[labels], n
+
+
 def particle_readouts(readout: ConsensusReadout, masks: Any, dose_e_per_A2: Any, *,
                       visibility_level: float = 0.5) -> list[dict[str, Any]]:
     """Readouts of each particle of the consensus: its connected components.
@@ -322,20 +347,18 @@ def particle_readouts(readout: ConsensusReadout, masks: Any, dose_e_per_A2: Any,
         return []
     stack = np.asarray(masks).astype(bool)
     dose = np.asarray(dose_e_per_A2, dtype=np.float64).reshape(-1)
-    labels, n = ndimage.label(readout.consensus, structure=np.ones((3, 3)))
+    labels, n = particle_labels(readout.consensus)
     if n == 0:
         return []
     # The nearest particle of every pixel (in the highest-dose frame's coordinates).
     _, nearest = ndimage.distance_transform_edt(labels == 0, return_indices=True)
     region = labels[nearest[0], nearest[1]]
-    sizes = ndimage.sum(np.ones_like(labels), labels, index=np.arange(1, n + 1))
-    order = np.argsort(-np.asarray(sizes), kind="stable") + 1
     top = int(np.argmax(dose))
     shifts = readout.shifts_px if readout.shifts_px.size else np.zeros((stack.shape[0], 2))
     particles = []
-    for rank, label in enumerate(order, start=1):
-        truth_k = labels == label
-        region_k = region == label
+    for rank in range(1, n + 1):
+        truth_k = labels == rank
+        region_k = region == rank
         recall, precision, f1 = (np.empty(stack.shape[0]) for _ in range(3))
         frame_area = np.empty(stack.shape[0], dtype=np.int64)
         for i in range(stack.shape[0]):

@@ -15,8 +15,8 @@ from ..workflows.segmentation import (
     SEGMENT_FILES,
     SegmentError,
     resolve_threshold,
-    rose_of_run,
     segmentation_record,
+    with_rose,
     write_segmentation,
 )
 from ._common import add_dose_options, open_calibrated, progress_bar
@@ -123,18 +123,19 @@ def cmd_segment(args: argparse.Namespace) -> int:
             dose_source=dose.source, dose_detail=dose.detail, model_name=str(args.model),
             model_path=model_path, model_metadata=metadata, threshold=args.threshold,
             cleaning=cleaning, device=describe_device(device))
-        rose = rose_of_run(frames, analysis, series.pixel_size_A)
-        summary = {**analysis.summary(), "rose": rose, "run": record}
+        # Contrast and Rose doses of the whole field and of each particle (the dock's rule).
+        analysis = with_rose(frames, analysis, series.pixel_size_A)
+        summary = {**analysis.summary(), "run": record}
         label = model_path.stem if Path(str(args.model)).suffix else str(args.model)
         written = write_segmentation(args.out, pixel_size_A=series.pixel_size_A,
                                      probabilities=probabilities, masks=masks,
                                      analysis=analysis, summary=summary, label=label,
                                      overwrite=args.overwrite)
-    _print_summary(analysis, written[0].parent, rose)
+    _print_summary(analysis, written[0].parent)
     return 0
 
 
-def _print_summary(analysis, out: Path, rose: dict | None = None) -> None:
+def _print_summary(analysis, out: Path) -> None:
     summary = analysis.summary()
 
     def dose(value):
@@ -160,14 +161,34 @@ def _print_summary(analysis, out: Path, rose: dict | None = None) -> None:
                       f"{dose(particle['convergence_dose_e_per_A2'])}")
     else:
         print(f"no readout against a consensus: {summary['consensus_readout']}")
-    if rose and rose.get("rose_dose_particle_e_per_A2") is not None:
-        whole = dose(rose["rose_dose_particle_e_per_A2"])
-        patch = dose(rose["rose_dose_1nm2_e_per_A2"])
-        print(f"Rose criterion (k = {rose['rose_k']:g}, contrast "
-              f"{rose['particle_contrast']:.3g}): the whole particle "
-              f"({rose['particle_area_nm2']:.3g} nm²) needs {whole}, a 1 nm² patch of it "
-              f"{patch}")
+    _print_rose(summary.get("rose"), dose)
     print(f"area only (the paper's method): 50 % segmentation at "
           f"{dose(summary['paper_dose_at_50pct_e_per_A2'])}; area converged from "
           f"{dose(summary['paper_convergence_dose_e_per_A2'])}")
     print(f"wrote {', '.join(SEGMENT_FILES)} to {out}")
+
+
+def _print_rose(rose: dict | None, dose) -> None:
+    """The Rose criterion's doses: the whole field, then each particle when several."""
+    if not rose or rose.get("particle_contrast") is None:
+        return
+    if rose.get("rose_dose_particle_e_per_A2") is None and rose.get("particle_area_nm2") is None:
+        print(f"Rose criterion: contrast {rose['particle_contrast']:.3g} (the doses need the "
+              "pixel size)")
+        return
+
+    def needs(entry: dict) -> str:
+        return (f"(contrast {entry['particle_contrast']:.3g}, "
+                f"{entry['particle_area_nm2']:.3g} nm²) needs "
+                f"{dose(entry['rose_dose_particle_e_per_A2'])}, a 1 nm² patch of it "
+                f"{dose(entry['rose_dose_1nm2_e_per_A2'])}")
+
+    particles = rose.get("particles") or []
+    what = "all particles together" if len(particles) > 1 else "the particle"
+    print(f"Rose criterion (C·√(dose·A) = {rose['rose_k']:g}): {what} {needs(rose)}")
+    if len(particles) > 1:
+        for entry in particles:
+            if entry.get("particle_area_nm2") is None:
+                print(f"  particle {entry['particle']}: no contrast (no background ring)")
+            else:
+                print(f"  particle {entry['particle']} {needs(entry)}")

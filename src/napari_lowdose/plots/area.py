@@ -2,9 +2,10 @@
 
 Area (nm² where the pixel size is known, else px) against frame dose on a
 log axis; the converged band shaded; the convergence dose and the dose at
-50 % segmentation marked. Several runs (e.g. MSD-net and U-net) overlay as in
-Fig. 4. With F1 curves (a truth mask exists) a second panel shows F1 against
-dose (SOI Fig. 9).
+50 % segmentation marked, and the Rose-criterion doses of the particle and of a
+1 nm² patch (:mod:`napari_lowdose.analysis.rose`) where measured. Several runs
+(e.g. MSD-net and U-net) overlay as in Fig. 4. With F1 curves (a truth mask exists)
+a second panel shows F1 against dose (SOI Fig. 9).
 """
 
 import math
@@ -15,7 +16,8 @@ from matplotlib.figure import Figure
 
 from ..analysis.area_vs_dose import AreaAnalysis
 
-__all__ = ["area_vs_dose_figure", "draw_area_vs_dose"]
+__all__ = ["ROSE_STYLES", "area_vs_dose_figure", "draw_area_vs_dose", "draw_rose_lines",
+           "rose_doses"]
 
 
 def _uses_nm2(runs: Mapping[str, AreaAnalysis]) -> bool:
@@ -45,6 +47,7 @@ def draw_area_vs_dose(ax, runs: Mapping[str, AreaAnalysis]) -> None:
                 if value is not None:
                     ax.axvline(value, color=colour, ls=style, lw=1,
                                label=f"{what} from {value:.3g} e⁻/Å²")
+            draw_rose_lines(ax, run, colour)
             continue
         # No consensus readout: the paper's area-only doses.
         if math.isfinite(run.convergence_dose_e_per_A2):
@@ -57,6 +60,28 @@ def draw_area_vs_dose(ax, runs: Mapping[str, AreaAnalysis]) -> None:
     ax.set_xlabel("frame dose (e⁻/Å²)")
     ax.set_ylabel("segmented area (nm²)" if nm2 else "segmented area (px)")
     ax.legend(fontsize=7)
+
+
+def rose_doses(run: AreaAnalysis) -> dict[str, float]:
+    """The Rose-criterion doses of a run that are known: ``"particle"`` (the whole
+    particle, or every particle of the field together) and ``"1nm2"`` (a 1 nm² patch)."""
+    rose = run.rose or {}
+    doses = {"particle": rose.get("rose_dose_particle_e_per_A2"),
+             "1nm2": rose.get("rose_dose_1nm2_e_per_A2")}
+    return {key: float(value) for key, value in doses.items() if value is not None}
+
+
+def draw_rose_lines(ax, run: AreaAnalysis, colour: str) -> None:
+    """The Rose-criterion doses of ``run`` as vertical lines: dotted for the whole
+    particle, dash-dotted for a 1 nm² patch (the readouts are solid and dashed)."""
+    for key, value in rose_doses(run).items():
+        style, what = ROSE_STYLES[key]
+        ax.axvline(value, color=colour, ls=style, lw=1.2, alpha=0.8,
+                   label=f"Rose, {what}: {value:.3g} e⁻/Å²")
+
+
+#: Line style and wording of each Rose dose.
+ROSE_STYLES = {"particle": (":", "whole particle"), "1nm2": ("-.", "1 nm² patch")}
 
 
 def area_vs_dose_figure(

@@ -14,7 +14,13 @@ viewer to the frame of a point clicked on.
 When the consensus of the highest-dose frames holds several particles, a choice
 "All particles" / "Particle 1" / … (shown only then) draws one particle of the selected
 mask layer's run instead (:meth:`AreaAnalysis.particle`): its own area, readout lines,
-legend and status. The choice is kept while the same layer stays selected with the same
+Rose doses, legend and status.
+
+The Rose-criterion doses (:mod:`napari_lowdose.analysis.rose`: the dose from which a
+particle of this size and contrast reaches C·√(dose·A) = 5, and that of a 1 nm² patch of
+it) are drawn as dotted and dash-dotted vertical lines beside the visibility (dashed) and
+convergence (solid) doses, and named in the status line: how close the network comes to
+the physics. The choice is kept while the same layer stays selected with the same
 number of particles.
 
 Legible in a narrow dock: constrained layout, short axis labels aligned across the two
@@ -35,7 +41,7 @@ from magicgui.widgets import ComboBox, Container, Label
 from ..analysis.area_record import analysis_from_record, area_record
 from ..analysis.area_vs_dose import AreaAnalysis
 from ..io.layers import LOWDOSE_KEY
-from ..plots.area import draw_area_vs_dose
+from ..plots.area import ROSE_STYLES, draw_area_vs_dose, rose_doses
 from ._dose_overlay import show_frame_dose
 from ._plotting import new_canvas, style_axes, theme_colors
 
@@ -320,6 +326,11 @@ class AreaPlotWidget(Container):
         else:  # the paper's area-only doses
             handles += [Line2D([], [], color=fg, lw=1, label="area converged"),
                         Line2D([], [], color=fg, lw=1, ls="--", label="50 % area")]
+        drawn_rose = {key for run in self.drawn.values() if run.consensus is not None
+                      and run.consensus.available for key in rose_doses(run)}
+        handles += [Line2D([], [], color=fg, lw=1.2, ls=ROSE_STYLES[key][0],
+                           label=f"Rose, {ROSE_STYLES[key][1]}")
+                    for key in ROSE_STYLES if key in drawn_rose]
         legend = self.figure.legend(handles=handles, loc="outside lower center", ncols=2,
                                     fontsize=7, frameon=False)
         for text in legend.get_texts():
@@ -341,8 +352,13 @@ class AreaPlotWidget(Container):
         def since(value) -> str:
             return "not reached" if value is None else f"{value:.3g} e⁻/Å²"
 
+        rose = rose_doses(run)
+        rose_text = ""
+        if rose:
+            rose_text = ("; Rose: particle "
+                         f"{since(rose.get('particle'))}, 1 nm² {since(rose.get('1nm2'))}")
         return (f"{label}: visible from {since(readout.visibility_dose_e_per_A2)}, converged "
-                f"from {since(readout.convergence_dose_e_per_A2)}; {paper}")
+                f"from {since(readout.convergence_dose_e_per_A2)}{rose_text}; {paper}")
 
     def current_frame(self) -> int:
         """The viewer's current frame (its first dimension)."""

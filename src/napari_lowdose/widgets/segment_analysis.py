@@ -5,8 +5,10 @@ without the network (as ``napari-lowdose segment``: threshold, then
 :class:`~napari_lowdose.analysis.masks.MaskCleaning`). After a run and after each
 re-threshold the area against dose of the frames done
 (:func:`~napari_lowdose.analysis.area_vs_dose.analyse_area_vs_dose`, Larsen et al.
-2023), with the F1 against a truth mask if one is chosen, is stored in the mask
-layer and drawn by the 'Area vs dose' dock.
+2023), with the F1 against a truth mask if one is chosen and the particles' contrast and
+Rose-criterion doses (:func:`~napari_lowdose.workflows.segmentation.with_rose`, as
+``napari-lowdose segment``), is stored in the mask layer and drawn by the 'Area vs dose'
+dock.
 """
 
 from dataclasses import replace
@@ -19,6 +21,7 @@ from ..analysis.area_vs_dose import analyse_area_vs_dose, f1_per_frame
 from ..analysis.masks import MaskCleaning, probability_mask
 from ..errors import LowdoseError, one_line
 from ..io.layers import LOWDOSE_KEY, layer_frame_dose
+from ..workflows.segmentation import with_rose
 from ._layers import base_data, layer_pixel_size_A
 from .area_plot import AREA_KEY, AreaPlotWidget, refresh_area_plots, show_area_dock
 from .segment_results import done_frames, summary_features
@@ -141,6 +144,13 @@ class SegmentAnalysis:
         analysis = replace(
             analysis, frame=done.copy(), high_dose_frames=done[analysis.high_dose_frames]
         )
+        image = base_data(run.image)
+        try:  # contrast and Rose doses: the command's rule (workflows.segmentation)
+            analysis = with_rose(image if image.ndim == 3 else image[None], analysis,
+                                 layer_pixel_size_A(run.image))
+        except (OSError, ValueError) as err:
+            warning(f"Rose criterion: the frames of '{run.image.name}' could not be read "
+                    f"({one_line(err)}).")
         truth = self._truth(prob.shape[0], prob.shape[-2:])
         f1 = None
         if truth is not None:

@@ -18,7 +18,8 @@ from ..io.writers import write_series_tiff
 from ..provenance import package_versions
 
 __all__ = ["PAPER_THRESHOLD", "SEGMENT_FILES", "SegmentError", "model_threshold",
-           "resolve_threshold", "rose_of_run", "segmentation_record", "write_segmentation"]
+           "resolve_threshold", "rose_of_run", "segmentation_record", "with_rose",
+           "write_segmentation"]
 
 #: The files of a segmentation run, in the order they are reported.
 SEGMENT_FILES = ("masks.tif", "probability.tif", "area_vs_dose.csv", "summary.json",
@@ -79,29 +80,53 @@ def resolve_threshold(requested: float | str | None, metadata: dict[str, Any],
 
 def rose_of_run(frames: Any, analysis: Any,
                 pixel_size_A: tuple[float, float] | None) -> dict[str, Any] | None:
-    """The particle's contrast and Rose doses for a segmented series (None without a
-    consensus readout): the mean of the consensus frames against the consensus mask
-    (:func:`napari_lowdose.analysis.rose.rose_readout`).
+    """The particles' contrast and Rose doses for a segmented series (None without a
+    consensus readout): the mean of the consensus frames, each moved onto the highest-dose
+    frame by the drift of the readout, against the consensus mask as a whole and against
+    each of its particles (:func:`napari_lowdose.analysis.rose.rose_readouts`).
+
+    The one rule of ``napari-lowdose segment`` and the Segment dock.
 
     Parameters
     ----------
     frames : array, shape (n, y, x)
-        The series' frames (read lazily: only the consensus frames are used).
+        The series' frames (read lazily: only the consensus frames are used); the
+        analysis's frame ``i`` is ``frames[analysis.frame[i]]``.
     analysis : AreaAnalysis
         Its analysis, with the consensus readout.
     pixel_size_A : (float, float) or None
         The pixel size.
+
+    Returns
+    -------
+    dict or None
+        The whole-field readout with a ``particles`` list.
     """
     import numpy as np
+    from scipy import ndimage
 
-    from ..analysis.rose import rose_readout
+    from ..analysis.rose import rose_readouts
 
     consensus = getattr(analysis, "consensus", None)
-    if consensus is None or not consensus.available:
+    if consensus is None or not consensus.available or consensus.consensus is None:
         return None
-    image = np.mean([np.asarray(frames[i], dtype=np.float64)
-                     for i in consensus.reference_frames], axis=0)
-    return rose_readout(image, consensus.consensus, pixel_size_A)
+    shifts = consensus.shifts_px
+    top = int(np.argmax(analysis.dose_e_per_A2))
+    images = []
+    for i in consensus.reference_frames:
+        image = np.asarray(frames[int(analysis.frame[i])], dtype=np.float64)
+        if shifts.size and np.any(shifts[top] != shifts[i]):
+            image = ndimage.shift(image, shifts[top] - shifts[i], order=1, mode="nearest")
+        images.append(image)
+    return rose_readouts(np.mean(images, axis=0), consensus.consensus, pixel_size_A)
+
+
+def with_rose(frames: Any, analysis: Any, pixel_size_A: tuple[float, float] | None) -> Any:
+    """The analysis with its Rose readout (:func:`rose_of_run`) in ``analysis.rose``: in
+    its summary, its record and each particle's analysis."""
+    from dataclasses import replace
+
+    return replace(analysis, rose=rose_of_run(frames, analysis, pixel_size_A))
 
 
 def segmentation_record(*, input_name: str, file_format: str,
