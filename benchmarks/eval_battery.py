@@ -13,7 +13,7 @@ Run (resumable: finished series are kept in ``OUT.jsonl`` and skipped)::
 
     PYTHONPATH=src python benchmarks/eval_battery.py [MODEL ...]
         [--conditions soi-fig9,direct] [--particles 3] [--frames 40]
-        [--cache benchmarks/.battery-cache] [--out docs/images/battery]
+        [--cache benchmarks/.battery-cache] [--out docs/images/battery] [--keep-masks DIR]
 
 MODEL: shipped names or ``.safetensors`` paths (default: every shipped segmentation
 model). Writes ``OUT.jsonl`` (one line per model, condition, particle: per-frame doses
@@ -44,6 +44,14 @@ def _series(condition, particle: int, frames: int, cache: Path):
     return series.frames, series.mask, series.dose_e_per_A2
 
 
+def _mask_keeper(path: Path):
+    def keep(masks: np.ndarray) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, bits=np.packbits(masks.astype(bool), axis=-1),
+                            shape=np.array(masks.shape))
+    return keep
+
+
 def _done(jsonl: Path) -> dict[tuple[str, str, int], dict]:
     if not jsonl.exists():
         return {}
@@ -61,6 +69,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/.battery-cache"))
     parser.add_argument("--out", type=Path, default=Path("docs/images/battery"))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--keep-masks", type=Path, default=None, metavar="DIR",
+                        help="also save every series' masks (bit-packed .npz) in DIR")
     args = parser.parse_args()
 
     import torch
@@ -98,8 +108,12 @@ def main() -> None:
                 if (model_name, condition.name, particle) in rows:
                     continue
                 frames, truth, dose = _series(condition, particle, frames_n, args.cache)
+                keep = None
+                if args.keep_masks is not None:
+                    name = f"{Path(model_name).stem}-{condition.name}-{particle}.npz"
+                    keep = _mask_keeper(args.keep_masks / name)
                 row = battery_row(model_name, condition, particle, threshold, model, frames,
-                                  truth, dose)
+                                  truth, dose, on_masks=keep)
                 with jsonl.open("a") as handle:
                     handle.write(json.dumps(row) + "\n")
                 rows[(model_name, condition.name, particle)] = row

@@ -7,7 +7,7 @@ model and condition, :func:`~.battery.summarise_condition`) in CSV and Markdown.
 """
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -65,14 +65,18 @@ def segment_series(model: Any, frames: Any, threshold: float, *,
 def battery_row(model_name: str, condition: BatteryCondition, particle: int,
                 threshold: float, model: Any, frames: Any, truth: np.ndarray,
                 dose_e_per_A2: Sequence[float], *, device: str = "cpu",
-                batch_size: int = 1) -> dict[str, Any]:
+                batch_size: int = 1,
+                on_masks: Callable[[np.ndarray], None] | None = None) -> dict[str, Any]:
     """Segment one battery series, score it, and return its JSON row.
 
     The row holds the model, condition, particle, threshold, per-frame doses and F1, the
-    readouts (:data:`READOUT_KEYS`) and the seconds taken.
+    readouts (:data:`READOUT_KEYS`) and the seconds taken. ``on_masks``, if given, gets
+    the masks (e.g. to keep them for studying the readouts).
     """
     start = time.perf_counter()
     masks = segment_series(model, frames, threshold, device=device, batch_size=batch_size)
+    if on_masks is not None:
+        on_masks(masks)
     score = score_series(masks, truth, dose_e_per_A2)
     return {"model": model_name, "condition": condition.name, "particle": int(particle),
             "threshold": float(threshold),
