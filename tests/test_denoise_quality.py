@@ -128,3 +128,17 @@ def test_bad_input_is_refused():
         quality_readout(np.ones((16, 16)), None, np.ones((16, 17)))
     with pytest.raises(ValueError, match="positive"):
         noise_variance_from_pair(np.zeros((16, 16)), np.ones((16, 16)))
+
+
+def test_the_standard_error_grows_with_correlated_noise(pair):
+    clean, a, b = pair
+    white = quality_readout(a, None, b, register=False)
+    assert white.standard_error == pytest.approx(
+        white.noise_variance * np.sqrt(2 / white.n_px), rel=0.1)
+    rng = np.random.default_rng(9)
+    # Noise blurred over ~2 px: fewer independent pixels, a larger error for the same variance.
+    blurred = [clean + ndimage.gaussian_filter(rng.normal(size=clean.shape), 1.0) * 20
+               for _ in range(2)]
+    correlated = quality_readout(*blurred[:1], None, blurred[1], register=False)
+    ratio = correlated.standard_error / correlated.noise_variance
+    assert ratio > 2 * white.standard_error / white.noise_variance  # √(Σρ²) ≈ 2.5

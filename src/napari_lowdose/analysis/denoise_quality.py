@@ -50,6 +50,7 @@ __all__ = [
     "GAUSSIAN_SIGMAS_PX",
     "QualityReadout",
     "Score",
+    "average_readouts",
     "best_gaussian",
     "noise_variance_from_pair",
     "psnr_from_mse",
@@ -182,6 +183,11 @@ class QualityReadout:
     MSEs are in the frame's units² at its dose (``mse``) and divided by ``peak²``
     (``mse_normalised``, the denoiser's normalised units); ``ratio_to_gaussian`` is the
     denoiser's unbiased MSE over the best Gaussian's (< 1: the denoiser is better).
+    ``standard_error`` (units²) is the statistical error of the noise variance
+    subtracted, ``var · √(2 Σρ² / n_px)`` with ρ the autocorrelation of the pair's
+    difference (spatially correlated noise counts fewer independent pixels): a
+    common offset of all three scores, so their differences are more precise than
+    that.
     """
 
     raw: Score
@@ -194,6 +200,7 @@ class QualityReadout:
     dose_ratio: float
     n_px: int
     n_pairs: int = 1
+    standard_error: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary, with how the numbers were made."""
@@ -218,7 +225,10 @@ class QualityReadout:
         if self.denoised is not None and self.ratio_to_gaussian is not None:
             text += f", denoised {show(self.denoised)} = {self.ratio_to_gaussian:.2f}× Gaussian"
         pairs = f"; {self.n_pairs} frame pairs" if self.n_pairs > 1 else ""
-        return f"{text}{pairs}"
+        error = ""
+        if math.isfinite(self.standard_error):
+            error = f" (±{1e3 * self.standard_error / self.peak**2:.2g} common offset)"
+        return f"{text}{error}{pairs}"
 
 
 def _cut_box(shape: tuple[int, int], shift: tuple[int, int],
@@ -290,6 +300,7 @@ def quality_readout(raw: Any, denoised: Any | None, independent: Any, *,
     r = _ratio(a_cut, b_cut)
     b_scaled = r * b_cut
     variance = noise_variance_from_pair(a_cut, b_cut, dose_ratio=r)
+    error = variance * math.sqrt(2.0 * _sum_rho2(a_cut - b_scaled) / a_cut.size)
     top = float(a_cut.mean()) if peak is None else float(peak)
     if not top > 0:
         raise ValueError(f"the PSNR peak must be positive, got {top}")
@@ -299,7 +310,20 @@ def quality_readout(raw: Any, denoised: Any | None, independent: Any, *,
     den = None if est is None else _score(unbiased_mse(est[cut], b_scaled, variance), top)
     ratio = None if den is None or g_mse <= 0 else den.mse / g_mse
     return QualityReadout(raw_score, gaussian, den, ratio, variance, top, shift, r,
-                          int(a_cut.size))
+                          int(a_cut.size), standard_error=error)
+
+
+def _sum_rho2(difference: np.ndarray, max_lag_px: int = 8) -> float:
+    """Σ ρ(k)² over lags |k| ≤ max_lag_px of the difference's autocorrelation (1 if white)."""
+    d = difference - difference.mean()
+    spectrum = np.abs(np.fft.rfft2(d)) ** 2
+    corr = np.fft.irfft2(spectrum, s=d.shape)
+    if not corr[0, 0] > 0:
+        return 1.0
+    rho = corr / corr[0, 0]
+    lags = np.r_[0:max_lag_px + 1, -max_lag_px:0]
+    window = rho[np.ix_(lags % d.shape[0], lags % d.shape[1])]
+    return float(max(1.0, np.sum(window**2)))
 
 
 def series_quality(raw_frames: Any, denoised_frames: Any | None, *,
@@ -348,10 +372,12 @@ def series_quality(raw_frames: Any, denoised_frames: Any | None, *,
                                 raw_frames[i + 1], register=register,
                                 peak=None if peaks is None else float(peaks[i]))
                 for i in usable]
-    return _average(readouts)
+    return average_readouts(readouts)
 
 
-def _average(readouts: list[QualityReadout]) -> QualityReadout:
+def average_readouts(readouts: Sequence[QualityReadout]) -> QualityReadout:
+    """Readouts of several pairs averaged in normalised units (reported at the first
+    one's peak; the Gaussian σ is their median)."""
     first = readouts[0]
     top = first.peak
 
@@ -364,8 +390,11 @@ def _average(readouts: list[QualityReadout]) -> QualityReadout:
     den = (None if first.denoised is None
            else mean_score([r.denoised for r in readouts if r.denoised is not None]))
     ratio = None if den is None or gaussian.mse <= 0 else den.mse / gaussian.mse
+    errors = [r.standard_error / r.peak**2 for r in readouts]
+    error = float(np.sqrt(np.sum(np.square(errors)))) / len(readouts) * top**2
     return QualityReadout(mean_score([r.raw for r in readouts]), gaussian, den, ratio,
                           float(np.mean([r.noise_variance / r.peak**2 for r in readouts]))
                           * top**2, top, first.shift_px,
                           float(np.mean([r.dose_ratio for r in readouts])),
-                          int(sum(r.n_px for r in readouts)), len(readouts))
+                          int(sum(r.n_px for r in readouts)),
+                          int(sum(r.n_pairs for r in readouts)), standard_error=error)
