@@ -55,6 +55,7 @@ __all__ = [
     "noise_variance_from_pair",
     "psnr_from_mse",
     "quality_readout",
+    "run_quality",
     "series_quality",
     "unbiased_mse",
 ]
@@ -357,7 +358,7 @@ def series_quality(raw_frames: Any, denoised_frames: Any | None, *,
     QualityReadout or None
         None when no two consecutive frames have similar doses.
     """
-    n = int(np.shape(raw_frames)[0])
+    n = len(raw_frames)
     means = [float(np.mean(raw_frames[i])) for i in range(n)]
     usable = [i for i in range(n - 1)
               if means[i] > 0 and means[i + 1] > 0
@@ -398,3 +399,42 @@ def average_readouts(readouts: Sequence[QualityReadout]) -> QualityReadout:
                           float(np.mean([r.dose_ratio for r in readouts])),
                           int(sum(r.n_px for r in readouts)),
                           int(sum(r.n_pairs for r in readouts)), standard_error=error)
+
+
+def run_quality(raw_frames: Any, denoised_frames: Any, *, reference: Any | None = None,
+                peaks: Sequence[float] | None = None, max_pairs: int = 4
+                ) -> tuple[QualityReadout | None, str]:
+    """The readout of a denoising run, wherever a second independent frame exists.
+
+    With ``reference`` (an independent exposure of the same field), up to ``max_pairs``
+    frames spread over the run are each judged against it; without, consecutive frames
+    of similar dose are judged against each other (:func:`series_quality`).
+
+    Parameters
+    ----------
+    raw_frames, denoised_frames : array-like, shape (n, y, x)
+        The frames denoised and the results, same units.
+    reference : array-like, shape (y, x), optional
+        An independent exposure of the field (same detector and units).
+    peaks : sequence of float, optional
+        Expected counts per vacuum pixel of every frame (default their means).
+    max_pairs : int, optional
+        Frames judged at most.
+
+    Returns
+    -------
+    (QualityReadout or None, str)
+        The readout (None when no second frame exists) and against what it was made.
+    """
+    n = len(raw_frames)
+    if reference is None:
+        if n < 2:
+            return None, ""
+        return (series_quality(raw_frames, denoised_frames, peaks=peaks, max_pairs=max_pairs),
+                "the next frame of the series (consecutive frames of similar dose)")
+    ref = _image(np.asarray(reference), "reference")
+    chosen = sorted(set(np.linspace(0, n - 1, min(n, max_pairs)).round().astype(int).tolist()))
+    readouts = [quality_readout(raw_frames[i], denoised_frames[i], ref,
+                                peak=None if peaks is None else float(peaks[i]))
+                for i in chosen]
+    return average_readouts(readouts), "the reference exposure"
