@@ -200,30 +200,17 @@ def _datasets(args: argparse.Namespace, notes: list[str]):
 
 def _own_datasets(args: argparse.Namespace, crop: int, notes: list[str]):
     """The user's field: the frames of every ``--frames`` file, stacked; a strip held out."""
-    import numpy as np
-
-    from ..train.denoise_measured import field_datasets
+    from ..train.denoise_measured import field_datasets, stack_exposures
 
     stacks, doses, gains = [], [], []
     for path in args.frames:
         opened = open_series(args, path, calibrated=True)
-        frames = opened.data if opened.data.ndim == 3 else opened.data[None]
-        e_per_px = series_expected_e_per_px(opened)[0]
-        stacks.append(np.asarray(frames))
-        doses.append(None if e_per_px is None
-                     else np.broadcast_to(np.asarray(e_per_px, float), (len(frames),)))
+        stacks.append(opened.data)
+        doses.append(series_expected_e_per_px(opened)[0])
         gains.append(series_gain(args, opened))
-    shapes = {s.shape[1:] for s in stacks}
-    if len(shapes) > 1:
-        raise DenoiseError(f"the --frames files differ in frame size ({sorted(shapes)}); they "
-                           "must be exposures of the same field")
     if len({round(g, 6) for g in gains}) > 1:
         raise DenoiseError(f"the --frames files have different gains ({gains} counts/e⁻)")
-    stack = np.concatenate(stacks)
-    if stack.shape[0] < 2:
-        raise DenoiseError("--source own needs two or more exposures of the field (a series "
-                           "or several files)")
-    e_per_px = None if any(d is None for d in doses) else np.concatenate(doses)
+    stack, e_per_px = stack_exposures(stacks, doses)
     train, val = field_datasets(stack, crop_px=crop, val_fraction=args.val_fraction,
                                 crops_per_pair=args.crops_per_pair, expected_e_per_px=e_per_px,
                                 counts_per_electron=gains[0],

@@ -33,6 +33,7 @@ __all__ = [
     "field_datasets",
     "pair_datasets",
     "series_datasets",
+    "stack_exposures",
 ]
 
 # ---------------------------------------------------------------------------
@@ -485,3 +486,43 @@ def field_datasets(
     val = Noise2NoiseSeries(stack, crop_px=None, crops_per_pair=1, augment=False,
                             whole_pixel=True, rows=(split, height), **kwargs)
     return train, val
+
+
+def stack_exposures(stacks: Sequence[Any], e_per_px: Sequence[Any]
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Exposures of one field from several files or layers, as one ``(n, y, x)`` stack.
+
+    Parameters
+    ----------
+    stacks : sequence of array-like
+        Each a ``(y, x)`` frame or a ``(frames, y, x)`` series, all of one frame size.
+    e_per_px : sequence
+        Each stack's expected electrons per vacuum pixel (one value, one per frame, or
+        None when unknown).
+
+    Returns
+    -------
+    frames : ndarray of float32, shape (n, y, x)
+    expected_e_per_px : ndarray, shape (n,), or None
+        None when any stack's dose is unknown (all frames are then normalised by their
+        means).
+
+    Raises
+    ------
+    TrainingError
+        Frames of different sizes, or fewer than two frames in all.
+    """
+    frames = [np.asarray(as_frames(s, "an exposure"), dtype=np.float32) for s in stacks]
+    sizes = sorted({f.shape[1:] for f in frames})
+    if len(sizes) > 1:
+        raise TrainingError(f"the exposures differ in frame size ({sizes}); they must be "
+                            "exposures of the same field")
+    stack = np.concatenate(frames) if frames else np.zeros((0, 1, 1), np.float32)
+    if stack.shape[0] < 2:
+        raise TrainingError("fine-tuning on your field needs two or more exposures of it (a "
+                            "series, or several files or layers)")
+    if any(e is None for e in e_per_px):
+        return stack, None
+    doses = np.concatenate([np.broadcast_to(np.asarray(e, dtype=float), (len(f),))
+                            for f, e in zip(frames, e_per_px, strict=True)])
+    return stack, doses
