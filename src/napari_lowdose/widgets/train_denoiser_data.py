@@ -9,8 +9,8 @@ list (a dose series, or two or more exposures of the same field), fine-tuned fro
 shipped denoiser with a strip held out and judged by the unbiased-MSE quality readout
 (:func:`~napari_lowdose.train.denoise_measured.field_datasets`). Per-frame dose comes
 from a layer's metadata and its pixel size from its scale; the detector gain is the one
-set in the dock, else the one the layer's file states, else 1. The frames are read and checked in the
-worker: a frame with NaN or inf pixels is refused, named.
+set in the dock, else the one the layer's file states, else 1. The frames are read and
+checked in the worker: a frame with NaN or inf pixels is refused, named.
 """
 
 from pathlib import Path
