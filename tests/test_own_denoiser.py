@@ -119,3 +119,11 @@ def test_a_series_is_judged_frame_against_frame_and_one_image_not_at_all(field, 
     assert records["pair"]["quality"]["shift_px"] == [0, 0]
     assert records["single"]["quality"] is None
     assert "quality" not in records["skipped"]
+
+
+def test_a_crop_larger_than_the_training_part_is_refused_first(field):
+    from napari_lowdose.train.loop import TrainingError
+
+    stack = np.stack([field["a"], field["b"]])
+    with pytest.raises(TrainingError, match="does not fit the 36×64 px training part"):
+        field_datasets(stack, crop_px=32, val_fraction=0.5)

@@ -479,6 +479,10 @@ def field_datasets(
     if not 0 < float(val_fraction) < 1:
         raise TrainingError(f"val_fraction must lie between 0 and 1, got {val_fraction}")
     split = int(round(height * (1.0 - float(val_fraction))))
+    if crop_px > split - 16 or crop_px > width - 16:
+        raise TrainingError(f"a crop of {crop_px} px does not fit the {split}×{width} px "
+                            "training part of the field (less a drift margin); use a smaller "
+                            "crop or a smaller held-out share")
     if crops_per_pair is None:
         crops_per_pair = max(1, 4 * (split // crop_px) * (width // crop_px))
     train = Noise2NoiseSeries(stack, crop_px=crop_px, crops_per_pair=crops_per_pair,

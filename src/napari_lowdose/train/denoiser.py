@@ -50,7 +50,6 @@ __all__ = [
     "DenoiserTrainingSummary",
     "readout_line",
     "train_denoiser",
-    "validation_quality",
 ]
 
 LOSSES = ("l1", "l2")
@@ -138,7 +137,12 @@ class DenoiserSettings(RunSettings):
 
 @dataclass(frozen=True)
 class DenoiserEpochResult:
-    """Losses and validation quality after one epoch (PSNR in dB, normalised units)."""
+    """Losses and validation quality after one epoch (PSNR in dB, normalised units).
+
+    ``readout``: the unbiased-MSE quality readout of the validation (raw, best Gaussian,
+    denoiser; :meth:`~napari_lowdose.analysis.denoise_quality.QualityReadout.to_dict`)
+    when its targets are independent exposures moved by whole pixels, else None.
+    """
 
     epoch: int
     train_loss: float
@@ -263,9 +267,11 @@ def train_denoiser(
         Extra provenance stored in the checkpoint (e.g. the command line).
     on_start : callable, optional
         A fine-tune (``settings.init_from``) starting afresh first validates the
-        starting model; this is called with that validation (see
-        :func:`validation_quality`), which the checkpoint's metadata stores as
-        ``validation_start``.
+        starting model; this is called with that validation (the dictionary of an
+        epoch's: ``loss``, ``psnr_db``, ``ssim``, their inputs', ``n_images`` and
+        ``readout``, the unbiased-MSE quality readout when the validation targets are
+        independent exposures moved by whole pixels, else None), which the checkpoint's
+        metadata stores as ``validation_start``.
 
     Returns
     -------
@@ -393,23 +399,6 @@ def _validate(model: DenoiserUNet, val_dataset: Dataset, settings: DenoiserSetti
     quality["n_images"] = n
     quality["readout"] = average_readouts(readouts).to_dict() if readouts else None
     return quality
-
-
-def validation_quality(model: DenoiserUNet, val_dataset: Dataset,
-                       settings: DenoiserSettings) -> dict[str, Any]:
-    """Validate ``model`` as an epoch does (e.g. the starting point of a fine-tune).
-
-    Returns the dictionary of the epochs' validation: ``loss``, ``psnr_db``, ``ssim``,
-    their inputs', ``n_images`` and ``readout`` (the unbiased-MSE quality readout,
-    :mod:`napari_lowdose.analysis.denoise_quality`, when the validation targets are
-    independent exposures moved by whole pixels; else None).
-    """
-    device = select_device(settings.device)
-    model = model.to(device)
-    try:
-        return _validate(model, val_dataset, settings, device, _loss_fn(settings.loss), None)
-    finally:
-        model.train()
 
 
 def _save_best(out: Path, model: DenoiserUNet, settings: DenoiserSettings,
