@@ -127,3 +127,13 @@ def test_a_crop_larger_than_the_training_part_is_refused_first(field):
     stack = np.stack([field["a"], field["b"]])
     with pytest.raises(TrainingError, match="does not fit the 36×64 px training part"):
         field_datasets(stack, crop_px=32, val_fraction=0.5)
+
+
+def test_the_log_line_survives_a_best_gaussian_at_zero():
+    from napari_lowdose.train.denoiser import readout_line
+
+    score = {"mse_normalised": 1e-3, "sigma_px": 2.0}
+    readout = {"raw": score, "gaussian": score, "denoised": score, "ratio_to_gaussian": None,
+               "standard_error": 2e-3, "peak": 1.0}
+    assert readout_line(readout).endswith("= no ratio (±2)")
+    assert readout_line(None) == ""

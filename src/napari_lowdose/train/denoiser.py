@@ -169,10 +169,12 @@ def readout_line(readout: dict[str, Any] | None) -> str:
     if not readout:
         return ""
     raw, gauss, den = readout["raw"], readout["gaussian"], readout["denoised"]
+    ratio = readout.get("ratio_to_gaussian")
+    # A best Gaussian at or below zero (within the readout's error) gives no ratio.
+    ratio_text = "no ratio" if ratio is None else f"{ratio:.2f}× Gaussian"
     return (f"held-out unbiased MSE ×10³: raw {1e3 * raw['mse_normalised']:.3g}, best "
             f"Gaussian (σ {gauss['sigma_px']:g} px) {1e3 * gauss['mse_normalised']:.3g}, "
-            f"denoiser {1e3 * den['mse_normalised']:.3g} = "
-            f"{readout['ratio_to_gaussian']:.2f}× Gaussian "
+            f"denoiser {1e3 * den['mse_normalised']:.3g} = {ratio_text} "
             f"(±{1e3 * readout['standard_error'] / readout['peak'] ** 2:.2g})")
 
 

@@ -88,7 +88,7 @@ def _shutdown(state: SimpleNamespace) -> None:
     state.closed = True
     state.stop_event.set()
     state.watch_stop.set()
-    for name in ("worker", "watch_worker"):
+    for name in ("worker", "watch_worker", "quality_worker"):
         worker = getattr(state, name, None)
         if worker is not None:
             try:
@@ -120,6 +120,7 @@ class DenoiseWidget(LayerRun, QualityRows, LiveScope, WatchMode, NetworkDock):
             watch_stop=threading.Event(),
             worker=None,
             watch_worker=None,
+            quality_worker=None,
             closed=False,
         )
         super().__init__(viewer, use_thread=use_thread)

@@ -25,7 +25,8 @@ NO_QUALITY = "needs a second exposure: choose an independent frame, or denoise a
 
 class QualityRows:
     """Mixin of :class:`~.denoise.DenoiseWidget`: the independent-frame choice and the
-    quality line, filled after each whole run."""
+    quality line, filled after each whole run (its worker is kept in the dock's shared
+    state, ``quality_worker``, so that closing the dock stops it)."""
 
     def _build_quality_rows(self) -> list:
         self.reference_combo = ComboBox(
@@ -37,7 +38,6 @@ class QualityRows:
         self.reference_combo.value = None
         self.quality = Label(label="quality", value="")
         self.quality.native.setWordWrap(True)
-        self._quality_worker = None
         return [self.reference_combo, self.quality]
 
     def _reference_layers(self, _widget=None):
@@ -77,12 +77,14 @@ class QualityRows:
 
             return run_quality(raw, denoised, reference=reference, peaks=peaks)
 
-        self._quality_worker = run_task(
+        self._state.quality_worker = run_task(
             task, use_thread=self.use_thread,
             on_return=lambda result: self._show_quality(run, result),
             on_error=self._quality_failed, on_finish=self._quality_done)
 
     def _show_quality(self, run, result) -> None:
+        if self._state.closed:  # the dock is gone
+            return
         readout, against = result
         if readout is None:
             self.quality.value = "no two consecutive frames of similar dose to judge"
@@ -96,7 +98,8 @@ class QualityRows:
                                   LOWDOSE_KEY: {**lowdose, DENOISED_KEY: record}}
 
     def _quality_failed(self, err) -> None:
-        self.quality.value = f"not possible: {one_line(err)}"
+        if not self._state.closed:
+            self.quality.value = f"not possible: {one_line(err)}"
 
     def _quality_done(self) -> None:
-        self._quality_worker = None
+        self._state.quality_worker = None
