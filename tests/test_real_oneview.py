@@ -205,6 +205,6 @@ def test_a_short_fine_tune_on_half_the_field_closes_most_of_the_gap(real_oneview
 def test_a_fine_tune_on_half_the_field_beats_the_best_gaussian_on_the_other(real_oneview,
                                                                            tmp_path,
                                                                            one_torch_thread):
-    """≈ 3 min on one CPU thread (docs/models.md: 0.87× the best Gaussian at epoch 16)."""
+    """≈ 4 min on one CPU thread (docs/models.md: 0.87× the best Gaussian at epoch 16)."""
     _, end = _check_held_out(_fine_tune(real_oneview, tmp_path, 20))
     assert end["ratio_to_gaussian"] < 1.0

@@ -4,7 +4,10 @@
 the input's units, pixel size and per-frame dose) and ``denoise.json`` (the run record)
 together
 (:func:`napari_lowdose.io.outputs.write_output_folder`): an error leaves no
-partial folder, and an existing folder needs ``--overwrite``.
+partial folder, and an existing folder needs ``--overwrite``. With ``--reference FILE``
+(an independent exposure of the same field), or for a series frame against next frame,
+``denoise.json`` holds the quality readout (``quality``: the unbiased MSE of raw, best
+Gaussian and denoiser, :mod:`napari_lowdose.analysis.denoise_quality`), also printed.
 """
 
 import argparse
