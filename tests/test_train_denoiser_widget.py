@@ -189,3 +189,34 @@ def test_defaults_are_the_commands(widget):
         defaults.epochs, defaults.crop_px, defaults.batch_size, defaults.seed)
     widget.learning_rate.value = 3e-4  # still the user's choice
     assert widget.settings().learning_rate == pytest.approx(3e-4)
+
+
+def test_own_field_fine_tunes_the_shipped_denoiser_on_the_selected_layers(widget, tmp_path,
+                                                                          monkeypatch):
+    from napari_lowdose.models.registry import DEFAULT_DENOISER
+
+    messages = []
+    monkeypatch.setattr(module, "show_error", messages.append)
+    a, b = noisy_copies(clean_lattice((64, 48)), 20.0, 2, seed=4)
+    viewer = widget._viewer
+    layer_a = viewer.add_image(a.astype(np.float32), name="exposure 1")
+    layer_b = viewer.add_image(b.astype(np.float32), name="exposure 2")
+    widget.source.value = module.OWN
+    assert widget.init_model.value == DEFAULT_DENOISER  # fine-tuning by default
+    assert not widget.val_fraction.native.isHidden()
+    viewer.layers.selection = {layer_a}
+    widget.train()
+    assert len(messages) == 1 and "two or more exposures" in messages[0]
+    assert "two or more exposures" in widget.own_info.value
+    viewer.layers.selection = {layer_a, layer_b}
+    assert widget.own_info.value == "2 exposures: 'exposure 1', 'exposure 2'"
+    widget.epochs.value = 1
+    assert widget.settings().loss == "l2"
+    widget.train()
+    assert widget.summary is not None and widget.summary.best_epoch == 1
+    meta = load_denoiser(tmp_path / "den.safetensors")[1]
+    assert meta["training"]["settings"]["init_from"] == DEFAULT_DENOISER
+    held_out = meta["validation"]["set"]["rows"]
+    assert meta["source"]["rows"] == [0, held_out[0]] and held_out == [48, 64]
+    assert meta["validation"]["readout"]["n_pairs"] == 2
+    assert meta["history"][0]["readout"]["ratio_to_gaussian"] > 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["register_translation", "shift_image"]
+__all__ = ["overlap", "register_translation", "register_whole_pixels", "shift_image"]
 
 #: Fraction of each axis tapered by the registration window (cosine edges, flat centre).
 _TUKEY_ALPHA = 0.25
@@ -136,3 +136,45 @@ def shift_image(
     if dy == 0 and dx == 0:
         return arr.copy()
     return ndimage.shift(arr, (dy, dx), order=order, mode=mode).astype(np.float32, copy=False)
+
+
+def overlap(a: np.ndarray, b: np.ndarray, shift_px: tuple[int, int]
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """``a`` and ``b`` moved by the whole-pixel ``(dy, dx)``, cut to where both have pixels.
+
+    Pixel ``(y, x)`` of ``a`` pairs with ``b[y − dy, x − dx]`` (the convention of
+    :func:`register_translation`); the two cuts have the same shape.
+    """
+    dy, dx = (int(v) for v in shift_px)
+    ny, nx = a.shape[-2:]
+    a_cut = a[..., max(dy, 0):ny + min(dy, 0), max(dx, 0):nx + min(dx, 0)]
+    b_cut = b[..., max(-dy, 0):ny + min(-dy, 0), max(-dx, 0):nx + min(-dx, 0)]
+    return a_cut, b_cut
+
+
+def register_whole_pixels(reference: np.ndarray, moving: np.ndarray, *,
+                          register: bool = True) -> tuple[int, int]:
+    """The nearest whole-pixel shift that brings ``moving`` onto ``reference``.
+
+    Two exposures of the same field are compared on whole pixels (:func:`overlap`),
+    never interpolated: a spline is a low-pass filter, which would shrink and
+    correlate the noise of the moved frame (the noise fit from frame pairs,
+    :mod:`napari_lowdose.noise.pairs`, and the denoising quality readout,
+    :mod:`napari_lowdose.analysis.denoise_quality`, both rely on its noise being
+    intact). The sub-pixel remainder (≤ 0.5 px) is left.
+
+    Parameters
+    ----------
+    reference, moving : ndarray, shape (y, x)
+        Images of the same field and shape.
+    register : bool, optional
+        False: the images are known to be aligned; ``(0, 0)``.
+
+    Returns
+    -------
+    (dy, dx) : tuple of int
+    """
+    if not register:
+        return 0, 0
+    dy, dx = register_translation(reference, moving)
+    return int(round(dy)), int(round(dx))

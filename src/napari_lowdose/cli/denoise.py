@@ -4,7 +4,10 @@
 the input's units, pixel size and per-frame dose) and ``denoise.json`` (the run record)
 together
 (:func:`napari_lowdose.io.outputs.write_output_folder`): an error leaves no
-partial folder, and an existing folder needs ``--overwrite``.
+partial folder, and an existing folder needs ``--overwrite``. With ``--reference FILE``
+(an independent exposure of the same field), or for a series frame against next frame,
+``denoise.json`` holds the quality readout (``quality``: the unbiased MSE of raw, best
+Gaussian and denoiser, :mod:`napari_lowdose.analysis.denoise_quality`), also printed.
 """
 
 import argparse
@@ -73,6 +76,13 @@ def add_denoise_parser(sub: argparse._SubParsersAction) -> None:
     den.add_argument("--out", type=Path, required=True, metavar="DIR",
                      help="writes " + " and ".join(DENOISE_FILES))
     den.add_argument("--overwrite", action="store_true", help="replace files in an existing DIR")
+    den.add_argument("--reference", type=Path, metavar="FILE",
+                     help="an independent exposure of the same field (same detector): the "
+                          "quality readout (unbiased MSE of raw, best Gaussian and denoiser, "
+                          "no clean image needed) is judged against it; without it a series "
+                          "is judged frame against next frame")
+    den.add_argument("--no-quality", action="store_true",
+                     help="skip the quality readout")
     add_dose_options(den)
     den.set_defaults(func=cmd_denoise)
 
@@ -131,6 +141,13 @@ def cmd_denoise(args: argparse.Namespace) -> int:
         record = _run_record(args, series, model_path, metadata, describe_device(device), selected,
                              doses, e_per_px, how, gain, seconds)
         record["warnings"] = [outside] if outside else []
+        readout = None
+        if not args.no_quality:
+            readout, against = _quality(args, frames, denoised, selected, e_per_px, gain)
+            record["quality"] = (None if readout is None
+                                 else {**readout.to_dict(), "against": against,
+                                       "reference": None if args.reference is None
+                                       else str(Path(args.reference).resolve())})
         pixel = None if series.pixel_size_A is None else float(np.mean(series.pixel_size_A))
         out_data = denoised[0] if single else denoised
         provenance = {"denoised": {"model": str(args.model), "input": str(series.path),
@@ -140,10 +157,39 @@ def cmd_denoise(args: argparse.Namespace) -> int:
                                                         extra_metadata=provenance),
             "denoise.json": lambda p: p.write_text(json.dumps(record, indent=2, default=str)),
         }, overwrite=args.overwrite)
+    if readout is not None:
+        print(f"quality ({record['quality']['against']}): {readout.summary()}")
     rate = len(selected) / seconds if seconds > 0 else float("inf")
     print(f"{len(selected)} frame(s) denoised in {seconds:.2f} s ({rate:.1f} frames/s, "
           f"{describe_device(device)}); wrote {', '.join(DENOISE_FILES)} to {args.out}")
     return 0
+
+
+def _quality(args: argparse.Namespace, frames, denoised, selected: range, e_per_px,
+             gain: float):
+    """The quality readout of the run (:func:`~napari_lowdose.analysis.denoise_quality.
+    run_quality`): against ``--reference``, or frame against next frame."""
+    import numpy as np
+
+    from ..analysis.denoise_quality import run_quality
+    from ..io.readers import read_series
+
+    reference = None
+    if args.reference is not None:
+        try:
+            ref_data = read_series(args.reference).data
+        except (LowdoseError, OSError) as error:
+            raise DenoiseError(f"--reference {args.reference}: {error}") from error
+        reference = np.asarray(ref_data[0] if ref_data.ndim == 3 else ref_data)
+        if reference.shape != tuple(frames.shape[-2:]):
+            raise DenoiseError(f"--reference {args.reference} has frames of "
+                               f"{reference.shape}, the series {tuple(frames.shape[-2:])}")
+    raw = [frames[i] for i in selected]
+    peaks = None if e_per_px is None else [float(e_per_px[i]) * gain for i in selected]
+    try:
+        return run_quality(raw, denoised, reference=reference, peaks=peaks)
+    except ValueError as error:
+        raise DenoiseError(f"the quality readout: {error}") from error
 
 
 def _run_record(args: argparse.Namespace, series, model_path: Path, metadata: dict[str, Any],

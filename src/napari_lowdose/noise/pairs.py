@@ -97,14 +97,6 @@ class PairDifference:
     effective_e_per_px: float
 
 
-def _overlap(a: np.ndarray, b: np.ndarray, dy: int, dx: int) -> tuple[np.ndarray, np.ndarray]:
-    """a and b moved by (dy, dx), cut to where both have pixels."""
-    ny, nx = a.shape
-    a_cut = a[max(dy, 0):ny + min(dy, 0), max(dx, 0):nx + min(dx, 0)]
-    b_cut = b[max(-dy, 0):ny + min(-dy, 0), max(-dx, 0):nx + min(-dx, 0)]
-    return a_cut, b_cut
-
-
 def pair_difference(
     frame_a: np.ndarray,
     frame_b: np.ndarray,
@@ -138,7 +130,7 @@ def pair_difference(
         Frames of other shapes or dimensions, NaN/inf pixels, a non-positive mean, a
         shift beyond ``max_shift_fraction``, or an overlap under :data:`MIN_PAIR_PX`.
     """
-    from ..analysis.registration import register_translation
+    from ..analysis.registration import overlap, register_translation
 
     a = np.asarray(frame_a, dtype=np.float64)
     b = np.asarray(frame_b, dtype=np.float64)
@@ -155,7 +147,7 @@ def pair_difference(
     if abs(dy) > max_shift_fraction * ny or abs(dx) > max_shift_fraction * nx:
         raise ValueError(f"the frames register {dy}, {dx} px apart (more than "
                          f"{max_shift_fraction:.0%} of the frame): not the same field?")
-    a_cut, b_cut = _overlap(a, b, dy, dx)
+    a_cut, b_cut = overlap(a, b, (dy, dx))
     if min(a_cut.shape) < MIN_PAIR_PX:
         raise ValueError(f"the overlap of the pair is {a_cut.shape[0]}×{a_cut.shape[1]} px; "
                          f"the noise fit needs at least {MIN_PAIR_PX}×{MIN_PAIR_PX} px")

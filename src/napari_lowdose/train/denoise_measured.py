@@ -30,8 +30,10 @@ __all__ = [
     "DEFAULT_CROPS_PER_PAIR",
     "Noise2NoiseSeries",
     "PairedExposures",
+    "field_datasets",
     "pair_datasets",
     "series_datasets",
+    "stack_exposures",
 ]
 
 # ---------------------------------------------------------------------------
@@ -215,6 +217,13 @@ class Noise2NoiseSeries(PairSource):
         Registration precision ``1 / upsample`` px.
     register : bool, optional
         Register the frames (default); False: they are known to be aligned.
+    whole_pixel : bool, optional
+        Round the shifts to whole pixels: the target is moved, never interpolated, so its
+        noise keeps its variance and independence (needed by the quality readout,
+        :mod:`napari_lowdose.analysis.denoise_quality`); the sub-pixel remainder is left.
+    rows : (int, int), optional
+        Use only rows ``rows[0]…rows[1] − 1`` of the frames (e.g. a part of the field
+        held out for validation); default all.
     """
 
     kind = "series"
@@ -223,7 +232,8 @@ class Noise2NoiseSeries(PairSource):
                  counts_per_electron: float = 1.0, frame_indices: Sequence[int] | None = None,
                  max_frame_gap: int = 1, crop_px: int | None = 128, crops_per_pair: int = 4,
                  augment: bool = True, seed: int = 0, upsample: int = 20,
-                 register: bool = True) -> None:
+                 register: bool = True, whole_pixel: bool = False,
+                 rows: tuple[int, int] | None = None) -> None:
         super().__init__(crop_px, augment, seed)
         frames = as_frames(frames, "the series")
         n = int(frames.shape[0])
@@ -247,6 +257,10 @@ class Noise2NoiseSeries(PairSource):
         self.registered = bool(register)
         self.shifts = (self._register(upsample) if register
                        else {i: (0.0, 0.0) for i in indices})
+        self.whole_pixel = bool(whole_pixel)
+        if self.whole_pixel:
+            self.shifts = {i: (float(round(dy)), float(round(dx)))
+                           for i, (dy, dx) in self.shifts.items()}
         self.max_frame_gap = int(max_frame_gap)
         self.pairs = [(i, j) for i in indices for j in indices
                       if i != j and abs(i - j) <= self.max_frame_gap]
@@ -260,7 +274,18 @@ class Noise2NoiseSeries(PairSource):
         if min(shape) <= 2 * border + 8:
             raise TrainingError(f"the frames drift by up to {border} px, too much for "
                                 f"{shape[0]}×{shape[1]} px frames")
-        self.box = (border, shape[0] - border, border, shape[1] - border)
+        top, bottom = (0, shape[0]) if rows is None else (int(rows[0]), int(rows[1]))
+        self.rows = None if rows is None else (top, bottom)
+        self.box = (max(border, top), min(shape[0] - border, bottom), border,
+                    shape[1] - border)
+        if self.box[1] - self.box[0] < 8:
+            raise TrainingError(f"rows {top}…{bottom} leave fewer than 8 usable rows")
+
+    @property
+    def independent_target(self) -> bool:
+        """True when the target's noise is intact (moved by whole pixels only), as the
+        quality readout needs."""
+        return self.whole_pixel
 
     def _register(self, upsample: int) -> dict[int, tuple[float, float]]:
         """Shift of every frame onto a common grid.
@@ -300,7 +325,8 @@ class Noise2NoiseSeries(PairSource):
                 "trained_e_per_px_range": [min(self.e_per_px.values()),
                                            max(self.e_per_px.values())],
                 "max_frame_gap": self.max_frame_gap, "crops_per_pair": self.crops_per_pair,
-                "registered": self.registered,
+                "registered": self.registered, "whole_pixel": self.whole_pixel,
+                "rows": None if self.rows is None else list(self.rows),
                 "shifts_px": {str(i): list(s) for i, s in self.shifts.items()},
                 "counts_per_electron": self.counts_per_electron,
                 "reference": "another noisy frame of the series (Noise2Noise), registered "
@@ -405,5 +431,102 @@ def series_datasets(
                               crops_per_pair=crops_per_pair or DEFAULT_CROPS_PER_PAIR["series"],
                               **kwargs)
     val = Noise2NoiseSeries(frames, frame_indices=val_frames, crop_px=val_crop_px,
-                            crops_per_pair=1, augment=False, **kwargs)
+                            crops_per_pair=1, augment=False, whole_pixel=True, **kwargs)
     return train, val
+
+
+def field_datasets(
+    frames: Any,
+    *,
+    crop_px: int,
+    val_fraction: float = 0.25,
+    crops_per_pair: int | None = None,
+    **kwargs: Any,
+) -> tuple[Noise2NoiseSeries, Noise2NoiseSeries]:
+    """Noise2Noise on the user's own field: train on one part, validate on the rest.
+
+    The frames (a dose series, or two or more independent exposures of the same field
+    stacked) are split by rows: the bottom ``val_fraction`` of the field is held out
+    and validated whole (every pair of frames within ``max_frame_gap``), the rest gives
+    the random training crops. No training crop reaches a held-out pixel, so the
+    validation judges the denoiser on noise (and signal) it never saw. Both parts move
+    the target by whole pixels (:class:`Noise2NoiseSeries` ``whole_pixel``), so the
+    validation can report the unbiased MSE readout
+    (:mod:`napari_lowdose.analysis.denoise_quality`).
+
+    Parameters
+    ----------
+    frames : array-like, shape (n, y, x)
+        Two or more registered-or-not frames of one field, in counts.
+    crop_px : int
+        Side of the training crops (at most the training part's height).
+    val_fraction : float, optional
+        Share of the rows held out (0 < f < 1).
+    crops_per_pair : int, optional
+        Training crops per pair and epoch (default 4 × the crops that fit the part).
+    **kwargs
+        ``expected_e_per_px``, ``counts_per_electron``, ``max_frame_gap``, ``seed``.
+
+    Returns
+    -------
+    train, val : Noise2NoiseSeries
+    """
+    stack = as_frames(frames, "the frames")
+    n, height, width = (int(v) for v in stack.shape)
+    if n < 2:
+        raise TrainingError(f"the field has {n} frame; Noise2Noise needs at least 2 "
+                            "exposures of it")
+    if not 0 < float(val_fraction) < 1:
+        raise TrainingError(f"val_fraction must lie between 0 and 1, got {val_fraction}")
+    split = int(round(height * (1.0 - float(val_fraction))))
+    if crop_px > split - 16 or crop_px > width - 16:
+        raise TrainingError(f"a crop of {crop_px} px does not fit the {split}×{width} px "
+                            "training part of the field (less a drift margin); use a smaller "
+                            "crop or a smaller held-out share")
+    if crops_per_pair is None:
+        crops_per_pair = max(1, 4 * (split // crop_px) * (width // crop_px))
+    train = Noise2NoiseSeries(stack, crop_px=crop_px, crops_per_pair=crops_per_pair,
+                              whole_pixel=True, rows=(0, split), **kwargs)
+    val = Noise2NoiseSeries(stack, crop_px=None, crops_per_pair=1, augment=False,
+                            whole_pixel=True, rows=(split, height), **kwargs)
+    return train, val
+
+
+def stack_exposures(stacks: Sequence[Any], e_per_px: Sequence[Any]
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Exposures of one field from several files or layers, as one ``(n, y, x)`` stack.
+
+    Parameters
+    ----------
+    stacks : sequence of array-like
+        Each a ``(y, x)`` frame or a ``(frames, y, x)`` series, all of one frame size.
+    e_per_px : sequence
+        Each stack's expected electrons per vacuum pixel (one value, one per frame, or
+        None when unknown).
+
+    Returns
+    -------
+    frames : ndarray of float32, shape (n, y, x)
+    expected_e_per_px : ndarray, shape (n,), or None
+        None when any stack's dose is unknown (all frames are then normalised by their
+        means).
+
+    Raises
+    ------
+    TrainingError
+        Frames of different sizes, or fewer than two frames in all.
+    """
+    frames = [np.asarray(as_frames(s, "an exposure"), dtype=np.float32) for s in stacks]
+    sizes = sorted({f.shape[1:] for f in frames})
+    if len(sizes) > 1:
+        raise TrainingError(f"the exposures differ in frame size ({sizes}); they must be "
+                            "exposures of the same field")
+    stack = np.concatenate(frames) if frames else np.zeros((0, 1, 1), np.float32)
+    if stack.shape[0] < 2:
+        raise TrainingError("fine-tuning on your field needs two or more exposures of it (a "
+                            "series, or several files or layers)")
+    if any(e is None for e in e_per_px):
+        return stack, None
+    doses = np.concatenate([np.broadcast_to(np.asarray(e, dtype=float), (len(f),))
+                            for f, e in zip(frames, e_per_px, strict=True)])
+    return stack, doses

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from ..analysis.denoise_quality import QualityReadout, average_readouts, quality_readout
 from ..analysis.image_quality import psnr, ssim
 from ..device import autocast_dtype, describe_device, select_device
 from ..models.checkpoint import CheckpointError, save_checkpoint
@@ -47,6 +48,7 @@ __all__ = [
     "DenoiserEpochResult",
     "DenoiserSettings",
     "DenoiserTrainingSummary",
+    "readout_line",
     "train_denoiser",
 ]
 
@@ -135,7 +137,12 @@ class DenoiserSettings(RunSettings):
 
 @dataclass(frozen=True)
 class DenoiserEpochResult:
-    """Losses and validation quality after one epoch (PSNR in dB, normalised units)."""
+    """Losses and validation quality after one epoch (PSNR in dB, normalised units).
+
+    ``readout``: the unbiased-MSE quality readout of the validation (raw, best Gaussian,
+    denoiser; :meth:`~napari_lowdose.analysis.denoise_quality.QualityReadout.to_dict`)
+    when its targets are independent exposures moved by whole pixels, else None.
+    """
 
     epoch: int
     train_loss: float
@@ -146,10 +153,29 @@ class DenoiserEpochResult:
     input_ssim: float
     seconds: float
     best: bool
+    readout: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary."""
         return asdict(self)
+
+    def readout_line(self) -> str:
+        """The validation's quality readout in one line ("" when it has none)."""
+        return readout_line(self.readout)
+
+
+def readout_line(readout: dict[str, Any] | None) -> str:
+    """One line of a readout dictionary (:meth:`QualityReadout.to_dict`, normalised units)."""
+    if not readout:
+        return ""
+    raw, gauss, den = readout["raw"], readout["gaussian"], readout["denoised"]
+    ratio = readout.get("ratio_to_gaussian")
+    # A best Gaussian at or below zero (within the readout's error) gives no ratio.
+    ratio_text = "no ratio" if ratio is None else f"{ratio:.2f}× Gaussian"
+    return (f"held-out unbiased MSE ×10³: raw {1e3 * raw['mse_normalised']:.3g}, best "
+            f"Gaussian (σ {gauss['sigma_px']:g} px) {1e3 * gauss['mse_normalised']:.3g}, "
+            f"denoiser {1e3 * den['mse_normalised']:.3g} = {ratio_text} "
+            f"(±{1e3 * readout['standard_error'] / readout['peak'] ** 2:.2g})")
 
 
 @dataclass(frozen=True)
@@ -163,6 +189,7 @@ class DenoiserTrainingSummary:
     stopped: bool
     history: list[dict[str, Any]]
     device: str
+    start_validation: dict[str, Any] | None = None
 
 
 def _noise_weighted_loss(estimate: torch.Tensor, target: torch.Tensor,
@@ -205,6 +232,7 @@ def train_denoiser(
     should_stop: Callable[[], bool] | None = None,
     on_epoch: Callable[[DenoiserEpochResult], None] | None = None,
     metadata: dict[str, Any] | None = None,
+    on_start: Callable[[dict[str, Any]], None] | None = None,
 ) -> DenoiserTrainingSummary:
     """Train a :class:`~napari_lowdose.models.denoiser.DenoiserUNet`; keep the best-PSNR one.
 
@@ -239,6 +267,13 @@ def train_denoiser(
         Called with each :class:`DenoiserEpochResult`.
     metadata : dict, optional
         Extra provenance stored in the checkpoint (e.g. the command line).
+    on_start : callable, optional
+        A fine-tune (``settings.init_from``) starting afresh first validates the
+        starting model; this is called with that validation (the dictionary of an
+        epoch's: ``loss``, ``psnr_db``, ``ssim``, their inputs', ``n_images`` and
+        ``readout``, the unbiased-MSE quality readout when the validation targets are
+        independent exposures moved by whole pixels, else None), which the checkpoint's
+        metadata stores as ``validation_start``.
 
     Returns
     -------
@@ -267,12 +302,19 @@ def train_denoiser(
     state_path, state = resume_or_start(out, settings, model, optimiser, resume, -math.inf,
                                         lambda: _initialise(model, settings.init_from))
     amp_dtype = autocast_dtype(device) if settings.mixed_precision else None
+    start = None
+    if settings.init_from and not state.history:
+        start = _validate(model, val_dataset, settings, device, _loss_fn(settings.loss),
+                          amp_dtype)
+        model.train()
+        if on_start is not None:
+            on_start(start)
     hooks = _Hooks(out, model, settings, device, source_dataset, val_dataset, amp_dtype,
-                   metadata)
+                   metadata, start)
     stopped = train_epochs(hooks, model, model, optimiser, source_dataset, settings, context,
                            state_path, state, amp_dtype, progress, stop, on_epoch)
     return DenoiserTrainingSummary(out, state.best_score, state.best_epoch, len(state.history),
-                                   stopped, state.history, describe_device(device))
+                                   stopped, state.history, describe_device(device), start)
 
 
 class _Hooks:
@@ -280,10 +322,14 @@ class _Hooks:
 
     def __init__(self, out: Path, model: DenoiserUNet, settings: DenoiserSettings,
                  device: torch.device, source_dataset: Dataset, val_dataset: Dataset,
-                 amp_dtype: torch.dtype | None, metadata: dict[str, Any] | None) -> None:
+                 amp_dtype: torch.dtype | None, metadata: dict[str, Any] | None,
+                 start: dict[str, Any] | None = None) -> None:
         self.out, self.model, self.settings, self.device = out, model, settings, device
         self.source_dataset, self.val_dataset = source_dataset, val_dataset
-        self.amp_dtype, self.metadata = amp_dtype, metadata
+        self.amp_dtype = amp_dtype
+        self.metadata = dict(metadata or {})
+        if start is not None:
+            self.metadata["validation_start"] = start
         self.loss_fn = _loss_fn(settings.loss)
 
     def batch_loss(self, batch: Any) -> torch.Tensor:
@@ -307,7 +353,8 @@ class _Hooks:
         quality = validation.details
         return DenoiserEpochResult(
             epoch, train_loss, quality["loss"], quality["psnr_db"], quality["ssim"],
-            quality["input_psnr_db"], quality["input_ssim"], seconds, best)
+            quality["input_psnr_db"], quality["input_ssim"], seconds, best,
+            quality.get("readout"))
 
     def save_best(self, result: DenoiserEpochResult, validation: Validation,
                   history: list[dict[str, Any]], elapsed_s: float) -> None:
@@ -326,6 +373,8 @@ def _validate(model: DenoiserUNet, val_dataset: Dataset, settings: DenoiserSetti
         n = min(n, settings.max_val_images)
     totals = {"loss": 0.0, "psnr_db": 0.0, "ssim": 0.0, "input_psnr_db": 0.0,
               "input_ssim": 0.0}
+    readouts: list[QualityReadout] = []
+    independent = bool(getattr(val_dataset, "independent_target", False))
     for index in range(n):
         noisy, target, e_per_px = val_dataset[index]
         noisy, target = noisy.to(device), target.to(device)
@@ -340,6 +389,9 @@ def _validate(model: DenoiserUNet, val_dataset: Dataset, settings: DenoiserSetti
         span = float(ref.max() - ref.min()) or 1.0
         totals["psnr_db"] += psnr(est, ref, data_range=span)
         totals["input_psnr_db"] += psnr(raw, ref, data_range=span)
+        if independent:
+            # Normalised units: the peak (expected counts per vacuum pixel) is 1.
+            readouts.append(quality_readout(raw, est, ref, register=False, peak=1.0))
         if min(ref.shape) >= 11:
             totals["ssim"] += ssim(est, ref, data_range=span)
             totals["input_ssim"] += ssim(raw, ref, data_range=span)
@@ -347,6 +399,7 @@ def _validate(model: DenoiserUNet, val_dataset: Dataset, settings: DenoiserSetti
             totals["ssim"] = totals["input_ssim"] = math.nan
     quality = {key: value / n for key, value in totals.items()}
     quality["n_images"] = n
+    quality["readout"] = average_readouts(readouts).to_dict() if readouts else None
     return quality
 
 
@@ -370,6 +423,7 @@ def _save_best(out: Path, model: DenoiserUNet, settings: DenoiserSettings,
             "loss": quality["loss"],
             "epoch": result.epoch,
             "n_images": quality["n_images"],
+            "readout": quality.get("readout"),
             "units": "normalised (divided by the input's expected counts per vacuum pixel); "
                      "data range = the reference's max - min per image",
             "set": validation,

@@ -23,7 +23,10 @@ Layer mode
     rule of ``--tile``, :func:`napari_lowdose.models.tiling.tile_plan`). Changing the
     gain or the tiling starts the output layer afresh. A whole-series run shows the
     time left from its first frame (and can be cancelled); a frame with NaN or
-    infinite pixels stops it with one message naming the frame.
+    infinite pixels stops it with one message naming the frame. After a run, the
+    "quality" line judges the frames against an "independent frame" layer (another
+    exposure of the field) or, for a series, frame against next frame: the unbiased
+    MSE of raw, best Gaussian and denoiser (:mod:`.denoise_quality`).
 
 In-situ mode
     A camera folder is watched and each frame written into it is denoised and
@@ -52,6 +55,7 @@ from ._network_dock import MODEL_SUFFIX, NetworkDock
 from ._settings import DockSettings
 from .denoise_live import LiveScope
 from .denoise_output import DENOISED_KEY
+from .denoise_quality import QualityRows
 from .denoise_run import REFRESH_S, LayerRun
 from .denoise_watch import LIVE_DENOISED, LIVE_RAW, WatchMode
 
@@ -84,7 +88,7 @@ def _shutdown(state: SimpleNamespace) -> None:
     state.closed = True
     state.stop_event.set()
     state.watch_stop.set()
-    for name in ("worker", "watch_worker"):
+    for name in ("worker", "watch_worker", "quality_worker"):
         worker = getattr(state, name, None)
         if worker is not None:
             try:
@@ -93,7 +97,7 @@ def _shutdown(state: SimpleNamespace) -> None:
                 pass
 
 
-class DenoiseWidget(LayerRun, LiveScope, WatchMode, NetworkDock):
+class DenoiseWidget(LayerRun, QualityRows, LiveScope, WatchMode, NetworkDock):
     """Denoise an image layer or a live camera folder with a trained denoiser.
 
     Parameters
@@ -116,6 +120,7 @@ class DenoiseWidget(LayerRun, LiveScope, WatchMode, NetworkDock):
             watch_stop=threading.Event(),
             worker=None,
             watch_worker=None,
+            quality_worker=None,
             closed=False,
         )
         super().__init__(viewer, use_thread=use_thread)
@@ -159,6 +164,7 @@ class DenoiseWidget(LayerRun, LiveScope, WatchMode, NetworkDock):
         self.status = Label(label="status", value="not run yet")
         self.reset_button = PushButton(text="Reset to defaults")
         watch_rows = self._build_watch_rows()
+        quality_rows = self._build_quality_rows()
 
         self._model_inputs = [self.model, self.model_file, self.device, self.gain]
         self._tile_inputs = [self.tile_px, self.overlap_px]
@@ -181,6 +187,7 @@ class DenoiseWidget(LayerRun, LiveScope, WatchMode, NetworkDock):
                 self.cancel_button,
                 self.progress_bar,
                 self.status,
+                *quality_rows,
                 *watch_rows,
                 self.reset_button,
             ]
@@ -267,9 +274,13 @@ class DenoiseWidget(LayerRun, LiveScope, WatchMode, NetworkDock):
 
     def _reset_choices(self, _event=None):
         self.layer_combo.reset_choices()
+        if hasattr(self, "reference_combo"):
+            self.reference_combo.reset_choices()
 
     def _on_layer_changed(self, _value=None):
         layer = self.layer
+        if hasattr(self, "reference_combo"):
+            self.reference_combo.reset_choices()
         self._on_gain_changed()
         self._on_tile_changed()
         self._watch_calibration_from(layer)

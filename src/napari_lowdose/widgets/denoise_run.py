@@ -37,6 +37,8 @@ class LayerRun:
     def _start(self, request):
         """Prepare the output layer and stream the requested frames into it."""
         self._run = prepare_output(self._viewer, request, self._n_frames(request.layer))
+        self._request_of_run = request
+        self.quality.value = ""
         self._run.started_s = time.perf_counter()
         self._run.first_s = None
         self._run.refreshed_s = 0.0
@@ -159,6 +161,8 @@ class LayerRun:
             return
         if self._live:
             return
+        if not stopped and not self._stop_event.is_set():
+            self._start_quality(run, self._request_of_run)
         seconds = time.perf_counter() - run.started_s
         self.status.value = f"{run.n_new}/{run.n_requested} frame(s) denoised" + (
             " (stopped)" if stopped else f" in {seconds:.1f} s"

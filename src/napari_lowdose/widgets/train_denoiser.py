@@ -40,11 +40,12 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from ..errors import LowdoseError, one_line
 from ..workflows.denoiser_training import DENOISER_TRAINING_DEFAULTS as DEFAULTS
 from ._common import DEVICE_CHOICES, device_description, heading, is_empty_path
-from ._layers import pick_image_layer
+from ._layers import base_data, pick_image_layer
 from ._plotting import style_axes
 from ._training_dock import MODEL_SUFFIX, RANDOM_WEIGHTS, TrainingDock, default_model_path
 from .denoise import AUTO_GAIN_TEXT
 from .train_denoiser_data import (
+    OWN,
     PAIRS,
     SERIES,
     SIMULATED,
@@ -55,6 +56,7 @@ from .train_denoiser_data import (
 )
 
 __all__ = [
+    "OWN",
     "PAIRS",
     "SERIES",
     "SIMULATED",
@@ -138,6 +140,15 @@ class TrainDenoiserWidget(TrainingData, TrainingDock):
             tooltip="Long exposures of the same field: one per short exposure, or one for "
             "all (the targets; registered and scaled to the short ones' dose)",
         )
+        self.own_info = Label(label="exposures", value="")
+        self.own_info.native.setWordWrap(True)
+        self.val_fraction = FloatSpinBox(
+            label="held-out share", min=0.05, max=0.95, step=0.05,
+            value=DEFAULTS.own_val_fraction,
+            tooltip="Share of the field's rows (the bottom ones) kept out of training and "
+            "used to judge it with the unbiased MSE against the best Gaussian filter. As "
+            "--val-fraction.",
+        )
         self.gain = FloatSpinBox(
             label="counts per e⁻", min=0.0, max=1e6, step=0.1, value=0.0,
             tooltip="Detector gain (counts per electron) the frames are divided by; 0 = auto: "
@@ -181,7 +192,7 @@ class TrainDenoiserWidget(TrainingData, TrainingDock):
         self.network_info.native.setWordWrap(True)
         data_inputs = [
             self.source, self.data_dir, self.e_per_px_range, self.layer_combo,
-            self.short_combo, self.long_combo, self.gain,
+            self.short_combo, self.long_combo, self.own_info, self.val_fraction, self.gain,
         ]
         network_inputs = [self.init_model, self.base_channels, self.levels]
         training_inputs = [
@@ -205,6 +216,7 @@ class TrainDenoiserWidget(TrainingData, TrainingDock):
         self.stop_button.changed.connect(self.stop)
         viewer.layers.events.inserted.connect(self._reset_choices)
         viewer.layers.events.removed.connect(self._reset_choices)
+        viewer.layers.selection.events.changed.connect(self._on_selection_changed)
         self.data_dir.changed.connect(self._update_default_out)
         self.layer_combo.changed.connect(self._update_default_out)
         self.short_combo.changed.connect(self._update_default_out)
@@ -216,6 +228,7 @@ class TrainDenoiserWidget(TrainingData, TrainingDock):
             "base_channels": self.base_channels, "levels": self.levels,
             "epochs": self.epochs, "crop_px": self.crop, "batch_size": self.batch_size,
             "learning_rate": self.learning_rate, "noise_weighted": self.noise_weighted,
+            "held_out_share": self.val_fraction,
             "device": self.device, "resume": self.resume,
             "start_from": self.init_model,  # last: a model to start from sets the network
         })
@@ -249,7 +262,27 @@ class TrainDenoiserWidget(TrainingData, TrainingDock):
         self.data_dir.visible = self.e_per_px_range.visible = source == SIMULATED
         self.layer_combo.visible = source == SERIES
         self.short_combo.visible = self.long_combo.visible = source == PAIRS
+        self.own_info.visible = self.val_fraction.visible = source == OWN
         self.gain.visible = source != SIMULATED  # a dataset has its own detector model
+        if source == OWN and self._init_name() is None:
+            from ..models.registry import DEFAULT_DENOISER
+
+            if DEFAULT_DENOISER in self.init_model.choices:  # fine-tune the shipped one
+                self.init_model.value = DEFAULT_DENOISER
+        self._on_selection_changed()
+
+    def _on_selection_changed(self, _event=None) -> None:
+        """The 'exposures' line: the selected layers the own-field source would use."""
+        if not hasattr(self, "own_info"):
+            return
+        try:
+            layers = self._own_layers()
+            n = sum(1 if base_data(layer).ndim == 2 else int(base_data(layer).shape[0])
+                    for layer in layers)
+            self.own_info.value = (f"{n} exposures: "
+                                   + ", ".join(f"'{layer.name}'" for layer in layers))
+        except ValueError as err:
+            self.own_info.value = str(err)
         self._update_default_out()
 
     def _update_default_out(self, _value=None) -> None:
@@ -260,7 +293,12 @@ class TrainDenoiserWidget(TrainingData, TrainingDock):
             if not is_empty_path(folder) and Path(folder).is_dir():
                 path = default_model_path(folder, "denoiser")
         else:
-            layer = self.layer_combo.value if source == SERIES else self.short_combo.value
+            if source == OWN:
+                selected = [layer for layer in self._viewer.layers.selection
+                            if layer in self._image_layers()]
+                layer = selected[0] if selected else None
+            else:
+                layer = self.layer_combo.value if source == SERIES else self.short_combo.value
             file = None if layer is None else layer_file(layer)
             if file is not None:
                 path = default_model_path(file.with_suffix(""), "denoiser")
@@ -350,7 +388,8 @@ class TrainDenoiserWidget(TrainingData, TrainingDock):
             model_config=self.network_config(), epochs=int(self.epochs.value),
             batch_size=int(self.batch_size.value),
             learning_rate=float(self.learning_rate.value),
-            loss="l2" if self.source.value == SERIES else "l1", device=self.device.value,
+            loss="l2" if self.source.value in (SERIES, OWN) else "l1",
+            device=self.device.value,
             seed=DEFAULTS.seed,
             steps_per_epoch=self.steps_per_epoch, max_val_images=self.max_val_images,
             source=self.source.value, noise_weighted=bool(self.noise_weighted.value),
@@ -407,6 +446,8 @@ class TrainDenoiserWidget(TrainingData, TrainingDock):
             f"{result.train_loss:.4f}, val PSNR {result.val_psnr_db:.2f} dB (input "
             f"{result.input_psnr_db:.2f} dB), SSIM {result.val_ssim:.3f}{marker}"
         )
+        if result.readout:
+            self.status.value += f"; {result.readout_line()}"
         self._update_plot()
 
     def _on_error(self, err):

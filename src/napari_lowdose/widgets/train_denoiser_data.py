@@ -4,10 +4,13 @@ As ``--source`` of ``napari-lowdose train-denoiser``: real short/long exposure p
 of two layers of the viewer
 (:class:`~napari_lowdose.train.denoise_measured.PairedExposures`), a 'Simulate'
 dataset folder (its datasets built by the command's own code) or a dose series of
-the viewer (Noise2Noise). Per-frame dose comes from a layer's metadata and its
-pixel size from its scale; the detector gain is the one set in the dock, else the
-one the layer's file states, else 1. The frames are read and checked in the
-worker: a frame with NaN or inf pixels is refused, named.
+the viewer (Noise2Noise), or the user's own field: the layers selected in the layer
+list (a dose series, or two or more exposures of the same field), fine-tuned from the
+shipped denoiser with a strip held out and judged by the unbiased-MSE quality readout
+(:func:`~napari_lowdose.train.denoise_measured.field_datasets`). Per-frame dose comes
+from a layer's metadata and its pixel size from its scale; the detector gain is the one
+set in the dock, else the one the layer's file states, else 1. The frames are read and
+checked in the worker: a frame with NaN or inf pixels is refused, named.
 """
 
 from pathlib import Path
@@ -21,6 +24,7 @@ from ._common import is_empty_path
 from ._layers import base_data, layer_counts_per_electron, layer_expected_e_per_px
 
 __all__ = [
+    "OWN",
     "PAIRS",
     "SERIES",
     "SIMULATED",
@@ -30,11 +34,12 @@ __all__ = [
     "layer_file",
 ]
 
-PAIRS, SIMULATED, SERIES = "pairs", "simulated", "series"
+PAIRS, SIMULATED, SERIES, OWN = "pairs", "simulated", "series", "own"
 SOURCE_CHOICES = [
     ("short/long exposure pairs", PAIRS),
     ("simulated dataset", SIMULATED),
     ("dose series (Noise2Noise)", SERIES),
+    ("your own field: the selected layers (fine-tune)", OWN),
 ]
 
 
@@ -62,6 +67,9 @@ class TrainingData:
             spec.update(path=Path(path), e_per_px_range=(lo, hi))
         elif spec["source"] == PAIRS:
             spec["short"], spec["long"] = self._pair_layers()[:2]
+        elif spec["source"] == OWN:
+            spec["layers"] = self._own_layers()
+            spec["val_fraction"] = float(self.val_fraction.value)
         else:
             layer = self.layer_combo.value
             if layer is None:
@@ -87,6 +95,8 @@ class TrainingData:
             return train, val, notes
         if spec["source"] == PAIRS:
             return (*self._pair_datasets(spec, notes), notes)
+        if spec["source"] == OWN:
+            return (*self._own_datasets(spec, notes), notes)
         from ..train.denoise_measured import series_datasets
 
         layer = spec["layer"]
@@ -101,6 +111,45 @@ class TrainingData:
             counts_per_electron=gain, max_frame_gap=DEFAULTS.max_frame_gap,
             seed=DEFAULTS.seed)
         return train, val, notes
+
+    def _own_layers(self) -> list:
+        """The selected image layers: one series or 2+ exposures (raises ValueError)."""
+        layers = [layer for layer in self._viewer.layers.selection
+                  if layer in self._image_layers()]
+        layers.sort(key=lambda layer: list(self._viewer.layers).index(layer))
+        n = sum(1 if base_data(layer).ndim == 2 else int(base_data(layer).shape[0])
+                for layer in layers)
+        if n < 2:
+            raise ValueError("Select, in the layer list, a dose series or two or more "
+                             "exposures of the same field.")
+        sizes = {tuple(base_data(layer).shape[-2:]) for layer in layers}
+        if len(sizes) > 1:
+            raise ValueError("The selected layers differ in frame size; they must be "
+                             "exposures of the same field.")
+        return layers
+
+    def _own_datasets(self, spec: dict, notes: list[str]):
+        """The selected exposures stacked, a bottom strip held out (the command's rule)."""
+        from ..train.denoise_measured import field_datasets, stack_exposures
+
+        stacks, doses = [], []
+        for layer in spec["layers"]:
+            data = _read_frames(layer)
+            n = 1 if data.ndim == 2 else int(data.shape[0])
+            e_per_px, text = layer_expected_e_per_px(layer, n)
+            stacks.append(data)
+            doses.append(e_per_px)
+            notes.append(f"{layer.name}: {text}")
+        gain, gain_text = layer_counts_per_electron(spec["layers"][0], spec["gain"])
+        notes.append(f"gain: {gain_text}")
+        stack, e_per_px = stack_exposures(stacks, doses)
+        train, val = field_datasets(
+            stack, crop_px=spec["crop"], val_fraction=spec["val_fraction"],
+            expected_e_per_px=e_per_px, counts_per_electron=gain,
+            max_frame_gap=DEFAULTS.max_frame_gap, seed=DEFAULTS.seed)
+        notes.append(f"{stack.shape[0]} exposures of the field; rows {val.box[0]}…"
+                     f"{val.box[1] - 1} held out for validation")
+        return train, val
 
     def _pair_layers(self):
         """(short layer, long layer, short frames, long frames), checked (raises ValueError)."""

@@ -38,6 +38,8 @@ class DenoiserTrainingDefaults:
         Simulated source: noise-free images kept in memory.
     steps_per_epoch : int or None
         Cap on the steps of one epoch (None: one pass over the items).
+    own_val_fraction : float
+        Fine-tuning on the user's own field: share of its rows held out for validation.
     """
 
     epochs: int = 10
@@ -50,6 +52,7 @@ class DenoiserTrainingDefaults:
     images_per_wave: int = 4
     clean_cache: int = 512
     steps_per_epoch: int | None = None
+    own_val_fraction: float = 0.25
 
 
 #: The one set of defaults both faces read.
