@@ -119,3 +119,21 @@ def test_a_battery_series_is_made_as_its_condition_says():
     assert series.mask.any() and series.seed == battery_seed(condition, 0)
     again = battery_series(condition, 0, n_frames=4, size_px=96)
     np.testing.assert_array_equal(series.frames, again.frames)
+
+
+def test_model_ranking_prefers_reaching_the_levels_then_lower_doses():
+    from napari_lowdose.workflows.battery_runs import model_ranking
+
+    def row(model, d05, d09, high):
+        return {"model": model, "f1_05_dose_e_per_A2": d05, "f1_09_dose_e_per_A2": d09,
+                "mean_f1_above_200": high}
+
+    table = [row("early-but-never-converges", 10.0, None, 0.8),
+             row("early-but-never-converges", 12.0, None, 0.8),
+             row("converges", 40.0, 300.0, 0.93), row("converges", 60.0, 900.0, 0.91),
+             row("converges-earlier", 30.0, 300.0, 0.92), row("converges-earlier", "", 500.0,
+                                                               "0.90")]
+    ranking = [model for model, _ in model_ranking(table)]
+    # Both converging models reach 0.9 on both conditions; one never reaches 0.5 on one of
+    # them (counted as 2 × 5·10³): "converges" is first.
+    assert ranking == ["converges", "converges-earlier", "early-but-never-converges"]

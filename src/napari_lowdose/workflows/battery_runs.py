@@ -15,9 +15,11 @@ import numpy as np
 from .battery import BatteryCondition, SeriesScore, score_series, summarise_condition
 
 __all__ = [
+    "NOT_REACHED_FACTOR",
     "READOUT_KEYS",
     "battery_row",
     "battery_table",
+    "model_ranking",
     "segment_series",
     "table_csv",
     "table_markdown",
@@ -143,3 +145,46 @@ def table_csv(table: Sequence[dict[str, Any]]) -> str:
     lines = [",".join(header)]
     lines += [",".join("" if row[k] is None else str(row[k]) for k in header) for row in table]
     return "\n".join(lines) + "\n"
+
+
+#: A level never reached counts as this multiple of the battery's highest dose.
+NOT_REACHED_FACTOR = 2.0
+
+
+def model_ranking(table: Sequence[dict[str, Any]]) -> list[tuple[str, tuple[float, ...]]]:
+    """Rank models on the battery table: the rule that chooses the recommended model.
+
+    Per model, over the battery's conditions: most conditions where every frame reaches
+    F1 ≥ 0.9 from some dose; then most conditions reaching F1 ≥ 0.5; then the lowest
+    geometric mean of the doses from which F1 ≥ 0.5 holds (a condition where it is never
+    reached counts as twice the battery's highest dose); then the highest mean F1 at
+    ≥ 200 e⁻/Å².
+
+    Parameters
+    ----------
+    table : sequence of dict
+        Rows of :func:`battery_table` (values may be None, or "" as read back from CSV).
+
+    Returns
+    -------
+    list of (model, key)
+        Best first; ``key`` is the tuple compared.
+    """
+    from .battery import BATTERY_DOSE_RANGE_E_PER_A2
+
+    def value(row: dict[str, Any], name: str) -> float | None:
+        cell = row.get(name)
+        return None if cell in (None, "") else float(cell)
+
+    penalty = NOT_REACHED_FACTOR * BATTERY_DOSE_RANGE_E_PER_A2[1]
+    keys = {}
+    for model in dict.fromkeys(row["model"] for row in table):
+        rows = [row for row in table if row["model"] == model]
+        f1_09 = [value(row, "f1_09_dose_e_per_A2") for row in rows]
+        f1_05 = [value(row, "f1_05_dose_e_per_A2") for row in rows]
+        high = [value(row, "mean_f1_above_200") for row in rows]
+        log_mean = float(np.mean([np.log(penalty if d is None else d) for d in f1_05]))
+        keys[model] = (-sum(d is not None for d in f1_09), -sum(d is not None for d in f1_05),
+                       round(float(np.exp(log_mean)), 6),
+                       -float(np.mean([h for h in high if h is not None] or [0.0])))
+    return sorted(keys.items(), key=lambda item: item[1])
