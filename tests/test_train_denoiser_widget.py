@@ -189,3 +189,20 @@ def test_defaults_are_the_commands(widget):
         defaults.epochs, defaults.crop_px, defaults.batch_size, defaults.seed)
     widget.learning_rate.value = 3e-4  # still the user's choice
     assert widget.settings().learning_rate == pytest.approx(3e-4)
+
+
+def test_phantoms_train_alone_or_mixed_with_a_dataset(widget, tmp_path):
+    from napari_lowdose.widgets.train_denoiser import PHANTOMS
+
+    widget.source.value = PHANTOMS
+    assert not widget.data_dir.native.isHidden()
+    assert not widget.e_per_px_range.native.isHidden()
+    assert widget.gain.native.isHidden()  # simulated noise has its own detector model
+    widget.train()
+    meta = load_denoiser(tmp_path / "den.safetensors")[1]
+    assert meta["source"]["kind"] == "phantoms"
+    widget.data_dir.value = fake_simulated_dataset(tmp_path / "ds")
+    widget.out_file.value = tmp_path / "mixed.safetensors"
+    widget.train()
+    meta = load_denoiser(tmp_path / "mixed.safetensors")[1]
+    assert [s["kind"] for s in meta["source"]["sources"]] == ["phantoms", "simulated"]

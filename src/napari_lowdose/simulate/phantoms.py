@@ -156,7 +156,7 @@ def phantom_image(shape: tuple[int, int], rng: np.random.Generator | int | None 
                        density=_log_uniform(rng, 0.005, 0.08))
     if kind in ("particles", "lattice") or (kind == "aggregates" and rng.random() < 0.5):
         density = _log_uniform(rng, 0.005, 0.12)
-        for _ in range(int(rng.poisson(area / rng.uniform(1500.0, 20000.0)))):
+        for _ in range(max(1, int(rng.poisson(area / rng.uniform(1500.0, 20000.0))))):
             _add_particle(particles, rng.uniform(0, ny), rng.uniform(0, nx),
                           _log_uniform(rng, 1.0, 15.0), rng, density)
     if kind == "lattice":

@@ -12,8 +12,8 @@ the signal (:func:`napari_lowdose.noise.apply_detector_noise`, ``gain_spread`` a
 gives at their stated gain: Eq. 3 with the Table 3 MTFs gives a pixel variance of
 0.1–0.4 ``N_D`` (the MTF spreads each electron), a Gatan OneView pair 2.6 ``N_D``
 with a power spectrum that falls only to ~0.55 at Nyquist
-(``shared/data/real-oneview``); ``gain_spread`` ≈ 0.9 and ``white_excess`` ≈ 2.3 with
-``c0`` ≈ 0.5, ``c3`` ≈ 1 reproduce both. The excess is drawn per item, so the network
+(``shared/data/real-oneview``); ``gain_spread`` ≈ 1.5 and ``white_excess`` ≈ 2 with
+``c0`` ≈ 0.7, ``c3`` ≈ 1 reproduce both. The excess is drawn per item, so the network
 learns to denoise without being told it (its noise-level channel stays ``N_D``, the
 electrons per pixel the frame's calibration states).
 
@@ -88,7 +88,7 @@ class ExcessNoise:
 
 
 class PhantomPairs(PairSource):
-    """Noisy/noise-free pairs of phantom fields (:func:`~napari_lowdose.simulate.phantoms.phantom_image`).
+    """Noisy/noise-free pairs of phantom fields (:func:`.phantom_image`).
 
     Item ``index`` of an epoch draws, from ``SeedSequence(seed, spawn_key=(epoch,
     index))``, a phantom, a log-uniform dose in electrons per pixel, one draw of the

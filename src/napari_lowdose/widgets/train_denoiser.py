@@ -46,6 +46,7 @@ from ._training_dock import MODEL_SUFFIX, RANDOM_WEIGHTS, TrainingDock, default_
 from .denoise import AUTO_GAIN_TEXT
 from .train_denoiser_data import (
     PAIRS,
+    PHANTOMS,
     SERIES,
     SIMULATED,
     SOURCE_CHOICES,
@@ -246,16 +247,17 @@ class TrainDenoiserWidget(TrainingData, TrainingDock):
 
     def _on_source_changed(self, _value=None):
         source = self.source.value
-        self.data_dir.visible = self.e_per_px_range.visible = source == SIMULATED
+        simulated = source in (SIMULATED, PHANTOMS)
+        self.data_dir.visible = self.e_per_px_range.visible = simulated
         self.layer_combo.visible = source == SERIES
         self.short_combo.visible = self.long_combo.visible = source == PAIRS
-        self.gain.visible = source != SIMULATED  # a dataset has its own detector model
+        self.gain.visible = not simulated  # simulated data has its own detector model
         self._update_default_out()
 
     def _update_default_out(self, _value=None) -> None:
         """Suggest ``<dataset or file>-denoiser.safetensors`` beside the training data."""
         source, path = self.source.value, None
-        if source == SIMULATED:
+        if source in (SIMULATED, PHANTOMS):
             folder = self.data_dir.value
             if not is_empty_path(folder) and Path(folder).is_dir():
                 path = default_model_path(folder, "denoiser")
