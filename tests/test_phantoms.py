@@ -151,3 +151,4 @@ def test_mixed_pairs_interleave_sources_and_describe_them(tmp_path):
     described = mixed.describe()
     assert [s["kind"] for s in described["sources"]] == ["phantoms", "simulated"]
     assert described["trained_e_per_px_range"] == [0.05, 100.0]
+    assert described["path"] == str(data.resolve()) and mixed.card == waves.card

@@ -9,6 +9,13 @@ with mean ``N0`` electrons per pixel, is added after the scintillator and is
 therefore white. The MTF is applied with our own FFT on the ``q/q_N`` grid
 (abTEM's MTF works in 1/Å and has no readout term).
 
+Beyond Eq. 3, two optional terms model the excess noise of scintillator cameras
+(``gain_spread``, ``white_excess``; both 0 by default): a spread of each electron's
+signal, before the MTF, and white noise proportional to the signal, after it. Eq. 3
+alone gives a pixel variance well below ``N_D`` (the MTF spreads each electron's
+signal over several pixels); real scintillator frames can show several times ``N_D``
+at their stated gain (2.6 × for the OneView pair in ``shared/data/real-oneview``).
+
 Speed
 -----
 Every draw is an exact Poisson draw; only the way it is made depends on the

@@ -201,6 +201,12 @@ class MixedPairs(Dataset):
         source, item = self._order[int(index)]
         return self.sources[source][item]
 
+    @property
+    def card(self) -> dict[str, Any] | None:
+        """The card of the first source with a simulated dataset (None: no dataset)."""
+        return next((s.card for s in self.sources if getattr(s, "card", None) is not None),
+                    None)
+
     def set_epoch(self, epoch: int) -> None:
         """Choose the random draws of ``epoch`` in every source."""
         for source in self.sources:
@@ -215,9 +221,10 @@ class MixedPairs(Dataset):
         return [min(r[0] for r in ranges), max(r[1] for r in ranges)]
 
     def describe(self) -> dict[str, Any]:
-        """The sources' descriptions, and the first noise model among them."""
+        """The sources' descriptions, and the first dataset path and noise model among them."""
         parts = [s.describe() if hasattr(s, "describe") else {} for s in self.sources]
         return {"kind": self.kind, "n_items": len(self), "sources": parts,
+                "path": next((p["path"] for p in parts if p.get("path")), None),
                 "trained_e_per_px_range": self.trained_e_per_px_range(),
                 "noise_model": next((p["noise_model"] for p in parts if p.get("noise_model")),
                                     None)}
