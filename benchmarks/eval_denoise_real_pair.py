@@ -11,7 +11,7 @@ with the best σ for that frame (an oracle), and each model given.
 Run::
 
     PYTHONPATH=src python benchmarks/eval_denoise_real_pair.py [MODEL ...]
-        [--pair shared/data/real-oneview]
+        [--pair ../shared/data/real-oneview]
 """
 
 import argparse
@@ -63,17 +63,17 @@ def read_pair(folder: Path) -> tuple[np.ndarray, np.ndarray, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="*", default=["denoiser-au-ceo2"])
+    parser.add_argument("models", nargs="*",
+                        help="denoisers (shipped names or files; default: the shipped ones)")
     parser.add_argument("--pair", type=Path, default=DEFAULT_PAIR)
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     from napari_lowdose.models.denoising import denoise_frame
-    from napari_lowdose.models.registry import load_denoiser
+    from napari_lowdose.models.registry import available_denoisers, load_denoiser
 
-    a, b = read_pair(args.pair)[:2]
-    gain = read_pair(args.pair)[2]
+    a, b, gain = read_pair(args.pair)
     noise_var = float(np.var(a - b) / 2)
     print(f"gain {gain:.2f} counts/e⁻, means {a.mean():.1f} / {b.mean():.1f} counts, "
           f"noise variance per frame {noise_var:.0f} counts²")
@@ -82,7 +82,7 @@ def main() -> None:
                                   best_gaussian(b, a, noise_var))
     rows.append((f"Gaussian (best σ {s_ab:g} / {s_ba:g} px)", g_ab, g_ba, ""))
     gaussians = (ndimage.gaussian_filter(a, s_ab), ndimage.gaussian_filter(b, s_ba))
-    for name in args.models:
+    for name in args.models or available_denoisers():
         model, _ = load_denoiser(name)
         model.eval()
         scores, versus = [], []
