@@ -83,3 +83,21 @@ cp "$work/models/denoiser_au_ceo2.safetensors" "$work/models/denoiser_au_ceo2.js
     src/napari_lowdose/models/pretrained/
 PYTHONPATH=src .venv/bin/python benchmarks/eval_denoise_vs_dose.py denoiser-au-ceo2 \
     --particles 2 --frames 24 --size 384 --out docs/images/denoise_vs_dose
+
+# Broad denoiser (issue 16): denoiser-au-ceo2 fine-tuned on phantoms (aggregates, supports,
+# lattice patches; WIDE noise and scintillator excess noise) mixed with WIDE exit waves
+# (docs/models.md, "The broad denoiser"); checked on the real OneView pair and on HR-TEM.
+[ -d "$work/wide_384_low" ] || OMP_NUM_THREADS=1 $bin simulate --structures 240 --image-epochs 10 \
+    --size 384 --dose-range 5,10000 --mtf WIDE --seed 7 --workers 1 --sampling-A 0.05,0.10 \
+    --diameter-A 10,40 --out "$work/wide_384_low"
+OMP_NUM_THREADS=1 $bin train-denoiser --source phantoms --phantoms 192 \
+    --data "$work/wide_384_low" --max-waves 48 --images-per-wave 2 --clean-cache 200 \
+    --crop 128 --batch-size 8 --max-val-images 12 --val-crop 192 \
+    --init denoiser-au-ceo2 --noise-weighted-loss --lr 3e-4 --epochs 30 --seed 2 --device cpu \
+    --out "$work/models/denoiser_broad.safetensors"
+cp "$work/models/denoiser_broad.safetensors" "$work/models/denoiser_broad.json" \
+    src/napari_lowdose/models/pretrained/
+OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/eval_denoise_real_pair.py \
+    denoiser-au-ceo2 denoiser-broad
+PYTHONPATH=src .venv/bin/python benchmarks/eval_denoise_vs_dose.py denoiser-au-ceo2 denoiser-broad \
+    --particles 5 --frames 20 --size 384 --out /tmp/denoise_vs_dose_broad

@@ -157,8 +157,26 @@ def test_train_denoiser_on_pairs_and_on_a_series(inputs, tmp_path):
     assert meta["source"]["kind"] == "series" and meta["training"]["settings"]["loss"] == "l2"
 
 
+def test_train_denoiser_on_phantoms_alone_and_mixed(tmp_path):
+    out = tmp_path / "phantoms.safetensors"
+    assert main(["train-denoiser", "--source", "phantoms", "--phantoms", "8",
+                 "--e-per-px-range", "1,20", *TINY_TRAIN, "--out", str(out)]) == 0
+    source = registry.load_denoiser(out)[1]["source"]
+    assert source["kind"] == "phantoms" and source["trained_e_per_px_range"] == [1.0, 20.0]
+    assert source["noise_model"]["name"] == "WIDE" and source["n_items"] == 8
+    data = fake_simulated_dataset(tmp_path / "ds")
+    out = tmp_path / "mixed.safetensors"
+    assert main(["train-denoiser", "--source", "phantoms", "--phantoms", "4", "--data",
+                 str(data), *TINY_TRAIN, "--out", str(out)]) == 0
+    source = registry.load_denoiser(out)[1]["source"]
+    assert source["kind"] == "mixed"
+    assert [s["kind"] for s in source["sources"]] == ["phantoms", "simulated"]
+
+
 @pytest.mark.parametrize("argv,expected", [
     (["--source", "pairs", "--short", "s.tif"], "needs --long"),
+    (["--source", "phantoms", "--series", "x.tif"], "does not apply"),
+    (["--source", "phantoms", "--phantoms", "0"], "at least 1"),
     (["--source", "simulated", "--data", "DS", "--series", "x.tif"], "does not apply"),
     (["--source", "series", "--series", "x.tif", "--dose-range", "1,2"], "applies to --source"),
     (["--source", "simulated", "--data", "NO_SUCH_DATASET"], "card"),

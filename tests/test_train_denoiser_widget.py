@@ -220,3 +220,20 @@ def test_own_field_fine_tunes_the_shipped_denoiser_on_the_selected_layers(widget
     assert meta["source"]["rows"] == [0, held_out[0]] and held_out == [48, 64]
     assert meta["validation"]["readout"]["n_pairs"] == 2
     assert meta["history"][0]["readout"]["ratio_to_gaussian"] > 0
+
+
+def test_phantoms_train_alone_or_mixed_with_a_dataset(widget, tmp_path):
+    from napari_lowdose.widgets.train_denoiser import PHANTOMS
+
+    widget.source.value = PHANTOMS
+    assert not widget.data_dir.native.isHidden()
+    assert not widget.e_per_px_range.native.isHidden()
+    assert widget.gain.native.isHidden()  # simulated noise has its own detector model
+    widget.train()
+    meta = load_denoiser(tmp_path / "den.safetensors")[1]
+    assert meta["source"]["kind"] == "phantoms"
+    widget.data_dir.value = fake_simulated_dataset(tmp_path / "ds")
+    widget.out_file.value = tmp_path / "mixed.safetensors"
+    widget.train()
+    meta = load_denoiser(tmp_path / "mixed.safetensors")[1]
+    assert [s["kind"] for s in meta["source"]["sources"]] == ["phantoms", "simulated"]

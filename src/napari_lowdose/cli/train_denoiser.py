@@ -13,7 +13,11 @@ import sys
 from pathlib import Path
 
 from ..workflows.denoiser_training import DENOISER_TRAINING_DEFAULTS as defaults
-from ..workflows.denoiser_training import simulated_datasets, validation_crop_px
+from ..workflows.denoiser_training import (
+    phantom_datasets,
+    simulated_datasets,
+    validation_crop_px,
+)
 from ._common import (
     add_dose_options,
     open_series,
@@ -47,12 +51,15 @@ def add_train_denoiser_parser(sub: argparse._SubParsersAction) -> None:
                     "lr 1e-4, best-PSNR checkpoint. Sources: 'pairs' (short and long "
                     "exposures of the same field), 'simulated' (exit waves of a dataset made "
                     "by 'napari-lowdose simulate', noise-free target) or 'series' "
-                    "(Noise2Noise on one dose series) or 'own' (fine-tune the shipped "
+                    "(Noise2Noise on one dose series), 'own' (fine-tune the shipped "
                     "denoiser on your own field: a dose series or two or more independent "
                     "exposures of it, Noise2Noise, validated on a held-out strip with the "
-                    "unbiased-MSE quality readout). Rerun the same command to resume.",
+                    "unbiased-MSE quality readout) or 'phantoms' (aggregates, supports and "
+                    "lattice patches drawn on the fly, with wide detector and scintillator "
+                    "excess noise; mixed with a dataset's exit waves when --data is given). "
+                    "Rerun the same command to resume.",
     )
-    train.add_argument("--source", choices=["pairs", "simulated", "series", "own"],
+    train.add_argument("--source", choices=["pairs", "simulated", "series", "own", "phantoms"],
                        required=True)
     train.add_argument("--out", type=Path, required=True, metavar="MODEL",
                        help="checkpoint file (.safetensors; MODEL.json and MODEL.state.pt "
@@ -81,6 +88,11 @@ def add_train_denoiser_parser(sub: argparse._SubParsersAction) -> None:
     sim.add_argument("--clean-cache", type=int, default=defaults.clean_cache, metavar="N",
                      help="noise-free images kept in memory (default %(default)s; one per "
                           "exit wave and optics draw is enough to compute each only once)")
+    phantoms = train.add_argument_group("--source phantoms")
+    phantoms.add_argument("--phantoms", type=int, default=defaults.phantoms, metavar="N",
+                          help="phantom items per epoch (default %(default)s); --data, "
+                               "--e-per-px-range, --images-per-wave, --max-waves and "
+                               "--clean-cache apply too")
     series = train.add_argument_group("--source series")
     series.add_argument("--series", type=Path, metavar="SERIES",
                         help="dose series (frames of the same field)")
@@ -135,19 +147,26 @@ def add_train_denoiser_parser(sub: argparse._SubParsersAction) -> None:
 
 def _check_source_options(args: argparse.Namespace) -> None:
     needed = {"pairs": ("short", "long"), "simulated": ("data",), "series": ("series",),
-              "own": ("frames",)}
+              "own": ("frames",), "phantoms": ()}
+    if args.source == "phantoms":
+        for name in ("short", "long", "series", "dose_range", "frames"):
+            if getattr(args, name) is not None:
+                raise DenoiseError(f"--{name.replace('_', '-')} does not apply to --source "
+                                   "phantoms")
+        if args.phantoms < 1:
+            raise DenoiseError("--phantoms must be at least 1")
     for name in needed[args.source]:
         if getattr(args, name) is None:
             raise DenoiseError(f"--source {args.source} needs --{name}")
     for source, names in needed.items():
-        if source != args.source:
+        if source != args.source and args.source != "phantoms":
             for name in names:
                 if getattr(args, name) is not None:
                     raise DenoiseError(f"--{name} does not apply to --source {args.source}")
     only_simulated = ("dose_range", "e_per_px_range", "max_waves")
     if args.clean_cache < 0:
         raise DenoiseError("--clean-cache must be >= 0")
-    if args.source != "simulated":
+    if args.source not in ("simulated", "phantoms"):
         for name in only_simulated:
             if getattr(args, name) is not None:
                 raise DenoiseError(f"--{name.replace('_', '-')} applies to --source simulated")
@@ -176,6 +195,12 @@ def _datasets(args: argparse.Namespace, notes: list[str]):
             dose_range_e_per_A2=args.dose_range, e_per_px_range=args.e_per_px_range,
             images_per_wave=args.images_per_wave, clean_cache=args.clean_cache,
             max_waves=args.max_waves, notes=notes)
+    if args.source == "phantoms":
+        return phantom_datasets(
+            n_phantoms=args.phantoms, crop_px=crop, val_crop_px=val_crop, seed=seed,
+            e_per_px_range=args.e_per_px_range, max_val_images=args.max_val_images,
+            data=args.data, images_per_wave=args.images_per_wave,
+            clean_cache=args.clean_cache, max_waves=args.max_waves, notes=notes)
     if args.source == "pairs":
         short = open_series(args, args.short, calibrated=True)
         long = open_series(args, args.long, calibrated=False)

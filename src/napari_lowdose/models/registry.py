@@ -58,9 +58,12 @@ RECOMMENDED_THRESHOLD = "model"
 DEFAULT_MODEL = RECOMMENDED_MODEL
 #: Shipped denoiser name → file in ``models/pretrained`` (Katsuno et al. 2021).
 SHIPPED_DENOISERS: dict[str, str] = {
+    # denoiser-au-ceo2 fine-tuned on phantoms (aggregates, supports, lattice patches) with
+    # wide detector and scintillator excess noise, mixed with HR-TEM exit waves (issue 16).
+    "denoiser-broad": "denoiser_broad.safetensors",
     "denoiser-au-ceo2": "denoiser_au_ceo2.safetensors",
 }
-DEFAULT_DENOISER = "denoiser-au-ceo2"
+DEFAULT_DENOISER = "denoiser-broad"
 
 
 def available_models() -> list[str]:

@@ -9,6 +9,13 @@ with mean ``N0`` electrons per pixel, is added after the scintillator and is
 therefore white. The MTF is applied with our own FFT on the ``q/q_N`` grid
 (abTEM's MTF works in 1/Å and has no readout term).
 
+Beyond Eq. 3, two optional terms model the excess noise of scintillator cameras
+(``gain_spread``, ``white_excess``; both 0 by default): a spread of each electron's
+signal, before the MTF, and white noise proportional to the signal, after it. Eq. 3
+alone gives a pixel variance well below ``N_D`` (the MTF spreads each electron's
+signal over several pixels); real scintillator frames can show several times ``N_D``
+at their stated gain (2.6 × for the OneView pair in ``shared/data/real-oneview``).
+
 Speed
 -----
 Every draw is an exact Poisson draw; only the way it is made depends on the
@@ -167,6 +174,8 @@ def apply_detector_noise(
     counts_per_electron: float = 1.0,
     rng: np.random.Generator | int | None = None,
     workers: int = -1,
+    gain_spread: float = 0.0,
+    white_excess: float = 0.0,
 ) -> np.ndarray:
     """Turn clean image intensity into a noisy detector frame (Eq. 3).
 
@@ -193,6 +202,16 @@ def apply_detector_noise(
     workers : int, optional
         Threads for the FFTs and the Poisson draws, ``scipy.fft`` convention
         (``-1``: all CPUs; pass 1 in process pools with one thread each).
+    gain_spread : float, optional
+        Beyond Eq. 3: the variance ``γ`` of one electron's signal (its mean is 1). A
+        pixel's ``n`` electrons then give ``Gamma(n/γ, γ)`` (mean ``n``, variance ``γ n``)
+        before the MTF, so the shot noise's variance is ``(1 + γ) N_D ψ``
+        (scintillator gain spread; still blurred by the MTF). 0: Eq. 3's Poisson counts.
+    white_excess : float, optional
+        Beyond Eq. 3: Gaussian noise of variance ``κ N_D ψ`` added after the MTF, so
+        white (e.g. the light's own shot noise in a scintillator camera; it scales with
+        the signal, unlike the readout ``N0``). 0: none. With either option the random
+        stream differs from Eq. 3's only after its Poisson draws.
 
     Returns
     -------
@@ -214,6 +233,8 @@ def apply_detector_noise(
         raise ValueError("dose_e_per_A2 must be non-negative")
     if n0_e_per_px < 0:
         raise ValueError("n0_e_per_px must be non-negative")
+    if not (gain_spread >= 0 and white_excess >= 0):
+        raise ValueError("gain_spread and white_excess must be non-negative")
     n_d_e_per_px = electrons_per_pixel(dose, sampling_A)
     # One value per frame broadcast over (y, x).
     n_d = n_d_e_per_px.reshape(n_d_e_per_px.shape + (1, 1)) if dose.ndim else n_d_e_per_px
@@ -223,10 +244,16 @@ def apply_detector_noise(
     threads = n_threads(workers)
     electrons = np.zeros(clean.shape, dtype=np.float32)
     _add_poisson(rng, lam, electrons.reshape(-1), threads)
+    if gain_spread > 0:
+        hit = electrons > 0
+        electrons[hit] = rng.gamma(electrons[hit] / gain_spread, gain_spread)
     shape = clean.shape[-2:]
     spectrum = scipy.fft.rfft2(electrons, workers=threads, overwrite_x=True)
     spectrum *= _mtf_rfft(shape, c0, c3)
     counts = scipy.fft.irfft2(spectrum, s=shape, workers=threads, overwrite_x=True)
+    if white_excess > 0:
+        sd = np.sqrt(np.float32(white_excess) * lam.astype(np.float32)).reshape(counts.shape)
+        counts += sd * rng.standard_normal(counts.shape, dtype=np.float32)
     _add_poisson(rng, float(n0_e_per_px), counts.reshape(-1), threads)
     if counts_per_electron != 1.0:
         counts *= np.float32(counts_per_electron)

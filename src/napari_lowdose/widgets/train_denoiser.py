@@ -47,6 +47,7 @@ from .denoise import AUTO_GAIN_TEXT
 from .train_denoiser_data import (
     OWN,
     PAIRS,
+    PHANTOMS,
     SERIES,
     SIMULATED,
     SOURCE_CHOICES,
@@ -259,11 +260,12 @@ class TrainDenoiserWidget(TrainingData, TrainingDock):
 
     def _on_source_changed(self, _value=None):
         source = self.source.value
-        self.data_dir.visible = self.e_per_px_range.visible = source == SIMULATED
+        simulated = source in (SIMULATED, PHANTOMS)
+        self.data_dir.visible = self.e_per_px_range.visible = simulated
         self.layer_combo.visible = source == SERIES
         self.short_combo.visible = self.long_combo.visible = source == PAIRS
         self.own_info.visible = self.val_fraction.visible = source == OWN
-        self.gain.visible = source != SIMULATED  # a dataset has its own detector model
+        self.gain.visible = not simulated  # simulated data has its own detector model
         if source == OWN and self._init_name() is None:
             from ..models.registry import DEFAULT_DENOISER
 
@@ -288,7 +290,7 @@ class TrainDenoiserWidget(TrainingData, TrainingDock):
     def _update_default_out(self, _value=None) -> None:
         """Suggest ``<dataset or file>-denoiser.safetensors`` beside the training data."""
         source, path = self.source.value, None
-        if source == SIMULATED:
+        if source in (SIMULATED, PHANTOMS):
             folder = self.data_dir.value
             if not is_empty_path(folder) and Path(folder).is_dir():
                 path = default_model_path(folder, "denoiser")

@@ -19,13 +19,18 @@ import numpy as np
 
 from ..io.series import BadPixelsError, check_finite_frames
 from ..workflows.denoiser_training import DENOISER_TRAINING_DEFAULTS as DEFAULTS
-from ..workflows.denoiser_training import simulated_datasets, validation_crop_px
+from ..workflows.denoiser_training import (
+    phantom_datasets,
+    simulated_datasets,
+    validation_crop_px,
+)
 from ._common import is_empty_path
 from ._layers import base_data, layer_counts_per_electron, layer_expected_e_per_px
 
 __all__ = [
     "OWN",
     "PAIRS",
+    "PHANTOMS",
     "SERIES",
     "SIMULATED",
     "SOURCE_CHOICES",
@@ -35,11 +40,13 @@ __all__ = [
 ]
 
 PAIRS, SIMULATED, SERIES, OWN = "pairs", "simulated", "series", "own"
+PHANTOMS = "phantoms"
 SOURCE_CHOICES = [
     ("short/long exposure pairs", PAIRS),
     ("simulated dataset", SIMULATED),
     ("dose series (Noise2Noise)", SERIES),
     ("your own field: the selected layers (fine-tune)", OWN),
+    ("phantoms (+ dataset if chosen)", PHANTOMS),
 ]
 
 
@@ -47,7 +54,7 @@ class TrainingData:
     """Mixin of :class:`~.train_denoiser.TrainDenoiserWidget`: the source and its datasets.
 
     Uses the dock's ``source``, ``crop``, ``gain``, ``data_dir``, ``e_per_px_range``,
-    ``layer_combo``, ``short_combo`` and ``long_combo``.
+    ``max_val_images``, ``layer_combo``, ``short_combo`` and ``long_combo``.
     """
 
     def _source_spec(self) -> dict:
@@ -58,13 +65,12 @@ class TrainingData:
             path = self.data_dir.value
             if is_empty_path(path) or not Path(path).is_dir():
                 raise ValueError("Choose a dataset folder made by 'Simulate'.")
-            try:
-                lo, hi = (float(v) for v in self.e_per_px_range.value.split(","))
-            except ValueError:
-                lo = hi = float("nan")
-            if not 0 < lo <= hi:
-                raise ValueError("The e⁻/px range must be LO,HI with 0 < LO ≤ HI.")
-            spec.update(path=Path(path), e_per_px_range=(lo, hi))
+            spec.update(path=Path(path), e_per_px_range=_range_of(self.e_per_px_range.value))
+        elif spec["source"] == PHANTOMS:
+            # As --source phantoms: a dataset folder, if chosen, is mixed in.
+            path = self.data_dir.value
+            spec["path"] = None if is_empty_path(path) or not Path(path).is_dir() else Path(path)
+            spec["e_per_px_range"] = _range_of(self.e_per_px_range.value)
         elif spec["source"] == PAIRS:
             spec["short"], spec["long"] = self._pair_layers()[:2]
         elif spec["source"] == OWN:
@@ -92,6 +98,14 @@ class TrainingData:
                 e_per_px_range=spec["e_per_px_range"],
                 images_per_wave=DEFAULTS.images_per_wave, clean_cache=DEFAULTS.clean_cache,
                 max_waves=None, notes=notes)
+            return train, val, notes
+        if spec["source"] == PHANTOMS:
+            train, val = phantom_datasets(
+                n_phantoms=DEFAULTS.phantoms, crop_px=crop,
+                val_crop_px=validation_crop_px(crop, None), seed=DEFAULTS.seed,
+                e_per_px_range=spec["e_per_px_range"], max_val_images=self.max_val_images,
+                data=spec["path"], images_per_wave=DEFAULTS.images_per_wave,
+                clean_cache=DEFAULTS.clean_cache, notes=notes)
             return train, val, notes
         if spec["source"] == PAIRS:
             return (*self._pair_datasets(spec, notes), notes)
@@ -193,6 +207,17 @@ class TrainingData:
             crop_px=crop, val_crop_px=validation_crop_px(crop, None), notes=notes,
             short_e_per_px=short_e, long_e_per_px=long_e, counts_per_electron=gain,
             seed=DEFAULTS.seed)
+
+
+def _range_of(text: str) -> tuple[float, float]:
+    """``LO,HI`` e⁻/px, checked (raises ValueError)."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        lo = hi = float("nan")
+    if not 0 < lo <= hi:
+        raise ValueError("The e⁻/px range must be LO,HI with 0 < LO ≤ HI.")
+    return lo, hi
 
 
 def is_series(layer) -> bool:

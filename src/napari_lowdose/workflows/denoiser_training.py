@@ -8,8 +8,8 @@ from pathlib import Path
 
 from ..errors import LowdoseError
 
-__all__ = ["DENOISER_TRAINING_DEFAULTS", "DenoiserTrainingDefaults", "simulated_datasets",
-           "validation_crop_px"]
+__all__ = ["DENOISER_TRAINING_DEFAULTS", "DenoiserTrainingDefaults", "phantom_datasets",
+           "simulated_datasets", "validation_crop_px"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,8 @@ class DenoiserTrainingDefaults:
         Cap on the steps of one epoch (None: one pass over the items).
     own_val_fraction : float
         Fine-tuning on the user's own field: share of its rows held out for validation.
+    phantoms : int
+        Phantom source: phantom items per epoch.
     """
 
     epochs: int = 10
@@ -53,6 +55,7 @@ class DenoiserTrainingDefaults:
     clean_cache: int = 512
     steps_per_epoch: int | None = None
     own_val_fraction: float = 0.25
+    phantoms: int = 2048
 
 
 #: The one set of defaults both faces read.
@@ -124,3 +127,57 @@ def simulated_datasets(data: Path, *, crop_px: int, val_crop_px: int | None, see
         val = SimulatedPairs(data, "train", crop_px=val_crop_px, augment=False,
                              seed=seed + 1, max_waves=max_waves, **common)
     return train, val
+
+
+def phantom_datasets(*, n_phantoms: int, crop_px: int, val_crop_px: int | None, seed: int,
+                     e_per_px_range: tuple[float, float] | None, max_val_images: int,
+                     data: Path | None = None, images_per_wave: int = 4,
+                     clean_cache: int = 512, max_waves: int | None = None,
+                     notes: list[str] | None = None):
+    """Phantom pairs with detector excess noise, mixed with a simulated dataset if given.
+
+    Training: ``n_phantoms`` fresh phantoms per epoch
+    (:class:`~napari_lowdose.train.denoise_phantoms.PhantomPairs`: aggregates, supports,
+    lattice patches; the ``WIDE`` noise model and scintillator excess noise), interleaved
+    with the exit-wave pairs of ``data`` when given (:func:`simulated_datasets`, with their
+    own noise model). Validation: ``max_val_images`` fixed phantoms, interleaved with the
+    dataset's validation pairs.
+
+    Parameters
+    ----------
+    n_phantoms : int
+        Phantom items per epoch.
+    crop_px, val_crop_px : int
+        Sides of the training and validation crops (:func:`validation_crop_px`).
+    seed : int
+        Seed of the draws.
+    e_per_px_range : (float, float) or None
+        Log-uniform e⁻/px range (default the shipped denoiser's).
+    max_val_images : int
+        Phantom validation items.
+    data : Path, optional
+        A dataset folder made by ``napari-lowdose simulate`` to mix in.
+    images_per_wave, clean_cache, max_waves : int
+        See :func:`simulated_datasets`.
+    notes : list of str, optional
+        Appended to.
+
+    Returns
+    -------
+    (Dataset, Dataset)
+        ``PhantomPairs`` alone, or ``MixedPairs`` of phantoms and exit waves.
+    """
+    from ..train.denoise_phantoms import MixedPairs, PhantomPairs
+    from ..train.denoise_simulated import DEFAULT_E_PER_PX_RANGE
+
+    e_range = e_per_px_range or DEFAULT_E_PER_PX_RANGE
+    train = PhantomPairs(n_phantoms, e_per_px_range=e_range, crop_px=crop_px, seed=seed)
+    val = PhantomPairs(max_val_images, e_per_px_range=e_range, crop_px=val_crop_px,
+                       augment=False, seed=seed + 1)
+    if data is None:
+        return train, val
+    sim_train, sim_val = simulated_datasets(
+        data, crop_px=crop_px, val_crop_px=val_crop_px, seed=seed, dose_range_e_per_A2=None,
+        e_per_px_range=e_range, images_per_wave=images_per_wave, clean_cache=clean_cache,
+        max_waves=max_waves, notes=notes if notes is not None else [])
+    return MixedPairs([train, sim_train]), MixedPairs([val, sim_val])
