@@ -171,14 +171,14 @@ def test_denoise_with_no_option_normalises_by_the_files_dose(real_oneview, tmp_p
 # -- your own data: fine-tuning on half the field, judged on the other half ----------------
 
 
-def _fine_tune(real_oneview, tmp_path, epochs: int) -> dict:
+def _fine_tune(real_oneview, tmp_path, epochs: int, init: tuple[str, ...] = ()) -> dict:
     from napari_lowdose.models.registry import load_denoiser
 
     out = tmp_path / "own.safetensors"
     assert main(["train-denoiser", "--source", "own", "--frames",
                  str(real_oneview / "train_0001.tif"), str(real_oneview / "train_0002.tif"),
                  "--val-fraction", "0.5", "--lr", "1e-3", "--epochs", str(epochs),
-                 "--device", "cpu", "--out", str(out)]) == 0
+                 "--device", "cpu", "--out", str(out), *init]) == 0
     return load_denoiser(out)[1]
 
 
@@ -188,15 +188,16 @@ def _check_held_out(meta: dict) -> tuple[dict, dict]:
     assert meta["source"]["rows"] == [0, 256]  # trained on the top half
     assert start["n_pairs"] == end["n_pairs"] == 2  # A against B and B against A
     assert start["gaussian"]["mse"] == pytest.approx(end["gaussian"]["mse"])
-    # The shipped denoiser is far behind the best Gaussian filter on these frames.
-    assert start["ratio_to_gaussian"] > 2.5
     return start, end
 
 
 def test_a_short_fine_tune_on_half_the_field_closes_most_of_the_gap(real_oneview, tmp_path,
                                                                    one_torch_thread):
-    """≈ 40 s on one CPU thread: 3 epochs at 10⁻³ from the shipped denoiser."""
-    start, end = _check_held_out(_fine_tune(real_oneview, tmp_path, 3))
+    """≈ 40 s on one CPU thread: 3 epochs at 10⁻³ from the HR-TEM-only denoiser, which is
+    far behind the best Gaussian filter on these frames."""
+    start, end = _check_held_out(_fine_tune(real_oneview, tmp_path, 3,
+                                            ("--init", "denoiser-au-ceo2")))
+    assert start["ratio_to_gaussian"] > 2.5
     assert end["denoised"]["mse"] < 0.5 * start["denoised"]["mse"]
     assert end["ratio_to_gaussian"] < 1.4
 
@@ -205,6 +206,8 @@ def test_a_short_fine_tune_on_half_the_field_closes_most_of_the_gap(real_oneview
 def test_a_fine_tune_on_half_the_field_beats_the_best_gaussian_on_the_other(real_oneview,
                                                                            tmp_path,
                                                                            one_torch_thread):
-    """≈ 4 min on one CPU thread (docs/models.md: 0.87× the best Gaussian at epoch 16)."""
-    _, end = _check_held_out(_fine_tune(real_oneview, tmp_path, 20))
+    """≈ 4 min on one CPU thread, from the default denoiser (docs/models.md: it starts at
+    0.87× the best Gaussian on the held-out half, and reaches 0.78× at epoch 10)."""
+    start, end = _check_held_out(_fine_tune(real_oneview, tmp_path, 20))
+    assert start["ratio_to_gaussian"] < 1.0
     assert end["ratio_to_gaussian"] < 1.0
