@@ -38,10 +38,10 @@ def test_demo_writes_series_noise_fit_segmentation_and_record(demo_folder):
     assert {"f1_at_least_half_from_e_per_A2", "f1_at_least_0.9_from_e_per_A2"} <= set(
         record["f1"])  # against the truth, printed next to them
     # by default the model's calibrated threshold (segment --threshold model)
-    from napari_lowdose.models.registry import load_model
+    from napari_lowdose.models.registry import RECOMMENDED_MODEL, load_model
 
-    calibrated = load_model("unet-au-ceo2-low")[1]["validation"]["calibrated_threshold"]
-    assert record["model"] == "unet-au-ceo2-low" and record["threshold"] == calibrated
+    calibrated = load_model(RECOMMENDED_MODEL)[1]["validation"]["calibrated_threshold"]
+    assert record["model"] == RECOMMENDED_MODEL and record["threshold"] == calibrated
     assert summary["run"]["threshold"] == calibrated
     # The vacuum corner holds no particle and the fit gives back the detector's MTF.
     y0, y1, x0, x1 = record["noise_fit"]["roi_px"]
@@ -95,8 +95,8 @@ def test_demo_viewer_shows_the_run_in_the_segment_and_plot_docks(demo_folder,
     viewer = make_napari_viewer()
     widget = populate_demo_viewer(viewer, demo_folder)
     image = viewer.layers["simulated series"]
-    prob = viewer.layers["unet-low probability · simulated series"]
-    mask = viewer.layers["unet-low mask · simulated series"]
+    prob = viewer.layers["msdnet-low probability · simulated series"]  # the recommended model
+    mask = viewer.layers["msdnet-low mask · simulated series"]
     assert prob.data.shape == mask.data.shape == image.data.shape
     assert tuple(mask.scale) == tuple(image.scale)
     saved = np.asarray(read_series(demo_folder / "segment" / "probability.tif").data)
@@ -108,8 +108,10 @@ def test_demo_viewer_shows_the_run_in_the_segment_and_plot_docks(demo_folder,
     features = mask.features
     assert features["converged_area_px"][0] == pytest.approx(summary["converged_area_px"])
     assert "median_f1" in features  # the truth mask was picked up
+    from napari_lowdose.models.registry import RECOMMENDED_MODEL
+
     runs = widget.plot_widget.plotted_runs()
-    assert list(runs) == ["unet-au-ceo2-low"] and len(runs["unet-au-ceo2-low"][0]) == 5
+    assert list(runs) == [RECOMMENDED_MODEL] and len(runs[RECOMMENDED_MODEL][0]) == 5
     assert viewer.dims.current_step[0] == 4
     denoised = viewer.layers["denoised"]
     assert not denoised.visible and tuple(denoised.scale) == tuple(image.scale)

@@ -49,11 +49,12 @@ SHIPPED_MODELS: dict[str, str] = {
     "unet-au-ceo2-low": "unet_au_ceo2_low.safetensors",
 }
 #: The recommended segmentation model for dose series and its threshold, decided once
-#: here by the rule in docs/models.md ("Recommended model"): of the shipped models, the
-#: one whose every frame has F1 ≥ 0.5 from the lowest dose on the validation series, ties
-#: broken by the mean F1 at ≥ 200 e⁻/Å²; at its calibrated threshold ("model"). The
-#: command's and the Segment dock's defaults and the demo read these.
-RECOMMENDED_MODEL = "unet-au-ceo2-low"
+#: here by the rule in docs/models.md ("Recommended model"), computed on the validation
+#: battery (workflows.battery_runs.model_ranking: most conditions where F1 ≥ 0.9, then
+#: ≥ 0.5, is reached; then the lowest doses; then the mean F1 at ≥ 200 e⁻/Å²); at its
+#: calibrated threshold ("model"). The command's and the Segment dock's defaults and the
+#: demo read these.
+RECOMMENDED_MODEL = "msdnet-au-ceo2-low"
 RECOMMENDED_THRESHOLD = "model"
 DEFAULT_MODEL = RECOMMENDED_MODEL
 #: Shipped denoiser name → file in ``models/pretrained`` (Katsuno et al. 2021).
