@@ -152,3 +152,17 @@ def test_each_particle_gets_its_own_readout():
     (only,) = particle_readouts(whole, single, DOSES)
     assert only["visibility_dose_e_per_A2"] == whole.visibility_dose_e_per_A2
     assert only["convergence_dose_e_per_A2"] == whole.convergence_dose_e_per_A2
+
+
+def test_specks_of_the_consensus_are_not_particles():
+    """A few pixels the high-dose frames agree on beside a particle are not a second
+    particle (the demo's MSD-net consensus had 7-px ones, with a Rose dose of 10⁵)."""
+    from napari_lowdose.analysis.consensus import particle_labels
+
+    consensus = _disk(30, 30, 10)
+    consensus[5:7, 55:57] = True  # 4 px
+    labels, n = particle_labels(consensus)
+    assert n == 1 and labels[30, 30] == 1 and labels[5, 55] == 0
+    consensus |= _disk(50, 10, 3)  # 29 px: a small particle, ≥ 2 % of the large one
+    labels, n = particle_labels(consensus)
+    assert n == 2 and labels[50, 10] == 2

@@ -142,3 +142,19 @@ def test_the_standard_error_grows_with_correlated_noise(pair):
     correlated = quality_readout(*blurred[:1], None, blurred[1], register=False)
     ratio = correlated.standard_error / correlated.noise_variance
     assert ratio > 2 * white.standard_error / white.noise_variance  # √(Σρ²) ≈ 2.5
+
+
+def test_the_summary_says_when_a_score_is_below_the_readouts_precision():
+    from napari_lowdose.analysis.denoise_quality import QualityReadout, Score
+
+    def score(mse, sigma=None):
+        return Score(mse, mse / 100.0**2, psnr_from_mse(mse, 100.0), sigma)
+
+    readout = QualityReadout(raw=score(8000.0), gaussian=score(-226.0, 3.0),
+                             denoised=score(150.0), ratio_to_gaussian=None,
+                             noise_variance=8000.0, peak=100.0, shift_px=(0, 0),
+                             dose_ratio=1.0, n_px=10_000, standard_error=280.0)
+    line = readout.summary()
+    assert "inf dB" not in line and "nan" not in line
+    assert line.count("not resolved") == 2  # the Gaussian (negative) and the denoiser
+    assert "denoised" in line and "800 (" in line  # raw: 8000 / 100² × 10³

@@ -288,8 +288,17 @@ def estimate_drift(frames: Any, dose_e_per_A2: Any, *, sigma_px: float = 2.0,
     return smooth - smooth[top]
 
 
+#: A connected component of the consensus is a particle only if it holds at least this
+#: fraction of the largest one's pixels, and at least MIN_PARTICLE_PX pixels; smaller
+#: specks (a few pixels the high-dose frames happen to agree on) belong to the nearest
+#: particle's surroundings instead.
+MIN_PARTICLE_FRACTION = 0.02
+MIN_PARTICLE_PX = 9
+
+
 def particle_labels(consensus: Any) -> tuple[np.ndarray, int]:
-    """The particles of a consensus mask: its connected components (8-connected),
+    """The particles of a consensus mask: its connected components (8-connected) of at least
+    :data:`MIN_PARTICLE_FRACTION` of the largest's size (and :data:`MIN_PARTICLE_PX`),
     numbered 1, 2, … by decreasing size (ties in scan order).
 
     Parameters
@@ -300,16 +309,21 @@ def particle_labels(consensus: Any) -> tuple[np.ndarray, int]:
     Returns
     -------
     (ndarray of int, int)
-        The label image (0 outside every particle) and the number of particles.
+        The label image (0 outside every particle, and on specks) and the number of
+        particles.
     """
     labels, n = ndimage.label(np.asarray(consensus, dtype=bool), structure=np.ones((3, 3)))
     if n == 0:
         return labels, 0
-    sizes = ndimage.sum(np.ones_like(labels), labels, index=np.arange(1, n + 1))
-    order = np.argsort(-np.asarray(sizes), kind="stable") + 1
+    sizes = np.asarray(ndimage.sum(np.ones_like(labels), labels, index=np.arange(1, n + 1)))
+    keep = sizes >= max(MIN_PARTICLE_PX, MIN_PARTICLE_FRACTION * sizes.max())
+    if not keep.any():  # only specks: the largest stands for the particle
+        keep = sizes == sizes.max()
+    order = np.argsort(-sizes, kind="stable")
+    order = order[keep[order]] + 1
     rank = np.zeros(n + 1, dtype=labels.dtype)
-    rank[order] = np.arange(1, n + 1)
-    return rank[labels], n
+    rank[order] = np.arange(1, order.size + 1)
+    return rank[labels], int(order.size)
 
 
 def particle_readouts(readout: ConsensusReadout, masks: Any, dose_e_per_A2: Any, *,

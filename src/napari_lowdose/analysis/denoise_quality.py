@@ -216,20 +216,26 @@ class QualityReadout:
         return out
 
     def summary(self) -> str:
-        """One line: raw, best Gaussian and denoiser MSE ×10³ (normalised) and PSNR."""
+        """One line: raw, best Gaussian and denoiser MSE ×10³ (normalised) and PSNR; a score
+        within the readout's precision of zero (or below it) is said to be unresolved."""
+        error = (1e3 * self.standard_error / self.peak**2
+                 if math.isfinite(self.standard_error) else math.nan)
 
         def show(score: Score) -> str:
-            return f"{1e3 * score.mse_normalised:.3g} ({score.psnr_db:.1f} dB)"
+            value = 1e3 * score.mse_normalised
+            if math.isfinite(error) and value <= error:
+                return f"{value:.3g} (not resolved: within ±{error:.2g} of zero)"
+            return f"{value:.3g} ({score.psnr_db:.1f} dB)"
 
         text = (f"unbiased MSE ×10³ (normalised): raw {show(self.raw)}, best Gaussian "
                 f"σ={self.gaussian.sigma_px:g} px {show(self.gaussian)}")
-        if self.denoised is not None and self.ratio_to_gaussian is not None:
-            text += f", denoised {show(self.denoised)} = {self.ratio_to_gaussian:.2f}× Gaussian"
+        if self.denoised is not None:
+            text += f", denoised {show(self.denoised)}"
+            if self.ratio_to_gaussian is not None:
+                text += f" = {self.ratio_to_gaussian:.2f}× Gaussian"
         pairs = f"; {self.n_pairs} frame pairs" if self.n_pairs > 1 else ""
-        error = ""
-        if math.isfinite(self.standard_error):
-            error = f" (±{1e3 * self.standard_error / self.peak**2:.2g} common offset)"
-        return f"{text}{error}{pairs}"
+        offset = f" (±{error:.2g} common offset)" if math.isfinite(error) else ""
+        return f"{text}{offset}{pairs}"
 
 
 def _cut_box(shape: tuple[int, int], shift: tuple[int, int],
