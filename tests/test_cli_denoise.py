@@ -85,6 +85,19 @@ def test_denoise_a_frame_range_with_a_dose_table(inputs, tmp_path):
     assert back.frame_dose.dose_e_per_A2 == pytest.approx(2 * inputs["doses"][1:])
     record = json.loads((out / "denoise.json").read_text())
     assert record["frames"]["count"] == 2 and record["dose"]["source"] == "table"
+    assert record["dihedral_average"] is False
+
+
+def test_denoise_with_the_dihedral_average_records_it_and_differs(inputs, tmp_path):
+    common = [str(inputs["series"]), "--model", str(inputs["denoiser"]), "--device", "cpu",
+              "--frames", "0:1", "--no-quality"]
+    assert main(["denoise", *common, "--out", str(tmp_path / "plain")]) == 0
+    assert main(["denoise", *common, "--dihedral-average", "--out", str(tmp_path / "d8")]) == 0
+    record = json.loads((tmp_path / "d8" / "denoise.json").read_text())
+    assert record["dihedral_average"] is True
+    plain = np.asarray(read_series(tmp_path / "plain" / "denoised.tif").data)
+    averaged = np.asarray(read_series(tmp_path / "d8" / "denoised.tif").data)
+    assert averaged.shape == plain.shape and not np.allclose(averaged, plain)
 
 
 @pytest.mark.parametrize("case", ["missing series", "segmentation model", "not installed",

@@ -198,3 +198,25 @@ def test_autocast_on_cuda_keeps_float32_output():
     for i in cpu:
         assert gpu[i].dtype == np.float32
         np.testing.assert_allclose(gpu[i], cpu[i], atol=0.05 * float(np.abs(cpu[i]).max()))
+
+
+@pytest.mark.parametrize("tile_px", [None, 24])
+def test_the_dihedral_average_is_the_mean_over_the_eight_orientations(tile_px):
+    """A non-square frame, whole or tiled: each orientation is denoised and turned back."""
+    model = _random_head(DenoiserUNet(base_channels=4, levels=2))
+    frame = _poisson_frames(1, shape=(37, 53))[0]
+    averaged = denoise_frame(model, frame, expected_e_per_px=5.0, device="cpu",
+                             tile_px=tile_px, dihedral_average=True)
+    assert averaged.shape == frame.shape and averaged.dtype == np.float32
+    by_hand = []
+    for turns in range(4):
+        for flip in (False, True):
+            moved = np.rot90(frame, turns)
+            moved = moved[:, ::-1] if flip else moved
+            out = denoise_frame(model, np.ascontiguousarray(moved), expected_e_per_px=5.0,
+                                device="cpu", tile_px=tile_px)
+            out = out[:, ::-1] if flip else out
+            by_hand.append(np.rot90(out, -turns))
+    np.testing.assert_allclose(averaged, np.mean(by_hand, axis=0), rtol=1e-5, atol=1e-4)
+    plain = denoise_frame(model, frame, expected_e_per_px=5.0, device="cpu", tile_px=tile_px)
+    assert not np.allclose(plain, averaged)  # the random network is not symmetric

@@ -29,7 +29,21 @@ from .streaming import (
 )
 from .tiling import Tile, blend_tiles, model_tile_plan
 
-__all__ = ["denoise_frame", "denoise_frames", "outside_training_range"]
+__all__ = ["DIHEDRAL", "denoise_frame", "denoise_frames", "outside_training_range"]
+
+#: The eight symmetries of the square pixel grid: (quarter turns, then a left–right flip).
+DIHEDRAL: tuple[tuple[int, bool], ...] = tuple(
+    (turns, flip) for flip in (False, True) for turns in range(4))
+
+
+def _transform(stack: np.ndarray, turns: int, flip: bool) -> np.ndarray:
+    moved = np.rot90(stack, turns, axes=(-2, -1))
+    return np.ascontiguousarray(moved[..., ::-1] if flip else moved)
+
+
+def _untransform(stack: np.ndarray, turns: int, flip: bool) -> np.ndarray:
+    back = stack[..., ::-1] if flip else stack
+    return np.rot90(back, -turns, axes=(-2, -1))
 
 
 @torch.inference_mode()
@@ -90,6 +104,7 @@ def denoise_frames(
     progress: Callable[[int, int], None] | None = None,
     tile_px: int | str | None = None,
     overlap_px: int | None = None,
+    dihedral_average: bool = False,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(frame index, denoised frame)`` for the frames of a series, one by one.
 
@@ -131,6 +146,13 @@ def denoise_frames(
         receptive field (:func:`napari_lowdose.models.tiling.default_overlap_px`, at most
         ~1.5× the work of one pass).
 
+    dihedral_average : bool, optional
+        Denoise each frame in the eight orientations of :data:`DIHEDRAL` and average the
+        results turned back (8× the work). The network's errors that depend on the
+        orientation average out; the detector noise is isotropic under Eq. 3. On the real
+        OneView pair it lowered a fine-tuned denoiser's unbiased MSE from 0.95× to 0.82×
+        the best Gaussian filter's (docs/models.md).
+
     Yields
     ------
     index : int
@@ -162,20 +184,35 @@ def denoise_frames(
     if not (math.isfinite(gain) and gain > 0):
         raise ValueError(f"counts_per_electron must be positive, got {counts_per_electron}")
     indices = resolve_indices(frame_indices, n)
-    tiles = model_tile_plan(model, shape, tile_px, overlap_px).tiles
+    plans = {shape: model_tile_plan(model, shape, tile_px, overlap_px).tiles}
+    tiles = plans[shape]
     target = select_device(device)
     stop = should_stop or (lambda: False)
+    orientations = DIHEDRAL if dihedral_average else DIHEDRAL[:1]
 
     def autocast() -> contextlib.AbstractContextManager:
         return inference_autocast(target)
 
+    def one_pass(batch: np.ndarray, e_per_px: np.ndarray | None) -> np.ndarray | None:
+        grid = (int(batch.shape[-2]), int(batch.shape[-1]))
+        if grid not in plans:  # a quarter turn of a non-square frame
+            plans[grid] = model_tile_plan(model, grid, tile_px, overlap_px).tiles
+        if plans[grid] is None:
+            return _denoise_batch(model, batch, e_per_px, gain, target, autocast)
+        one = _denoise_tiled(model, batch[0], e_per_px, gain, plans[grid], batch_size,
+                             target, autocast, stop)
+        return None if one is None else one[None]
+
     def process(chunk: list[int], batch: np.ndarray) -> np.ndarray | None:
         e_per_px = None if doses is None else doses[chunk]
-        if tiles is None:
-            return _denoise_batch(model, batch, e_per_px, gain, target, autocast)
-        one = _denoise_tiled(model, batch[0], e_per_px, gain, tiles, batch_size, target,
-                             autocast, stop)
-        return None if one is None else one[None]
+        total = None
+        for turns, flip in orientations:
+            out = one_pass(_transform(batch, turns, flip), e_per_px)
+            if out is None or stop():
+                return None
+            out = _untransform(out, turns, flip)
+            total = out if total is None else total + out
+        return (total / len(orientations)).astype(np.float32, copy=False)
 
     return stream_frames(model, frames, single, indices, 1 if tiles is not None else batch_size,
                          process, target, progress, stop)
