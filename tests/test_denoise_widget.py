@@ -465,3 +465,25 @@ def test_bad_tile_gives_one_notification_and_no_layer(setup, monkeypatch):
     widget.run()
     assert len(messages) == 2 and "too small" in messages[-1]
     assert len(viewer.layers) == 1
+
+
+def test_the_dihedral_average_runs_as_the_command_does(setup, model_file):
+    from napari_lowdose.models.registry import load_denoiser
+
+    viewer, widget, image = setup
+    model, _ = load_denoiser(model_file)
+    widget.scope.value = "all"
+    widget.dihedral.value = True
+    widget.run()
+    out = viewer.layers[OUTPUT]
+    expected = dict(REAL_DENOISE_FRAMES(model, image.data, expected_e_per_px=DOSES * PIXEL_A**2,
+                                        device="cpu", dihedral_average=True))
+    for i in range(N_FRAMES):
+        np.testing.assert_allclose(out.data[i], expected[i], rtol=1e-5, atol=1e-5)
+    assert out.metadata[LOWDOSE_KEY]["denoised"]["dihedral_average"] is True
+    averaged = np.array(out.data)
+    widget.dihedral.value = False  # other settings: the frames are made again
+    widget.run()
+    again = viewer.layers[OUTPUT]
+    assert again.metadata[LOWDOSE_KEY]["denoised"]["dihedral_average"] is False
+    assert not np.allclose(np.asarray(again.data), averaged)

@@ -38,7 +38,15 @@ from types import SimpleNamespace
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..errors import LowdoseError, one_line
@@ -158,6 +166,12 @@ class DenoiseWidget(LayerRun, QualityRows, LiveScope, WatchMode, NetworkDock):
         )
         self.overlap_px.native.setSpecialValueText(AUTO_OVERLAP_TEXT)
         self.tile_info = Label(label="tiling", value="")
+        self.dihedral = CheckBox(
+            text="average over the 8 flips and quarter turns (8× slower)", value=False,
+            tooltip="Denoise each frame in its eight orientations and average the results "
+            "turned back: usually a lower error (on a real OneView pair 0.82× → 0.69× the "
+            "best Gaussian filter's). As --dihedral-average of 'napari-lowdose denoise'.",
+        )
         self.run_button = PushButton(text="Denoise")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress_bar = ProgressBar(label="progress", min=0, max=1, value=0)
@@ -183,6 +197,7 @@ class DenoiseWidget(LayerRun, QualityRows, LiveScope, WatchMode, NetworkDock):
                 self.tile_px,
                 self.overlap_px,
                 self.tile_info,
+                self.dihedral,
                 self.run_button,
                 self.cancel_button,
                 self.progress_bar,
@@ -223,6 +238,7 @@ class DenoiseWidget(LayerRun, QualityRows, LiveScope, WatchMode, NetworkDock):
         self.settings = DockSettings("denoise", {
             "model": self.model, "model_file": self.model_file, "device": self.device,
             "gain": self.gain, "tile_px": self.tile_px, "overlap_px": self.overlap_px,
+            "dihedral": self.dihedral,
             **self._watch_settings(),
         }).connect()
         show_frame_dose(viewer)
@@ -434,6 +450,7 @@ class DenoiseWidget(LayerRun, QualityRows, LiveScope, WatchMode, NetworkDock):
             gain=gain,
             gain_text=gain_text,
             plan=plan,
+            dihedral=bool(self.dihedral.value),
         )
 
     def run(self, _event=None):

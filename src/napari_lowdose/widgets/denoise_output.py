@@ -45,6 +45,7 @@ def settings_record(request) -> dict:
         "counts_per_electron": float(request.gain),
         "tile_px": request.plan.tile_px if tiled else None,
         "overlap_px": int(request.plan.overlap_px) if tiled else None,
+        "dihedral_average": bool(getattr(request, "dihedral", False)),
     }
 
 

@@ -84,6 +84,7 @@ class LayerRun:
             should_stop=self._stop_event.is_set,
             tile_px=request.plan.tile_px if tiled else None,
             overlap_px=request.plan.overlap_px,
+            dihedral_average=getattr(request, "dihedral", False),
         )
 
     def _on_frame(self, item):
