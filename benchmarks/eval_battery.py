@@ -69,6 +69,9 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/.battery-cache"))
     parser.add_argument("--out", type=Path, default=Path("docs/images/battery"))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--match-sampling", action="store_true",
+                        help="resample frames to each model's training pixel size "
+                             "(segment --match-sampling); rows are named MODEL@sampling")
     parser.add_argument("--keep-masks", type=Path, default=None, metavar="DIR",
                         help="also save every series' masks (bit-packed .npz) in DIR")
     args = parser.parse_args()
@@ -88,7 +91,7 @@ def main() -> None:
         table_csv,
         table_markdown,
     )
-    from napari_lowdose.workflows.segmentation import resolve_threshold
+    from napari_lowdose.workflows.segmentation import inference_zoom, resolve_threshold
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -100,26 +103,30 @@ def main() -> None:
     jsonl = args.out.with_suffix(".jsonl")
     jsonl.parent.mkdir(parents=True, exist_ok=True)
     rows = _done(jsonl)
+    labels = {name: f"{name}@sampling" if args.match_sampling else name for name in models}
     for model_name in models:
         model, metadata = load_model(resolve_model(model_name), device="cpu")
         threshold = resolve_threshold(None, metadata, model_name)
+        label = labels[model_name]
         for condition in conditions:
+            zoom = (inference_zoom(condition.sampling_A, metadata) if args.match_sampling
+                    else None)
             for particle in range(particles):
-                if (model_name, condition.name, particle) in rows:
+                if (label, condition.name, particle) in rows:
                     continue
                 frames, truth, dose = _series(condition, particle, frames_n, args.cache)
                 keep = None
                 if args.keep_masks is not None:
-                    name = f"{Path(model_name).stem}-{condition.name}-{particle}.npz"
+                    name = f"{Path(label).stem}-{condition.name}-{particle}.npz"
                     keep = _mask_keeper(args.keep_masks / name)
-                row = battery_row(model_name, condition, particle, threshold, model, frames,
-                                  truth, dose, on_masks=keep)
+                row = battery_row(label, condition, particle, threshold, model, frames,
+                                  truth, dose, on_masks=keep, zoom=zoom)
                 with jsonl.open("a") as handle:
                     handle.write(json.dumps(row) + "\n")
-                rows[(model_name, condition.name, particle)] = row
-                print(f"{model_name} {condition.name} particle {particle}: "
+                rows[(label, condition.name, particle)] = row
+                print(f"{label} {condition.name} particle {particle}: "
                       f"{json.dumps(row['readouts'])} ({row['seconds']} s)", flush=True)
-    table = battery_table(rows.values(), models, conditions)
+    table = battery_table(rows.values(), list(labels.values()), conditions)
     args.out.with_suffix(".csv").write_text(table_csv(table))
     markdown = table_markdown(table)
     args.out.with_suffix(".md").write_text(markdown)

@@ -192,3 +192,24 @@ def test_a_series_too_large_for_memory_gives_the_same_files_from_scratch_files(
                               np.asarray(read_series(tmp_path / "on_disk" / name).data))
     # The scratch files are gone; only the two output folders are left.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in_memory", "on_disk"]
+
+
+def test_match_sampling_resamples_for_the_network_and_is_recorded(inputs, tmp_path, capsys):
+    folder, series, _, _ = inputs
+    trained_at = save_checkpoint(
+        tmp_path / "card.safetensors", MSDNet(depth=3, width=2, kernel_size=3, max_dilation=2),
+        arch="msdnet", metadata={"validation": {"f1": 0.5}, "dataset": {"card": {"recipe": {
+            "structure": {"sampling_range_A": [2 * PIXEL_A, 2 * PIXEL_A]}}}}})
+    common = ["segment", str(series), "--model", str(trained_at), "--device", "cpu",
+              "--threshold", "0.5"]
+    assert main([*common, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*common, "--match-sampling", "--out", str(tmp_path / "matched")]) == 0
+    record = json.loads((tmp_path / "matched" / "summary.json").read_text())["run"]
+    assert record["inference_zoom"] == pytest.approx(0.5)  # trained at twice the pixel size
+    plain = np.asarray(read_series(tmp_path / "plain" / "probability.tif").data)
+    matched = np.asarray(read_series(tmp_path / "matched" / "probability.tif").data)
+    assert matched.shape == plain.shape and not np.allclose(matched, plain)
+    capsys.readouterr()
+    # a model that does not record its training sampling is refused in one line
+    assert _run(inputs, tmp_path / "none", "--match-sampling") == 1
+    assert "--match-sampling" in _one_line_error(capsys) and not (tmp_path / "none").exists()

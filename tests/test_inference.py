@@ -216,3 +216,37 @@ def test_tiles_are_at_least_the_minimum_size():
     whole = _collect(model, frames)[0][1]
     tiled = _collect(model, frames, tile_px=8, overlap_px=0)[0][1]
     assert tiled.shape == whole.shape and np.isfinite(tiled).all()
+
+
+@pytest.mark.parametrize("zoom", [0.5, 1.5])
+def test_a_zoom_resamples_for_the_network_and_maps_back(zoom):
+    from scipy import ndimage
+
+    model, frames = _msdnet(), _frames(3, (40, 52))
+    done = []
+    out = _collect(model, frames, zoom=zoom, frame_indices=[2, 0],
+                   progress=lambda k, n: done.append((k, n)))
+    assert [i for i, _ in out] == [2, 0] and done == [(1, 2), (2, 2)]
+    for index, prob in out:
+        assert prob.shape == (40, 52) and prob.dtype == np.float32
+        small = ndimage.zoom(frames[index], zoom, order=1)
+        seen = predict_frame(model, small, device="cpu")  # what the network saw
+        back = ndimage.zoom(seen, (40 / seen.shape[0], 52 / seen.shape[1]), order=1)
+        np.testing.assert_allclose(prob, back[:40, :52], atol=1e-5)
+    # A zoom of 1 is the plain path, bit for bit.
+    plain = dict(_collect(model, frames))
+    same = dict(_collect(model, frames, zoom=1.0))
+    np.testing.assert_array_equal(plain[1], same[1])
+    with pytest.raises(ValueError, match="zoom"):
+        _collect(model, frames, zoom=-1.0)
+
+
+def test_inference_zoom_takes_the_models_training_sampling():
+    from napari_lowdose.models.registry import load_model
+    from napari_lowdose.workflows.segmentation import inference_zoom, training_sampling_A
+
+    _, metadata = load_model("unet-au-ceo2-low", device="cpu")
+    assert training_sampling_A(metadata) == pytest.approx(0.075)  # Table 1: 0.07–0.08
+    assert inference_zoom(0.05, metadata) == pytest.approx(0.05 / 0.075)
+    assert inference_zoom((0.1, 0.1), metadata) == pytest.approx(0.1 / 0.075)
+    assert inference_zoom(None, metadata) is None and inference_zoom(0.05, {}) is None

@@ -14,6 +14,7 @@ from ..io.outputs import check_output_folder, result_array
 from ..workflows.segmentation import (
     SEGMENT_FILES,
     SegmentError,
+    inference_zoom,
     resolve_threshold,
     segmentation_record,
     with_rose,
@@ -46,6 +47,11 @@ def add_segment_parser(sub: argparse._SubParsersAction) -> None:
                        help="drop regions smaller than A nm² (needs the pixel size)")
     seg.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, mps")
     seg.add_argument("--batch-size", type=int, default=1, help="frames per batch (default 1)")
+    seg.add_argument("--match-sampling", action="store_true",
+                     help="resample each frame to the model's training pixel size for the "
+                          "network and the probabilities back (needs the pixel size; much "
+                          "better away from 0.07–0.08 Å/px on the validation battery, "
+                          "docs/models.md)")
     seg.add_argument("--tile", type=int, metavar="PX",
                      help="predict in overlapping tiles of PX (frames too large for memory)")
     seg.add_argument("--out", type=Path, required=True, metavar="DIR",
@@ -99,6 +105,13 @@ def cmd_segment(args: argparse.Namespace) -> int:
     model_path = resolve_model(args.model)
     model, metadata = load_model(model_path, device="cpu")
     args.threshold = resolve_threshold(args.threshold, metadata, str(args.model))
+    zoom = None
+    if args.match_sampling:
+        zoom = inference_zoom(series.pixel_size_A, metadata)
+        if zoom is None:
+            raise SegmentError("--match-sampling needs the pixel size (give --pixel-size-A or "
+                               "a calibrated file) and a model that records its training "
+                               "sampling")
     frames = series.data if series.data.ndim == 3 else series.data[None]
     with contextlib.ExitStack() as stack:
         # A large series keeps its results in scratch files, not in memory.
@@ -107,7 +120,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         bar = progress_bar(len(frames), unit="frame", desc="segment")
         try:
             for index, probability in predict_probabilities(
-                model, frames, device=device, batch_size=args.batch_size, tile_px=args.tile
+                model, frames, device=device, batch_size=args.batch_size, tile_px=args.tile,
+                zoom=zoom,
             ):
                 probabilities[index] = probability
                 masks[index] = probability_mask(probability, args.threshold, cleaning)
@@ -123,6 +137,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
             dose_source=dose.source, dose_detail=dose.detail, model_name=str(args.model),
             model_path=model_path, model_metadata=metadata, threshold=args.threshold,
             cleaning=cleaning, device=describe_device(device))
+        record["inference_zoom"] = zoom
         # Contrast and Rose doses of the whole field and of each particle (the dock's rule).
         analysis = with_rose(frames, analysis, series.pixel_size_A)
         summary = {**analysis.summary(), "run": record}

@@ -11,11 +11,13 @@ it is ready. Large frames can be processed in overlapping, blended tiles
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from scipy import ndimage
 from torch import nn
 
 from ..device import select_device
@@ -78,6 +80,7 @@ def predict_probabilities(
     frame_indices: Sequence[int] | None = None,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    zoom: float | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(frame index, probability map)`` for the frames of a series, one by one.
 
@@ -114,6 +117,12 @@ def predict_probabilities(
     should_stop : callable, optional
         Polled between batches (and tiles batches) and before each yield; when it
         returns True nothing more is yielded.
+    zoom : float, optional
+        Resample each frame by this factor (bilinear) before the network, and its
+        probabilities back to the frame's shape: a network sees lattice fringes at the
+        pixel scale it was trained on (:func:`napari_lowdose.workflows.segmentation.
+        inference_zoom` gives the factor). None or 1: the frames as they are. Frames are
+        then processed one at a time (``batch_size`` applies to tiles).
 
     Yields
     ------
@@ -134,6 +143,14 @@ def predict_probabilities(
     """
 
     frames, single = as_stack(frames)
+    if zoom is not None and not math.isclose(float(zoom), 1.0, rel_tol=1e-3):
+        if not (math.isfinite(float(zoom)) and float(zoom) > 0):
+            raise ValueError(f"zoom must be positive, got {zoom}")
+        indices = resolve_indices(frame_indices, 1 if single else int(frames.shape[0]))
+        options = {"device": device, "batch_size": batch_size, "tile_px": tile_px,
+                   "overlap_px": overlap_px, "should_stop": should_stop}
+        return _zoomed_stream(model, frames, single, indices, float(zoom), options,
+                              progress, should_stop)
     shape = (int(frames.shape[-2]), int(frames.shape[-1]))
     check_frame_size(model, shape, None if isinstance(tile_px, str) else tile_px)
     if batch_size < 1:
@@ -150,6 +167,28 @@ def predict_probabilities(
 
     return stream_frames(model, frames, single, indices, 1 if tiles is not None else batch_size,
                          process, target, progress, should_stop)
+
+
+def _zoomed_stream(model: nn.Module, frames: Any, single: bool, indices: list[int],
+                   zoom: float, options: dict[str, Any],
+                   progress: Callable[[int, int], None] | None,
+                   should_stop: Callable[[], bool] | None) -> Iterator[tuple[int, np.ndarray]]:
+    """:func:`predict_probabilities` of each frame resampled by ``zoom``, mapped back."""
+    for done, index in enumerate(indices, 1):
+        if should_stop is not None and should_stop():
+            return
+        frame = np.asarray(frames if single else frames[index], dtype=np.float32)
+        resampled = ndimage.zoom(frame, zoom, order=1)
+        for _, probability in predict_probabilities(model, resampled, **options):
+            factors = (frame.shape[0] / probability.shape[0],
+                       frame.shape[1] / probability.shape[1])
+            back = ndimage.zoom(probability, factors, order=1)[:frame.shape[0], :frame.shape[1]]
+            if back.shape != frame.shape:  # rounding: pad with the edge values
+                back = np.pad(back, [(0, frame.shape[0] - back.shape[0]),
+                                     (0, frame.shape[1] - back.shape[1])], mode="edge")
+            yield index, np.clip(back, 0.0, 1.0).astype(np.float32)
+        if progress is not None:
+            progress(done, len(indices))
 
 
 def predict_frame(model: nn.Module, frame: Any, **kwargs: Any) -> np.ndarray:

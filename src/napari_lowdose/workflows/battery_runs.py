@@ -34,7 +34,8 @@ READOUT_KEYS = (
 
 
 def segment_series(model: Any, frames: Any, threshold: float, *,
-                   device: str = "cpu", batch_size: int = 1) -> np.ndarray:
+                   device: str = "cpu", batch_size: int = 1,
+                   zoom: float | None = None) -> np.ndarray:
     """Masks of every frame: the same inference and thresholding as ``segment``.
 
     Parameters
@@ -49,6 +50,9 @@ def segment_series(model: Any, frames: Any, threshold: float, *,
         Torch device.
     batch_size : int, optional
         Frames per forward pass.
+    zoom : float, optional
+        Resample frames by this factor for the network
+        (:func:`~.segmentation.inference_zoom`).
 
     Returns
     -------
@@ -59,7 +63,7 @@ def segment_series(model: Any, frames: Any, threshold: float, *,
 
     masks = np.zeros(np.shape(frames), dtype=bool)
     for index, probability in predict_probabilities(model, frames, device=device,
-                                                    batch_size=batch_size):
+                                                    batch_size=batch_size, zoom=zoom):
         masks[index] = probability_mask(probability, threshold)
     return masks
 
@@ -68,7 +72,8 @@ def battery_row(model_name: str, condition: BatteryCondition, particle: int,
                 threshold: float, model: Any, frames: Any, truth: np.ndarray,
                 dose_e_per_A2: Sequence[float], *, device: str = "cpu",
                 batch_size: int = 1,
-                on_masks: Callable[[np.ndarray], None] | None = None) -> dict[str, Any]:
+                on_masks: Callable[[np.ndarray], None] | None = None,
+                zoom: float | None = None) -> dict[str, Any]:
     """Segment one battery series, score it, and return its JSON row.
 
     The row holds the model, condition, particle, threshold, per-frame doses and F1, the
@@ -76,7 +81,8 @@ def battery_row(model_name: str, condition: BatteryCondition, particle: int,
     the masks (e.g. to keep them for studying the readouts).
     """
     start = time.perf_counter()
-    masks = segment_series(model, frames, threshold, device=device, batch_size=batch_size)
+    masks = segment_series(model, frames, threshold, device=device, batch_size=batch_size,
+                           zoom=zoom)
     if on_masks is not None:
         on_masks(masks)
     score = score_series(masks, truth, dose_e_per_A2)
