@@ -137,7 +137,8 @@ def _oracle(masks):
     """A network that finds exactly ``masks`` (the command's probability stream)."""
 
     def predict(model, frames, *, device=None, batch_size=None, tile_px=None,
-                frame_indices=None, should_stop=None):
+                frame_indices=None, should_stop=None, zoom=None):
+        assert zoom is None  # segment without --match-sampling
         for index in range(len(frames)) if frame_indices is None else frame_indices:
             yield index, masks[index].astype(np.float32)
 
