@@ -12,7 +12,7 @@ from napari_lowdose.io.writers import write_series_tiff
 from napari_lowdose.models import registry
 from napari_lowdose.models.checkpoint import save_checkpoint
 from napari_lowdose.models.denoiser import DenoiserUNet
-from napari_lowdose.train.denoise_measured import field_datasets
+from napari_lowdose.train.denoise_own import field_datasets
 
 PIXEL_A = 0.3
 TINY = ["--epochs", "1", "--crop", "16", "--batch-size", "2", "--steps-per-epoch", "2",

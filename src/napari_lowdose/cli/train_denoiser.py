@@ -225,7 +225,7 @@ def _datasets(args: argparse.Namespace, notes: list[str]):
 
 def _own_datasets(args: argparse.Namespace, crop: int, notes: list[str]):
     """The user's field: the frames of every ``--frames`` file, stacked; a strip held out."""
-    from ..train.denoise_measured import field_datasets, stack_exposures
+    from ..train.denoise_own import field_datasets, stack_exposures
 
     stacks, doses, gains = [], [], []
     for path in args.frames:

@@ -5,7 +5,8 @@ Thin: it cuts the vacuum rectangle out of the selected image layer and calls
 fit of the whole series); it plots the spectrum and fit of the current frame
 (SOI Eq. 4 / Eq. 3), c0, c3 and C against dose (paper Fig. 5) and C² against
 the frame dose ``N_D`` with the Eq. 2 curve (paper Fig. 6); the plots are in
-:mod:`.noise_fit_plots`, the series fit and the fit report in :mod:`.noise_fit_run`.
+:mod:`.noise_fit_plots`, the series fit and the fit report in :mod:`.noise_fit_run`,
+saving the model and the table in :mod:`.noise_fit_save`.
 ``N_D`` is the dose × pixel height × pixel width, as ``napari-lowdose fit-noise``
 computes it.
 
@@ -23,7 +24,6 @@ fit_noise_from_pairs`); the frames' dose is their mean counts ÷ the gain.
 """
 
 import math
-from pathlib import Path
 
 import napari
 import numpy as np
@@ -41,10 +41,8 @@ from ..errors import LowdoseError, one_line
 from ..io.layers import layer_frame_dose
 from ..io.series import check_finite_frames
 from ..io.units import pixel_area_A2
-from ..io.writers import atomic_write_text
-from ..noise.fit_result import NoiseFitResult, fit_table_csv
+from ..noise.fit_result import NoiseFitResult
 from ..noise.fitting import fit_spectra
-from ..noise.model import NoiseModel
 from ..noise.spectrum import radial_spectrum
 from ..noise.vacuum import VacuumCheck, vacuum_check, vacuum_corner
 from ._common import rectangle_roi_px, shown_frame
@@ -58,6 +56,7 @@ from ._layers import (
 from ._settings import DockSettings
 from .noise_fit_plots import NoiseFitPlots
 from .noise_fit_run import NoiseFitRun, _failed, pair_fit
+from .noise_fit_save import NoiseFitSave
 
 SOURCE_CHOICES = [("vacuum region", "vacuum"), ("frame pairs", "pairs")]
 MODEL_CHOICES = [("paper (Eq. 4)", "paper"), ("physical (Eq. 3)", "physical")]
@@ -69,7 +68,7 @@ ROI_LAYER_NAME = "vacuum ROI"
 SETTINGS_NAME = "Detector noise"
 
 
-class NoiseFitWidget(NoiseFitRun, NoiseFitPlots, Container):
+class NoiseFitWidget(NoiseFitRun, NoiseFitPlots, NoiseFitSave, Container):
     """Fit the detector noise model to a vacuum rectangle of one frame or a whole series."""
 
     def __init__(self, viewer: napari.viewer.Viewer, *, use_thread: bool = True,
@@ -415,78 +414,6 @@ class NoiseFitWidget(NoiseFitRun, NoiseFitPlots, Container):
         self._frame_result_index = 0
         self._report(result, check, f"frame pair {chosen[0]}")
         return result
-
-    # -- saving ---------------------------------------------------------------------------
-    def _has_result(self) -> bool:
-        return self.result is not None or self.frame_result is not None
-
-    def _saved(self) -> tuple[NoiseFitResult, VacuumCheck | None]:
-        if self.result is not None:
-            return self.result, self.check
-        if self.frame_result is not None:
-            return self.frame_result, self.frame_check
-        raise LowdoseError("no noise fit to save: fit the current frame or the series first")
-
-    def _saved_result(self) -> NoiseFitResult:
-        return self._saved()[0]
-
-    def save_noise_model(self, path: str | Path, *, allow_non_vacuum: bool = False) -> Path:
-        """Write the fitted noise model (series fit if any, else the frame fit) as JSON.
-
-        Raises
-        ------
-        LowdoseError
-            No fit yet, or the fit failed the vacuum check (unless ``allow_non_vacuum``):
-            its c0, c3 and N0 describe the structure in the rectangle, not the detector.
-        """
-        result, check = self._saved()
-        if check is not None and not check.passed and not allow_non_vacuum:
-            raise LowdoseError(f"the rectangle is probably not pure vacuum ({check.summary()}):"
-                               " fit a rectangle over vacuum first")
-        layer = self.layer
-        name = f"fitted from {layer.name}" if layer is not None else "fitted"
-        try:
-            model = NoiseModel.from_fit(result, name=name)
-        except ValueError as err:
-            raise LowdoseError(str(err)) from err
-        return Path(model.to_json(path))
-
-    def save_table(self, path: str | Path) -> Path:
-        """Write the per-frame fit table as CSV (atomically), with the model and spectrum."""
-        result = self._saved_result()
-        atomic_write_text(path, fit_table_csv(result))
-        return Path(path)
-
-    def _save_model_dialog(self, _event=None):
-        try:
-            result, check = self._saved()
-        except LowdoseError as err:
-            show_error(f"Not saved: {err}")
-            return
-        if check is not None and not check.passed:
-            show_error(f"Not saved: the rectangle is probably not pure vacuum "
-                       f"({check.summary()}). Move it over vacuum and fit again.")
-            return
-        self._save_dialog("Save noise model", "noise_model.json", "JSON (*.json)",
-                          self.save_noise_model)
-
-    def _save_table_dialog(self, _event=None):
-        self._save_dialog("Save per-frame table", "noise_fit.csv", "CSV (*.csv)",
-                          self.save_table)
-
-    def _save_dialog(self, title, default, filt, save):
-        from qtpy.QtWidgets import QFileDialog
-
-        path, _ = QFileDialog.getSaveFileName(None, title, default, filt)
-        if path:
-            try:
-                show_info(f"Saved {save(path)}")
-            except (LowdoseError, OSError, ValueError) as err:
-                show_error(f"Not saved: {one_line(err)}")
-
-    def _update_buttons(self):
-        has = self._has_result()
-        self.save_model_button.enabled = self.save_table_button.enabled = has
 
 
 # -- helpers ----------------------------------------------------------------------------------

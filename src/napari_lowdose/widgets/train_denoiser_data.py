@@ -7,7 +7,7 @@ dataset folder (its datasets built by the command's own code) or a dose series o
 the viewer (Noise2Noise), or the user's own field: the layers selected in the layer
 list (a dose series, or two or more exposures of the same field), fine-tuned from the
 shipped denoiser with a strip held out and judged by the unbiased-MSE quality readout
-(:func:`~napari_lowdose.train.denoise_measured.field_datasets`). Per-frame dose comes
+(:func:`~napari_lowdose.train.denoise_own.field_datasets`). Per-frame dose comes
 from a layer's metadata and its pixel size from its scale; the detector gain is the one
 set in the dock, else the one the layer's file states, else 1. The frames are read and
 checked in the worker: a frame with NaN or inf pixels is refused, named.
@@ -144,7 +144,7 @@ class TrainingData:
 
     def _own_datasets(self, spec: dict, notes: list[str]):
         """The selected exposures stacked, a bottom strip held out (the command's rule)."""
-        from ..train.denoise_measured import field_datasets, stack_exposures
+        from ..train.denoise_own import field_datasets, stack_exposures
 
         stacks, doses = [], []
         for layer in spec["layers"]:
