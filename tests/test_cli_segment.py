@@ -194,7 +194,7 @@ def test_a_series_too_large_for_memory_gives_the_same_files_from_scratch_files(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in_memory", "on_disk"]
 
 
-def test_match_sampling_resamples_for_the_network_and_is_recorded(inputs, tmp_path, capsys):
+def test_frames_are_resampled_to_the_training_sampling_by_default(inputs, tmp_path, capsys):
     folder, series, _, _ = inputs
     trained_at = save_checkpoint(
         tmp_path / "card.safetensors", MSDNet(depth=3, width=2, kernel_size=3, max_dilation=2),
@@ -202,14 +202,40 @@ def test_match_sampling_resamples_for_the_network_and_is_recorded(inputs, tmp_pa
             "structure": {"sampling_range_A": [2 * PIXEL_A, 2 * PIXEL_A]}}}}})
     common = ["segment", str(series), "--model", str(trained_at), "--device", "cpu",
               "--threshold", "0.5"]
-    assert main([*common, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*common, "--no-match-sampling", "--out", str(tmp_path / "plain")]) == 0
+    assert main([*common, "--out", str(tmp_path / "default")]) == 0
+    assert "network input: resampled ×0.5" in capsys.readouterr().out
     assert main([*common, "--match-sampling", "--out", str(tmp_path / "matched")]) == 0
     record = json.loads((tmp_path / "matched" / "summary.json").read_text())["run"]
     assert record["inference_zoom"] == pytest.approx(0.5)  # trained at twice the pixel size
+    assert record["sampling"].startswith("resampled ×0.5")
+    plain_record = json.loads((tmp_path / "plain" / "summary.json").read_text())["run"]
+    assert plain_record["inference_zoom"] is None and "off" in plain_record["sampling"]
     plain = np.asarray(read_series(tmp_path / "plain" / "probability.tif").data)
+    default = np.asarray(read_series(tmp_path / "default" / "probability.tif").data)
     matched = np.asarray(read_series(tmp_path / "matched" / "probability.tif").data)
     assert matched.shape == plain.shape and not np.allclose(matched, plain)
+    assert np.array_equal(default, matched)
     capsys.readouterr()
-    # a model that does not record its training sampling is refused in one line
+    # a model that does not record its training sampling: as is by default, with the reason
+    assert _run(inputs, tmp_path / "as-is") == 0
+    assert "network input: frames as they are: the model does not record" in (
+        capsys.readouterr().out)
+    # ... and refused in one line when resampling is asked for
     assert _run(inputs, tmp_path / "none", "--match-sampling") == 1
-    assert "--match-sampling" in _one_line_error(capsys) and not (tmp_path / "none").exists()
+    assert "sampling" in _one_line_error(capsys) and not (tmp_path / "none").exists()
+
+
+def test_sampling_plan_resamples_only_within_four_times_the_training_sampling():
+    from napari_lowdose.workflows.segmentation import SegmentError, sampling_plan
+
+    metadata = {"dataset": {"card": {"recipe": {"structure": {
+        "sampling_range_A": [0.07, 0.08]}}}}}
+    assert sampling_plan(0.1, metadata).zoom == pytest.approx(0.1 / 0.075)
+    assert sampling_plan(0.075, metadata).zoom is None  # already at the training's
+    assert sampling_plan(0.1, metadata, match=False).zoom is None
+    overview = sampling_plan(29.88, metadata)  # the real OneView pair: 2.988 nm/px
+    assert overview.zoom is None and "beyond 4×" in overview.note
+    with pytest.raises(SegmentError, match="beyond 4×"):
+        sampling_plan(29.88, metadata, match=True)
+    assert "unknown" in sampling_plan(None, metadata).note

@@ -323,3 +323,47 @@ def test_the_dock_starts_on_the_recommended_model_at_its_threshold(make_napari_v
     widget.threshold.value = 0.8
     widget.reset_settings()  # "Reset to defaults" gives the recommended choice back
     assert widget.threshold.value == pytest.approx(calibrated)
+
+
+def test_the_dock_resamples_to_the_models_sampling_as_the_command_does(
+        make_napari_viewer, tmp_path, notes):
+    """The box "match the model's sampling" (on by default) follows workflows.segmentation.
+    sampling_plan, the command's rule: the network sees each frame at its training pixel
+    size, the probabilities come back at the layer's, and the export records it."""
+    import json
+
+    import torch
+
+    from napari_lowdose.models.registry import load_model
+
+    torch.manual_seed(1)
+    card = {"validation": {"f1": 0.5}, "dataset": {"card": {"recipe": {"structure": {
+        "sampling_range_A": [2 * PIXEL_A, 2 * PIXEL_A]}}}}}
+    path = save_checkpoint(tmp_path / "card.safetensors",
+                           MSDNet(depth=3, width=2, kernel_size=3, max_dilation=2),
+                           arch="msdnet", metadata=card)
+    viewer = make_napari_viewer()
+    frames = _frames()
+    layer = _add_series(viewer, frames)
+    widget = _dock(viewer, path, layer)
+    assert widget.match_sampling.value  # the recommended default
+    widget.run()
+    assert widget._run.sampling.zoom == pytest.approx(0.5)
+    model = load_model(path, device="cpu")[0]
+    expected = dict(inference.predict_probabilities(model, frames, device="cpu", zoom=0.5))
+    probabilities = viewer.layers[widget._run.prob_layer.name].data
+    for index, probability in expected.items():
+        np.testing.assert_allclose(probabilities[index], probability, atol=1e-6)
+    written = widget.export(tmp_path / "out")
+    assert written
+    record = json.loads((tmp_path / "out" / "summary.json").read_text())["run"]
+    assert record["inference_zoom"] == pytest.approx(0.5)
+    assert record["sampling"].startswith("resampled ×0.5")
+
+    widget.match_sampling.value = False  # as segment --no-match-sampling
+    widget.run()
+    plain = dict(inference.predict_probabilities(model, frames, device="cpu"))
+    probabilities = viewer.layers[widget._run.prob_layer.name].data
+    np.testing.assert_allclose(probabilities[0], plain[0], atol=1e-6)
+    assert not np.allclose(plain[0], expected[0])
+    assert not [n for n in notes if n[0] == "show_error"]

@@ -14,8 +14,8 @@ from ..io.outputs import check_output_folder, result_array
 from ..workflows.segmentation import (
     SEGMENT_FILES,
     SegmentError,
-    inference_zoom,
     resolve_threshold,
+    sampling_plan,
     segmentation_record,
     with_rose,
     write_segmentation,
@@ -47,11 +47,12 @@ def add_segment_parser(sub: argparse._SubParsersAction) -> None:
                        help="drop regions smaller than A nm² (needs the pixel size)")
     seg.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, mps")
     seg.add_argument("--batch-size", type=int, default=1, help="frames per batch (default 1)")
-    seg.add_argument("--match-sampling", action="store_true",
+    seg.add_argument("--match-sampling", action=argparse.BooleanOptionalAction, default=None,
                      help="resample each frame to the model's training pixel size for the "
-                          "network and the probabilities back (needs the pixel size; much "
-                          "better away from 0.07–0.08 Å/px on the validation battery, "
-                          "docs/models.md)")
+                          "network and the probabilities back (default: whenever the pixel "
+                          "size is known and within 4x of it; --match-sampling fails when "
+                          "it cannot; much better away from 0.07-0.08 A/px on the "
+                          "validation battery, docs/models.md)")
     seg.add_argument("--tile", type=int, metavar="PX",
                      help="predict in overlapping tiles of PX (frames too large for memory)")
     seg.add_argument("--out", type=Path, required=True, metavar="DIR",
@@ -105,13 +106,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
     model_path = resolve_model(args.model)
     model, metadata = load_model(model_path, device="cpu")
     args.threshold = resolve_threshold(args.threshold, metadata, str(args.model))
-    zoom = None
-    if args.match_sampling:
-        zoom = inference_zoom(series.pixel_size_A, metadata)
-        if zoom is None:
-            raise SegmentError("--match-sampling needs the pixel size (give --pixel-size-A or "
-                               "a calibrated file) and a model that records its training "
-                               "sampling")
+    sampling = sampling_plan(series.pixel_size_A, metadata, match=args.match_sampling)
+    zoom = sampling.zoom
+    print(f"network input: {sampling.note}")
     frames = series.data if series.data.ndim == 3 else series.data[None]
     with contextlib.ExitStack() as stack:
         # A large series keeps its results in scratch files, not in memory.
@@ -136,8 +133,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
             pixel_size_A=series.pixel_size_A, pixel_size_source=series.pixel_size_source,
             dose_source=dose.source, dose_detail=dose.detail, model_name=str(args.model),
             model_path=model_path, model_metadata=metadata, threshold=args.threshold,
-            cleaning=cleaning, device=describe_device(device))
-        record["inference_zoom"] = zoom
+            cleaning=cleaning, device=describe_device(device), sampling=sampling)
         # Contrast and Rose doses of the whole field and of each particle (the dock's rule).
         analysis = with_rose(frames, analysis, series.pixel_size_A)
         summary = {**analysis.summary(), "run": record}

@@ -27,6 +27,7 @@ from .checkpoint import (
 __all__ = [
     "DEFAULT_DENOISER",
     "DEFAULT_MODEL",
+    "RECOMMENDED_MATCH_SAMPLING",
     "RECOMMENDED_MODEL",
     "RECOMMENDED_THRESHOLD",
     "SHIPPED_DENOISERS",
@@ -56,6 +57,11 @@ SHIPPED_MODELS: dict[str, str] = {
 #: demo read these.
 RECOMMENDED_MODEL = "msdnet-au-ceo2-low"
 RECOMMENDED_THRESHOLD = "model"
+#: Resample each frame to the model's training pixel size by default (``segment
+#: --no-match-sampling`` and the Segment dock's box turn it off): on the validation battery
+#: it is what lets the shipped networks segment at 0.05 and 0.10 Å/px (docs/models.md,
+#: "Resampling to the training sampling").
+RECOMMENDED_MATCH_SAMPLING = True
 DEFAULT_MODEL = RECOMMENDED_MODEL
 #: Shipped denoiser name → file in ``models/pretrained`` (Katsuno et al. 2021).
 SHIPPED_DENOISERS: dict[str, str] = {

@@ -42,6 +42,7 @@ class SegmentRun:
             device=request.device,
             frame_indices=request.indices,
             should_stop=self._stop_event.is_set,
+            zoom=request.sampling.zoom,
         )
 
     def _prepare_layers(self, request):
@@ -54,6 +55,7 @@ class SegmentRun:
             label=request.label,
             model_path=request.model_path,
             metadata=request.metadata,
+            sampling=request.sampling,
             device=request.device,
             n_requested=len(request.indices),
             n_new=0,

@@ -7,7 +7,9 @@ microscopist gets are the same whichever face made them.
 """
 
 import json
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +19,22 @@ from ..io.tables import table_to_csv
 from ..io.writers import write_series_tiff
 from ..provenance import package_versions
 
-__all__ = ["PAPER_THRESHOLD", "SEGMENT_FILES", "SegmentError", "inference_zoom",
-           "model_threshold", "resolve_threshold", "rose_of_run", "segmentation_record",
-           "training_sampling_A", "with_rose", "write_segmentation"]
+__all__ = [
+    "MAX_SAMPLING_ZOOM",
+    "PAPER_THRESHOLD",
+    "SEGMENT_FILES",
+    "SamplingPlan",
+    "SegmentError",
+    "inference_zoom",
+    "model_threshold",
+    "resolve_threshold",
+    "rose_of_run",
+    "sampling_plan",
+    "segmentation_record",
+    "training_sampling_A",
+    "with_rose",
+    "write_segmentation",
+]
 
 #: The files of a segmentation run, in the order they are reported.
 SEGMENT_FILES = ("masks.tif", "probability.tif", "area_vs_dose.csv", "summary.json",
@@ -102,6 +117,88 @@ def inference_zoom(pixel_size_A: float | tuple[float, float] | None,
     return side / trained if side > 0 else None
 
 
+#: Largest resampling factor (either way) the network is given: beyond it the frames are
+#: not HR-TEM at the network's scale (e.g. 30 Å/px overviews), and resampling them would
+#: only cost memory; they are segmented as they are, with a note.
+MAX_SAMPLING_ZOOM = 4.0
+
+
+@dataclass(frozen=True)
+class SamplingPlan:
+    """How a run's frames meet the network: the resampling factor and why.
+
+    Attributes
+    ----------
+    zoom : float or None
+        Factor the frames are resampled by before the network (None: as they are).
+    note : str
+        One line for the user and the run record: what was done, or why not.
+    """
+
+    zoom: float | None
+    note: str
+
+    def record(self) -> dict[str, Any]:
+        """The ``sampling`` block of a run record."""
+        return {"inference_zoom": self.zoom, "note": self.note}
+
+
+def sampling_plan(pixel_size_A: float | tuple[float, float] | None,
+                  metadata: dict[str, Any], *, match: bool | None = None) -> SamplingPlan:
+    """Whether and how to resample a series to the model's training pixel size.
+
+    The one rule of ``segment`` (``--match-sampling`` / ``--no-match-sampling``) and the
+    Segment dock's "match the model's sampling" box. Resampling is the default
+    (:data:`napari_lowdose.models.registry.RECOMMENDED_MATCH_SAMPLING`, measured on the
+    validation battery, docs/models.md).
+
+    Parameters
+    ----------
+    pixel_size_A : float or (float, float) or None
+        The series' pixel size.
+    metadata : dict
+        The model file's metadata.
+    match : bool or None, optional
+        True: resample, and fail when it cannot be done; False: never; None (default):
+        resample when the pixel size and the model's training sampling are known and the
+        factor is within :data:`MAX_SAMPLING_ZOOM`, else segment as is and say why.
+
+    Returns
+    -------
+    SamplingPlan
+
+    Raises
+    ------
+    SegmentError
+        ``match=True`` and the frames cannot be resampled.
+    """
+    from ..models.registry import RECOMMENDED_MATCH_SAMPLING
+
+    if match is False or (match is None and not RECOMMENDED_MATCH_SAMPLING):
+        return SamplingPlan(None, "frames as they are (resampling off)")
+    trained = training_sampling_A(metadata)
+    zoom = inference_zoom(pixel_size_A, metadata)
+    if zoom is None:
+        why = ("the pixel size is unknown" if pixel_size_A is None
+               else "the model does not record its training sampling")
+        if match:
+            raise SegmentError(f"matching the model's sampling needs the pixel size and a "
+                               f"model that records its training sampling: {why}")
+        return SamplingPlan(None, f"frames as they are: {why}")
+    side = zoom * float(trained)
+    if not 1.0 / MAX_SAMPLING_ZOOM <= zoom <= MAX_SAMPLING_ZOOM:
+        why = (f"{side:.3g} Å/px is {max(zoom, 1 / zoom):.3g}× the model's training "
+               f"{trained:.3g} Å/px (beyond {MAX_SAMPLING_ZOOM:g}×)")
+        if match:
+            raise SegmentError(f"cannot match the model's sampling: {why}")
+        return SamplingPlan(None, f"frames as they are: {why}")
+    if math.isclose(zoom, 1.0, rel_tol=1e-3):
+        return SamplingPlan(None, f"frames as they are: {side:.3g} Å/px is the model's "
+                                  "training sampling")
+    return SamplingPlan(zoom, f"resampled ×{zoom:.3g} from {side:.3g} to the model's "
+                              f"training {trained:.3g} Å/px")
+
+
 def resolve_threshold(requested: float | str | None, metadata: dict[str, Any],
                       name: str) -> float:
     """The probability threshold of a run: a number, ``"model"``, or None for the default.
@@ -178,7 +275,8 @@ def segmentation_record(*, input_name: str, file_format: str,
                         pixel_size_A: tuple[float, float] | None, pixel_size_source: str,
                         dose_source: str, dose_detail: str, model_name: str,
                         model_path: Path, model_metadata: dict[str, Any],
-                        threshold: float, cleaning: Any = None, device: str) -> dict[str, Any]:
+                        threshold: float, cleaning: Any = None, device: str,
+                        sampling: SamplingPlan | None = None) -> dict[str, Any]:
     """What a segmentation was made with: input, model, threshold, clean-up, device, versions.
 
     Parameters
@@ -201,12 +299,15 @@ def segmentation_record(*, input_name: str, file_format: str,
         The clean-up rules used after the threshold.
     device : str
         The device described (:func:`napari_lowdose.device.describe_device`).
+    sampling : SamplingPlan, optional
+        How the frames met the network (:func:`sampling_plan`); None: as they are.
 
     Returns
     -------
     dict
         The ``run`` block of ``summary.json``.
     """
+    sampling = sampling or SamplingPlan(None, "frames as they are")
     return {
         "input": input_name,
         "format": file_format,
@@ -217,6 +318,8 @@ def segmentation_record(*, input_name: str, file_format: str,
                   "metadata": model_metadata},
         "threshold": threshold,
         "mask_cleaning": None if cleaning is None else cleaning.to_dict(),
+        "inference_zoom": sampling.zoom,
+        "sampling": sampling.note,
         "device": device,
         "versions": package_versions(),
     }
