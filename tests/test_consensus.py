@@ -55,6 +55,32 @@ def test_false_detections_do_not_make_the_particle_visible():
     assert readout.visibility_dose_e_per_A2 == pytest.approx(DOSES[DOSES >= 300.0][0])
 
 
+def test_visible_means_f1_at_least_half_against_the_consensus():
+    """A frame that finds 40 % of the particle and nothing else (F1 0.57) is visible; one
+    that finds it all plus a false blob of twice its area (F1 0.5 > precision 0.33) is
+    visible and over-segmented; one that finds it all plus three times its area is not."""
+    truth = _disk()
+    area = int(truth.sum())
+    partial = truth & (np.arange(SIZE)[None, :] < np.sort(np.flatnonzero(truth.any(0)))[0]
+                       + 0.4 * (2 * 10 + 1))
+    base = np.stack([truth] * N)
+    for extra, index, visible in ((0, 0, True), (2, 1, True), (3, 2, False)):
+        masks = base.copy()
+        if extra:
+            frame = truth.copy()
+            free = np.flatnonzero(~truth.ravel())[: extra * area]
+            frame.ravel()[free] = True
+            masks[index] = frame
+        else:
+            masks[index] = partial
+        readout = consensus_readout(masks, DOSES)
+        f1 = readout.f1[index]
+        assert (f1 >= 0.5) == visible
+        assert readout.visibility_dose_e_per_A2 == pytest.approx(
+            DOSES[0] if visible else DOSES[index + 1])
+        assert readout.over_segmented[index] == bool(extra)
+
+
 def test_no_readout_and_why():
     masks = _series(visible_from=50.0, converged_from=500.0, false_blob_below=20.0)
     cancelled = consensus_readout(masks[:12], DOSES[:12], series_max_dose_e_per_A2=DOSES[-1])

@@ -150,8 +150,8 @@ def _print_summary(record: dict[str, Any]) -> None:
     def since(value):
         return "not reached" if value is None else f"from {value:.3g} e⁻/Å²"
 
-    print(f"  visible:           {since(seg['visibility_dose_e_per_A2'])} (recall and "
-          f"precision ≥ 0.5 against the high-dose consensus; against the truth, F1 ≥ 0.5 "
+    print(f"  visible:           {since(seg['visibility_dose_e_per_A2'])} (F1 ≥ 0.5 "
+          f"against the high-dose consensus; against the truth, F1 ≥ 0.5 "
           f"{since(f1['f1_at_least_half_from_e_per_A2'])})")
     print(f"  converged:         {since(seg['convergence_dose_e_per_A2'])} (F1 ≥ 0.9 against "
           f"the consensus; against the truth "

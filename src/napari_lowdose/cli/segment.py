@@ -157,8 +157,8 @@ def _print_summary(analysis, out: Path) -> None:
     print(f"{summary['n_frames']} frames segmented; converged area {area_text}")
     if summary.get("consensus_readout", "ok") == "ok":
         over = summary.get("over_segmented_frames") or []
-        print(f"against the consensus of the highest-dose frames: visible (recall and "
-              f"precision ≥ 0.5) from {dose(summary['visibility_dose_e_per_A2'])}; "
+        print(f"against the consensus of the highest-dose frames: visible (F1 ≥ 0.5) "
+              f"from {dose(summary['visibility_dose_e_per_A2'])}; "
               f"F1 ≥ {summary.get('convergence_f1', 0.9):g} from "
               f"{dose(summary['convergence_dose_e_per_A2'])}"
               + (f"; {len(over)} over-segmented frame(s)" if over else ""))

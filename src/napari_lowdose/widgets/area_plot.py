@@ -321,7 +321,7 @@ class AreaPlotWidget(Container):
         if consensus:  # against the consensus of the highest-dose frames
             handles += [
                 Line2D([], [], color=fg, lw=1, label="converged (F1 ≥ 0.9, consensus)"),
-                Line2D([], [], color=fg, lw=1, ls="--", label="visible (recall, precision ≥ 0.5)"),
+                Line2D([], [], color=fg, lw=1, ls="--", label="visible (F1 ≥ 0.5)"),
                 Line2D([], [], color=fg, ls="", marker="x", ms=4, label="over-segmented")]
         else:  # the paper's area-only doses
             handles += [Line2D([], [], color=fg, lw=1, label="area converged"),
