@@ -52,6 +52,36 @@ def _mask_keeper(path: Path):
     return keep
 
 
+def _load_masks(path: Path) -> np.ndarray:
+    with np.load(path) as stored:
+        shape = tuple(int(n) for n in stored["shape"])
+        bits = np.unpackbits(stored["bits"], axis=-1)
+    return bits[..., :shape[-1]].astype(bool).reshape(shape)
+
+
+def _rescore(rows: dict, masks_dir: Path, cache: Path, frames_n: int, jsonl: Path) -> None:
+    """Score every row with kept masks again (same doses, truth and masks); rewrite jsonl."""
+    from napari_lowdose.workflows.battery import battery_condition
+    from napari_lowdose.workflows.battery_runs import row_from_masks
+
+    left = []
+    for key, row in rows.items():
+        label, condition_name, particle = key
+        path = masks_dir / f"{Path(label).stem}-{condition_name}-{particle}.npz"
+        if not path.exists():
+            left.append(f"{label} {condition_name} {particle}")
+            continue
+        _, truth, dose = _series(battery_condition(condition_name), particle, frames_n, cache)
+        again = row_from_masks(label, condition_name, particle, row["threshold"],
+                               _load_masks(path), truth, dose)
+        rows[key] = {**again, "seconds": row.get("seconds")}
+    tmp = jsonl.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows.values()))
+    tmp.replace(jsonl)
+    print(f"rescored {len(rows) - len(left)} rows; without kept masks: "
+          f"{', '.join(left) or 'none'}", flush=True)
+
+
 def _done(jsonl: Path) -> dict[tuple[str, str, int], dict]:
     if not jsonl.exists():
         return {}
@@ -74,6 +104,10 @@ def main() -> None:
                              "(segment --match-sampling); rows are named MODEL@sampling")
     parser.add_argument("--keep-masks", type=Path, default=None, metavar="DIR",
                         help="also save every series' masks (bit-packed .npz) in DIR")
+    parser.add_argument("--rescore", action="store_true",
+                        help="first score the rows already in OUT.jsonl again from their "
+                             "masks kept in --keep-masks DIR (after a change to the "
+                             "readouts); rows without kept masks are left as they are")
     args = parser.parse_args()
 
     import torch
@@ -103,6 +137,10 @@ def main() -> None:
     jsonl = args.out.with_suffix(".jsonl")
     jsonl.parent.mkdir(parents=True, exist_ok=True)
     rows = _done(jsonl)
+    if args.rescore:
+        if args.keep_masks is None:
+            parser.error("--rescore needs --keep-masks DIR")
+        _rescore(rows, args.keep_masks, args.cache, frames_n, jsonl)
     labels = {name: f"{name}@sampling" if args.match_sampling else name for name in models}
     for model_name in models:
         model, metadata = load_model(resolve_model(model_name), device="cpu")

@@ -137,3 +137,32 @@ def test_model_ranking_prefers_reaching_the_levels_then_lower_doses():
     # Both converging models reach 0.9 on both conditions; one never reaches 0.5 on one of
     # them (counted as 2 × 5·10³): "converges" is first.
     assert ranking == ["converges", "converges-earlier", "early-but-never-converges"]
+
+
+def test_a_row_is_the_same_scored_from_kept_masks_as_from_the_network(monkeypatch):
+    """``eval_battery.py --rescore`` scores kept masks with ``row_from_masks``: the row a
+    network run writes, without the seconds."""
+    from napari_lowdose.workflows.battery_runs import battery_row, row_from_masks
+
+    rng = np.random.default_rng(1)
+    truth = np.zeros((64, 64), dtype=bool)
+    truth[20:44, 16:40] = True
+    dose = np.geomspace(5, 5e3, 40)
+    masks = _series_masks(dose, truth, found_from=50.0, noisy_below=20.0, rng=rng)
+
+    class Oracle:  # a "network" whose probabilities are the masks, frame by frame
+        pass
+
+    import napari_lowdose.models.inference as inference
+
+    def predict(model, frames, **_):
+        for index in range(len(frames)):
+            yield index, masks[index].astype(np.float32)
+
+    monkeypatch.setattr(inference, "predict_probabilities", predict)
+    kept = []
+    row = battery_row("oracle", BATTERY[0], 0, 0.5, Oracle(), masks.astype(np.float32),
+                      truth, dose, on_masks=kept.append)
+    again = row_from_masks("oracle", BATTERY[0].name, 0, 0.5, kept[0], truth, dose)
+    assert {k: v for k, v in row.items() if k != "seconds"} == again
+    assert again["readouts"]["visibility_dose_e_per_A2"] == pytest.approx(dose[dose >= 50][0])

@@ -20,6 +20,7 @@ __all__ = [
     "battery_row",
     "battery_table",
     "model_ranking",
+    "row_from_masks",
     "segment_series",
     "table_csv",
     "table_markdown",
@@ -85,13 +86,44 @@ def battery_row(model_name: str, condition: BatteryCondition, particle: int,
                            zoom=zoom)
     if on_masks is not None:
         on_masks(masks)
+    row = row_from_masks(model_name, condition.name, particle, threshold, masks, truth,
+                         dose_e_per_A2)
+    return {**row, "seconds": round(time.perf_counter() - start, 1)}
+
+
+def row_from_masks(model_name: str, condition_name: str, particle: int, threshold: float,
+                   masks: np.ndarray, truth: np.ndarray,
+                   dose_e_per_A2: Sequence[float]) -> dict[str, Any]:
+    """The JSON row of a segmented battery series (:func:`battery_row` without the network):
+    also how kept masks are scored again after a change to the readouts.
+
+    Parameters
+    ----------
+    model_name, condition_name : str
+        The row's labels.
+    particle : int
+        The particle's index in the condition.
+    threshold : float
+        The threshold the masks were made at.
+    masks : ndarray of bool, shape (n, y, x)
+        The series' masks.
+    truth : ndarray of bool, shape (y, x)
+        The exact particle mask.
+    dose_e_per_A2 : sequence of float, shape (n,)
+        Frame doses.
+
+    Returns
+    -------
+    dict
+        ``model``, ``condition``, ``particle``, ``threshold``, per-frame
+        ``dose_e_per_A2`` and ``f1`` and the ``readouts`` (:data:`READOUT_KEYS`).
+    """
     score = score_series(masks, truth, dose_e_per_A2)
-    return {"model": model_name, "condition": condition.name, "particle": int(particle),
+    return {"model": model_name, "condition": condition_name, "particle": int(particle),
             "threshold": float(threshold),
             "dose_e_per_A2": score.dose_e_per_A2.tolist(),
             "f1": score.f1_truth.tolist(),
-            "readouts": {key: getattr(score, key) for key in READOUT_KEYS},
-            "seconds": round(time.perf_counter() - start, 1)}
+            "readouts": {key: getattr(score, key) for key in READOUT_KEYS}}
 
 
 def _score(row: dict[str, Any]) -> SeriesScore:
