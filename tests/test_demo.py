@@ -95,8 +95,12 @@ def test_demo_viewer_shows_the_run_in_the_segment_and_plot_docks(demo_folder,
     viewer = make_napari_viewer()
     widget = populate_demo_viewer(viewer, demo_folder)
     image = viewer.layers["simulated series"]
-    prob = viewer.layers["msdnet-low probability · simulated series"]  # the recommended model
-    mask = viewer.layers["msdnet-low mask · simulated series"]
+    from napari_lowdose.models.registry import RECOMMENDED_MODEL
+    from napari_lowdose.widgets.segment_results import short_model_name
+
+    short = short_model_name(RECOMMENDED_MODEL, RECOMMENDED_MODEL.split("-")[0], shipped=True)
+    prob = viewer.layers[f"{short} probability · simulated series"]  # the recommended model
+    mask = viewer.layers[f"{short} mask · simulated series"]
     assert prob.data.shape == mask.data.shape == image.data.shape
     assert tuple(mask.scale) == tuple(image.scale)
     saved = np.asarray(read_series(demo_folder / "segment" / "probability.tif").data)
@@ -108,7 +112,6 @@ def test_demo_viewer_shows_the_run_in_the_segment_and_plot_docks(demo_folder,
     features = mask.features
     assert features["converged_area_px"][0] == pytest.approx(summary["converged_area_px"])
     assert "median_f1" in features  # the truth mask was picked up
-    from napari_lowdose.models.registry import RECOMMENDED_MODEL
 
     runs = widget.plot_widget.plotted_runs()
     assert list(runs) == [RECOMMENDED_MODEL] and len(runs[RECOMMENDED_MODEL][0]) == 5
