@@ -18,6 +18,7 @@ import numpy as np
 
 from ..workflows.battery import BatteryCondition, battery_series
 from ..workflows.battery_runs import battery_row, battery_table
+from ..workflows.segmentation import sampling_plan
 from .budget import Deadline
 
 __all__ = ["SeriesBank", "denoiser_psnr", "evaluate_segmenters", "psnr_table"]
@@ -38,11 +39,15 @@ class SeriesBank:
         return self._series[key]
 
 
-def evaluate_segmenters(models: dict[str, tuple[Any, float]],
+def evaluate_segmenters(models: dict[str, tuple[Any, float, dict]],
                         conditions: Sequence[BatteryCondition], particles: int,
                         bank: SeriesBank, *, device: str, deadline: Deadline,
                         log: logging.Logger) -> tuple[list[dict], list[dict]]:
-    """Battery rows and table of every model (name → (network, threshold)).
+    """Battery rows and table of every model (name → (network, threshold, metadata)).
+
+    Each model sees the frames as ``segment`` gives them by default: resampled to its
+    training sampling when that is the default (:func:`~napari_lowdose.workflows.
+    segmentation.sampling_plan`).
 
     Stops starting new series when ``deadline`` passes; the table then holds what was
     scored (the log says what was left out).
@@ -50,15 +55,16 @@ def evaluate_segmenters(models: dict[str, tuple[Any, float]],
     rows = []
     for condition in conditions:
         for particle in range(int(particles)):
-            for name, (model, threshold) in models.items():
+            for name, (model, threshold, metadata) in models.items():
                 if deadline.expired():
                     log.warning("battery: out of time before %s %s %d", name, condition.name,
                                 particle)
                     return rows, battery_table(rows, list(models), conditions)
                 series = bank.get(condition, particle)
+                zoom = sampling_plan(condition.sampling_A, metadata).zoom
                 row = battery_row(name, condition, particle, threshold, model, series.frames,
                                   series.mask, series.dose_e_per_A2, device=device,
-                                  batch_size=4)
+                                  batch_size=4, zoom=zoom)
                 rows.append(row)
                 log.info("battery %s %s particle %d: F1 %s (%.1f s)", name, condition.name,
                          particle, np.round(row["f1"], 2).tolist(), row["seconds"])

@@ -195,7 +195,7 @@ def _evaluate(config: KitConfig, device: Any, total: Deadline, log: logging.Logg
     loaded = {}
     for name, where in segmenters.items():
         model, metadata = load_model(resolve_model(where), device=device)
-        loaded[name] = (model, resolve_threshold(None, metadata, name))
+        loaded[name] = (model, resolve_threshold(None, metadata, name), metadata)
     rows, table = evaluate_segmenters(loaded, conditions, config.particles, bank,
                                       device=str(device), deadline=deadline.share(0.75),
                                       log=log)
