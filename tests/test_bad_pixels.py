@@ -14,7 +14,8 @@ DOSES = [50.0, 100.0, 200.0, 400.0]
 
 @pytest.fixture(scope="module")
 def damaged_series(tmp_path_factory):
-    """Four 96² frames at 0.1 Å/px with a dose each; frame 2 has a NaN patch."""
+    """Four 96² frames at 0.1 Å/px with a dose each; frame 2 has a NaN patch (segment
+    resamples them to its model's 0.075 Å/px by default: the check must name frame 2 there too)."""
     folder = tmp_path_factory.mktemp("bad")
     frames = apply_detector_noise(np.ones((4, 96, 96)), DOSES, 0.1, c0=0.27, c3=2.25,
                                   n0_e_per_px=0.01, rng=0).astype(np.float32)
