@@ -138,6 +138,14 @@ def test_model_ranking_prefers_reaching_the_levels_then_lower_doses():
     # them (counted as 2 × 5·10³): "converges" is first.
     assert ranking == ["converges", "converges-earlier", "early-but-never-converges"]
 
+    # Same conditions reached: finding the particle a little earlier does not outweigh
+    # segmenting it fully much later (both levels' doses count).
+    table = [row("finds-earlier", 20.0, 1500.0, 0.9), row("finds-earlier", 1200.0, 150.0, 0.9),
+             row("segments-earlier", 25.0, 400.0, 0.9), row("segments-earlier", 4000.0, 70.0,
+                                                            0.9)]
+    assert [model for model, _ in model_ranking(table)] == ["segments-earlier",
+                                                            "finds-earlier"]
+
 
 def test_a_row_is_the_same_scored_from_kept_masks_as_from_the_network(monkeypatch):
     """``eval_battery.py --rescore`` scores kept masks with ``row_from_masks``: the row a

@@ -52,9 +52,9 @@ SHIPPED_MODELS: dict[str, str] = {
 #: The recommended segmentation model for dose series and its threshold, decided once
 #: here by the rule in docs/models.md ("Recommended model"), computed on the validation
 #: battery (workflows.battery_runs.model_ranking: most conditions where F1 ≥ 0.9, then
-#: ≥ 0.5, is reached; then the lowest doses; then the mean F1 at ≥ 200 e⁻/Å²), each model
-#: run as the defaults run it (frames resampled to its training sampling, below); at its
-#: calibrated threshold ("model"). The command's and the Segment dock's defaults and the
+#: ≥ 0.5, is reached; then the lowest doses of both levels; then the mean F1 at ≥ 200
+#: e⁻/Å²), each model run as the defaults run it (frames resampled to its training
+#: sampling, below); at its calibrated threshold ("model"). The command's and the Segment dock's defaults and the
 #: demo read these.
 RECOMMENDED_MODEL = "unet-au-ceo2-low"
 RECOMMENDED_THRESHOLD = "model"

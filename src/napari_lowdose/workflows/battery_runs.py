@@ -194,9 +194,10 @@ def model_ranking(table: Sequence[dict[str, Any]]) -> list[tuple[str, tuple[floa
 
     Per model, over the battery's conditions: most conditions where every frame reaches
     F1 ≥ 0.9 from some dose; then most conditions reaching F1 ≥ 0.5; then the lowest
-    geometric mean of the doses from which F1 ≥ 0.5 holds (a condition where it is never
-    reached counts as twice the battery's highest dose); then the highest mean F1 at
-    ≥ 200 e⁻/Å².
+    geometric mean of the doses from which F1 ≥ 0.5 and F1 ≥ 0.9 hold, both levels of
+    every condition together (a level never reached counts as twice the battery's highest
+    dose), so finding a particle earlier does not outweigh segmenting it fully later;
+    then the highest mean F1 at ≥ 200 e⁻/Å².
 
     Parameters
     ----------
@@ -221,7 +222,8 @@ def model_ranking(table: Sequence[dict[str, Any]]) -> list[tuple[str, tuple[floa
         f1_09 = [value(row, "f1_09_dose_e_per_A2") for row in rows]
         f1_05 = [value(row, "f1_05_dose_e_per_A2") for row in rows]
         high = [value(row, "mean_f1_above_200") for row in rows]
-        log_mean = float(np.mean([np.log(penalty if d is None else d) for d in f1_05]))
+        log_mean = float(np.mean([np.log(penalty if d is None else d)
+                                  for d in (*f1_05, *f1_09)]))
         keys[model] = (-sum(d is not None for d in f1_09), -sum(d is not None for d in f1_05),
                        round(float(np.exp(log_mean)), 6),
                        -float(np.mean([h for h in high if h is not None] or [0.0])))
