@@ -54,14 +54,14 @@ SHIPPED_MODELS: dict[str, str] = {
 #: battery (workflows.battery_runs.model_ranking: most conditions where F1 ≥ 0.9, then
 #: ≥ 0.5, is reached; then the lowest doses of both levels; then the mean F1 at ≥ 200
 #: e⁻/Å²), each model run as the defaults run it (frames resampled to its training
-#: sampling, below); at its calibrated threshold ("model"). The command's and the Segment dock's defaults and the
-#: demo read these.
+#: sampling, below); at its calibrated threshold ("model"). The command's and the Segment
+#: dock's defaults and the demo read these.
 RECOMMENDED_MODEL = "unet-au-ceo2-low"
 RECOMMENDED_THRESHOLD = "model"
 #: Resample each frame to the model's training pixel size by default (``segment
 #: --no-match-sampling`` and the Segment dock's box turn it off): on the validation battery
 #: it is what lets the shipped networks segment at 0.05 and 0.10 Å/px (docs/models.md,
-#: "Resampling to the training sampling").
+#: "Recommended model" and "Frames as they are").
 RECOMMENDED_MATCH_SAMPLING = True
 DEFAULT_MODEL = RECOMMENDED_MODEL
 #: Shipped denoiser name → file in ``models/pretrained`` (Katsuno et al. 2021).
