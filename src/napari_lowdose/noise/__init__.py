@@ -14,6 +14,8 @@ Pure numpy/scipy; importable without Qt or napari.
 * :mod:`.model` — noise models (fitted, MTF 4 training recipe) with seeded
   sampling; :mod:`.model_io` — their JSON file format.
 * :mod:`.presets` — the Table 3 presets MTF 1 … MTF 5.
+* :mod:`.vacuum` — is a fitted region vacuum (:func:`vacuum_check`), and which corner of a
+  frame is (:func:`vacuum_corner`).
 """
 
 from .fit_result import NoiseFitResult, fit_table_csv
@@ -25,6 +27,7 @@ from .readout import Eq2PlotData, ReadoutFit, eq2_plot_data, fit_readout_noise
 from .spectrum import RadialSpectrum, radial_spectrum
 from .spectrum_models import paper_spectrum_model, physical_spectrum_model
 from .synthesis import apply_detector_noise
+from .vacuum import VacuumCheck, corner_scores, vacuum_check, vacuum_corner
 
 __all__ = [
     "C0_BOUNDS",
@@ -36,7 +39,9 @@ __all__ = [
     "NoiseModel",
     "RadialSpectrum",
     "ReadoutFit",
+    "VacuumCheck",
     "apply_detector_noise",
+    "corner_scores",
     "eq2_plot_data",
     "fit_noise",
     "fit_noise_frame",
@@ -50,4 +55,6 @@ __all__ = [
     "preset",
     "radial_spectrum",
     "training_model_from_fit",
+    "vacuum_check",
+    "vacuum_corner",
 ]

@@ -137,7 +137,8 @@ class SimulatedDoseSeries:
         """JSON-ready record of how the series was made (for layer metadata)."""
         return {
             "generator": "napari_lowdose.simulate.series",
-            "reference": "Larsen et al. (2023), SOI Fig. 9; SPEC §3",
+            "reference": ("Larsen et al. (2023), Section 2 and Table 1 (recipe), "
+                          "SOI Fig. 9 (dose series)"),
             "seed": int(self.seed),
             "n_frames": self.n_frames,
             "shape": [int(v) for v in self.frames.shape[1:]],
