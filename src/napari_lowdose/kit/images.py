@@ -23,13 +23,11 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from ..models.normalisation import standardise
 from ..noise.presets import preset
-from ..simulate.imaging import clean_image, noisy_image
+from ..simulate.imaging import clean_image, noisy_crop
 from ..simulate.optics import TABLE1_OPTICS, OpticsRanges, draw_optics
 from .waves import Wave
 
 __all__ = ["ImageRanges", "FreshImages", "draw_item", "fixed_items"]
-
-_NOISE_MARGIN_PX = 16
 
 
 @dataclass(frozen=True)
@@ -73,11 +71,7 @@ def draw_item(wave: Wave, kind: str, crop_px: int, ranges: ImageRanges,
     ny, nx = clean.shape
     c = min(int(crop_px), ny, nx)
     y0, x0 = int(rng.integers(ny - c + 1)), int(rng.integers(nx - c + 1))
-    m = _NOISE_MARGIN_PX
-    top, left = max(0, y0 - m), max(0, x0 - m)
-    region = clean[top:min(ny, y0 + c + m), left:min(nx, x0 + c + m)]
-    noisy = noisy_image(region, dose, s, noise, rng, workers=1)
-    noisy = noisy[y0 - top:y0 - top + c, x0 - left:x0 - left + c]
+    noisy = noisy_crop(clean, (y0, x0, c, c), dose, s, noise, rng)
     k, flip = int(rng.integers(4)), bool(rng.integers(2))
 
     def orient(a: np.ndarray) -> torch.Tensor:

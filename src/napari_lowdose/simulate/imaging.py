@@ -59,12 +59,18 @@ from .optics import (
 )
 
 __all__ = [
+    "NOISE_MARGIN_PX",
     "clean_image",
     "iter_images",
     "make_dose_series",
     "make_image",
+    "noisy_crop",
     "noisy_image",
 ]
+
+#: Margin (px) noised around a crop so that the MTF's periodic FFT, whose point-spread
+#: function is a few pixels wide, does not wrap round into it.
+NOISE_MARGIN_PX = 16
 
 Crop = tuple[slice, slice]
 
@@ -384,3 +390,32 @@ def make_dose_series(
         noisy[i] = noisy_image(clean[i], dose, s, noise, rng, workers=workers)
         records.append({"frame": i, **_record(frame_optics, dose, s, noise, noise_model)})
     return noisy, clean, records
+
+
+def noisy_crop(clean: np.ndarray, window: tuple[int, int, int, int], dose_e_per_A2: float,
+               sampling_A: float, noise: NoiseDraw, rng: np.random.Generator, *,
+               workers: int = 1) -> np.ndarray:
+    """:func:`noisy_image` of one window of ``clean``, noising only it and a margin.
+
+    Parameters
+    ----------
+    clean : ndarray, shape (ny, nx)
+        Clean intensity, vacuum 1.
+    window : (y0, x0, height, width)
+        The crop, inside ``clean``.
+    dose_e_per_A2, sampling_A, noise, rng, workers
+        As for :func:`noisy_image`.
+
+    Returns
+    -------
+    ndarray, shape (height, width)
+        The detector frame of the window: the same as cropping the noisy whole image,
+        up to :data:`NOISE_MARGIN_PX` of the MTF's wrap-round.
+    """
+    y0, x0, height, width = (int(v) for v in window)
+    ny, nx = clean.shape
+    m = NOISE_MARGIN_PX
+    top, left = max(0, y0 - m), max(0, x0 - m)
+    region = clean[top:min(ny, y0 + height + m), left:min(nx, x0 + width + m)]
+    noisy = noisy_image(region, dose_e_per_A2, sampling_A, noise, rng, workers=workers)
+    return noisy[y0 - top:y0 - top + height, x0 - left:x0 - left + width]

@@ -35,6 +35,7 @@ from torch.utils.data import Dataset
 from ..noise.model import NoiseModel
 from ..noise.presets import preset
 from ..noise.synthesis import apply_detector_noise
+from ..simulate.imaging import NOISE_MARGIN_PX
 from ..simulate.phantoms import phantom_image
 from .denoise_simulated import DEFAULT_E_PER_PX_RANGE
 from .denoise_sources import PairSource
@@ -42,8 +43,6 @@ from .loop import TrainingError
 
 __all__ = ["ExcessNoise", "MixedPairs", "PhantomPairs"]
 
-#: Margin (px) noised around a crop so that the MTF's periodic FFT does not wrap into it.
-_NOISE_MARGIN_PX = 16
 #: Side of the frames when whole frames are asked for (``crop_px=None``).
 _WHOLE_FRAME_PX = 256
 
@@ -143,7 +142,7 @@ class PhantomPairs(PairSource):
             raise IndexError(index)
         rng = self._rng(index)
         side = self.crop_px or _WHOLE_FRAME_PX
-        m = _NOISE_MARGIN_PX
+        m = NOISE_MARGIN_PX
         clean = phantom_image((side + 2 * m, side + 2 * m), rng)
         lo, hi = self.e_per_px_range
         e_per_px = math.exp(rng.uniform(math.log(lo), math.log(hi)))

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..noise.model import NoiseModel
-from ..simulate.imaging import OpticsRanges, clean_image, draw_optics, noisy_image
+from ..simulate.imaging import OpticsRanges, clean_image, draw_optics, noisy_crop
 from .denoise_sources import PairSource
 from .loop import TrainingError
 
@@ -31,8 +31,6 @@ __all__ = ["DEFAULT_E_PER_PX_RANGE", "SimulatedPairs"]
 #: from far below Katsuno et al.'s ~5 e⁻/px to where shot noise is small. The range
 #: the shipped denoiser was trained on (``docs/models.md``).
 DEFAULT_E_PER_PX_RANGE: tuple[float, float] = (0.05, 100.0)
-#: Margin (px) around a simulated crop given detector noise (MTF point-spread function).
-_NOISE_MARGIN_PX = 16
 
 
 class SimulatedPairs(PairSource):
@@ -184,16 +182,9 @@ class SimulatedPairs(PairSource):
         e_per_px = dose * sampling**2
         noise = self.noise_model.sample(rng)
         y0, x0, h, wd = self._window((0, clean.shape[0], 0, clean.shape[1]), rng)
-        # Noise only the crop and a margin: the MTF acts by a periodic FFT, and its
-        # point-spread function (a few px) must not wrap round into the crop.
-        ny, nx = clean.shape
-        m = _NOISE_MARGIN_PX
-        top, left = max(0, y0 - m), max(0, x0 - m)
-        region = clean[top:min(ny, y0 + h + m), left:min(nx, x0 + wd + m)]
-        noisy = noisy_image(region, dose, sampling, noise, rng, workers=1)
-        crop = (slice(y0 - top, y0 - top + h), slice(x0 - left, x0 - left + wd))
+        noisy = noisy_crop(clean, (y0, x0, h, wd), dose, sampling, noise, rng)
         target = clean[y0:y0 + h, x0:x0 + wd] * np.float32(e_per_px)
-        return self._item(noisy[crop], target, e_per_px, rng)
+        return self._item(noisy, target, e_per_px, rng)
 
     def trained_e_per_px_range(self) -> list[float]:
         """Lowest and highest expected electrons per pixel the items can have."""
