@@ -125,7 +125,7 @@ def main() -> None:
         table_csv,
         table_markdown,
     )
-    from napari_lowdose.workflows.segmentation import inference_zoom, resolve_threshold
+    from napari_lowdose.workflows.segmentation import resolve_threshold, sampling_plan
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -147,8 +147,9 @@ def main() -> None:
         threshold = resolve_threshold(None, metadata, model_name)
         label = labels[model_name]
         for condition in conditions:
-            zoom = (inference_zoom(condition.sampling_A, metadata) if args.match_sampling
-                    else None)
+            # segment's rule (sampling_plan), resampling forced or off.
+            zoom = sampling_plan(condition.sampling_A, metadata,
+                                 match=bool(args.match_sampling)).zoom
             for particle in range(particles):
                 if (label, condition.name, particle) in rows:
                     continue

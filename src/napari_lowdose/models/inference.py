@@ -21,12 +21,12 @@ from scipy import ndimage
 from torch import nn
 
 from ..device import select_device
-from ..io.series import check_finite_frames
 from .normalisation import standardise
 from .streaming import (
     as_stack,
     check_frame_size,
     inference_autocast,
+    read_frames,
     resolve_indices,
     stream_frames,
 )
@@ -178,8 +178,7 @@ def _zoomed_stream(model: nn.Module, frames: Any, single: bool, indices: list[in
     for done, index in enumerate(indices, 1):
         if should_stop is not None and should_stop():
             return
-        frame = np.asarray(frames if single else frames[index], dtype=np.float32)
-        check_finite_frames(frame[None], [index])  # named as in the series, not resampled
+        frame = read_frames(frames, single, [index])[0]  # read and checked as unresampled
         resampled = ndimage.zoom(frame, zoom, order=1)
         for _, probability in predict_probabilities(model, resampled, **options):
             factors = (frame.shape[0] / probability.shape[0],

@@ -28,6 +28,7 @@ __all__ = [
     "check_frame_size",
     "forced_precision",
     "inference_autocast",
+    "read_frames",
     "resolve_indices",
     "stream_frames",
 ]
@@ -72,7 +73,7 @@ def check_frame_size(model: nn.Module, shape: tuple[int, int], tile_px: int | No
         raise ValueError(f"tile_px must be >= 1, got {tile_px}")
 
 
-def _read(frames: Any, single: bool, indices: list[int]) -> np.ndarray:
+def read_frames(frames: Any, single: bool, indices: list[int]) -> np.ndarray:
     """Read frames ``indices`` (one slice when they are consecutive) as float32, refusing
     frames with NaN or infinite pixels (:func:`~napari_lowdose.io.series.check_finite_frames`).
     """
@@ -153,7 +154,7 @@ def stream_frames(
             if stop():
                 return
             chunk = indices[k : k + frames_per_read]
-            results = process(chunk, _read(frames, single, chunk))
+            results = process(chunk, read_frames(frames, single, chunk))
             if results is None:
                 return
             for index, result in zip(chunk, results, strict=True):

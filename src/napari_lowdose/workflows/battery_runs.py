@@ -53,7 +53,7 @@ def segment_series(model: Any, frames: Any, threshold: float, *,
         Frames per forward pass.
     zoom : float, optional
         Resample frames by this factor for the network
-        (:func:`~.segmentation.inference_zoom`).
+        (:func:`~.segmentation.sampling_plan`).
 
     Returns
     -------

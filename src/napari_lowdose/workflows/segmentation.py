@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import LowdoseError
 from ..io.outputs import write_output_folder
 from ..io.tables import table_to_csv
+from ..io.units import pixel_sides_A
 from ..io.writers import write_series_tiff
 from ..provenance import package_versions
 
@@ -111,9 +112,7 @@ def inference_zoom(pixel_size_A: float | tuple[float, float] | None,
     trained = training_sampling_A(metadata)
     if trained is None:
         return None
-    import numpy as np
-
-    side = float(np.mean(np.broadcast_to(np.asarray(pixel_size_A, dtype=float), (2,))))
+    side = 0.5 * sum(pixel_sides_A(pixel_size_A))
     return side / trained if side > 0 else None
 
 
@@ -137,10 +136,6 @@ class SamplingPlan:
 
     zoom: float | None
     note: str
-
-    def record(self) -> dict[str, Any]:
-        """The ``sampling`` block of a run record."""
-        return {"inference_zoom": self.zoom, "note": self.note}
 
 
 def sampling_plan(pixel_size_A: float | tuple[float, float] | None,
