@@ -27,13 +27,6 @@ from pathlib import Path
 import numpy as np
 
 
-def _masks(path: Path) -> np.ndarray:
-    with np.load(path) as stored:
-        shape = tuple(int(n) for n in stored["shape"])
-        bits = np.unpackbits(stored["bits"], axis=-1)
-    return bits[..., :shape[-1]].astype(bool).reshape(shape)
-
-
 def _factor(readout, truth):
     if readout is None and truth is None:
         return "both none"
@@ -53,6 +46,7 @@ def main() -> None:
     from napari_lowdose.analysis.area_vs_dose import analyse_area_vs_dose
     from napari_lowdose.analysis.consensus import lowest_dose_holding
     from napari_lowdose.analysis.metrics import binary_counts
+    from napari_lowdose.workflows.battery_runs import load_masks
 
     levels = (0.85, 0.9, 0.92, 0.95)
     rules = {"visibility, recall and precision >= 0.5": "t05",
@@ -65,7 +59,7 @@ def main() -> None:
             condition, particle = path.stem[len(label) + 1:].rsplit("-", 1)
             with np.load(args.cache / f"{condition}-{particle}-{args.frames}.npz") as series:
                 truth, dose = series["mask"].astype(bool), series["dose"]
-            masks = _masks(path)
+            masks = load_masks(path)
             f1_truth = np.array([binary_counts(m, truth).f1 or 0.0 for m in masks])
             truth_dose = {"t05": lowest_dose_holding(dose, f1_truth >= 0.5),
                           "t09": lowest_dose_holding(dose, f1_truth >= 0.9)}

@@ -22,6 +22,7 @@ and prints the table.
 """
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -44,25 +45,10 @@ def _series(condition, particle: int, frames: int, cache: Path):
     return series.frames, series.mask, series.dose_e_per_A2
 
 
-def _mask_keeper(path: Path):
-    def keep(masks: np.ndarray) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, bits=np.packbits(masks.astype(bool), axis=-1),
-                            shape=np.array(masks.shape))
-    return keep
-
-
-def _load_masks(path: Path) -> np.ndarray:
-    with np.load(path) as stored:
-        shape = tuple(int(n) for n in stored["shape"])
-        bits = np.unpackbits(stored["bits"], axis=-1)
-    return bits[..., :shape[-1]].astype(bool).reshape(shape)
-
-
 def _rescore(rows: dict, masks_dir: Path, cache: Path, frames_n: int, jsonl: Path) -> None:
     """Score every row with kept masks again (same doses, truth and masks); rewrite jsonl."""
     from napari_lowdose.workflows.battery import battery_condition
-    from napari_lowdose.workflows.battery_runs import row_from_masks
+    from napari_lowdose.workflows.battery_runs import load_masks, row_from_masks
 
     left = []
     for key, row in rows.items():
@@ -73,7 +59,7 @@ def _rescore(rows: dict, masks_dir: Path, cache: Path, frames_n: int, jsonl: Pat
             continue
         _, truth, dose = _series(battery_condition(condition_name), particle, frames_n, cache)
         again = row_from_masks(label, condition_name, particle, row["threshold"],
-                               _load_masks(path), truth, dose)
+                               load_masks(path), truth, dose)
         rows[key] = {**again, "seconds": row.get("seconds")}
     tmp = jsonl.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows.values()))
@@ -122,6 +108,7 @@ def main() -> None:
     from napari_lowdose.workflows.battery_runs import (
         battery_row,
         battery_table,
+        save_masks,
         table_csv,
         table_markdown,
     )
@@ -157,7 +144,7 @@ def main() -> None:
                 keep = None
                 if args.keep_masks is not None:
                     name = f"{Path(label).stem}-{condition.name}-{particle}.npz"
-                    keep = _mask_keeper(args.keep_masks / name)
+                    keep = functools.partial(save_masks, args.keep_masks / name)
                 row = battery_row(label, condition, particle, threshold, model, frames,
                                   truth, dose, on_masks=keep, zoom=zoom)
                 with jsonl.open("a") as handle:

@@ -174,3 +174,14 @@ def test_a_row_is_the_same_scored_from_kept_masks_as_from_the_network(monkeypatc
     again = row_from_masks("oracle", BATTERY[0].name, 0, 0.5, kept[0], truth, dose)
     assert {k: v for k, v in row.items() if k != "seconds"} == again
     assert again["readouts"]["visibility_dose_e_per_A2"] == pytest.approx(dose[dose >= 50][0])
+
+
+def test_kept_masks_round_trip(tmp_path):
+    """``eval_battery.py --keep-masks`` / ``--rescore``: masks of any width come back."""
+    from napari_lowdose.workflows.battery_runs import load_masks, save_masks
+
+    masks = np.random.default_rng(2).random((3, 5, 13)) > 0.5  # 13: not a multiple of 8
+    save_masks(tmp_path / "kept" / "m.npz", masks)
+    back = load_masks(tmp_path / "kept" / "m.npz")
+    assert back.dtype == bool and np.array_equal(back, masks)
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["m.npz"]

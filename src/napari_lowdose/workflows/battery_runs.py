@@ -20,7 +20,9 @@ __all__ = [
     "battery_row",
     "battery_table",
     "model_ranking",
+    "load_masks",
     "row_from_masks",
+    "save_masks",
     "segment_series",
     "table_csv",
     "table_markdown",
@@ -228,3 +230,23 @@ def model_ranking(table: Sequence[dict[str, Any]]) -> list[tuple[str, tuple[floa
                        round(float(np.exp(log_mean)), 6),
                        -float(np.mean([h for h in high if h is not None] or [0.0])))
     return sorted(keys.items(), key=lambda item: item[1])
+
+
+def save_masks(path: Any, masks: np.ndarray) -> None:
+    """Keep a series' masks bit-packed (``eval_battery.py --keep-masks``), atomically."""
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, bits=np.packbits(np.asarray(masks, dtype=bool), axis=-1),
+                        shape=np.array(np.shape(masks)))
+    tmp.replace(path)
+
+
+def load_masks(path: Any) -> np.ndarray:
+    """The masks :func:`save_masks` kept, as bool of their shape."""
+    with np.load(path) as stored:
+        shape = tuple(int(n) for n in stored["shape"])
+        bits = np.unpackbits(stored["bits"], axis=-1)
+    return bits[..., :shape[-1]].astype(bool).reshape(shape)
