@@ -186,7 +186,7 @@ def write_run(folder, run, views, *, threshold: float, cleaning, model_name: str
         model_path=run.model_path, model_metadata=run.metadata,
         threshold=threshold, cleaning=cleaning,
         device=describe_device(run.device),
-        sampling=getattr(run, "sampling", None),
+        sampling=run.sampling,
     )
     record["frames"] = [int(f) for f in done]
     summary = {**analysis.summary(), "run": record}
