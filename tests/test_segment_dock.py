@@ -349,6 +349,8 @@ def test_the_dock_resamples_to_the_models_sampling_as_the_command_does(
     assert widget.match_sampling.value  # the recommended default
     widget.run()
     assert widget._run.sampling.zoom == pytest.approx(0.5)
+    assert widget.status.value.endswith("resampled ×0.5 from 0.5 to the model's training "
+                                        "1 Å/px")  # said after the run too
     model = load_model(path, device="cpu")[0]
     expected = dict(inference.predict_probabilities(model, frames, device="cpu", zoom=0.5))
     probabilities = viewer.layers[widget._run.prob_layer.name].data

@@ -122,7 +122,7 @@ class SegmentRun:
         self.progress_bar.value = min(run.n_new, self.progress_bar.max)
         self.status.value = f"{run.n_new}/{run.n_requested} frame(s) segmented" + (
             " (stopped)" if stopped else f" in {format_duration(elapsed)}"
-        )
+        ) + f"; {run.sampling.note}"
         if run.error:
             self.progress_bar.value = 0
             what = "refused a frame with bad pixels" if run.bad_pixels else "failed"
