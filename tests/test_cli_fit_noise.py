@@ -156,3 +156,23 @@ def test_vacuum_stays_the_default_and_needs_a_region(vacuum_series, particle_ser
     assert main(["fit-noise", str(first), "--source", "pairs", "--out",
                  str(tmp_path / "c")]) == 1
     assert "one frame" in capsys.readouterr().err
+
+
+def test_pairs_that_cannot_be_fitted_keep_the_table_and_plot(tmp_path, capsys):
+    # Shot noise without any blur has no MTF fall-off: Eq. 1's c3 runs to its bound and no
+    # row is fitted. A field of large discs, exposed twice, makes the two frames register.
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:128, :128]
+    field = 1.0 - 0.5 * (np.hypot(yy - 40, xx - 50) < 20) - 0.5 * (np.hypot(yy - 90, xx - 90) < 15)
+    frames = rng.poisson(200.0 * field, size=(2, 128, 128)).astype(np.float32)
+    path = write_series_tiff(tmp_path / "white.tif", frames, SAMPLING_A)
+    out = tmp_path / "out"
+    assert main(["fit-noise", str(path), "--source", "pairs", "--counts-per-electron", "1",
+                 "--out", str(out)]) == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert "no spectrum of the frame pairs could be fitted" in error and "bound" in error
+    assert "no noise model written" in error and str(out) in error
+    assert sorted(p.name for p in out.iterdir()) == ["noise_fit.png", "noise_fits.csv"]
+    rows = list(csv.DictReader((out / "noise_fits.csv").open()))
+    assert len(rows) == 1 and rows[0]["ok"].lower() in ("false", "0")

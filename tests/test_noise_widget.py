@@ -457,7 +457,9 @@ def test_add_vacuum_rectangle_bad_inputs(make_napari_viewer, monkeypatch):
     assert widget.add_vacuum_rectangle() is not None
     assert "no corner of frame" in notes.infos[-1] and "could be judged" in notes.infos[-1]
     widget.fit_series()
-    assert notes.warnings == ["No frame could be fitted: is the rectangle over vacuum?"]
+    assert len(notes.warnings) == 1
+    assert notes.warnings[0].startswith("No frame could be fitted (")
+    assert notes.warnings[0].endswith("is the region over vacuum?")
     assert "0/2 frames could be fitted  ⚠ no model to save" in widget.status.value
     assert notes.napari_records() == []
 
@@ -491,3 +493,25 @@ def test_frame_pairs_need_no_vacuum(make_napari_viewer):
     assert widget.frame_result.n_frames == 1 and widget.frame_result.ok.all()
     widget.source.value = "vacuum"
     assert not widget.roi_combo.native.isHidden() and widget.pair_combo.native.isHidden()
+
+
+def test_frame_pairs_that_cannot_be_fitted_say_why(make_napari_viewer, monkeypatch):
+    """Pairs whose difference has no MTF fall-off: one warning naming the reason, never the
+    vacuum advice (pairs need no vacuum), and no model to save."""
+    viewer = make_napari_viewer()
+    notes = Notes(monkeypatch)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:128, :128]
+    field = 1.0 - 0.5 * (np.hypot(yy - 40, xx - 50) < 20)
+    layer = viewer.add_image(rng.poisson(200.0 * field, size=(2, 128, 128)).astype(np.float32),
+                             name="white")
+    widget = NoiseFitWidget(viewer, use_thread=False)
+    widget.layer_combo.value = layer
+    widget.source.value = "pairs"
+    widget.gain.value = 1.0
+    widget.fit_series()
+    assert len(notes.warnings) == 1
+    assert notes.warnings[0].startswith("No spectrum of the frame pairs could be fitted (")
+    assert "vacuum" not in notes.warnings[0]
+    assert "no model to save" in widget.status.value
+    assert notes.napari_records() == []

@@ -137,11 +137,21 @@ def _fit_pairs(args: argparse.Namespace, series, spectrum: str, sampling: float 
     return result, spectra.spectrum.counts, f"frame pairs: {how}"
 
 
+def _no_fit_message(result: Any, out: Path) -> str:
+    """One line: no row was fitted, why, and what was written instead of a model."""
+    from ..noise import no_fit_reason
+
+    reason = no_fit_reason(result)
+    return (f"{reason[0].lower()}{reason[1:]}; no noise model written, the fit table and "
+            f"plot are in {out}")
+
+
 def cmd_fit_noise(args: argparse.Namespace) -> int:
     """Fit the detector noise model (Larsen Eqs. 1–4) in a vacuum ROI of every frame."""
     import numpy as np
 
     from ..noise import NoiseModel, fit_spectra, fit_table_csv, radial_spectrum
+    from ..noise.model import NoFitError
     from ..noise.vacuum import vacuum_check
     from ..plots.noise import noise_fit_figure
 
@@ -177,15 +187,21 @@ def cmd_fit_noise(args: argparse.Namespace) -> int:
         result = fit_spectra(spec, model=args.model, dose_e_per_A2=dose, sampling_A=sampling)
         counts, what = spec.counts, f"ROI {args.roi}"
     check = vacuum_check(result, counts)  # the same rule as the Detector noise dock
-    model = NoiseModel.from_fit(result, name=f"fit of {series.path.name}",
-                                description=f"{what}, {args.model} model, "
-                                            f"{spectrum} spectrum")
     out = Path(args.out)
-    write_output_folder(out, {
+    files = {
         "noise_fits.csv": lambda p: p.write_text(fit_table_csv(result), encoding="utf-8"),
-        "noise_model.json": model.to_json,
         "noise_fit.png": lambda p: noise_fit_figure(result).savefig(p, format="png", dpi=110),
-    }, overwrite=args.overwrite)
+    }
+    try:
+        model = NoiseModel.from_fit(result, name=f"fit of {series.path.name}",
+                                    description=f"{what}, {args.model} model, "
+                                                f"{spectrum} spectrum")
+    except NoFitError:
+        # The table and the plot say why; they are written, the model is not.
+        write_output_folder(out, files, overwrite=args.overwrite)
+        raise CliError(_no_fit_message(result, out)) from None
+    write_output_folder(out, {**files, "noise_model.json": model.to_json},
+                        overwrite=args.overwrite)
     summary = result.summary()
     rows = "spectra of frame pairs" if source == "pairs" else "frames"
     print(f"fitted {summary['n_ok']} of {summary['n_frames']} {rows} "

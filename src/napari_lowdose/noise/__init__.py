@@ -27,7 +27,7 @@ from .readout import Eq2PlotData, ReadoutFit, eq2_plot_data, fit_readout_noise
 from .spectrum import RadialSpectrum, radial_spectrum
 from .spectrum_models import paper_spectrum_model, physical_spectrum_model
 from .synthesis import apply_detector_noise
-from .vacuum import VacuumCheck, corner_scores, vacuum_check, vacuum_corner
+from .vacuum import VacuumCheck, corner_scores, no_fit_reason, vacuum_check, vacuum_corner
 
 __all__ = [
     "C0_BOUNDS",
@@ -49,6 +49,7 @@ __all__ = [
     "fit_spectra",
     "fit_table_csv",
     "mtf_normalised",
+    "no_fit_reason",
     "normalised_frequency_grid",
     "paper_spectrum_model",
     "physical_spectrum_model",

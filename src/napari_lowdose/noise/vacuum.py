@@ -198,11 +198,27 @@ class VacuumCheck:
         if self.passed:
             return None
         if not np.isfinite(self.scatter).any():
-            return "No frame could be fitted: is the rectangle over vacuum?"
+            return "No frame could be fitted: is the region over vacuum?"
         need = math.ceil(MIN_VACUUM_FRACTION * self.n_frames)
         return (f"Probably not pure vacuum: {self.summary()}; needs {need}. Structure in the "
                 "rectangle (a particle, support or lattice) biases c0, c3 and N0: move it "
                 "over vacuum.")
+
+
+def no_fit_reason(result: NoiseFitResult) -> str:
+    """One line for a fit in which no frame (or pair spectrum) was fitted: why, and what to do.
+
+    The rows' own messages say why (e.g. ``c3 at its bound (0.5, 10.0)``). For a vacuum
+    region the likely cause is structure in it; for frame pairs, whose difference is noise
+    whatever the specimen, it is a detector whose spectrum Eq. 1's MTF does not describe
+    (``docs/noise.md``: the real OneView pair).
+    """
+    reasons = sorted({str(m) for m in result.message if m})
+    why = f" ({'; '.join(reasons[:3])}{' …' if len(reasons) > 3 else ''})" if reasons else ""
+    if result.noise_source == "pairs":
+        return (f"No spectrum of the frame pairs could be fitted{why}: the MTF of Eq. 1 does "
+                "not describe these frames")
+    return f"No frame could be fitted{why}: is the region over vacuum?"
 
 
 def vacuum_check(result: NoiseFitResult, ring_counts: np.ndarray) -> VacuumCheck:

@@ -19,7 +19,7 @@ from ..noise.fit_result import NoiseFitResult
 from ..noise.fitting import fit_spectra
 from ..noise.pairs import fit_noise_from_pairs
 from ..noise.spectrum import RadialSpectrum, radial_spectrum
-from ..noise.vacuum import VacuumCheck, vacuum_check
+from ..noise.vacuum import VacuumCheck, no_fit_reason, vacuum_check
 from ._layers import base_data
 from ._workers import eta_text, run_task
 
@@ -165,13 +165,15 @@ class NoiseFitRun:
         self._describe(result, check, what)
         self._update_buttons()
         self._update_plots()
-        warning = check.warning()
+        warning = no_fit_reason(result) if not np.any(result.ok) else check.warning()
         if warning:
             show_warning(warning)
 
     def _describe(self, result: NoiseFitResult, check: VacuumCheck, what: str):
         ok = result.ok
-        if check.passed:
+        if not ok.any():
+            verdict = "  ⚠ no model to save"
+        elif check.passed:
             verdict = ""
         elif np.isfinite(check.scatter).any():
             verdict = "  ⚠ probably not pure vacuum: not saved as a model"
@@ -184,8 +186,8 @@ class NoiseFitRun:
                         f"{verdict.replace('vacuum', 'noise')}")
         flagged = int(result.n_frames - ok.sum())
         if flagged:
-            lines.append(f"{flagged} fit(s) flagged (e.g. {result.message[~ok][0]}); "
-                         "the medians use the others")
+            rest = "the medians use the others" if ok.any() else "none fitted"
+            lines.append(f"{flagged} fit(s) flagged (e.g. {result.message[~ok][0]}); {rest}")
         if ok.any():
             lines.append(f"c0 {np.median(result.c0[ok]):.3g}, c3 {np.median(result.c3[ok]):.3g},"
                          f" C {np.median(result.floor_C[ok]):.3g}, "
