@@ -341,6 +341,26 @@ def test_closing_the_viewer_stops_the_watch(setup, tmp_path, qtbot):
     assert state.closed and state.watch_stop.is_set()
 
 
+def test_a_dock_dropped_without_being_docked_goes_quietly(make_napari_viewer, qtbot):
+    """A dock made in a script and dropped is garbage-collected with its state; its
+    destroyed handler must still find the state (PyQt aborts on an error in a slot)."""
+    import gc
+
+    from qtpy.QtWidgets import QApplication
+
+    from napari_lowdose.widgets import denoise as denoise_widget
+
+    before = len(denoise_widget._SHUTDOWN_HANDLERS)
+    widget = DenoiseWidget(make_napari_viewer())
+    state = widget._state
+    assert len(denoise_widget._SHUTDOWN_HANDLERS) == before + 1
+    del widget
+    gc.collect()
+    QApplication.processEvents()
+    assert state.closed and state.stop_event.is_set()
+    assert len(denoise_widget._SHUTDOWN_HANDLERS) == before
+
+
 def test_frames_outside_the_trained_dose_range_are_warned_about(setup, tmp_path, monkeypatch):
     from napari_lowdose.widgets import denoise as denoise_widget
 

@@ -1,9 +1,58 @@
 """Small helpers shared by the dock widgets (napari-side glue only)."""
 
 import numpy as np
-from magicgui.widgets import Label
+from magicgui.widgets import Container, Label
+from qtpy.QtCore import QEvent, QObject, Qt
+from qtpy.QtWidgets import QFrame
 
 from ..errors import one_line
+
+
+class _KeepWidth(QObject):
+    """Keeps a scroll area at least as wide as its widget plus its vertical scroll bar,
+    whenever the widget's layout changes (labels filled in after the dock was built)."""
+
+    def __init__(self, scroll) -> None:
+        super().__init__(scroll)
+        self._scroll = scroll
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt's name)
+        if event.type() in (QEvent.Type.LayoutRequest, QEvent.Type.Show):
+            bar = self._scroll.verticalScrollBar().sizeHint().width()
+            self._scroll.setMinimumWidth(watched.minimumSizeHint().width() + bar + 2)
+        return False
+
+
+class DockContainer(Container):
+    """A dock that scrolls when it is taller than the room napari gives it.
+
+    A magicgui container made ``scrollable`` keeps its controls in an inner widget inside a
+    scroll area, but napari docks a widget's ``native``, which is that inner widget: the
+    scroll area would be dropped and a tall dock would force the window taller than a laptop
+    screen. Here ``native`` is the scroll area, and :attr:`content` the inner widget that
+    holds the layout (add plain Qt widgets, such as plot canvases, to its layout).
+    """
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("labels", True)
+        super().__init__(scrollable=True, **kwargs)
+        self.content._magic_widget = self
+        scroll = self.native
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        # A dock narrower than its controls gets a scroll bar, never cut-off buttons.
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self._width_keeper = _KeepWidth(scroll)
+        self.content.installEventFilter(self._width_keeper)
+
+    @property
+    def native(self):
+        """The scroll area (what napari docks)."""
+        return self.root_native_widget
+
+    @property
+    def content(self):
+        """The widget inside the scroll area that holds the controls' layout."""
+        return self._widget._mgui_get_native_widget()
 
 
 def heading(text: str) -> Label:

@@ -14,10 +14,16 @@ import time
 from pathlib import Path
 
 import napari
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
+from magicgui.widgets import ComboBox, FileEdit, Label, PushButton
 
 from ..errors import LowdoseError, one_line
-from ._common import DEVICE_CHOICES, device_description, is_empty_path, shown_frame
+from ._common import (
+    DEVICE_CHOICES,
+    DockContainer,
+    device_description,
+    is_empty_path,
+    shown_frame,
+)
 from ._layers import base_data, pick_image_layer
 from ._settings import DockSettings
 
@@ -57,7 +63,7 @@ class RedrawThrottle:
         self._last_s = None
 
 
-class NetworkDock(Container):
+class NetworkDock(DockContainer):
     """A dock running a network on an image layer: model rows, device rows, frames.
 
     Subclasses set :attr:`NETWORK` (which shipped networks the registry offers) and
@@ -74,7 +80,7 @@ class NetworkDock(Container):
     MODEL_FILE_NULLABLE = False
 
     def __init__(self, viewer: napari.viewer.Viewer, *, use_thread: bool = True):
-        super().__init__(labels=True)
+        super().__init__()
         self._viewer = viewer
         self.use_thread = use_thread
         self.model = ComboBox(label="model", choices=self._model_choices)

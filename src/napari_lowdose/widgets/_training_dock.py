@@ -15,11 +15,11 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from magicgui.widgets import Container, Label, PushButton
+from magicgui.widgets import Label, PushButton
 from napari.utils import progress
 from qtpy.QtCore import QObject, Signal
 
-from ._common import is_empty_path
+from ._common import DockContainer, is_empty_path
 from ._plotting import new_canvas, theme_colors
 from ._settings import DockSettings
 from ._workers import eta_text, run_task
@@ -49,7 +49,7 @@ class _Relay(QObject):
     epoch = Signal(object)
 
 
-class TrainingDock(Container):
+class TrainingDock(DockContainer):
     """What the Train and Train-denoiser docks share: one training run in a worker.
 
     The subclass builds its inputs (``self._inputs``, ``train_button``,
@@ -63,7 +63,7 @@ class TrainingDock(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer, *, use_thread: bool = True):
-        super().__init__(labels=True)
+        super().__init__()
         self._viewer = viewer
         self.use_thread = use_thread
         self._worker = None

@@ -91,6 +91,24 @@ AUTO_TILE_TEXT = f"auto (whole frames up to {_SIDE}×{_SIDE} px)"
 AUTO_OVERLAP_TEXT = "auto (from the tile and the network)"
 
 
+#: The destroyed-signal handlers of live docks. PyQt keeps a slot alive only through the
+#: Qt object's Python wrapper, so a dock that is garbage-collected (one made in a script and
+#: never docked) would take its handler and state down with it, and the handler would then
+#: run on cleared objects and abort the interpreter; held here, it outlives the dock.
+_SHUTDOWN_HANDLERS: set = set()
+
+
+def _shutdown_handler(state: SimpleNamespace):
+    """A slot for ``destroyed`` that stops the dock's workers, then lets itself go."""
+
+    def handler(*_args) -> None:
+        _SHUTDOWN_HANDLERS.discard(handler)
+        _shutdown(state)
+
+    _SHUTDOWN_HANDLERS.add(handler)
+    return handler
+
+
 def _shutdown(state: SimpleNamespace) -> None:
     """Stop every worker of a widget (called when its Qt widget is destroyed)."""
     state.closed = True
@@ -224,8 +242,7 @@ class DenoiseWidget(LayerRun, QualityRows, LiveScope, WatchMode, NetworkDock):
         viewer.layers.events.inserted.connect(self._reset_choices)
         viewer.layers.events.removed.connect(self._reset_choices)
         viewer.dims.events.current_step.connect(self._on_step)
-        state = self._state
-        self.native.destroyed.connect(lambda *_: _shutdown(state))
+        self.native.destroyed.connect(_shutdown_handler(self._state))
         self._reset_choices()
         picked = pick_image_layer(viewer, suits=self._suits)
         if picked is not None:

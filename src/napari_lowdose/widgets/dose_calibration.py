@@ -19,7 +19,6 @@ import napari
 import numpy as np
 from magicgui.widgets import (
     ComboBox,
-    Container,
     FileEdit,
     FloatSpinBox,
     Label,
@@ -34,7 +33,7 @@ from ..io.dose import FrameDose, write_dose_table
 from ..io.dose_calibration import calibrate_frame_dose, iter_frame_mean_counts
 from ..io.layers import LOWDOSE_KEY, layer_frame_dose, with_frame_dose
 from ..io.units import pixel_area_A2
-from ._common import rectangle_roi_px
+from ._common import DockContainer, rectangle_roi_px
 from ._dose_overlay import show_frame_dose
 from ._layers import base_data, layer_pixel_size_A, pick_image_layer
 from ._settings import DockSettings
@@ -51,11 +50,11 @@ SOURCE_CHOICES = [
 WHOLE_FRAME = "whole frame"
 
 
-class DoseCalibrationWidget(Container):
+class DoseCalibrationWidget(DockContainer):
     """Show the dose of every frame of an image layer, and set it from several sources."""
 
     def __init__(self, viewer: napari.viewer.Viewer, *, use_thread: bool = True):
-        super().__init__(labels=True)
+        super().__init__()
         self._viewer = viewer
         self.use_thread = use_thread
         self._worker = None

@@ -29,7 +29,6 @@ import napari
 import numpy as np
 from magicgui.widgets import (
     ComboBox,
-    Container,
     FloatSpinBox,
     Label,
     ProgressBar,
@@ -45,7 +44,7 @@ from ..noise.fit_result import NoiseFitResult
 from ..noise.fitting import fit_spectra
 from ..noise.spectrum import radial_spectrum
 from ..noise.vacuum import VacuumCheck, vacuum_check, vacuum_corner
-from ._common import rectangle_roi_px, shown_frame
+from ._common import DockContainer, rectangle_roi_px, shown_frame
 from ._dose_overlay import show_frame_dose
 from ._layers import (
     base_data,
@@ -68,12 +67,12 @@ ROI_LAYER_NAME = "vacuum ROI"
 SETTINGS_NAME = "Detector noise"
 
 
-class NoiseFitWidget(NoiseFitRun, NoiseFitPlots, NoiseFitSave, Container):
+class NoiseFitWidget(NoiseFitRun, NoiseFitPlots, NoiseFitSave, DockContainer):
     """Fit the detector noise model to a vacuum rectangle of one frame or a whole series."""
 
     def __init__(self, viewer: napari.viewer.Viewer, *, use_thread: bool = True,
                  chunk_frames: int = 64):
-        super().__init__(labels=True)
+        super().__init__()
         self._viewer = viewer
         self.use_thread = use_thread
         self.chunk_frames = max(1, int(chunk_frames))

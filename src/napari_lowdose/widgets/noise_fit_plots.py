@@ -66,7 +66,7 @@ class NoiseFitPlots:
         for fig in self.figures.values():
             for ax in fig.axes:
                 style_axes(ax, self._colors)
-        self.native.layout().addWidget(self.tabs)
+        self.content.layout().addWidget(self.tabs)
 
     def _shown(self):
         """(result, row) whose spectrum the spectrum plot shows, or (None, 0)."""

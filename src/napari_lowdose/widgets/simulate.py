@@ -25,7 +25,6 @@ from pathlib import Path
 import napari
 from magicgui.widgets import (
     ComboBox,
-    Container,
     FileEdit,
     FloatSpinBox,
     Label,
@@ -42,7 +41,7 @@ from ..noise.presets import PRESETS
 from ..simulate.optics import DOSE_RANGES_E_PER_A2
 from ..simulate.series import preview_noisy_image
 from ..simulate.structures import StructureRecipe
-from ._common import heading, is_empty_path
+from ._common import DockContainer, heading, is_empty_path
 from ._settings import DockSettings
 from ._workers import run_task
 from .simulate_dataset import SimulateDataset, _Relay
@@ -87,11 +86,11 @@ def _log_steps(spin_box):
         pass
 
 
-class SimulateWidget(SimulateDataset, Container):
+class SimulateWidget(SimulateDataset, DockContainer):
     """Preview simulated HR-TEM images of supported Au particles and generate datasets."""
 
     def __init__(self, viewer: napari.viewer.Viewer, *, use_thread: bool = True):
-        super().__init__(labels=True)
+        super().__init__()
         self._viewer = viewer
         self.use_thread = use_thread
         self._preview_worker = None

@@ -458,7 +458,7 @@ class TrainWidget(TrainingDock):
         )
         for ax in (self.ax_loss, self.ax_f1):
             style_axes(ax, self._colors)
-        self.native.layout().addWidget(self.canvas)
+        self.content.layout().addWidget(self.canvas)
 
     def _update_plot(self):
         epochs = self._draw_history()

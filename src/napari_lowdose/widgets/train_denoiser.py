@@ -488,7 +488,7 @@ class TrainDenoiserWidget(TrainingData, TrainingDock):
         self.ax.set_ylabel("PSNR (dB)")
         self.ax.legend(loc="lower right", fontsize="x-small")
         style_axes(self.ax, self._colors)
-        self.native.layout().addWidget(self.canvas)
+        self.content.layout().addWidget(self.canvas)
 
     def _update_plot(self):
         epochs = self._draw_history()
