@@ -369,3 +369,61 @@ def test_the_dock_resamples_to_the_models_sampling_as_the_command_does(
     np.testing.assert_allclose(probabilities[0], plain[0], atol=1e-6)
     assert not np.allclose(plain[0], expected[0])
     assert not [n for n in notes if n[0] == "show_error"]
+
+
+def test_dragging_the_threshold_redoes_the_shown_frame_at_once_and_the_rest_once(
+        make_napari_viewer, model_file, qtbot, monkeypatch):
+    """In the viewer, a drag over the threshold slider re-thresholds the frame on screen at
+    every step; the other frames and the analysis once, after the slider rests."""
+    from napari_lowdose.widgets import segment_analysis
+
+    viewer = make_napari_viewer()
+    layer = _add_series(viewer, _frames())
+    widget = _dock(viewer, model_file, layer, use_thread=True)
+    widget.scope.value = "all"
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60000)
+    qtbot.wait(2 * segment_analysis.RETHRESHOLD_DELAY_MS)
+    prob, mask = viewer.layers[PROB].data, viewer.layers[MASK].data
+    calls = []
+    original = type(widget).update_analysis
+    monkeypatch.setattr(type(widget), "update_analysis",
+                        lambda self, **kw: calls.append(1) or original(self, **kw))
+    viewer.dims.set_current_step(0, 3)
+    before = mask.copy()
+    for value in (0.45, 0.4, 0.35, 0.3):  # a drag: four steps in quick succession
+        widget.threshold.value = value
+    expected = np.stack([widget._mask_of(p, widget._run) for p in prob])
+    changing = [i for i in range(N_FRAMES) if i != 3
+                and not np.array_equal(expected[i], before[i])]
+    assert changing  # the drag does change other frames' masks …
+    assert np.array_equal(mask[3], expected[3])  # … the shown frame followed at once
+    assert all(np.array_equal(mask[i], before[i]) for i in changing)  # the others wait
+    assert calls == []
+    qtbot.waitUntil(lambda: calls == [1], timeout=5000)
+    assert np.array_equal(mask, expected)
+    assert viewer.layers[MASK].metadata[LOWDOSE_KEY]["threshold"] == pytest.approx(0.3)
+    qtbot.wait(2 * segment_analysis.RETHRESHOLD_DELAY_MS)
+    assert calls == [1]  # once for the whole drag
+
+
+def test_an_export_right_after_the_threshold_moved_writes_the_new_masks(
+        make_napari_viewer, model_file, qtbot, tmp_path):
+    import tifffile
+
+    viewer = make_napari_viewer()
+    layer = _add_series(viewer, _frames())
+    widget = _dock(viewer, model_file, layer, use_thread=True)
+    widget.scope.value = "all"
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60000)
+    widget.threshold.value = 0.3
+    written = widget.export(tmp_path / "out")  # before the slider's rest delay is over
+    assert written
+    prob = viewer.layers[PROB].data
+    expected = np.stack([widget._mask_of(p, widget._run) for p in prob])
+    saved = tifffile.imread(next(p for p in written if p.name.startswith("masks")))
+    assert np.array_equal(saved.astype(bool), expected)
+    import json
+    summary = json.loads(next(p for p in written if p.name == "summary.json").read_text())
+    assert summary["run"]["threshold"] == pytest.approx(0.3)

@@ -410,7 +410,7 @@ class SegmentWidget(SegmentRun, SegmentAnalysis, NetworkDock):
         ``overwrite=None`` asks before replacing files in a non-empty folder.
         Only frames that have been segmented are written (in series order).
         """
-
+        self.flush_rethreshold()  # a threshold moved just now: its masks and analysis first
         if not self._run_alive() or getattr(self._run, "analysis", None) is None:
             show_error("Nothing to export: segment a series with a per-frame dose first.")
             return None

@@ -22,11 +22,15 @@ from ..analysis.masks import MaskCleaning, probability_mask
 from ..errors import LowdoseError, one_line
 from ..io.layers import LOWDOSE_KEY, layer_frame_dose
 from ..workflows.segmentation import with_rose
+from ._common import shown_frame
 from ._layers import base_data, layer_pixel_size_A
 from .area_plot import AREA_KEY, AreaPlotWidget, refresh_area_plots, show_area_dock
 from .segment_results import done_frames, summary_features
 
-__all__ = ["SegmentAnalysis"]
+__all__ = ["RETHRESHOLD_DELAY_MS", "SegmentAnalysis"]
+
+#: How long the threshold slider must rest before every frame and the analysis are redone.
+RETHRESHOLD_DELAY_MS = 250
 
 
 class SegmentAnalysis:
@@ -73,6 +77,48 @@ class SegmentAnalysis:
         self._on_threshold_changed()
 
     def _on_threshold_changed(self, _value=None):
+        """A new threshold or clean-up rule.
+
+        In the viewer (threaded dock) the frame on screen follows at once, and every other
+        frame and the analysis once the slider has rested for
+        :data:`RETHRESHOLD_DELAY_MS` (dragging the slider over a long series would
+        otherwise redo them all at every step and stall the viewer). Without threads (tests,
+        scripts) everything is redone at once.
+        """
+        if not self._run_alive():
+            return
+        if not self.use_thread:
+            self._rethreshold_all()
+            return
+        prob, mask = self._views()
+        index = shown_frame(self._viewer, self._run.mask_layer, prob.shape[0])
+        if np.isfinite(prob[index]).all():
+            mask[index] = self._mask_of(prob[index], self._run)
+            self._run.mask_layer.refresh()
+        self._rethreshold_timer().start()
+
+    def _rethreshold_timer(self):
+        """The single-shot timer that redoes every frame and the analysis (made once)."""
+        timer = getattr(self, "_rethreshold_timer_", None)
+        if timer is None:
+            from qtpy.QtCore import QTimer
+
+            timer = QTimer(self.native)
+            timer.setSingleShot(True)
+            timer.setInterval(RETHRESHOLD_DELAY_MS)
+            timer.timeout.connect(self._rethreshold_all)
+            self._rethreshold_timer_ = timer
+        return timer
+
+    def flush_rethreshold(self) -> None:
+        """Redo now what a threshold change left waiting for the slider to rest."""
+        timer = getattr(self, "_rethreshold_timer_", None)
+        if timer is not None and timer.isActive():
+            timer.stop()
+            self._rethreshold_all()
+
+    def _rethreshold_all(self):
+        """Every frame done re-thresholded, then the analysis (unless a run is going on)."""
         if not self._run_alive():
             return
         prob, mask = self._views()
