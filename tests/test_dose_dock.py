@@ -143,3 +143,33 @@ def test_the_files_gain_gives_the_files_calibration_and_a_changed_gain_the_count
     dose = layer.metadata["lowdose"]["dose"]
     assert dose["source"] == "counts"
     np.testing.assert_allclose(dose["dose_e_per_A2"], [44 / 8 / 0.25, 88 / 8 / 0.25])
+
+
+def test_the_files_rate_exposure_and_pixel_size_are_used_unrounded(make_napari_viewer, shown):
+    """A spin box rounds what it shows; pressing Apply (or Set pixel size) without touching
+    the boxes must keep the file's values, not the rounded ones (a 1.428 ms exposure shown
+    as 0.0014 would change the dose by 2 %, at 3 decimals by 30 %)."""
+    viewer = make_napari_viewer()
+    rate, exposure, pixel_A = 2.12834, 0.001428391, 29.8845671
+    layer = viewer.add_image(
+        _frames(2), name="stated", scale=(1, pixel_A, pixel_A),
+        units=("dimensionless", "angstrom", "angstrom"), metadata={"lowdose": {
+            "pixel_size_A": [pixel_A, pixel_A],
+            "dose_hints": {"dose_rate_e_per_A2_s": rate, "exposure_time_s": exposure}}})
+    widget = DoseCalibrationWidget(viewer, use_thread=False)
+    assert widget.layer is layer
+    assert widget.exposure.value == pytest.approx(exposure, abs=1e-7)  # shown to 0.1 µs
+    widget.source.value = "rate_x_exposure"
+    widget.apply()
+    assert shown == []
+    dose = layer.metadata["lowdose"]["dose"]["dose_e_per_A2"]
+    np.testing.assert_allclose(dose, [rate * exposure] * 2, rtol=1e-9)
+    widget.set_pixel_size()
+    assert layer.scale[-1] == pixel_A
+    widget.exposure.value = 0.002  # typed by the user: used as typed
+    widget.apply()
+    dose = layer.metadata["lowdose"]["dose"]["dose_e_per_A2"]
+    np.testing.assert_allclose(dose, [rate * 0.002] * 2, rtol=1e-9)
+    widget.pixel_size.value = 30.0
+    widget.set_pixel_size()
+    assert layer.scale[-1] == 30.0

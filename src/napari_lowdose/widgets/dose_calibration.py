@@ -50,6 +50,21 @@ SOURCE_CHOICES = [
 WHOLE_FRAME = "whole frame"
 
 
+def _typed(box, stated: float | None) -> float | None:
+    """What a spin box holds, or None when that is the file's ``stated`` value as the box
+    shows it (rounded to its decimals): then the caller uses the stated value, unrounded.
+
+    A spin box rounds what it is given; reading it back and using it would change a
+    file's 0.001428 s exposure to 0.001 s, and the dose with it.
+    """
+    value = float(box.value)
+    if not value:
+        return None
+    if stated is not None and abs(value - float(stated)) <= 0.5 * 10.0 ** -box.native.decimals():
+        return None
+    return value
+
+
 class DoseCalibrationWidget(DockContainer):
     """Show the dose of every frame of an image layer, and set it from several sources."""
 
@@ -72,6 +87,12 @@ class DoseCalibrationWidget(DockContainer):
         self.roi_combo = ComboBox(label="vacuum region", choices=self._shapes_choices)
         self.pixel_size = FloatSpinBox(label="pixel size (Å/px)", min=0, max=1e7, step=0.001,
                                        value=0)
+        # Enough decimals to show and type what files state (sub-ms exposures, rates of a
+        # few e⁻/Å²/s); a box still holding the file's value (as shown) means the file's
+        # own, unrounded value (:func:`_typed`).
+        for box, decimals in ((self.dose_rate, 4), (self.exposure, 7),
+                              (self.counts_per_electron, 4), (self.pixel_size, 5)):
+            box.native.setDecimals(decimals)
         self.set_pixel_button = PushButton(text="Set pixel size")
         self.apply_button = PushButton(text="Apply dose")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
@@ -180,6 +201,9 @@ class DoseCalibrationWidget(DockContainer):
         """Set the selected layer's (y, x) scale to the pixel size in Å."""
         layer = self.layer
         size = float(self.pixel_size.value)
+        shown = None if layer is None else layer_pixel_size_A(layer)
+        if shown is not None and _typed(self.pixel_size, shown[1]) is None:
+            size = float(shown[1])  # the box still shows the layer's own: keep it unrounded
         if layer is None or size <= 0:
             show_error("Choose an image layer and a positive pixel size (Å/px).")
             return
@@ -197,15 +221,14 @@ class DoseCalibrationWidget(DockContainer):
         layer = self.layer
         hints = {} if layer is None else (
             layer.metadata.get(LOWDOSE_KEY, {}).get("dose_hints", {}) or {})
-        gain = self.counts_per_electron.value or None
-        if gain is not None and gain == hints.get("counts_per_electron"):
-            gain = None  # the file's own gain, as shown: its intensity calibration
+        # The file's own gain, as shown: its intensity calibration.
+        gain = _typed(self.counts_per_electron, hints.get("counts_per_electron"))
         return {
             "source": self.source.value,
             "dose_table": table if table and str(table) not in ("", ".") and Path(table).is_file()
             else None,
-            "dose_rate_e_per_A2_s": self.dose_rate.value or None,
-            "exposure_time_s": self.exposure.value or None,
+            "dose_rate_e_per_A2_s": _typed(self.dose_rate, hints.get("dose_rate_e_per_A2_s")),
+            "exposure_time_s": _typed(self.exposure, hints.get("exposure_time_s")),
             "counts_per_electron": gain,
         }
 
