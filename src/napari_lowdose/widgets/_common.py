@@ -7,10 +7,16 @@ from qtpy.QtWidgets import QFrame
 
 from ..errors import one_line
 
+#: Share of the screen's height a dock keeps for its controls before it scrolls.
+DOCK_SCREEN_SHARE = 0.55
 
-class _KeepWidth(QObject):
-    """Keeps a scroll area at least as wide as its widget plus its vertical scroll bar,
-    whenever the widget's layout changes (labels filled in after the dock was built)."""
+
+class _FitScroll(QObject):
+    """Sizes a dock's scroll area whenever its controls' layout changes (labels filled in
+    after the dock was built): at least as wide as the controls plus the vertical scroll
+    bar, and as tall as the controls up to :data:`DOCK_SCREEN_SHARE` of the screen, so a
+    dock shows all its controls where the screen has room (a plot docked below it does not
+    squeeze them away) and scrolls where it has not."""
 
     def __init__(self, scroll) -> None:
         super().__init__(scroll)
@@ -19,7 +25,13 @@ class _KeepWidth(QObject):
     def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt's name)
         if event.type() in (QEvent.Type.LayoutRequest, QEvent.Type.Show):
             bar = self._scroll.verticalScrollBar().sizeHint().width()
-            self._scroll.setMinimumWidth(watched.minimumSizeHint().width() + bar + 2)
+            needed = watched.minimumSizeHint()
+            self._scroll.setMinimumWidth(needed.width() + bar + 2)
+            screen = watched.screen()
+            room = (DOCK_SCREEN_SHARE * screen.availableGeometry().height()
+                    if screen is not None else needed.height())
+            wanted = max(needed.height(), watched.sizeHint().height()) + 4
+            self._scroll.setMinimumHeight(int(min(wanted, room)))
         return False
 
 
@@ -41,8 +53,8 @@ class DockContainer(Container):
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         # A dock narrower than its controls gets a scroll bar, never cut-off buttons.
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-        self._width_keeper = _KeepWidth(scroll)
-        self.content.installEventFilter(self._width_keeper)
+        self._fit = _FitScroll(scroll)
+        self.content.installEventFilter(self._fit)
 
     @property
     def native(self):
