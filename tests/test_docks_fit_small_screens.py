@@ -51,3 +51,22 @@ def test_dock_scrolls_in_a_short_window(make_napari_viewer, name):
         QApplication.processEvents()
         assert dock.height() < content_height
         assert dock.widget().verticalScrollBar().maximum() > 0
+
+
+@pytest.mark.parametrize("name", CONTROL_DOCKS)
+def test_closing_a_dock_tells_it_once_and_only_then(make_napari_viewer, name, monkeypatch):
+    """The close button (napari's remove_dock_widget) calls the dock's on_closed, which
+    stops its work; hiding or floating it does not."""
+    cls = _dock_classes()[name]
+    closed = []
+    monkeypatch.setattr(cls, "on_closed", lambda self: closed.append(self))
+    viewer = make_napari_viewer(show=True)
+    widget = cls(viewer)
+    dock = viewer.window.add_dock_widget(widget, name=name)
+    dock.setVisible(False)
+    dock.setVisible(True)
+    dock.setFloating(True)
+    dock.setFloating(False)
+    assert closed == []
+    viewer.window.remove_dock_widget(widget.native)
+    assert closed == [widget]

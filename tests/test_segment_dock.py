@@ -427,3 +427,31 @@ def test_an_export_right_after_the_threshold_moved_writes_the_new_masks(
     import json
     summary = json.loads(next(p for p in written if p.name == "summary.json").read_text())
     assert summary["run"]["threshold"] == pytest.approx(0.3)
+
+
+def test_closing_the_dock_during_a_run_cancels_it(make_napari_viewer, model_file, notes,
+                                                  qtbot):
+    """The title bar's close button takes the dock out of the window (napari neither
+    destroys nor hides it): the run must stop there, keeping the frames done."""
+    import time
+
+    frames = _frames()
+
+    def slow(index):
+        time.sleep(0.3)
+        return frames[index]
+
+    lazy = da.stack([da.from_delayed(dask.delayed(slow)(i), frames.shape[1:], frames.dtype)
+                     for i in range(N_FRAMES)])
+    viewer = make_napari_viewer()
+    layer = _add_series(viewer, lazy)
+    widget = _dock(viewer, model_file, layer, use_thread=True)
+    widget.scope.value = "all"
+    widget.run()
+    prob = viewer.layers[PROB]
+    qtbot.waitUntil(lambda: len(_done(prob)) >= 1, timeout=30000)
+    viewer.window.remove_dock_widget(widget.native)  # what the close button does
+    qtbot.waitUntil(lambda: not widget.busy, timeout=30000)
+    assert 1 <= len(_done(prob)) < N_FRAMES
+    assert [kind for kind, _ in notes] == ["show_info"]
+    assert notes[0][1].startswith("Segmentation cancelled after")

@@ -35,6 +35,26 @@ class _FitScroll(QObject):
         return False
 
 
+class _WatchUndock(QObject):
+    """Tells a dock when napari takes it out of its dock (the title bar's close button
+    unparents the dock's widget; it is neither destroyed nor hidden)."""
+
+    def __init__(self, scroll, dock) -> None:
+        super().__init__(scroll)
+        self._scroll = scroll
+        self._dock = dock
+        self._docked = False
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt's name)
+        if event.type() == QEvent.Type.ParentChange:
+            if watched.parent() is not None:
+                self._docked = True
+            elif self._docked:
+                self._docked = False
+                self._dock.on_closed()
+        return False
+
+
 class DockContainer(Container):
     """A dock that scrolls when it is taller than the room napari gives it.
 
@@ -55,6 +75,12 @@ class DockContainer(Container):
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self._fit = _FitScroll(scroll)
         self.content.installEventFilter(self._fit)
+        self._undock = _WatchUndock(scroll, self)
+        scroll.installEventFilter(self._undock)
+
+    def on_closed(self) -> None:
+        """The dock was closed (taken out of the window): stop its work. Each dock with
+        background work overrides this; what is done so far is kept, as with Cancel."""
 
     @property
     def native(self):

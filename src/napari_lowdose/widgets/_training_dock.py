@@ -17,6 +17,7 @@ import napari
 import numpy as np
 from magicgui.widgets import Label, PushButton
 from napari.utils import progress
+from napari.utils.notifications import show_info
 from qtpy.QtCore import QObject, Signal
 
 from ._common import DockContainer, is_empty_path
@@ -166,6 +167,13 @@ class TrainingDock(DockContainer):
         self.train_button.enabled = not running
         self.reset_button.enabled = not running
         self.stop_button.enabled = running
+
+    def on_closed(self) -> None:
+        """The dock was closed during training: stop it (the best checkpoint is kept)."""
+        if self.stop_button.enabled:
+            self.stop()
+            show_info("The training dock was closed: training stops after the current "
+                      "step; the best checkpoint so far is kept.")
 
     def stop(self, _event=None):
         """End training after the current step; the best checkpoint so far is kept."""

@@ -283,6 +283,13 @@ class DenoiseWidget(LayerRun, QualityRows, LiveScope, WatchMode, NetworkDock):
         """Whether the live scope follows the frame slider."""
         return self._live
 
+    def on_closed(self) -> None:
+        """The dock was closed: stop live mode, the running denoising and the watch."""
+        if self.busy or self.watching:
+            show_info("Denoise was closed: its run and folder watch are stopped; the "
+                      "frames done are kept.")
+        self.shutdown()
+
     def shutdown(self) -> None:
         """Stop live mode, the running denoising and the folder watch (for good)."""
         self._live, self._live_pending = False, None

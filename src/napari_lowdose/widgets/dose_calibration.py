@@ -307,6 +307,10 @@ class DoseCalibrationWidget(DockContainer):
             self.progress_bar.value = 0
             self.time_left.value = ""
 
+    def on_closed(self) -> None:
+        """The dock was closed: stop a running counts computation."""
+        self.cancel()
+
     def cancel(self, _event=None):
         """Stop a running counts computation; the layer's dose stays as it was."""
         if self._worker is not None:

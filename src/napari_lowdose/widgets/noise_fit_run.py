@@ -148,6 +148,10 @@ class NoiseFitRun:
             self.progress_bar.value = 0
             self.progress_text.value = "cancelled"
 
+    def on_closed(self) -> None:
+        """The dock was closed: stop a running series fit."""
+        self.cancel()
+
     def cancel(self, _event=None):
         """Stop a running series fit; the previous result is kept."""
         if self._worker is not None:

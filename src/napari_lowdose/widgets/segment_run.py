@@ -150,6 +150,11 @@ class SegmentRun:
         self.cancel_button.enabled = running
         self.export_button.enabled = not running and self._run is not None
 
+    def on_closed(self) -> None:
+        """The dock was closed during a run: cancel it (the frames done are kept)."""
+        if self._worker is not None:
+            self.cancel()  # its notification says how many frames are kept
+
     def cancel(self, _event=None):
         """Stop after the current frame; frames already segmented are kept."""
         if self._worker is not None or self.cancel_button.enabled:

@@ -332,6 +332,11 @@ class SimulateWidget(SimulateDataset, DockContainer):
         else:
             self._describe()
 
+    def on_closed(self) -> None:
+        """The dock was closed: stop the preview and the dataset generation."""
+        self.cancel_preview()
+        self.cancel_dataset()
+
     def cancel_preview(self, _event=None):
         """Stop a running preview after its current step; the layers stay as they were."""
         if self._preview_worker is not None:
