@@ -192,3 +192,26 @@ def test_specks_of_the_consensus_are_not_particles():
     consensus |= _disk(50, 10, 3)  # 29 px: a small particle, ≥ 2 % of the large one
     labels, n = particle_labels(consensus)
     assert n == 2 and labels[50, 10] == 2
+
+
+def test_a_frame_range_names_its_consensus_frames_by_series_index():
+    """A run of frames 40–69 of a longer series: the summary names the consensus frames as
+    it names the high-dose frames (series indices), and a record read back still finds
+    their rows."""
+    from dataclasses import replace
+
+    from napari_lowdose.analysis.area_record import analysis_from_record, area_record
+    from napari_lowdose.analysis.area_vs_dose import analyse_area_vs_dose
+
+    masks = _series(visible_from=50.0, converged_from=500.0, false_blob_below=20.0)
+    analysis = analyse_area_vs_dose(masks, DOSES, (0.5, 0.5))
+    series_frames = np.arange(40, 40 + N)
+    analysis = replace(analysis, frame=series_frames,
+                       high_dose_frames=series_frames[analysis.high_dose_frames])
+    summary = analysis.summary()
+    rows = analysis.consensus.reference_frames
+    assert summary["consensus_frames"] == [int(f) for f in series_frames[rows]]
+    # Both are the highest-dose frames by the same rule: the same series indices.
+    assert summary["consensus_frames"] == summary["high_dose_frames"] == [67, 68, 69]
+    back = analysis_from_record(area_record(analysis, label="run"))
+    assert back.consensus.reference_frames.tolist() == rows.tolist()

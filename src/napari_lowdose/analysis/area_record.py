@@ -85,6 +85,14 @@ def _column(rows: dict[str, list], key: str) -> np.ndarray:
     return np.asarray([np.nan if v is None else v for v in rows[key]], dtype=float)
 
 
+def _positions(table: dict[str, Any], frames: list[int]) -> np.ndarray:
+    """Rows of the table holding these series frames (a record names frames by their
+    index in the series; a readout refers to its rows)."""
+    column = np.asarray(table.get("frame", []), dtype=np.int64)
+    return np.asarray([int(np.flatnonzero(column == f)[0]) for f in frames
+                       if np.any(column == f)], dtype=int)
+
+
 def consensus_from_record(table: dict[str, Any], summary: dict[str, Any],
                           blocks: dict[str, dict[str, list]] | None = None):
     """The consensus readout stored in a record's (whole-field) table and summary, with
@@ -103,7 +111,7 @@ def consensus_from_record(table: dict[str, Any], summary: dict[str, Any],
         recall=_column(table, "recall"), precision=_column(table, "precision"),
         f1=_column(table, "f1_consensus"),
         over_segmented=np.asarray(table["over_segmented"], dtype=bool), consensus=None,
-        reference_frames=np.asarray(summary.get("consensus_frames", []), dtype=int),
+        reference_frames=_positions(table, summary.get("consensus_frames", [])),
         visibility_dose_e_per_A2=summary.get("visibility_dose_e_per_A2"),
         convergence_dose_e_per_A2=summary.get("convergence_dose_e_per_A2"),
         convergence_f1=float(summary.get("convergence_f1", 0.9)),

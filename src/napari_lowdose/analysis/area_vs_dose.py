@@ -268,6 +268,9 @@ class AreaAnalysis:
             return float(value) if math.isfinite(value) else None
 
         consensus = {} if self.consensus is None else self.consensus.summary()
+        if "consensus_frames" in consensus:  # series frame indices, as high_dose_frames
+            consensus["consensus_frames"] = [int(self.frame[i])
+                                             for i in consensus["consensus_frames"]]
         return {
             # Against the consensus of the highest-dose frames (None without a readout).
             "visibility_dose_e_per_A2": consensus.get("visibility_dose_e_per_A2"),
