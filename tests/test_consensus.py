@@ -215,3 +215,44 @@ def test_a_frame_range_names_its_consensus_frames_by_series_index():
     assert summary["consensus_frames"] == summary["high_dose_frames"] == [67, 68, 69]
     back = analysis_from_record(area_record(analysis, label="run"))
     assert back.consensus.reference_frames.tolist() == rows.tolist()
+
+
+def test_too_few_frames_give_no_area_readout_and_say_why(capsys):
+    """One frame (or five) cannot show a dose 'from which' the area converged."""
+    from pathlib import Path
+
+    from napari_lowdose.analysis.area_record import analysis_from_record, area_record
+    from napari_lowdose.analysis.area_vs_dose import analyse_area_vs_dose
+    from napari_lowdose.cli.segment import _print_summary
+
+    one = analyse_area_vs_dose(_disk()[None], DOSES[:1], (0.5, 0.5))
+    summary = one.summary()
+    assert summary["paper_convergence_dose_e_per_A2"] is None
+    assert summary["paper_dose_at_50pct_e_per_A2"] is None
+    assert summary["paper_readout"].startswith("too few segmented frames (1; at least 6)")
+    assert analysis_from_record(area_record(one, label="x")).paper_reason == \
+        summary["paper_readout"]
+    _print_summary(one, Path("out"))
+    printed = capsys.readouterr().out
+    assert "area only (the paper's method): no readout: too few segmented frames" in printed
+    assert "converged from" not in printed
+    six = analyse_area_vs_dose(np.repeat(_disk()[None], 6, axis=0), DOSES[:6], (0.5, 0.5))
+    assert six.summary()["paper_readout"] == "ok"
+
+
+def test_a_readout_at_the_lowest_dose_is_printed_as_a_bound(capsys):
+    from pathlib import Path
+
+    from napari_lowdose.analysis.area_vs_dose import analyse_area_vs_dose, readout_text
+    from napari_lowdose.cli.segment import _print_summary
+
+    assert readout_text(None) == readout_text(float("inf")) == "not reached"
+    assert readout_text(12.345) == "12.3 e⁻/Å²"
+    assert readout_text(10.0, 10.0) == "≤ 10 e⁻/Å² (the lowest dose segmented)"
+    # Frames 20–29 of the series: the particle is already whole in the first of them.
+    masks = np.repeat(_disk()[None], 10, axis=0)
+    analysis = analyse_area_vs_dose(masks, DOSES[20:], (0.5, 0.5))
+    _print_summary(analysis, Path("out"))
+    printed = capsys.readouterr().out
+    assert f"visible (F1 ≥ 0.5) from ≤ {DOSES[20]:.3g} e⁻/Å² (the lowest dose segmented)" \
+        in printed

@@ -77,6 +77,8 @@ def analysis_from_record(record: dict[str, Any]) -> AreaAnalysis:
         high_dose_frames=np.asarray(summary.get("high_dose_frames", []), dtype=np.int64),
         pixel_area_nm2=pixel_area,
         consensus=consensus_from_record(table, summary, blocks),
+        paper_reason="" if summary.get("paper_readout", "ok") == "ok"
+        else str(summary["paper_readout"]),
         rose=summary.get("rose"),
     )
 

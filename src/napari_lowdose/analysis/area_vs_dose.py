@@ -45,6 +45,7 @@ __all__ = [
     "convergence_dose",
     "dose_at_fraction",
     "f1_per_frame",
+    "readout_text",
     "table_blocks",
 ]
 
@@ -142,6 +143,8 @@ class AreaAnalysis:
     consensus : ConsensusReadout or None
         Readouts against the consensus of the highest-dose frames
         (:mod:`~napari_lowdose.analysis.consensus`; None when only areas were given).
+    paper_reason : str
+        Why the two area-only doses are not given (too few frames), or ``""``.
     rose : dict or None
         The particle's contrast and Rose-criterion doses
         (:func:`~napari_lowdose.analysis.rose.rose_readouts`: the whole field, with a
@@ -162,6 +165,7 @@ class AreaAnalysis:
     pixel_area_nm2: float
     consensus: ConsensusReadout | None = None
     rose: dict[str, Any] | None = None
+    paper_reason: str = ""
 
     @property
     def converged_area_nm2(self) -> float:
@@ -268,9 +272,9 @@ class AreaAnalysis:
             return float(value) if math.isfinite(value) else None
 
         consensus = {} if self.consensus is None else self.consensus.summary()
-        if "consensus_frames" in consensus:  # series frame indices, as high_dose_frames
-            consensus["consensus_frames"] = [int(self.frame[i])
-                                             for i in consensus["consensus_frames"]]
+        for key in ("consensus_frames", "over_segmented_frames"):
+            if key in consensus:  # series frame indices, as high_dose_frames
+                consensus[key] = [int(self.frame[i]) for i in consensus[key]]
         return {
             # Against the consensus of the highest-dose frames (None without a readout).
             "visibility_dose_e_per_A2": consensus.get("visibility_dose_e_per_A2"),
@@ -278,6 +282,7 @@ class AreaAnalysis:
             **{k: v for k, v in consensus.items()
                if k not in ("visibility_dose_e_per_A2", "convergence_dose_e_per_A2")},
             # The paper's area-only readouts (Larsen et al. 2023), for comparison.
+            "paper_readout": self.paper_reason or "ok",
             "paper_convergence_dose_e_per_A2": finite(self.convergence_dose_e_per_A2),
             "paper_dose_at_50pct_e_per_A2": finite(self.dose_at_50pct_e_per_A2),
             "dose_at_50pct_e_per_A2": finite(self.dose_at_50pct_e_per_A2),
@@ -340,6 +345,13 @@ def analyse_area_vs_dose(
                                 int(math.ceil(high_dose_fraction * area.size))))
     high = np.argsort(dose, kind="stable")[-n_high:]
     band, converged, converged_from, half_at = _area_readouts(area, dose, high)
+    paper_reason = ""
+    if area.size < 2 * int(min_high_dose_frames):
+        # The band is (nearly) every frame: no dose can be read "from" it (the consensus
+        # readout's rule, consensus_readout).
+        converged_from = half_at = math.nan
+        paper_reason = (f"too few segmented frames ({area.size}; at least "
+                        f"{2 * int(min_high_dose_frames)}) for a band of the highest doses")
     px_area_nm2 = pixel_area_nm2(pixel_size_A)
     return AreaAnalysis(
         frame=np.arange(area.size),
@@ -353,11 +365,28 @@ def analyse_area_vs_dose(
         dose_at_50pct_e_per_A2=half_at,
         high_dose_frames=np.sort(high),
         pixel_area_nm2=px_area_nm2,
+        paper_reason=paper_reason,
         consensus=None if values.ndim == 1 else consensus_readout(
             values, dose, shifts_px=shifts_px, high_dose_fraction=high_dose_fraction,
             min_high_dose_frames=min_high_dose_frames, convergence_f1=convergence_f1,
             series_max_dose_e_per_A2=series_max_dose_e_per_A2),
     )
+
+
+def readout_text(dose_e_per_A2: float | None, lowest_dose_e_per_A2: float | None = None
+                 ) -> str:
+    """A readout dose as the command and the docks print it.
+
+    ``"not reached"`` for None (or not finite); ``"≤ 12 e⁻/Å² (the lowest dose
+    segmented)"`` when it is the lowest dose of the frames analysed, from which on it
+    held: the true dose may be lower (a frame range, or a series that starts too late).
+    """
+    if dose_e_per_A2 is None or not math.isfinite(dose_e_per_A2):
+        return "not reached"
+    text = f"{dose_e_per_A2:.3g} e⁻/Å²"
+    if lowest_dose_e_per_A2 is not None and dose_e_per_A2 <= lowest_dose_e_per_A2:
+        return f"≤ {text} (the lowest dose segmented)"
+    return text
 
 
 def pixel_area_nm2(pixel_size_A: float | tuple[float, float] | None) -> float:

@@ -147,10 +147,18 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 
 def _print_summary(analysis, out: Path) -> None:
+    import numpy as np
+
+    from ..analysis.area_vs_dose import readout_text
+
     summary = analysis.summary()
+    lowest = float(np.min(analysis.dose_e_per_A2))
 
     def dose(value):
-        return "not reached" if value is None else f"{value:.3g} e⁻/Å²"
+        return readout_text(value)
+
+    def since(value):  # a dose from which on something held: a bound at the lowest dose
+        return readout_text(value, lowest)
 
     area = summary["converged_area_nm2"]
     area_text = f"{area:.3g} nm²" if area is not None else f"{summary['converged_area_px']} px"
@@ -158,24 +166,27 @@ def _print_summary(analysis, out: Path) -> None:
     if summary.get("consensus_readout", "ok") == "ok":
         over = summary.get("over_segmented_frames") or []
         print(f"against the consensus of the highest-dose frames: visible (F1 ≥ 0.5) "
-              f"from {dose(summary['visibility_dose_e_per_A2'])}; "
+              f"from {since(summary['visibility_dose_e_per_A2'])}; "
               f"F1 ≥ {summary.get('convergence_f1', 0.9):g} from "
-              f"{dose(summary['convergence_dose_e_per_A2'])}"
+              f"{since(summary['convergence_dose_e_per_A2'])}"
               + (f"; {len(over)} over-segmented frame(s)" if over else ""))
         particles = summary.get("particles") or []
         if len(particles) > 1:
             for particle in particles:
                 print(f"  particle {particle['particle']} ({particle['area_px']} px at "
                       f"y {particle['centre_px'][0]:.0f}, x {particle['centre_px'][1]:.0f}): "
-                      f"visible from {dose(particle['visibility_dose_e_per_A2'])}, "
+                      f"visible from {since(particle['visibility_dose_e_per_A2'])}, "
                       f"F1 ≥ {summary.get('convergence_f1', 0.9):g} from "
-                      f"{dose(particle['convergence_dose_e_per_A2'])}")
+                      f"{since(particle['convergence_dose_e_per_A2'])}")
     else:
         print(f"no readout against a consensus: {summary['consensus_readout']}")
     _print_rose(summary.get("rose"), dose)
-    print(f"area only (the paper's method): 50 % segmentation at "
-          f"{dose(summary['paper_dose_at_50pct_e_per_A2'])}; area converged from "
-          f"{dose(summary['paper_convergence_dose_e_per_A2'])}")
+    if summary.get("paper_readout", "ok") != "ok":
+        print(f"area only (the paper's method): no readout: {summary['paper_readout']}")
+    else:
+        print(f"area only (the paper's method): 50 % segmentation at "
+              f"{dose(summary['paper_dose_at_50pct_e_per_A2'])}; area converged from "
+              f"{dose(summary['paper_convergence_dose_e_per_A2'])}")
     print(f"wrote {', '.join(SEGMENT_FILES)} to {out}")
 
 

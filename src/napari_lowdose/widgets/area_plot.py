@@ -39,7 +39,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, Label
 
 from ..analysis.area_record import analysis_from_record, area_record
-from ..analysis.area_vs_dose import AreaAnalysis
+from ..analysis.area_vs_dose import AreaAnalysis, readout_text
 from ..io.layers import LOWDOSE_KEY
 from ..plots.area import ROSE_STYLES, draw_area_vs_dose, rose_doses
 from ._dose_overlay import show_frame_dose
@@ -341,7 +341,8 @@ class AreaPlotWidget(Container):
         def dose(value: float) -> str:
             return f"{value:.3g} e⁻/Å²" if math.isfinite(value) else "not reached"
 
-        paper = (f"area only: 50 % at {dose(run.dose_at_50pct_e_per_A2)}, converged from "
+        paper = (f"area only: no readout ({run.paper_reason})" if run.paper_reason else
+                 f"area only: 50 % at {dose(run.dose_at_50pct_e_per_A2)}, converged from "
                  f"{dose(run.convergence_dose_e_per_A2)}")
         readout = run.consensus
         if readout is None:
@@ -349,14 +350,17 @@ class AreaPlotWidget(Container):
         if not readout.available:
             return f"{label}: no readout against a consensus ({readout.reason}); {paper}"
 
+        lowest = float(np.min(run.dose_e_per_A2)) if run.dose_e_per_A2.size else None
+
         def since(value) -> str:
-            return "not reached" if value is None else f"{value:.3g} e⁻/Å²"
+            return readout_text(value, lowest)
 
         rose = rose_doses(run)
         rose_text = ""
         if rose:
             rose_text = ("; Rose: particle "
-                         f"{since(rose.get('particle'))}, 1 nm² {since(rose.get('1nm2'))}")
+                         f"{readout_text(rose.get('particle'))}, 1 nm² "
+                         f"{readout_text(rose.get('1nm2'))}")
         return (f"{label}: visible from {since(readout.visibility_dose_e_per_A2)}, converged "
                 f"from {since(readout.convergence_dose_e_per_A2)}{rose_text}; {paper}")
 
