@@ -339,7 +339,8 @@ def test_series_progress_shows_time_left(viewer_and_widget):
     assert texts[0] == f"reading frame 0 of {N_FRAMES} …"
     assert texts[1].startswith(f"1/{N_FRAMES} frames, ~") and "left" in texts[1]  # frame 0
     assert texts[2].startswith(f"6/{N_FRAMES} frames")
-    assert texts[-1] == f"done: {N_FRAMES} frames fitted"
+    fitted = int(widget.result.ok.sum())
+    assert texts[-1] == f"done: {fitted} of {N_FRAMES} frames fitted"
     assert widget.progress_bar.value == widget.progress_bar.max == N_FRAMES + 1
 
 
@@ -514,4 +515,6 @@ def test_frame_pairs_that_cannot_be_fitted_say_why(make_napari_viewer, monkeypat
     assert notes.warnings[0].startswith("No spectrum of the frame pairs could be fitted (")
     assert "vacuum" not in notes.warnings[0]
     assert "no model to save" in widget.status.value
+    assert "N0: no fitted frame to read it from" in widget.status.value
+    assert widget.progress_text.value == "done: 0 of 1 pair spectra fitted"
     assert notes.napari_records() == []

@@ -128,7 +128,9 @@ class NoiseFitRun:
             self._on_series_result(item[1], item[2])
 
     def _on_series_result(self, result: NoiseFitResult, check: VacuumCheck):
-        self.progress_text.value = f"done: {result.n_frames} frames fitted"
+        rows = "pair spectra" if result.noise_source == "pairs" else "frames"
+        self.progress_text.value = (f"done: {int(np.count_nonzero(result.ok))} of "
+                                    f"{result.n_frames} {rows} fitted")
         self.result, self.check = result, check
         self.frame_result = self.frame_check = None
         self._report(result, check, "series")
@@ -199,8 +201,12 @@ class NoiseFitRun:
         n0 = result.readout.n0_e_per_px
         if np.isfinite(n0):
             lines.append(f"N0 = {n0:.3g} e⁻/px (Eq. 2 R² {result.readout.r2:.3g})")
-        else:
+        elif not ok.any():
+            lines.append("N0: no fitted frame to read it from")
+        elif not np.isfinite(np.asarray(result.frame_dose_e_per_px, dtype=float)).any():
             lines.append("N0: needs dose and pixel size")
+        else:
+            lines.append("N0: not fitted (see the per-frame table)")
         self.status.value = "\n".join(lines)
 
 
