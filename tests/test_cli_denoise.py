@@ -246,3 +246,24 @@ def test_train_denoiser_fine_tunes_with_noise_weighting(tmp_path, capsys):
     assert main([*common, "--init", str(tmp_path / "none.safetensors"),
                  "--out", str(tmp_path / "x.safetensors")]) == 1
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_a_series_with_neither_dose_nor_gain_is_warned_about(inputs, tmp_path, capsys):
+    """Counts taken as electrons: the denoiser sees hundreds of e⁻/px; say so (and that it
+    is outside the trained range), and record it; a gain given silences the first."""
+    counts = (inputs["frames"] * 500.0).astype(np.float32)  # ~500 counts per electron
+    bare = write_series_tiff(tmp_path / "bare.tif", counts, PIXEL_A)
+    trained = save_checkpoint(tmp_path / "trained.safetensors",
+                              DenoiserUNet(base_channels=4, levels=1), arch="denoiser",
+                              metadata={"source": {"trained_e_per_px_range": [0.05, 100.0]}})
+    out = tmp_path / "out"
+    assert main(["denoise", str(bare), "--model", str(trained), "--device", "cpu",
+                 "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "no dose and no detector gain: the counts are taken as electrons" in err
+    assert "from their mean counts ÷ the gain" in err and "outside the 0.05…100" in err
+    record = json.loads((out / "denoise.json").read_text())
+    assert len(record["warnings"]) == 2
+    assert main(["denoise", str(bare), "--model", str(trained), "--device", "cpu",
+                 "--counts-per-electron", "500", "--out", str(tmp_path / "gain")]) == 0
+    assert "warning" not in capsys.readouterr().err

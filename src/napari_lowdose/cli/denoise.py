@@ -96,7 +96,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..device import describe_device, select_device
-    from ..models.denoising import denoise_frames, outside_training_range
+    from ..models.denoising import denoise_frames, dose_warnings
     from ..models.registry import load_denoiser, resolve_denoiser
 
     if args.batch_size < 1:
@@ -116,10 +116,14 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     e_per_px, how = series_expected_e_per_px(series)
     gain = series_gain(args, series)
     frames = series.data if not single else series.data[None]
-    outside = outside_training_range(
-        metadata, None if e_per_px is None else [e_per_px[i] for i in selected])
-    if outside:
-        print(f"napari-lowdose: warning: {outside}", file=sys.stderr)
+    first_mean = (None if e_per_px is not None or not len(selected)
+                  else float(np.mean(np.asarray(frames[selected[0]], dtype=np.float64))))
+    warnings = dose_warnings(
+        metadata, None if e_per_px is None else [e_per_px[i] for i in selected],
+        counts_per_electron=gain, frame_mean_counts=first_mean,
+        gain_known=bool(args.counts_per_electron or series.dose_hints.counts_per_electron))
+    for warning in warnings:
+        print(f"napari-lowdose: warning: {warning}", file=sys.stderr)
     shape = (len(selected), *frames.shape[-2:])
     # A large series keeps its results in a scratch file, not in memory.
     with result_array(shape, np.float32, args.out) as denoised:
@@ -144,7 +148,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
                  else series.frame_dose.dose_e_per_A2[list(selected)])
         record = _run_record(args, series, model_path, metadata, describe_device(device), selected,
                              doses, e_per_px, how, gain, seconds)
-        record["warnings"] = [outside] if outside else []
+        record["warnings"] = warnings
         record["dihedral_average"] = bool(args.dihedral_average)
         readout = None
         if not args.no_quality:

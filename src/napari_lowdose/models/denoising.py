@@ -29,7 +29,13 @@ from .streaming import (
 )
 from .tiling import Tile, blend_tiles, model_tile_plan
 
-__all__ = ["DIHEDRAL", "denoise_frame", "denoise_frames", "outside_training_range"]
+__all__ = [
+    "DIHEDRAL",
+    "denoise_frame",
+    "denoise_frames",
+    "dose_warnings",
+    "outside_training_range",
+]
 
 #: The eight symmetries of the square pixel grid: (quarter turns, then a left–right flip).
 DIHEDRAL: tuple[tuple[int, bool], ...] = tuple(
@@ -277,3 +283,49 @@ def outside_training_range(metadata: dict[str, Any], e_per_px: Sequence[float] |
     return (f"{n_out} of {len(values)} frame(s) have doses ({min(values):.3g}…"
             f"{max(values):.3g} e⁻/px) outside the {lo:.3g}…{hi:.3g} e⁻/px the denoiser "
             "was trained on; their results may be worse than the input")
+
+
+def dose_warnings(metadata: dict[str, Any], e_per_px: Sequence[float] | None, *,
+                  counts_per_electron: float, gain_known: bool,
+                  frame_mean_counts: float | None) -> list[str]:
+    """What to warn about before a run, as the command and the Denoise dock do.
+
+    The denoiser reads each frame's noise level from its expected e⁻/px: the dose when the
+    series has one, else the frame's mean counts ÷ the gain. Without a dose the estimate
+    (from ``frame_mean_counts``, e.g. the first frame's) is checked against the trained
+    range all the same, and when no gain is known either, counts are taken as electrons
+    (gain 1): frames of a few hundred counts per pixel then look like hundreds of e⁻/px.
+
+    Parameters
+    ----------
+    metadata : dict
+        The denoiser's metadata (its trained e⁻/px range).
+    e_per_px : sequence of float or None
+        Expected e⁻/px of the frames to denoise, from their dose; None without a dose.
+    counts_per_electron : float
+        The gain the run uses.
+    gain_known : bool
+        Whether that gain was given or stated by the file (not the fallback of 1).
+    frame_mean_counts : float or None
+        Mean counts of a frame to denoise, for the estimate without a dose.
+
+    Returns
+    -------
+    list of str
+        Sentences (none when all is well).
+    """
+    warnings = []
+    estimate = e_per_px
+    if e_per_px is None and frame_mean_counts is not None and frame_mean_counts > 0:
+        estimate = [float(frame_mean_counts) / float(counts_per_electron)]
+        if not gain_known:
+            warnings.append(
+                "no dose and no detector gain: the counts are taken as electrons (gain 1), "
+                f"so the denoiser sees ~{estimate[0]:.3g} e⁻/px; give the gain (counts per "
+                "e⁻) or calibrate the dose")
+    outside = outside_training_range(metadata, estimate)
+    if outside:
+        warnings.append(outside if e_per_px is not None else
+                        outside.replace("have doses", "have (from their mean counts ÷ the "
+                                        "gain) doses", 1))
+    return warnings

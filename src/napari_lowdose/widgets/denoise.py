@@ -449,18 +449,24 @@ class DenoiseWidget(LayerRun, QualityRows, LiveScope, WatchMode, NetworkDock):
             show_error(f"Denoise: {one_line(err)}")
             return None
         self.tile_info.value = plan.describe()
-        from ..models.denoising import outside_training_range
+        from ..models.denoising import dose_warnings
 
         gain, gain_text = self.counts_per_electron(layer)
         self.gain_info.value = gain_text
         expected, expected_text = self._expected_e_per_px(layer)
         self.dose_info.value = expected_text
         indices = self.frame_indices(layer)
-        outside = outside_training_range(
-            metadata, None if expected is None else [expected[i] for i in indices]
-        )
-        if outside and self.scope.value != "live":
-            show_warning(f"Denoise: {outside}.")
+        if self.scope.value != "live" and indices:
+            stated = (layer.metadata.get(LOWDOSE_KEY, {}).get("dose_hints") or {}).get(
+                "counts_per_electron")
+            first = data[indices[0]] if data.ndim == 3 else data
+            warnings = dose_warnings(
+                metadata, None if expected is None else [expected[i] for i in indices],
+                counts_per_electron=gain, gain_known=bool(self.gain.value or stated),
+                frame_mean_counts=None if expected is not None
+                else float(np.mean(np.asarray(first, dtype=np.float64))))
+            if warnings:
+                show_warning("Denoise: " + "; ".join(warnings) + ".")
         return SimpleNamespace(
             layer=layer,
             data=data,
