@@ -239,3 +239,31 @@ def test_sampling_plan_resamples_only_within_four_times_the_training_sampling():
     with pytest.raises(SegmentError, match="beyond 4×"):
         sampling_plan(29.88, metadata, match=True)
     assert "unknown" in sampling_plan(None, metadata).note
+
+
+def test_a_series_without_a_dose_is_segmented_and_says_what_is_missing(inputs, tmp_path,
+                                                                       capsys):
+    """No dose: the masks and probabilities are still worth having (the dock gives them
+    too); the curve and its readouts are left out, in one warning and in the record."""
+    import json
+
+    import tifffile
+
+    folder, _, _, model = inputs
+    frames = np.random.default_rng(1).poisson(20.0, (4, SIZE, SIZE)).astype(np.float32)
+    bare = write_series_tiff(tmp_path / "bare.tif", frames, PIXEL_A)
+    out = tmp_path / "out"
+    assert main(["segment", str(bare), "--model", str(model), "--device", "cpu",
+                 "--threshold", "0.5", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "no per-frame dose" in warnings[0]
+    assert "4 frames segmented; no area against dose" in captured.out
+    assert sorted(p.name for p in out.iterdir()) == ["masks.tif", "probability.tif",
+                                                      "summary.json"]
+    masks = tifffile.imread(out / "masks.tif")
+    assert masks.shape == frames.shape
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["area_vs_dose"].startswith("the area-against-dose curve and its readouts")
+    assert summary["area_px"] == [int(m.astype(bool).sum()) for m in masks]
+    assert summary["run"]["dose"]["source"] == "none"

@@ -8,11 +8,14 @@ partial folder, and an existing folder needs ``--overwrite``.
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..io.outputs import check_output_folder, result_array
 from ..workflows.segmentation import (
+    NO_DOSE_REASON,
     SEGMENT_FILES,
+    SEGMENT_FILES_WITHOUT_DOSE,
     SegmentError,
     resolve_threshold,
     sampling_plan,
@@ -20,7 +23,7 @@ from ..workflows.segmentation import (
     with_rose,
     write_segmentation,
 )
-from ._common import add_dose_options, open_calibrated, progress_bar
+from ._common import PROG, add_dose_options, open_calibrated, progress_bar
 
 __all__ = ["add_segment_parser", "cmd_segment", "threshold_option"]
 
@@ -99,9 +102,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
                                           keep_largest=args.keep_largest,
                                           fill_holes=args.fill_holes)
     if series.frame_dose is None:
-        raise SegmentError("the area-against-dose curve needs the dose of every frame: give "
-                           "--dose dose.csv, --dose-rate with --exposure-s, or "
-                           "--counts-per-electron")
+        print(f"{PROG}: warning: no per-frame dose: only "
+              f"{', '.join(SEGMENT_FILES_WITHOUT_DOSE)} are written; {NO_DOSE_REASON}",
+              file=sys.stderr)
     device = select_device(args.device)
     model_path = resolve_model(args.model)
     model, metadata = load_model(model_path, device="cpu")
@@ -126,14 +129,26 @@ def cmd_segment(args: argparse.Namespace) -> int:
         finally:
             bar.close()
         pixel_size = None if series.pixel_size_A is None else series.pixel_size_A
-        analysis = analyse_area_vs_dose(masks, series.frame_dose.dose_e_per_A2, pixel_size)
         dose = series.frame_dose
         record = segmentation_record(
             input_name=str(Path(series.path).resolve()), file_format=series.format,
             pixel_size_A=series.pixel_size_A, pixel_size_source=series.pixel_size_source,
-            dose_source=dose.source, dose_detail=dose.detail, model_name=str(args.model),
+            dose_source="none" if dose is None else dose.source,
+            dose_detail="" if dose is None else dose.detail, model_name=str(args.model),
             model_path=model_path, model_metadata=metadata, threshold=args.threshold,
             cleaning=cleaning, device=describe_device(device), sampling=sampling)
+        if dose is None:
+            area_px = [int(np.count_nonzero(masks[i])) for i in range(len(frames))]
+            summary = {"area_vs_dose": NO_DOSE_REASON, "n_frames": len(frames),
+                       "area_px": area_px, "run": record}
+            written = write_segmentation(args.out, pixel_size_A=series.pixel_size_A,
+                                         probabilities=probabilities, masks=masks,
+                                         analysis=None, summary=summary, label="",
+                                         overwrite=args.overwrite)
+            print(f"{len(frames)} frames segmented; no area against dose ({NO_DOSE_REASON})")
+            print(f"wrote {', '.join(SEGMENT_FILES_WITHOUT_DOSE)} to {written[0].parent}")
+            return 0
+        analysis = analyse_area_vs_dose(masks, dose.dose_e_per_A2, pixel_size)
         # Contrast and Rose doses of the whole field and of each particle (the dock's rule).
         analysis = with_rose(frames, analysis, series.pixel_size_A)
         summary = {**analysis.summary(), "run": record}

@@ -40,6 +40,12 @@ __all__ = [
 #: The files of a segmentation run, in the order they are reported.
 SEGMENT_FILES = ("masks.tif", "probability.tif", "area_vs_dose.csv", "summary.json",
                  "area_vs_dose.png", "area_vs_dose.svg")
+#: What ``segment`` writes for a series without a per-frame dose (no curve, no readouts).
+SEGMENT_FILES_WITHOUT_DOSE = ("masks.tif", "probability.tif", "summary.json")
+#: Why there is no curve then, as printed and recorded.
+NO_DOSE_REASON = ("the area-against-dose curve and its readouts need the dose of every "
+                  "frame: give --dose dose.csv, --dose-rate with --exposure-s, or "
+                  "--counts-per-electron")
 
 
 class SegmentError(LowdoseError):
@@ -338,8 +344,9 @@ def write_segmentation(out: Path, *, pixel_size_A: tuple[float, float] | None,
         (y, x) pixel size in Å of the series, written into the TIFFs.
     probabilities, masks : array-like
         (frames, y, x) probabilities and masks.
-    analysis : AreaAnalysis
-        The area-against-dose analysis of the masks.
+    analysis : AreaAnalysis or None
+        The area-against-dose analysis of the masks; None for a series without a dose
+        (then only ``masks.tif``, ``probability.tif`` and ``summary.json`` are written).
     summary : dict
         Written as ``summary.json``.
     label : str
@@ -359,6 +366,14 @@ def write_segmentation(out: Path, *, pixel_size_A: tuple[float, float] | None,
 
     # The TIFF stores one (isotropic) pixel size: the mean of the two sides.
     pixel = None if pixel_size_A is None else float(sum(pixel_size_A) / 2)
+    if analysis is None:  # no dose: the masks, probabilities and the record only
+        return write_output_folder(out, {
+            "masks.tif": lambda p: write_series_tiff(p, masks, pixel),
+            "probability.tif": lambda p: write_series_tiff(p, probabilities, pixel),
+            "summary.json": lambda p: p.write_text(json.dumps(summary, indent=2,
+                                                              default=str)),
+            **(extra_files or {}),
+        }, overwrite=overwrite)
     doses = analysis.dose_e_per_A2
     figure = area_vs_dose_figure({label: analysis})
     return write_output_folder(out, {
