@@ -455,3 +455,23 @@ def test_closing_the_dock_during_a_run_cancels_it(make_napari_viewer, model_file
     assert 1 <= len(_done(prob)) < N_FRAMES
     assert [kind for kind, _ in notes] == ["show_info"]
     assert notes[0][1].startswith("Segmentation cancelled after")
+
+
+def test_the_threshold_follows_a_new_model_unless_the_user_chose_it(make_napari_viewer):
+    """On the recommended model at its calibrated threshold, choosing another shipped model
+    moves the threshold to that model's calibrated one; a threshold the user set stays."""
+    from napari_lowdose.models.registry import load_model
+
+    def calibrated(name):
+        return load_model(name)[1]["validation"]["calibrated_threshold"]
+
+    viewer = make_napari_viewer()
+    widget = SegmentWidget(viewer, use_thread=False)
+    widget.reset_button.clicked.emit()
+    assert widget.threshold.value == pytest.approx(widget.calibrated_threshold)
+    widget.model.value = "msdnet-au-ceo2"
+    assert widget.threshold.value == pytest.approx(calibrated("msdnet-au-ceo2"), abs=0.005)
+    widget.threshold.value = 0.7  # the user's own
+    widget.model.value = "unet-au-ceo2"
+    assert widget.threshold.value == pytest.approx(0.7)
+    assert widget.calibrated_threshold == pytest.approx(calibrated("unet-au-ceo2"))

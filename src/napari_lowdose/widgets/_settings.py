@@ -63,6 +63,11 @@ class DockSettings:
         self.defaults = {key: widget.value for key, widget in self.widgets.items()}
         self._restoring = False
 
+    @property
+    def restoring(self) -> bool:
+        """Whether the stored values are being given back (not the user's own changes)."""
+        return self._restoring
+
     def _key(self, name: str) -> str:
         return f"{self.dock}/{name}"
 

@@ -250,8 +250,17 @@ class SegmentWidget(SegmentRun, SegmentAnalysis, NetworkDock):
 
     # -- model rows (see NetworkDock) -----------------------------------------------------
     def _on_model_changed(self, _value=None):
+        """A new model: its info; the threshold follows its calibrated one when the
+        threshold was the previous model's calibrated one (not a value the user chose)."""
+        previous = self.calibrated_threshold
+        settings = getattr(self, "settings", None)  # none yet, or giving back stored values
+        following = (settings is not None and not settings.restoring
+                     and previous is not None
+                     and abs(float(self.threshold.value) - previous) < 0.005)
         self._set_calibrated_threshold(None)
         super()._on_model_changed()
+        if following and self.calibrated_threshold is not None:
+            self.threshold.value = self.calibrated_threshold
 
     def _model_text(self, meta, path) -> str:
         validation = meta.get("validation") or {}
