@@ -199,3 +199,24 @@ def test_sample_opens_with_calibrated_image_and_mask(make_napari_viewer):
     assert image.metadata["lowdose"]["pixel_size_A"] == [0.075, 0.075]
     # The 2-D mask overlays every frame: it spans the image's y and x extent.
     np.testing.assert_allclose(labels.extent.world[:, -2:], image.extent.world[:, -2:])
+
+
+def test_a_preview_beside_a_micrometre_series_is_framed_and_a_small_field_is_said(
+        viewer_and_widget):
+    """Beside a real low-magnification series (30 Å/px) the preview (0.15 Å/px) would be a
+    dot: the view frames it. A field too small for the diameters asked says so."""
+    viewer, widget = viewer_and_widget
+    viewer.add_image(np.zeros((512, 512), np.float32), name="real", scale=(29.9, 29.9))
+    widget.run_preview()
+    clean = viewer.layers[LAYER_NAMES["clean"]]
+    field_A = SIZE * SAMPLING
+    centre = np.asarray(viewer.camera.center)[-2:]
+    assert np.all(centre >= 0) and np.all(centre <= field_A)
+    canvas_px = min(viewer.window._qt_viewer.canvas.size)
+    assert viewer.camera.zoom * field_A > 0.5 * canvas_px  # the preview fills the view
+    assert "⚠" not in widget.preview_status.value
+    widget.diameter_min.value, widget.diameter_max.value = 20.0, 40.0  # field is 14.4 Å
+    widget.run_preview()
+    assert "⚠ the field (96 px at 0.15 Å/px = 14.4 Å) holds particles of at most" in \
+        widget.preview_status.value
+    assert clean in viewer.layers

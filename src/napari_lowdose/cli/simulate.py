@@ -120,6 +120,8 @@ def recipe_from_args(args: argparse.Namespace):
         )
     except ValueError as error:
         raise SimulateUsageError(str(error)) from None
+    if structure.diameter_note():
+        print(f"napari-lowdose: warning: {structure.diameter_note()}", file=sys.stderr)
     return DatasetRecipe(
         n_structures=args.structures,
         image_epochs=args.image_epochs,

@@ -126,6 +126,24 @@ class StructureRecipe:
         if self.margin_A < 0 or self.interface_gap_A < 0 or self.truncation_layers < 0:
             raise ValueError("margin_A, interface_gap_A and truncation_layers must be >= 0")
 
+    def diameter_note(self) -> str:
+        """One sentence when the field is too small for the diameter range, else ``""``.
+
+        A particle is at most 80 % of the field (:func:`supported_particle`), so larger
+        diameters of the range are drawn smaller, silently unless this is said. Said when
+        more than a quarter of the range (at the finest sampling) cannot be drawn; the
+        paper's recipe (640 px, 15–40 Å) loses its top 4 Å, which is not worth a warning.
+        """
+        field_A = int(self.size_px) * float(self.sampling_range_A[0])
+        limit_A = 0.8 * field_A
+        low, high = self.diameter_range_A
+        if high <= limit_A or (high > low and (high - limit_A) / (high - low) <= 0.25):
+            return ""
+        return (f"the field ({self.size_px} px at {self.sampling_range_A[0]:g} Å/px = "
+                f"{field_A:.3g} Å) holds particles of at most {limit_A:.3g} Å, so the "
+                f"diameters of {low:g}–{high:g} Å above that are drawn smaller; a field of "
+                f"{int(np.ceil(high / 0.8 / self.sampling_range_A[0]))} px holds them all")
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (tuples become lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

@@ -398,7 +398,12 @@ class SimulateWidget(SimulateDataset, DockContainer):
         self._describe()
 
     def _describe(self):
-        self.preview_status.value = preview_text(self.preview)
+        text = preview_text(self.preview)
+        try:
+            note = self.structure_recipe().diameter_note()
+        except ValueError:
+            note = ""
+        self.preview_status.value = f"{text}\n⚠ {note}" if note else text
 
     def _set_layer(self, role, data, kind, sampling_A, noise_record, truth):
         """Add the layer of ``role`` or update it in place if it is still in the viewer."""

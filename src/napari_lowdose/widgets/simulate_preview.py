@@ -111,5 +111,7 @@ def set_preview_layer(viewer, layer, name, data, kind, sampling_A, noise_record,
         layer = viewer.add_image(data, name=name, metadata=metadata, **calibration)
     else:
         layer = viewer.add_labels(data, name=name, metadata=metadata, opacity=0.3, **calibration)
-    viewer.reset_view()
+    # Framed on the preview, not on every layer: beside a real series of micrometres the
+    # few nanometres of a preview would be a dot.
+    viewer.reset_view(layers=[layer])
     return layer
