@@ -101,7 +101,7 @@ def test_denoise_with_the_dihedral_average_records_it_and_differs(inputs, tmp_pa
 
 
 @pytest.mark.parametrize("case", ["missing series", "segmentation model", "not installed",
-                                  "bad frames", "empty frames"])
+                                  "bad frames", "empty frames", "frames past the end"])
 def test_bad_inputs_give_one_line_and_no_output(inputs, tmp_path, capsys, monkeypatch, case):
     monkeypatch.setattr(registry, "PRETRAINED_DIR", tmp_path / "no-models")
     series, model = str(inputs["series"]), ["--model", str(inputs["denoiser"])]
@@ -111,13 +111,15 @@ def test_bad_inputs_give_one_line_and_no_output(inputs, tmp_path, capsys, monkey
         "not installed": [series],
         "bad frames": [series, *model, "--frames", "1-2"],
         "empty frames": [series, *model, "--frames", "2:2"],
+        "frames past the end": [series, *model, "--frames", "1:10"],  # 3 frames
     }[case]
     out = tmp_path / "out"
     assert main(["denoise", *argv, "--device", "cpu", "--out", str(out)]) == 1
     err = _one_line_error(capsys)
     expected = {"missing series": "nope.tif", "segmentation model": "not a denoiser",
                 "not installed": "is not installed", "bad frames": "A:B",
-                "empty frames": "selects no frame"}[case]
+                "empty frames": "selects no frame",
+                "frames past the end": "reaches past the series' 3 frame(s)"}[case]
     assert expected in err
     assert not out.exists()
 

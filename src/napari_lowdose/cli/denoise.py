@@ -44,7 +44,7 @@ def parse_frames(text: str, n_frames: int) -> range:
     Raises
     ------
     DenoiseError
-        Not of the form ``A:B``, or an empty selection.
+        Not of the form ``A:B``, a bound beyond the series, or an empty selection.
     """
     try:
         start_text, stop_text = text.split(":")
@@ -54,6 +54,10 @@ def parse_frames(text: str, n_frames: int) -> range:
         raise DenoiseError(
             f"--frames {text!r} must look like A:B (e.g. 0:100, 10:, :-1)"
         ) from None
+    for bound in (start, stop):
+        if bound is not None and not -n_frames <= bound <= n_frames:
+            raise DenoiseError(f"--frames {text} reaches past the series' {n_frames} frame(s) "
+                               f"(0…{n_frames - 1}; the end is exclusive)")
     frames = range(n_frames)[slice(start, stop)]
     if len(frames) == 0:
         raise DenoiseError(f"--frames {text} selects no frame of the {n_frames} in the series")
