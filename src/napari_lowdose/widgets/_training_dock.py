@@ -16,10 +16,10 @@ from pathlib import Path
 import napari
 import numpy as np
 from magicgui.widgets import Label, PushButton
-from napari.utils import progress
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QObject, Signal
 
+from ._activity import ActivityBar
 from ._common import DockContainer, is_empty_path
 from ._plotting import new_canvas, theme_colors
 from ._settings import DockSettings
@@ -117,6 +117,7 @@ class TrainingDock(DockContainer):
         self._update_plot()
         self.progress_bar.max, self.progress_bar.value = 1, 0
         self._set_running(True)
+        self._activity = ActivityBar(None, "Training: steps")  # here, in the GUI thread
         self._worker = run_task(
             partial(self._run, direct=not self.use_thread), *request,
             use_thread=self.use_thread, on_return=self._on_done, on_error=self._on_error,
@@ -128,15 +129,16 @@ class TrainingDock(DockContainer):
         """(progress, on_epoch) callbacks for the training call, with a napari progress bar."""
         step_cb = self._on_step if direct else self._relay.step.emit
         epoch_cb = self._on_epoch if direct else self._relay.epoch.emit
-        with progress(total=None, desc=desc) as pbar:
+        activity = getattr(self, "_activity", None)
+        if activity is not None:
+            activity.set_description(desc)
 
-            def on_progress(step, total):
-                if pbar.total != total:
-                    pbar.total = total
-                pbar.update(int(step) - pbar.n)
-                step_cb(int(step), int(total))
+        def on_progress(step, total):
+            if activity is not None:
+                activity.update_to(int(step), int(total))
+            step_cb(int(step), int(total))
 
-            yield on_progress, epoch_cb
+        yield on_progress, epoch_cb
 
     def _on_step(self, step, total):
         if self._first_step is None:
@@ -151,6 +153,9 @@ class TrainingDock(DockContainer):
 
     def _on_finished(self):
         self._worker = None
+        activity, self._activity = getattr(self, "_activity", None), None
+        if activity is not None:
+            activity.close()
         self._set_running(False)
         if self.last_progress is None or self.last_progress[0] < self.last_progress[1]:
             self.time_left.value = ""

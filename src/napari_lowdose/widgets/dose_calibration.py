@@ -25,7 +25,6 @@ from magicgui.widgets import (
     ProgressBar,
     PushButton,
 )
-from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 
 from ..errors import LowdoseError, one_line
@@ -33,6 +32,7 @@ from ..io.dose import FrameDose, write_dose_table
 from ..io.dose_calibration import calibrate_frame_dose, iter_frame_mean_counts
 from ..io.layers import LOWDOSE_KEY, layer_frame_dose, with_frame_dose
 from ..io.units import pixel_area_A2
+from ._activity import ActivityBar
 from ._common import DockContainer, rectangle_roi_px
 from ._dose_overlay import show_frame_dose
 from ._layers import base_data, layer_pixel_size_A, pick_image_layer
@@ -264,6 +264,7 @@ class DoseCalibrationWidget(DockContainer):
         self.progress_bar.max, self.progress_bar.value = n, 0
         self.time_left.value = "timing the first frame…"
         self._started = time.perf_counter()
+        self._activity = ActivityBar(n, "Mean counts per frame")
         self._worker = run_task(
             self._count_frames(layer, roi), use_thread=self.use_thread,
             on_yield=self._on_frame_counted,
@@ -283,16 +284,16 @@ class DoseCalibrationWidget(DockContainer):
         data = base_data(layer)
         n = _n_frames(layer)
         means = np.empty(n)
-        with progress(total=n, desc="Mean counts per frame") as pbar:
-            for i, value in enumerate(iter_frame_mean_counts(data, roi)):
-                means[i] = value
-                pbar.update(1)
-                yield i + 1, n
+        for i, value in enumerate(iter_frame_mean_counts(data, roi)):
+            means[i] = value
+            yield i + 1, n
         return means
 
     def _on_frame_counted(self, item) -> None:
         done, total = item
         self.progress_bar.value = done
+        if getattr(self, "_activity", None) is not None:
+            self._activity.update_to(done)
         self.time_left.value = eta_text(done, total, time.perf_counter() - self._started)
 
     def _on_counts_error(self, err):
@@ -303,6 +304,9 @@ class DoseCalibrationWidget(DockContainer):
     def _on_worker_done(self):
         self.apply_button.enabled, self.cancel_button.enabled = True, False
         self._worker = None
+        activity, self._activity = getattr(self, "_activity", None), None
+        if activity is not None:
+            activity.close()
         if self.progress_bar.value < self.progress_bar.max:  # failed or cancelled
             self.progress_bar.value = 0
             self.time_left.value = ""

@@ -41,6 +41,7 @@ from ..noise.presets import PRESETS
 from ..simulate.optics import DOSE_RANGES_E_PER_A2
 from ..simulate.series import preview_noisy_image
 from ..simulate.structures import StructureRecipe
+from ._activity import ActivityBar
 from ._common import DockContainer, heading, is_empty_path
 from ._settings import DockSettings
 from ._workers import run_task
@@ -296,6 +297,7 @@ class SimulateWidget(SimulateDataset, DockContainer):
         self.preview_button.enabled = self.renoise_button.enabled = False
         self.cancel_preview_button.enabled = True
         self.preview_status.value = "simulating…"
+        self._preview_activity = ActivityBar(3, "Simulate: preview")
         self._preview_worker = run_task(
             preview_steps(request), use_thread=self.use_thread,
             on_yield=self._on_preview_yield, on_error=self._on_preview_error,
@@ -315,8 +317,14 @@ class SimulateWidget(SimulateDataset, DockContainer):
         elif not self._preview_cancelled:
             self.preview_progress.value = self.preview_progress.max
             self._on_preview_result(item)
+        activity = getattr(self, "_preview_activity", None)
+        if activity is not None:
+            activity.update_to(self.preview_progress.value)
 
     def _on_preview_done(self):
+        activity, self._preview_activity = getattr(self, "_preview_activity", None), None
+        if activity is not None:
+            activity.close()
         self._preview_worker = None
         if self.preview_progress.value < self.preview_progress.max:
             self.preview_progress.value = 0  # failed or cancelled

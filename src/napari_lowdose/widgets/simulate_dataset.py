@@ -11,13 +11,13 @@ settings.
 import time
 from pathlib import Path
 
-from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Signal
 
 from ..errors import one_line
 from ..simulate.dataset import generate_dataset
 from ..simulate.recipe import DatasetError, DatasetRecipe
+from ._activity import ActivityBar
 from ._common import is_empty_path
 from ._workers import eta_text, run_task
 
@@ -92,6 +92,8 @@ class SimulateDataset:
         self.generate_button.enabled = False
         self.cancel_dataset_button.enabled = True
         self.dataset_status.value = f"generating into {request[0]}…"
+        self._dataset_activity = ActivityBar(request[1].n_structures,
+                                             "Simulate: dataset structures")
         self._dataset_worker = run_task(
             self._run_dataset, *request, use_thread=self.use_thread,
             on_return=self._on_dataset_done, on_error=self._on_dataset_error,
@@ -101,23 +103,23 @@ class SimulateDataset:
             self._dataset_worker = None
 
     def _run_dataset(self, out, recipe, workers):
-        total = recipe.n_structures
         show = (self._relay.progress.emit if self.use_thread
                 else self._show_dataset_progress)
-        with progress(total=total, desc="Simulate: dataset structures") as pbar:
+        activity = getattr(self, "_dataset_activity", None)  # made in the GUI thread
 
-            def on_progress(done, total_):
-                self._record_progress(done, total_)
-                show(int(done), int(total_))
-                pbar.update(int(done) - pbar.n)
+        def on_progress(done, total_):
+            self._record_progress(done, total_)
+            show(int(done), int(total_))
+            if activity is not None:
+                activity.update_to(int(done), int(total_))
 
-            return generate_dataset(
-                out,
-                recipe,
-                workers=workers,
-                progress=on_progress,
-                should_stop=self._stop_event.is_set,
-            )
+        return generate_dataset(
+            out,
+            recipe,
+            workers=workers,
+            progress=on_progress,
+            should_stop=self._stop_event.is_set,
+        )
 
     def _record_progress(self, done, total):
         self.last_progress = (int(done), int(total))
@@ -157,6 +159,9 @@ class SimulateDataset:
 
     def _on_dataset_finished(self):
         self._dataset_worker = None
+        activity, self._dataset_activity = getattr(self, "_dataset_activity", None), None
+        if activity is not None:
+            activity.close()
         self.generate_button.enabled = True
         self.cancel_dataset_button.enabled = False
 

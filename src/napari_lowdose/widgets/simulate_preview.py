@@ -8,7 +8,6 @@ noise of Eq. 3 at a chosen dose
 """
 
 import numpy as np
-from napari.utils import progress
 
 from ..io.dose import FrameDose
 from ..io.layers import LOWDOSE_KEY, image_layer_kwargs
@@ -23,7 +22,10 @@ def noise_rng(seed: int, draw: int) -> np.random.Generator:
 
 
 def preview_steps(request: dict):
-    """Generator: None after each step, then the preview dict.
+    """Generator: None after each of its first two steps, then the preview dict.
+
+    The dock moves its progress bars (and napari's activity bar, made in the GUI thread)
+    as the items arrive.
 
     ``request``: seed, recipe (StructureRecipe), noise_model (NoiseModel), dose (e⁻/Å²).
     """
@@ -32,20 +34,14 @@ def preview_steps(request: dict):
     from ..simulate.series import preview_clean_image, preview_noisy_image
 
     seed = request["seed"]
-    with progress(total=3, desc="Simulate: structure and exit wave") as pbar:
-        structure = simulate_structure(0, seed, request["recipe"])
-        pbar.update(1)
-        yield None
-        pbar.set_description("Simulate: clean image")
-        clean, optics = preview_clean_image(structure, image_rng(seed, 0, 0), TABLE1_OPTICS)
-        pbar.update(1)
-        yield None
-        pbar.set_description("Simulate: detector noise")
-        sampling = structure.geometry.sampling_A
-        noisy, record = preview_noisy_image(
-            clean, request["dose"], sampling, request["noise_model"], noise_rng(seed, 0)
-        )
-        pbar.update(1)
+    structure = simulate_structure(0, seed, request["recipe"])
+    yield None
+    clean, optics = preview_clean_image(structure, image_rng(seed, 0, 0), TABLE1_OPTICS)
+    yield None
+    sampling = structure.geometry.sampling_A
+    noisy, record = preview_noisy_image(
+        clean, request["dose"], sampling, request["noise_model"], noise_rng(seed, 0)
+    )
     yield {
         "structure": structure,
         "clean": clean,
