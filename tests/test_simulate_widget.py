@@ -210,10 +210,10 @@ def test_a_preview_beside_a_micrometre_series_is_framed_and_a_small_field_is_sai
     widget.run_preview()
     clean = viewer.layers[LAYER_NAMES["clean"]]
     field_A = SIZE * SAMPLING
-    centre = np.asarray(viewer.camera.center)[-2:]
+    centre = np.asarray(viewer.scene.camera.center)[-2:]
     assert np.all(centre >= 0) and np.all(centre <= field_A)
     canvas_px = min(viewer.window._qt_viewer.canvas.size)
-    assert viewer.camera.zoom * field_A > 0.5 * canvas_px  # the preview fills the view
+    assert viewer.scene.camera.zoom * field_A > 0.5 * canvas_px  # the preview fills the view
     assert "⚠" not in widget.preview_status.value
     widget.diameter_min.value, widget.diameter_max.value = 20.0, 40.0  # field is 14.4 Å
     widget.run_preview()
