@@ -198,16 +198,17 @@ def test_a_frame_range_names_its_consensus_frames_by_series_index():
     """A run of frames 40–69 of a longer series: the summary names the consensus frames as
     it names the high-dose frames (series indices), and a record read back still finds
     their rows."""
-    from dataclasses import replace
-
     from napari_lowdose.analysis.area_record import analysis_from_record, area_record
     from napari_lowdose.analysis.area_vs_dose import analyse_area_vs_dose
 
     masks = _series(visible_from=50.0, converged_from=500.0, false_blob_below=20.0)
-    analysis = analyse_area_vs_dose(masks, DOSES, (0.5, 0.5))
     series_frames = np.arange(40, 40 + N)
-    analysis = replace(analysis, frame=series_frames,
-                       high_dose_frames=series_frames[analysis.high_dose_frames])
+    series_dose = np.concatenate([np.full(40, 5.0), DOSES])  # 40 earlier frames of 5 e⁻/Å²
+    analysis = analyse_area_vs_dose(masks, DOSES, (0.5, 0.5), frames=series_frames,
+                                    series_dose_e_per_A2=series_dose)
+    assert analysis.frame.tolist() == series_frames.tolist()
+    # The dose received counts the 40 frames before the range.
+    np.testing.assert_allclose(analysis.cumulative_dose_e_per_A2, 200.0 + np.cumsum(DOSES))
     summary = analysis.summary()
     rows = analysis.consensus.reference_frames
     assert summary["consensus_frames"] == [int(f) for f in series_frames[rows]]

@@ -162,7 +162,10 @@ def test_current_frame_scope_and_cancel(setup, monkeypatch):
     done = np.isfinite(prob.data).reshape(N_FRAMES, -1).all(axis=1)
     assert np.flatnonzero(done).tolist() == [1, 2, 3]
     assert np.isnan(prob.data[~done]).all() and not mask.data[~done].any()
-    assert mask.metadata[LOWDOSE_KEY][AREA_KEY]["table"]["frame"] == [1, 2, 3]
+    table = mask.metadata[LOWDOSE_KEY][AREA_KEY]["table"]
+    assert table["frame"] == [1, 2, 3]
+    # The dose received counts frame 0, which this run did not segment.
+    np.testing.assert_allclose(table["cumulative_dose_e_per_A2"], np.cumsum(DOSES)[1:4])
     assert "stopped" in widget.status.value
     assert widget.run_button.enabled and not widget.cancel_button.enabled
 

@@ -306,6 +306,8 @@ def analyse_area_vs_dose(
     shifts_px: Any = None,
     convergence_f1: float = 0.9,
     series_max_dose_e_per_A2: float | None = None,
+    frames: Any = None,
+    series_dose_e_per_A2: Any = None,
 ) -> AreaAnalysis:
     """Area per frame against dose, the converged band, and the two doses read off it.
 
@@ -325,6 +327,13 @@ def analyse_area_vs_dose(
         For the readouts against the consensus of the highest-dose frames
         (:func:`~napari_lowdose.analysis.consensus.consensus_readout`), made when masks
         are given.
+    frames : array of int, optional
+        The series index of each analysed frame (default ``0 … n − 1``), for part of a
+        series (a frame range, a cancelled run): the table's ``frame`` column and
+        ``high_dose_frames`` use them.
+    series_dose_e_per_A2 : array, optional
+        The dose of every frame of the whole series, so that the cumulative dose counts
+        the frames before the analysed ones (default: the analysed frames only).
 
     Returns
     -------
@@ -341,6 +350,16 @@ def analyse_area_vs_dose(
         raise ValueError("frame doses must be positive and finite")
     if not 0 < high_dose_fraction <= 1:
         raise ValueError("high_dose_fraction must be in (0, 1]")
+    index = np.arange(area.size) if frames is None else np.asarray(frames, dtype=np.int64)
+    if index.shape != area.shape:
+        raise ValueError(f"{area.size} frames but {index.size} frame indices")
+    if series_dose_e_per_A2 is None:
+        cumulative = np.cumsum(dose)
+    else:
+        whole = np.asarray(series_dose_e_per_A2, dtype=np.float64).reshape(-1)
+        if index.size and (index.min() < 0 or index.max() >= whole.size):
+            raise ValueError(f"frame indices beyond the series' {whole.size} doses")
+        cumulative = np.cumsum(whole)[index]
     n_high = min(area.size, max(int(min_high_dose_frames),
                                 int(math.ceil(high_dose_fraction * area.size))))
     high = np.argsort(dose, kind="stable")[-n_high:]
@@ -354,16 +373,16 @@ def analyse_area_vs_dose(
                         f"{2 * int(min_high_dose_frames)}) for a band of the highest doses")
     px_area_nm2 = pixel_area_nm2(pixel_size_A)
     return AreaAnalysis(
-        frame=np.arange(area.size),
+        frame=index,
         dose_e_per_A2=dose,
-        cumulative_dose_e_per_A2=np.cumsum(dose),
+        cumulative_dose_e_per_A2=cumulative,
         area_px=area,
         area_nm2=area * px_area_nm2,
         band_px=band,
         converged_area_px=converged,
         convergence_dose_e_per_A2=converged_from,
         dose_at_50pct_e_per_A2=half_at,
-        high_dose_frames=np.sort(high),
+        high_dose_frames=index[np.sort(high)],
         pixel_area_nm2=px_area_nm2,
         paper_reason=paper_reason,
         consensus=None if values.ndim == 1 else consensus_readout(

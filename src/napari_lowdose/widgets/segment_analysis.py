@@ -11,7 +11,6 @@ Rose-criterion doses (:func:`~napari_lowdose.workflows.segmentation.with_rose`, 
 dock.
 """
 
-from dataclasses import replace
 
 import numpy as np
 from napari.utils.notifications import show_error, show_info, show_warning
@@ -181,15 +180,14 @@ class SegmentAnalysis:
             )
             return None
         try:
+            # Series frame numbers, and the dose received before the first frame done.
             analysis = analyse_area_vs_dose(
-                mask[done], dose.dose_e_per_A2[done], layer_pixel_size_A(run.image)
+                mask[done], dose.dose_e_per_A2[done], layer_pixel_size_A(run.image),
+                frames=done, series_dose_e_per_A2=dose.dose_e_per_A2,
             )
         except ValueError as err:
             error(f"Area against dose: {one_line(err)}")
             return None
-        analysis = replace(
-            analysis, frame=done.copy(), high_dose_frames=done[analysis.high_dose_frames]
-        )
         image = base_data(run.image)
         try:  # contrast and Rose doses: the command's rule (workflows.segmentation)
             analysis = with_rose(image if image.ndim == 3 else image[None], analysis,
