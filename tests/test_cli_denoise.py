@@ -101,7 +101,8 @@ def test_denoise_with_the_dihedral_average_records_it_and_differs(inputs, tmp_pa
 
 
 @pytest.mark.parametrize("case", ["missing series", "segmentation model", "not installed",
-                                  "bad frames", "empty frames", "frames past the end"])
+                                  "bad frames", "empty frames", "frames past the end",
+                                  "the series as its own reference"])
 def test_bad_inputs_give_one_line_and_no_output(inputs, tmp_path, capsys, monkeypatch, case):
     monkeypatch.setattr(registry, "PRETRAINED_DIR", tmp_path / "no-models")
     series, model = str(inputs["series"]), ["--model", str(inputs["denoiser"])]
@@ -112,6 +113,7 @@ def test_bad_inputs_give_one_line_and_no_output(inputs, tmp_path, capsys, monkey
         "bad frames": [series, *model, "--frames", "1-2"],
         "empty frames": [series, *model, "--frames", "2:2"],
         "frames past the end": [series, *model, "--frames", "1:10"],  # 3 frames
+        "the series as its own reference": [series, *model, "--reference", series],
     }[case]
     out = tmp_path / "out"
     assert main(["denoise", *argv, "--device", "cpu", "--out", str(out)]) == 1
@@ -119,7 +121,8 @@ def test_bad_inputs_give_one_line_and_no_output(inputs, tmp_path, capsys, monkey
     expected = {"missing series": "nope.tif", "segmentation model": "not a denoiser",
                 "not installed": "is not installed", "bad frames": "A:B",
                 "empty frames": "selects no frame",
-                "frames past the end": "reaches past the series' 3 frame(s)"}[case]
+                "frames past the end": "reaches past the series' 3 frame(s)",
+                "the series as its own reference": "not an independent exposure"}[case]
     assert expected in err
     assert not out.exists()
 

@@ -48,6 +48,7 @@ from .registration import overlap, register_whole_pixels
 
 __all__ = [
     "GAUSSIAN_SIGMAS_PX",
+    "check_independent",
     "QualityReadout",
     "Score",
     "average_readouts",
@@ -99,6 +100,34 @@ def noise_variance_from_pair(frame: Any, independent: Any, *,
     if not (math.isfinite(r) and r > 0):
         raise ValueError(f"the dose ratio must be positive, got {r}")
     return float(np.var(a - r * b) * r / (1.0 + r))
+
+
+def check_independent(frame: Any, other: Any, *, variance: float | None = None) -> None:
+    """Refuse a "second exposure" that is the same frame (or a scaled copy of it).
+
+    The readout needs independent noise in the two frames; a copy has none in their
+    difference, and every score would come out as if the noise were signal.
+
+    Parameters
+    ----------
+    frame, other : array-like, shape (y, x)
+        The frame and its supposed second exposure (registered or not).
+    variance : float, optional
+        Their :func:`noise_variance_from_pair`, when already computed.
+
+    Raises
+    ------
+    ValueError
+        Their difference holds no noise.
+    """
+    a, b = _image(frame, "frame"), _image(other, "independent frame")
+    if variance is None:
+        if a.shape != b.shape:
+            raise ValueError(f"the frames differ in shape: {a.shape} vs {b.shape}")
+        variance = noise_variance_from_pair(a, b)
+    if not variance > 1e-6 * float(np.var(a)):
+        raise ValueError("the second frame is not an independent exposure of the first "
+                         "(their difference holds no noise: the same frame, or a copy of it)")
 
 
 def _ratio(a: np.ndarray, b: np.ndarray) -> float:
@@ -307,6 +336,7 @@ def quality_readout(raw: Any, denoised: Any | None, independent: Any, *,
     r = _ratio(a_cut, b_cut)
     b_scaled = r * b_cut
     variance = noise_variance_from_pair(a_cut, b_cut, dose_ratio=r)
+    check_independent(a_cut, b_cut, variance=variance)
     error = variance * math.sqrt(2.0 * _sum_rho2(a_cut - b_scaled) / a_cut.size)
     top = float(a_cut.mean()) if peak is None else float(peak)
     if not top > 0:

@@ -128,6 +128,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
         gain_known=bool(args.counts_per_electron or series.dose_hints.counts_per_electron))
     for warning in warnings:
         print(f"napari-lowdose: warning: {warning}", file=sys.stderr)
+    reference = read_reference(args, frames, selected)  # a bad one fails now, not after
     shape = (len(selected), *frames.shape[-2:])
     # A large series keeps its results in a scratch file, not in memory.
     with result_array(shape, np.float32, args.out) as denoised:
@@ -156,7 +157,8 @@ def cmd_denoise(args: argparse.Namespace) -> int:
         record["dihedral_average"] = bool(args.dihedral_average)
         readout = None
         if not args.no_quality:
-            readout, against = _quality(args, frames, denoised, selected, e_per_px, gain)
+            readout, against = _quality(frames, denoised, selected, e_per_px, gain,
+                                        reference)
             record["quality"] = (None if readout is None
                                  else {**readout.to_dict(), "against": against,
                                        "reference": None if args.reference is None
@@ -178,31 +180,43 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quality(args: argparse.Namespace, frames, denoised, selected: range, e_per_px,
-             gain: float):
+def _quality(frames, denoised, selected: range, e_per_px, gain: float, reference):
     """The quality readout of the run (:func:`~napari_lowdose.analysis.denoise_quality.
     run_quality`): against ``--reference``, or frame against next frame."""
-    import numpy as np
 
     from ..analysis.denoise_quality import run_quality
-    from ..io.readers import read_series
 
-    reference = None
-    if args.reference is not None:
-        try:
-            ref_data = read_series(args.reference).data
-        except (LowdoseError, OSError) as error:
-            raise DenoiseError(f"--reference {args.reference}: {error}") from error
-        reference = np.asarray(ref_data[0] if ref_data.ndim == 3 else ref_data)
-        if reference.shape != tuple(frames.shape[-2:]):
-            raise DenoiseError(f"--reference {args.reference} has frames of "
-                               f"{reference.shape}, the series {tuple(frames.shape[-2:])}")
     raw = [frames[i] for i in selected]
     peaks = None if e_per_px is None else [float(e_per_px[i]) * gain for i in selected]
     try:
         return run_quality(raw, denoised, reference=reference, peaks=peaks)
     except ValueError as error:
         raise DenoiseError(f"the quality readout: {error}") from error
+
+
+def read_reference(args: argparse.Namespace, frames, selected: range):
+    """``--reference``'s first frame, checked against the series before any denoising: the
+    same frame size, and an independent exposure (not the same file); None without one."""
+    import numpy as np
+
+    from ..analysis.denoise_quality import check_independent
+    from ..io.readers import read_series
+
+    if args.reference is None or args.no_quality:
+        return None
+    try:
+        ref_data = read_series(args.reference).data
+    except (LowdoseError, OSError) as error:
+        raise DenoiseError(f"--reference {args.reference}: {error}") from error
+    reference = np.asarray(ref_data[0] if ref_data.ndim == 3 else ref_data)
+    if reference.shape != tuple(frames.shape[-2:]):
+        raise DenoiseError(f"--reference {args.reference} has frames of "
+                           f"{reference.shape}, the series {tuple(frames.shape[-2:])}")
+    try:
+        check_independent(np.asarray(frames[selected[0]]), reference)
+    except ValueError as error:
+        raise DenoiseError(f"--reference {args.reference}: {error}") from error
+    return reference
 
 
 def _run_record(args: argparse.Namespace, series, model_path: Path, metadata: dict[str, Any],
