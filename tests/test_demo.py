@@ -77,6 +77,16 @@ def test_demo_refuses_a_folder_of_other_files(tmp_path, capsys):
     assert "--frames" in capsys.readouterr().err
 
 
+def test_a_field_too_small_for_the_particle_is_refused_not_scored(tmp_path, capsys):
+    """At 128 px the demo's field holds no particle: F1 against an empty truth would read
+    1.00; it says why in one line instead."""
+    assert main(["demo", "--out", str(tmp_path / "small"), "--frames", "2", "--size", "128",
+                 "--device", "cpu"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds no particle worth scoring" in err
+    assert "--size" in err
+
+
 def test_demo_gui_without_a_display_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("sys.platform", "linux")
     for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):

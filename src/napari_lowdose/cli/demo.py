@@ -174,8 +174,14 @@ def _print_summary(record: dict[str, Any]) -> None:
     print(f"  files:             {record['out']}")
 
 
+#: Fewer particle pixels than this and the demo has nothing to score (F1 of an empty truth).
+MIN_PARTICLE_PX = 64
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Simulate, fit the noise, segment, score and summarise (see the module docstring)."""
+    import numpy as np
+
     from .. import __version__
     from ..io.readers import read_series
     from ..simulate.series import simulate_dose_series
@@ -194,6 +200,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     print(f"1. simulating {args.frames} frames of {args.size}² px (seed {args.seed}) …")
     series = simulate_dose_series(args.seed, n_frames=args.frames, size_px=args.size)
+    if np.count_nonzero(series.mask) < MIN_PARTICLE_PX:
+        raise DemoError(f"the simulated {args.size}² px field holds no particle worth "
+                        f"scoring ({np.count_nonzero(series.mask)} px; too small for the "
+                        "demo's particle and support): use a larger --size (256 px or more)")
     paths = _write_series(series, out)
     print(f"wrote {paths['series']}, {paths['truth']} and {paths['dose']}")
 
