@@ -135,5 +135,5 @@ def test_the_log_line_survives_a_best_gaussian_at_zero():
     score = {"mse_normalised": 1e-3, "sigma_px": 2.0}
     readout = {"raw": score, "gaussian": score, "denoised": score, "ratio_to_gaussian": None,
                "standard_error": 2e-3, "peak": 1.0}
-    assert readout_line(readout).endswith("= no ratio (±2)")
+    assert readout_line(readout).endswith("denoiser 1 (±2 common offset) = no ratio")
     assert readout_line(None) == ""

@@ -174,8 +174,9 @@ def readout_line(readout: dict[str, Any] | None) -> str:
     ratio_text = "no ratio" if ratio is None else f"{ratio:.2f}× Gaussian"
     return (f"held-out unbiased MSE ×10³: raw {1e3 * raw['mse_normalised']:.3g}, best "
             f"Gaussian (σ {gauss['sigma_px']:g} px) {1e3 * gauss['mse_normalised']:.3g}, "
-            f"denoiser {1e3 * den['mse_normalised']:.3g} = {ratio_text} "
-            f"(±{1e3 * readout['standard_error'] / readout['peak'] ** 2:.2g})")
+            f"denoiser {1e3 * den['mse_normalised']:.3g} "
+            f"(±{1e3 * readout['standard_error'] / readout['peak'] ** 2:.2g} common offset) "
+            f"= {ratio_text}")
 
 
 @dataclass(frozen=True)
