@@ -202,3 +202,27 @@ def test_rgb_tiff_is_refused(tmp_path):
     tifffile.imwrite(path, np.zeros((8, 8, 3), np.uint8), photometric="rgb")
     with pytest.raises(SeriesReadError, match="RGB"):
         read_series(path)
+
+
+def test_a_compressed_tiff_read_lazily_is_closed_when_its_arrays_go(tmp_path):
+    """Pages of a compressed TIFF are read on demand, so the file stays open while an array
+    derived from it lives, and is closed (no "unclosed file" warning) once none does."""
+    import gc
+    import warnings
+
+    import tifffile
+
+    frames = np.arange(3 * 16 * 16, dtype=np.uint16).reshape(3, 16, 16)
+    path = tmp_path / "lzw.tif"
+    tifffile.imwrite(path, frames, compression="zlib", photometric="minisblack")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        series = read_series(path)
+        later = series.data[2]  # derived, still lazy
+        del series
+        gc.collect()
+        np.testing.assert_array_equal(np.asarray(later), frames[2])  # still readable
+        del later
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], \
+        [str(w.message) for w in caught]

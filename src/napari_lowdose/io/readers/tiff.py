@@ -184,6 +184,25 @@ def _check_tiff_complete(series0: Any, path: Path) -> None:
         raise SeriesReadError(f"{path.name}: TIFF is truncated (image data missing)")
 
 
+class _ClosingTiff:
+    """An open TIFF that closes itself when the last lazy reader of its pages goes.
+
+    The pages of a compressed TIFF are read on demand, so the file stays open as long as
+    an array (or anything derived from it) may still read them; left to the garbage
+    collector, the open file was reported as "unclosed file" (a ResourceWarning, which
+    napari shows as a notification: at every frame of a folder watch).
+    """
+
+    def __init__(self, tif: Any) -> None:
+        self.tif = tif
+
+    def __del__(self) -> None:
+        try:
+            self.tif.close()
+        except Exception:  # noqa: BLE001 - interpreter shutting down, file already gone
+            pass
+
+
 def _tiff_data(path: Path, shape: tuple[int, ...], dtype: Any, n_pages: int) -> Any:
     import tifffile
 
@@ -191,13 +210,13 @@ def _tiff_data(path: Path, shape: tuple[int, ...], dtype: Any, n_pages: int) -> 
         return tifffile.memmap(path, mode="r")
     except Exception:
         pass  # compressed or non-contiguous: read page by page on demand
-    handle = tifffile.TiffFile(path)
+    handle = _ClosingTiff(tifffile.TiffFile(path))
     lock = threading.Lock()
     page_shape = shape[-2:]
 
     def read_page(i: int) -> np.ndarray:
         with lock:
-            return handle.series[0].pages[i].asarray().reshape(page_shape)
+            return handle.tif.series[0].pages[i].asarray().reshape(page_shape)
 
     stack = _lazy_stack(read_page, n_pages, page_shape, dtype)
     return stack.reshape(shape) if n_pages > 1 else stack
