@@ -220,6 +220,11 @@ def test_own_field_fine_tunes_the_shipped_denoiser_on_the_selected_layers(widget
     assert meta["source"]["rows"] == [0, held_out[0]] and held_out == [48, 64]
     assert meta["validation"]["readout"]["n_pairs"] == 2
     assert meta["history"][0]["readout"]["ratio_to_gaussian"] > 0
+    # The final status keeps the held-out readouts (best epoch, and the starting model).
+    lines = widget.status.value.splitlines()
+    assert lines[0].startswith("done: 1 epochs")
+    assert lines[1].startswith("best epoch: held-out unbiased MSE")
+    assert lines[2].startswith("start: held-out unbiased MSE")
 
 
 def test_phantoms_train_alone_or_mixed_with_a_dataset(widget, tmp_path):
