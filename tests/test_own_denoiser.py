@@ -137,3 +137,17 @@ def test_the_log_line_survives_a_best_gaussian_at_zero():
                "standard_error": 2e-3, "peak": 1.0}
     assert readout_line(readout).endswith("denoiser 1 (±2 common offset) = no ratio")
     assert readout_line(None) == ""
+
+
+def test_a_denoiser_fine_tuned_on_own_frames_is_described_by_its_readout_not_its_psnr():
+    """Its PSNR is against a second noisy exposure (low whatever its quality): the models
+    command and the Denoise dock lead with the held-out readout."""
+    from napari_lowdose.models.registry import denoiser_score_text
+
+    own = {"validation": {"psnr_db": 16.52, "input_psnr_db": 13.56,
+                          "readout": {"ratio_to_gaussian": 0.89}}}
+    assert denoiser_score_text(own) == ("held-out 0.89× the best Gaussian's unbiased MSE "
+                                        "(PSNR 16.52 dB against a second noisy exposure)")
+    clean = {"validation": {"psnr_db": 20.42, "input_psnr_db": 3.33}}
+    assert denoiser_score_text(clean) == "validation PSNR 20.42 dB (input 3.33 dB)"
+    assert denoiser_score_text({}) == ""

@@ -16,6 +16,8 @@ def add_models_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _describe(name: str, metadata: dict) -> str:
+    from ..models.registry import denoiser_score_text
+
     config = metadata.get("config", {})
     arch = metadata.get("arch", "?")
     validation = metadata.get("validation") or {}
@@ -35,8 +37,7 @@ def _describe(name: str, metadata: dict) -> str:
             score += (f", {validation['calibrated_f1']:.3f} at its calibrated threshold "
                       f"{validation['calibrated_threshold']:.2f}")
     elif psnr is not None:
-        score = (f"validation PSNR {psnr:.2f} dB (input {validation.get('input_psnr_db', 0):.2f}"
-                 " dB)")
+        score = denoiser_score_text(metadata)
     else:
         score = "no validation record"
     recipe = (metadata.get("dataset") or {}).get("card", {}).get("recipe", {})

@@ -34,6 +34,7 @@ __all__ = [
     "SHIPPED_MODELS",
     "available_denoisers",
     "available_models",
+    "denoiser_score_text",
     "load_denoiser",
     "load_model",
     "resolve_denoiser",
@@ -183,3 +184,26 @@ def load_denoiser(
         One line: unknown name, missing or unreadable file, or a segmentation model.
     """
     return load_checkpoint(resolve_denoiser(name_or_path), arch="denoiser", device=device)
+
+
+def denoiser_score_text(metadata: dict[str, Any]) -> str:
+    """How good a denoiser's checkpoint says it is, in words (the ``models`` command and the
+    Denoise dock).
+
+    A denoiser validated against clean or long-exposure targets has a meaningful PSNR. One
+    fine-tuned on the user's own frames (Noise2Noise) was validated against a second noisy
+    exposure: its PSNR is low whatever its quality, so its held-out quality readout (its
+    unbiased MSE against the best Gaussian filter's) is what is shown first.
+    """
+    validation = metadata.get("validation") or {}
+    psnr = validation.get("psnr_db")
+    ratio = (validation.get("readout") or {}).get("ratio_to_gaussian")
+    if isinstance(ratio, int | float):
+        text = f"held-out {float(ratio):.2f}× the best Gaussian's unbiased MSE"
+        if isinstance(psnr, int | float):
+            text += f" (PSNR {float(psnr):.2f} dB against a second noisy exposure)"
+        return text
+    if isinstance(psnr, int | float):
+        return (f"validation PSNR {float(psnr):.2f} dB (input "
+                f"{float(validation.get('input_psnr_db', 0.0)):.2f} dB)")
+    return ""

@@ -394,11 +394,10 @@ class DenoiseWidget(LayerRun, QualityRows, LiveScope, WatchMode, NetworkDock):
         arch = meta.get("arch", "?")
         if arch != "denoiser":
             return f"not usable: {path.name} holds a {arch}, not a denoiser"
-        psnr = (meta.get("validation") or {}).get("psnr_db")
-        psnr_text = (
-            f", validation PSNR {float(psnr):.2f} dB" if isinstance(psnr, int | float) else ""
-        )
-        return f"{arch}{psnr_text} ({path.name})"
+        from ..models.registry import denoiser_score_text
+
+        score = denoiser_score_text(meta)
+        return f"{arch}{', ' + score if score else ''} ({path.name})"
 
     def _checked_model(self, what: str):
         """(model file, its metadata, device), or None after one notification."""
