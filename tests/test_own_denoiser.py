@@ -75,6 +75,13 @@ def test_fine_tuning_on_two_files_starts_from_the_shipped_denoiser(field, tmp_pa
     assert readout["ratio_to_gaussian"] > 0 and readout["raw"]["mse_normalised"] > 0
     assert meta["history"][0]["readout"]["gaussian"]["sigma_px"] > 0
     assert meta["validation_start"]["readout"]["denoised"]["mse_normalised"] > 0
+    # It records the files it was trained on; judging it against one of them is flagged.
+    assert meta["trained_on_files"] == [str(p.resolve()) for p in field["paths"]]
+    assert main(["denoise", str(field["paths"][0]), "--model", str(out), "--reference",
+                 str(field["paths"][1]), "--device", "cpu", "--out",
+                 str(tmp_path / "judged")]) == 0
+    err = capsys.readouterr().err
+    assert "the denoiser was trained on" in err and "optimistic" in err
 
 
 def test_fine_tuning_refuses_files_of_other_fields(field, tmp_path, capsys):

@@ -100,7 +100,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..device import describe_device, select_device
-    from ..models.denoising import denoise_frames, dose_warnings
+    from ..models.denoising import denoise_frames, dose_warnings, judged_on_training_files
     from ..models.registry import load_denoiser, resolve_denoiser
 
     if args.batch_size < 1:
@@ -122,13 +122,16 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     frames = series.data if not single else series.data[None]
     first_mean = (None if e_per_px is not None or not len(selected)
                   else float(np.mean(np.asarray(frames[selected[0]], dtype=np.float64))))
+    reference = read_reference(args, frames, selected)  # a bad one fails now, not after
     warnings = dose_warnings(
         metadata, None if e_per_px is None else [e_per_px[i] for i in selected],
         counts_per_electron=gain, frame_mean_counts=first_mean,
         gain_known=bool(args.counts_per_electron or series.dose_hints.counts_per_electron))
+    if reference is not None:
+        seen = judged_on_training_files(metadata, [series.path, args.reference])
+        warnings += [seen] if seen else []
     for warning in warnings:
         print(f"napari-lowdose: warning: {warning}", file=sys.stderr)
-    reference = read_reference(args, frames, selected)  # a bad one fails now, not after
     shape = (len(selected), *frames.shape[-2:])
     # A large series keeps its results in a scratch file, not in memory.
     with result_array(shape, np.float32, args.out) as denoised:

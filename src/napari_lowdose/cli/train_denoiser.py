@@ -12,6 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from ..models.denoising import TRAINED_ON_FILES_KEY
 from ..workflows.denoiser_training import DENOISER_TRAINING_DEFAULTS as defaults
 from ..workflows.denoiser_training import (
     phantom_datasets,
@@ -223,6 +224,15 @@ def _datasets(args: argparse.Namespace, notes: list[str]):
                            max_frame_gap=args.max_frame_gap, seed=seed)
 
 
+def _trained_on_files(args: argparse.Namespace) -> list[str]:
+    """The files whose frames (or part of them) trained the denoiser, resolved: a quality
+    readout judged against them later is not independent (``denoise`` warns)."""
+    files = list(args.frames or []) if args.source == "own" else []
+    if args.source == "series" and getattr(args, "series", None) is not None:
+        files.append(args.series)
+    return [str(Path(f).resolve()) for f in files]
+
+
 def _own_datasets(args: argparse.Namespace, crop: int, notes: list[str]):
     """The user's field: the frames of every ``--frames`` file, stacked; a strip held out."""
     from ..train.denoise_own import field_datasets, stack_exposures
@@ -302,7 +312,7 @@ def cmd_train_denoiser(args: argparse.Namespace) -> int:
                       file=sys.stdout)
 
     metadata = {"command": shlex.join(["napari-lowdose", *sys.argv[1:]]) if sys.argv else None,
-                "notes": notes}
+                "notes": notes, TRAINED_ON_FILES_KEY: _trained_on_files(args)}
     try:
         summary = train_denoiser(train, val, args.out, settings, resume=not args.restart,
                                  progress=progress, on_epoch=on_epoch, metadata=metadata,

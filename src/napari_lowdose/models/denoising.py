@@ -33,9 +33,14 @@ __all__ = [
     "DIHEDRAL",
     "denoise_frame",
     "denoise_frames",
+    "TRAINED_ON_FILES_KEY",
     "dose_warnings",
+    "judged_on_training_files",
     "outside_training_range",
 ]
+
+#: Checkpoint metadata key: the files whose frames trained (fine-tuned) the denoiser.
+TRAINED_ON_FILES_KEY = "trained_on_files"
 
 #: The eight symmetries of the square pixel grid: (quarter turns, then a left–right flip).
 DIHEDRAL: tuple[tuple[int, bool], ...] = tuple(
@@ -329,3 +334,34 @@ def dose_warnings(metadata: dict[str, Any], e_per_px: Sequence[float] | None, *,
                         outside.replace("have doses", "have (from their mean counts ÷ the "
                                         "gain) doses", 1))
     return warnings
+
+
+def judged_on_training_files(metadata: dict[str, Any], paths: Sequence[Any]) -> str:
+    """A warning when a quality readout would judge a denoiser on frames it was trained on.
+
+    A denoiser fine-tuned on two exposures and then judged with one of them as the
+    reference scores better than it would on frames it never saw (the training log's
+    held-out readout is the honest figure).
+
+    Parameters
+    ----------
+    metadata : dict
+        The denoiser's metadata (:data:`TRAINED_ON_FILES_KEY`, written by
+        ``train-denoiser --source own`` and ``--source series``).
+    paths : sequence of path-like
+        The denoised file and the reference.
+
+    Returns
+    -------
+    str
+        One sentence, or "".
+    """
+    from pathlib import Path
+
+    trained = {str(Path(p).resolve()) for p in metadata.get(TRAINED_ON_FILES_KEY) or []}
+    hits = [Path(p).name for p in paths if p is not None and str(Path(p).resolve()) in trained]
+    if not hits:
+        return ""
+    return (f"the denoiser was trained on {', '.join(hits)}: the quality readout judges it "
+            "on frames it has seen and is optimistic; its training log's held-out readout "
+            "is the fair figure")
