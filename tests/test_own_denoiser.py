@@ -112,16 +112,21 @@ def test_denoise_with_a_reference_writes_and_prints_the_readout(field, tmp_path,
     assert quality["reference"].endswith("b.tif")
 
 
-def test_a_series_is_judged_frame_against_frame_and_one_image_not_at_all(field, tmp_path):
+def test_a_series_is_judged_frame_against_frame_and_one_image_not_at_all(field, tmp_path,
+                                                                         capsys):
     pair = write_series_tiff(tmp_path / "p.tif", np.stack([field["a"], np.roll(
         field["b"], (-2, 1), axis=(0, 1))]), PIXEL_A)
-    records = {}
+    records, printed = {}, {}
     for name, path, extra in (("pair", pair, []), ("single", field["paths"][0], []),
                               ("skipped", pair, ["--no-quality"])):
         out = tmp_path / name
         assert main(["denoise", str(path), "--model", str(field["denoiser"]), "--device",
                      "cpu", "--out", str(out), *extra]) == 0
         records[name] = json.loads((out / "denoise.json").read_text())
+        printed[name] = capsys.readouterr().out
+    # One image and no reference: said, not silent.
+    assert "quality: not judged: no second exposure" in printed["single"]
+    assert "--reference FILE" in printed["single"] and "quality" not in printed["skipped"]
     assert records["pair"]["quality"]["against"].startswith("the next frame")
     assert records["pair"]["quality"]["shift_px"] == [0, 0]
     assert records["single"]["quality"] is None

@@ -48,6 +48,7 @@ from .registration import overlap, register_whole_pixels
 
 __all__ = [
     "GAUSSIAN_SIGMAS_PX",
+    "NOT_JUDGED",
     "check_independent",
     "QualityReadout",
     "Score",
@@ -435,6 +436,11 @@ def average_readouts(readouts: Sequence[QualityReadout]) -> QualityReadout:
                           float(np.mean([r.dose_ratio for r in readouts])),
                           int(sum(r.n_px for r in readouts)),
                           int(sum(r.n_pairs for r in readouts)), standard_error=error)
+
+
+#: Why a run has no quality readout (no second frame to judge it against).
+NOT_JUDGED = ("not judged: no second exposure of the field (a reference frame) and no two "
+              "consecutive frames of similar dose")
 
 
 def run_quality(raw_frames: Any, denoised_frames: Any, *, reference: Any | None = None,

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..analysis.denoise_quality import NOT_JUDGED
 from ..errors import LowdoseError
 from ..io.outputs import check_output_folder, result_array, write_output_folder
 from ..io.writers import write_series_tiff
@@ -177,6 +178,8 @@ def cmd_denoise(args: argparse.Namespace) -> int:
         }, overwrite=args.overwrite)
     if readout is not None:
         print(f"quality ({record['quality']['against']}): {readout.summary()}")
+    elif not args.no_quality:
+        print(f"quality: {NOT_JUDGED} (give --reference FILE)")
     rate = len(selected) / seconds if seconds > 0 else float("inf")
     print(f"{len(selected)} frame(s) denoised in {seconds:.2f} s ({rate:.1f} frames/s, "
           f"{describe_device(device)}); wrote {', '.join(DENOISE_FILES)} to {args.out}")

@@ -12,6 +12,7 @@ readout, as ``denoise.json`` does for ``napari-lowdose denoise --reference``.
 import numpy as np
 from magicgui.widgets import ComboBox, Label
 
+from ..analysis.denoise_quality import NOT_JUDGED
 from ..errors import one_line
 from ..io.layers import LOWDOSE_KEY
 from ._layers import base_data
@@ -87,7 +88,7 @@ class QualityRows:
             return
         readout, against = result
         if readout is None:
-            self.quality.value = "no two consecutive frames of similar dose to judge"
+            self.quality.value = NOT_JUDGED
             return
         self.quality.value = f"against {against}: {readout.summary()}"
         if run.layer in self._viewer.layers:
