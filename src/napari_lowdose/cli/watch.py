@@ -31,7 +31,9 @@ def add_watch_parser(sub: argparse._SubParsersAction) -> None:
         "watch", help="denoise frames as an acquisition program writes them into a folder",
         description="Watch DIR and denoise every frame written into it (TIFF, MRC, DM, SER, "
                     "EMD, .npy), once each file is complete; results go to --out as "
-                    "<name>_denoised.tif with a per-frame watch_log.csv. Ctrl-C stops.")
+                    "<name>_denoised.tif with a per-frame watch_log.csv. Ctrl-C stops. "
+                    "Exit status 1 when any file could not be read or denoised (each is "
+                    "named in watch_log.csv), else 0.")
     watch.add_argument("folder", type=Path, metavar="DIR", help="folder the camera writes to")
     watch.add_argument("--out", type=Path, required=True, metavar="OUT",
                        help="output folder (denoised files and watch_log.csv)")

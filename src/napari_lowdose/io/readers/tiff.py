@@ -71,7 +71,8 @@ def _capture_log_errors(logger_name: str):
 
 def _read_open_tiff(tif: Any, path: Path) -> Series:
     if not tif.series:
-        raise SeriesReadError(f"{path.name}: TIFF holds no image")
+        raise SeriesReadError(f"{path.name}: TIFF holds no image (empty, or truncated "
+                              "before its first image)")
     series0 = tif.series[0]
     axes, shape, dtype = series0.axes, tuple(series0.shape), series0.dtype
     if "S" in axes or "C" in axes and shape[axes.index("C")] in (3, 4):
