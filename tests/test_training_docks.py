@@ -225,3 +225,24 @@ def test_denoiser_settings_are_remembered_and_reset(make_napari_viewer, tmp_path
     again.reset_button.changed.emit(None)
     assert again.source.value == "simulated" and again.levels.value == 3
     assert not again.noise_weighted.value and again.gain.value == 0
+
+
+def test_the_suggested_model_file_is_beside_the_data_unless_that_folder_is_read_only(
+        tmp_path, monkeypatch):
+    import os
+
+    from napari_lowdose.widgets._training_dock import default_model_path
+
+    data = tmp_path / "runs" / "au"
+    data.mkdir(parents=True)
+    assert default_model_path(data, "unet") == (tmp_path / "runs" / "au-unet.safetensors")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    os.chmod(tmp_path / "runs", 0o555)
+    try:
+        if os.access(tmp_path / "runs", os.W_OK):  # root ignores the mode bits
+            monkeypatch.setattr(os, "access", lambda path, mode: False)
+        assert default_model_path(data, "unet") == work.resolve() / "au-unet.safetensors"
+    finally:
+        os.chmod(tmp_path / "runs", 0o755)

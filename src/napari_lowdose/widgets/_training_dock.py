@@ -8,6 +8,7 @@ options and call its training function.
 """
 
 import contextlib
+import os
 import threading
 import time
 from functools import partial
@@ -37,10 +38,14 @@ def default_model_path(dataset: str | Path, network: str) -> Path:
 
     Beside the dataset folder, never inside it (the folder is the dataset's own):
     ``<parent>/<dataset name>-<network>.safetensors``, e.g. ``runs/au-unet.safetensors``
-    for the dataset ``runs/au`` and a U-net.
+    for the dataset ``runs/au`` and a U-net; in the working folder when the dataset's
+    folder cannot be written to (shared, read-only data).
     """
     dataset = Path(dataset).resolve()
-    return dataset.parent / f"{dataset.name}-{network}{MODEL_SUFFIX}"
+    name = f"{dataset.name}-{network}{MODEL_SUFFIX}"
+    if not os.access(dataset.parent, os.W_OK):  # e.g. shared, read-only data
+        return Path.cwd().resolve() / name
+    return dataset.parent / name
 
 
 class _Relay(QObject):
