@@ -8,7 +8,7 @@ import pytest
 from napari_lowdose.cli import main
 from napari_lowdose.io.readers import read_series
 
-DEMO_OPTIONS = ["--frames", "5", "--size", "192", "--device", "cpu"]
+DEMO_OPTIONS = ["--frames", "5", "--size", "224", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def test_demo_writes_series_noise_fit_segmentation_and_record(demo_folder):
                  "denoise/denoised.tif", "denoise/denoise.json"):
         assert (out / name).is_file(), name
     series = read_series(out / "series.tif")
-    assert series.data.shape == (5, 192, 192)
+    assert series.data.shape == (5, 224, 224)
     assert series.pixel_size_A == pytest.approx((0.075, 0.075), rel=1e-4)
     assert series.frame_dose.dose_e_per_A2[0] == pytest.approx(10.0)
     assert series.frame_dose.dose_e_per_A2[-1] == pytest.approx(1e4)
@@ -46,6 +46,7 @@ def test_demo_writes_series_noise_fit_segmentation_and_record(demo_folder):
     # The vacuum corner holds no particle and the fit gives back the detector's MTF.
     y0, y1, x0, x1 = record["noise_fit"]["roi_px"]
     truth_mask = np.asarray(read_series(out / "truth_mask.tif").data)
+    assert truth_mask.sum() > 1000  # a particle to score (a 192 px field held 2 px of one)
     assert not truth_mask[y0:y1, x0:x1].any()
     fitted = json.loads((out / "noise_fit" / "noise_model.json").read_text())
     c0_truth = record["noise_fit"]["truth"]["c0"]
@@ -53,7 +54,7 @@ def test_demo_writes_series_noise_fit_segmentation_and_record(demo_folder):
     # The shipped denoiser brings the frame nearest 5 e⁻/px closer to the noise-free one.
     denoising = record["denoising"]
     assert denoising["denoised_psnr_dB"] > denoising["raw_psnr_dB"]
-    assert read_series(out / "denoise" / "denoised.tif").data.shape == (5, 192, 192)
+    assert read_series(out / "denoise" / "denoised.tif").data.shape == (5, 224, 224)
 
 
 def test_demo_prints_a_summary_and_replaces_its_own_folder(demo_folder, capsys):
