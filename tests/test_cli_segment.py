@@ -267,3 +267,20 @@ def test_a_series_without_a_dose_is_segmented_and_says_what_is_missing(inputs, t
     assert summary["area_vs_dose"].startswith("the area-against-dose curve and its readouts")
     assert summary["area_px"] == [int(m.astype(bool).sum()) for m in masks]
     assert summary["run"]["dose"]["source"] == "none"
+
+
+def test_exported_masks_open_again_as_a_mask_layer(inputs, tmp_path):
+    """masks.tif of a run opens, through the plugin's reader, as a Labels layer with the
+    series' scale and per-frame dose; probability.tif as an image."""
+    from napari_lowdose._reader import napari_get_reader
+
+    out = tmp_path / "out"
+    assert _run(inputs, out) == 0
+    (masks, mask_kwargs, mask_type), = napari_get_reader(str(out / "masks.tif"))(
+        str(out / "masks.tif"))
+    assert mask_type == "labels" and np.asarray(masks).dtype.kind in "ui"
+    assert tuple(mask_kwargs["scale"])[-2:] == pytest.approx((PIXEL_A, PIXEL_A))
+    assert mask_kwargs["metadata"]["lowdose"]["dose"] is not None
+    (_, _, prob_type), = napari_get_reader(str(out / "probability.tif"))(
+        str(out / "probability.tif"))
+    assert prob_type == "image"

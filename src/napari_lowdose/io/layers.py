@@ -68,6 +68,10 @@ def series_to_layer_data(series: Series) -> list[tuple[Any, dict[str, Any], str]
         "metadata": {LOWDOSE_KEY: lowdose, "source_metadata": series.source_metadata},
         **image_layer_kwargs(series.pixel_size_A, series.data.ndim),
     }
+    own = (series.source_metadata or {}).get("napari-lowdose") or {}
+    if own.get("layer_type") == "labels":  # masks this package wrote: back as a mask layer
+        kwargs.pop("auto_contrast", None)
+        return [(series.data, kwargs, "labels")]
     return [(series.data, kwargs, "image")]
 
 

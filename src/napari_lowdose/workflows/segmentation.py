@@ -40,6 +40,8 @@ __all__ = [
 #: The files of a segmentation run, in the order they are reported.
 SEGMENT_FILES = ("masks.tif", "probability.tif", "area_vs_dose.csv", "summary.json",
                  "area_vs_dose.png", "area_vs_dose.svg")
+#: Written into ``masks.tif``: the plugin's reader opens it again as a mask (Labels) layer.
+MASK_TIFF_METADATA = {"layer_type": "labels"}
 #: What ``segment`` writes for a series without a per-frame dose (no curve, no readouts).
 SEGMENT_FILES_WITHOUT_DOSE = ("masks.tif", "probability.tif", "summary.json")
 #: Why there is no curve then, as printed and recorded.
@@ -368,7 +370,8 @@ def write_segmentation(out: Path, *, pixel_size_A: tuple[float, float] | None,
     pixel = None if pixel_size_A is None else float(sum(pixel_size_A) / 2)
     if analysis is None:  # no dose: the masks, probabilities and the record only
         return write_output_folder(out, {
-            "masks.tif": lambda p: write_series_tiff(p, masks, pixel),
+            "masks.tif": lambda p: write_series_tiff(p, masks, pixel,
+                                                     extra_metadata=MASK_TIFF_METADATA),
             "probability.tif": lambda p: write_series_tiff(p, probabilities, pixel),
             "summary.json": lambda p: p.write_text(json.dumps(summary, indent=2,
                                                               default=str)),
@@ -377,7 +380,8 @@ def write_segmentation(out: Path, *, pixel_size_A: tuple[float, float] | None,
     doses = analysis.dose_e_per_A2
     figure = area_vs_dose_figure({label: analysis})
     return write_output_folder(out, {
-        "masks.tif": lambda p: write_series_tiff(p, masks, pixel, dose_e_per_A2=doses),
+        "masks.tif": lambda p: write_series_tiff(p, masks, pixel, dose_e_per_A2=doses,
+                                                 extra_metadata=MASK_TIFF_METADATA),
         "probability.tif": lambda p: write_series_tiff(p, probabilities, pixel,
                                                        dose_e_per_A2=doses),
         "area_vs_dose.csv": lambda p: p.write_text(table_to_csv(analysis.export_table())),
