@@ -70,3 +70,17 @@ def test_closing_a_dock_tells_it_once_and_only_then(make_napari_viewer, name, mo
     assert closed == []
     viewer.window.remove_dock_widget(widget.native)
     assert closed == [widget]
+
+
+def test_every_dock_of_the_manifest_is_importable_from_the_widgets_package():
+    import napari_lowdose.widgets as widgets
+
+    manifest = yaml.safe_load(MANIFEST.read_text())
+    names = {command["python_name"].partition(":")[2]
+             for command in manifest["contributions"]["commands"]
+             if command["python_name"].startswith("napari_lowdose.widgets.")}
+    assert names <= set(widgets.__all__)
+    for name in names:
+        assert getattr(widgets, name) is _dock_classes().get(name, getattr(widgets, name))
+    with pytest.raises(AttributeError):
+        widgets.NotADock  # noqa: B018
