@@ -5,11 +5,11 @@ A :class:`napari.utils.progress` made in a worker thread makes its Qt widgets th
 "Timers cannot be started from another thread" on every run, and Qt objects owned by
 the wrong thread). :class:`ActivityBar` is made in the GUI thread, before the worker
 starts; the worker moves it through a Qt signal, so the bar is only ever touched in the
-GUI thread.
+GUI thread, and never inside a dock's own handler (see :class:`ActivityBar`).
 """
 
 from napari.utils import progress
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, Qt, Signal
 
 __all__ = ["ActivityBar"]
 
@@ -31,8 +31,13 @@ class ActivityBar(QObject):
     def __init__(self, total: int | None, desc: str) -> None:
         super().__init__()
         self._bar = progress(total=total, desc=desc)
-        self._moved.connect(self._move)  # queued into this (GUI) thread from a worker
-        self._described.connect(self._describe)
+        self._closed = False
+        # Always queued, even from the GUI thread: napari's bar processes pending events when
+        # it moves, which inside a dock's handler would run the next handlers (even the
+        # end of the run) before this one returns.
+        queued = Qt.ConnectionType.QueuedConnection
+        self._moved.connect(self._move, queued)
+        self._described.connect(self._describe, queued)
 
     def update_to(self, done: int, total: int | None = None) -> None:
         """``done`` steps of ``total`` (unchanged when None); safe from any thread."""
@@ -43,7 +48,8 @@ class ActivityBar(QObject):
         self._described.emit(str(text))
 
     def close(self) -> None:
-        """Remove the bar (GUI thread)."""
+        """Remove the bar (GUI thread); moves still queued are dropped."""
+        self._closed = True
         self._bar.close()
 
     @property
@@ -52,9 +58,12 @@ class ActivityBar(QObject):
         return int(self._bar.n)
 
     def _move(self, done: int, total: int) -> None:
+        if self._closed:
+            return
         if total >= 0 and self._bar.total != total:
             self._bar.total = total
         self._bar.update(done - self._bar.n)
 
     def _describe(self, text: str) -> None:
-        self._bar.set_description(text)
+        if not self._closed:
+            self._bar.set_description(text)

@@ -292,9 +292,11 @@ class DoseCalibrationWidget(DockContainer):
     def _on_frame_counted(self, item) -> None:
         done, total = item
         self.progress_bar.value = done
+        self.time_left.value = eta_text(done, total, time.perf_counter() - self._started)
+        # Last: napari's bar may process pending events (the next items, even the end of
+        # the run) before it returns, and nothing here must overwrite what they set.
         if getattr(self, "_activity", None) is not None:
             self._activity.update_to(done)
-        self.time_left.value = eta_text(done, total, time.perf_counter() - self._started)
 
     def _on_counts_error(self, err):
         self.progress_bar.value = 0
