@@ -348,17 +348,17 @@ def test_a_dock_dropped_without_being_docked_goes_quietly(make_napari_viewer, qt
 
     from qtpy.QtWidgets import QApplication
 
-    from napari_lowdose.widgets import denoise as denoise_widget
+    from napari_lowdose.widgets import denoise_state
 
-    before = len(denoise_widget._SHUTDOWN_HANDLERS)
+    before = len(denoise_state._SHUTDOWN_HANDLERS)
     widget = DenoiseWidget(make_napari_viewer())
     state = widget._state
-    assert len(denoise_widget._SHUTDOWN_HANDLERS) == before + 1
+    assert len(denoise_state._SHUTDOWN_HANDLERS) == before + 1
     del widget
     gc.collect()
     QApplication.processEvents()
     assert state.closed and state.stop_event.is_set()
-    assert len(denoise_widget._SHUTDOWN_HANDLERS) == before
+    assert len(denoise_state._SHUTDOWN_HANDLERS) == before
 
 
 def test_frames_outside_the_trained_dose_range_are_warned_about(setup, tmp_path, monkeypatch):

@@ -371,18 +371,23 @@ def test_the_dock_resamples_to_the_models_sampling_as_the_command_does(
     assert not [n for n in notes if n[0] == "show_error"]
 
 
+def _segmented_in_a_thread(viewer, model_file, qtbot):
+    """(viewer, dock) after a threaded run of the whole series has finished."""
+    layer = _add_series(viewer, _frames())
+    widget = _dock(viewer, model_file, layer, use_thread=True)
+    widget.scope.value = "all"
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60000)
+    return viewer, widget
+
+
 def test_dragging_the_threshold_redoes_the_shown_frame_at_once_and_the_rest_once(
         make_napari_viewer, model_file, qtbot, monkeypatch):
     """In the viewer, a drag over the threshold slider re-thresholds the frame on screen at
     every step; the other frames and the analysis once, after the slider rests."""
     from napari_lowdose.widgets import segment_analysis
 
-    viewer = make_napari_viewer()
-    layer = _add_series(viewer, _frames())
-    widget = _dock(viewer, model_file, layer, use_thread=True)
-    widget.scope.value = "all"
-    widget.run()
-    qtbot.waitUntil(lambda: not widget.busy, timeout=60000)
+    viewer, widget = _segmented_in_a_thread(make_napari_viewer(), model_file, qtbot)
     qtbot.wait(2 * segment_analysis.RETHRESHOLD_DELAY_MS)
     prob, mask = viewer.layers[PROB].data, viewer.layers[MASK].data
     calls = []
@@ -411,12 +416,7 @@ def test_an_export_right_after_the_threshold_moved_writes_the_new_masks(
         make_napari_viewer, model_file, qtbot, tmp_path):
     import tifffile
 
-    viewer = make_napari_viewer()
-    layer = _add_series(viewer, _frames())
-    widget = _dock(viewer, model_file, layer, use_thread=True)
-    widget.scope.value = "all"
-    widget.run()
-    qtbot.waitUntil(lambda: not widget.busy, timeout=60000)
+    viewer, widget = _segmented_in_a_thread(make_napari_viewer(), model_file, qtbot)
     widget.threshold.value = 0.3
     written = widget.export(tmp_path / "out")  # before the slider's rest delay is over
     assert written

@@ -192,6 +192,19 @@ class DenoiserTrainingSummary:
     device: str
     start_validation: dict[str, Any] | None = None
 
+    def readout_lines(self) -> list[str]:
+        """The held-out quality readout of the best epoch and of the starting model, one
+        line each (none without independent held-out frames)."""
+        lines = []
+        best = next((row for row in self.history if row.get("epoch") == self.best_epoch),
+                    None)
+        if best and best.get("readout"):
+            lines.append(f"best epoch: {readout_line(best['readout'])}")
+        start = self.start_validation or {}
+        if start.get("readout"):
+            lines.append(f"start: {readout_line(start['readout'])}")
+        return lines
+
 
 def _noise_weighted_loss(estimate: torch.Tensor, target: torch.Tensor,
                          e_per_px: torch.Tensor, name: str) -> torch.Tensor:

@@ -33,7 +33,6 @@ In-situ mode
     appended to two growing layers (:mod:`.denoise_watch`).
 """
 
-import threading
 from types import SimpleNamespace
 
 import napari
@@ -65,6 +64,7 @@ from .denoise_live import LiveScope
 from .denoise_output import DENOISED_KEY
 from .denoise_quality import QualityRows
 from .denoise_run import REFRESH_S, LayerRun
+from .denoise_state import new_state, shutdown_handler, stop_all
 from .denoise_watch import LIVE_DENOISED, LIVE_RAW, WatchMode
 
 __all__ = [
@@ -91,38 +91,6 @@ AUTO_TILE_TEXT = f"auto (whole frames up to {_SIDE}×{_SIDE} px)"
 AUTO_OVERLAP_TEXT = "auto (from the tile and the network)"
 
 
-#: The destroyed-signal handlers of live docks. PyQt keeps a slot alive only through the
-#: Qt object's Python wrapper, so a dock that is garbage-collected (one made in a script and
-#: never docked) would take its handler and state down with it, and the handler would then
-#: run on cleared objects and abort the interpreter; held here, it outlives the dock.
-_SHUTDOWN_HANDLERS: set = set()
-
-
-def _shutdown_handler(state: SimpleNamespace):
-    """A slot for ``destroyed`` that stops the dock's workers, then lets itself go."""
-
-    def handler(*_args) -> None:
-        _SHUTDOWN_HANDLERS.discard(handler)
-        _shutdown(state)
-
-    _SHUTDOWN_HANDLERS.add(handler)
-    return handler
-
-
-def _shutdown(state: SimpleNamespace) -> None:
-    """Stop every worker of a widget (called when its Qt widget is destroyed)."""
-    state.closed = True
-    state.stop_event.set()
-    state.watch_stop.set()
-    for name in ("worker", "watch_worker", "quality_worker"):
-        worker = getattr(state, name, None)
-        if worker is not None:
-            try:
-                worker.quit()
-            except RuntimeError:  # its Qt side is already gone
-                pass
-
-
 class DenoiseWidget(LayerRun, QualityRows, LiveScope, WatchMode, NetworkDock):
     """Denoise an image layer or a live camera folder with a trained denoiser.
 
@@ -141,14 +109,7 @@ class DenoiseWidget(LayerRun, QualityRows, LiveScope, WatchMode, NetworkDock):
 
     def __init__(self, viewer: napari.viewer.Viewer, *, use_thread: bool = True):
         # Shared with the destroyed-signal handler, which must not hold ``self``.
-        self._state = SimpleNamespace(
-            stop_event=threading.Event(),
-            watch_stop=threading.Event(),
-            worker=None,
-            watch_worker=None,
-            quality_worker=None,
-            closed=False,
-        )
+        self._state = new_state()
         super().__init__(viewer, use_thread=use_thread)
         self._stop_event = self._state.stop_event
         self._run = None  # the output layer and settings of the current / last run
@@ -242,7 +203,7 @@ class DenoiseWidget(LayerRun, QualityRows, LiveScope, WatchMode, NetworkDock):
         viewer.layers.events.inserted.connect(self._reset_choices)
         viewer.layers.events.removed.connect(self._reset_choices)
         viewer.dims.events.current_step.connect(self._on_step)
-        self.native.destroyed.connect(_shutdown_handler(self._state))
+        self.native.destroyed.connect(shutdown_handler(self._state))
         self._reset_choices()
         picked = pick_image_layer(viewer, suits=self._suits)
         if picked is not None:
@@ -293,7 +254,7 @@ class DenoiseWidget(LayerRun, QualityRows, LiveScope, WatchMode, NetworkDock):
     def shutdown(self) -> None:
         """Stop live mode, the running denoising and the folder watch (for good)."""
         self._live, self._live_pending = False, None
-        _shutdown(self._state)
+        stop_all(self._state)
 
     # -- choices --------------------------------------------------------------------------
     def _image_layers(self, _widget=None):

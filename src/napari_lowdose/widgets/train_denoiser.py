@@ -104,22 +104,6 @@ def parameters_text(n: int) -> str:
     return f"{n} parameters"
 
 
-def _readout_lines(summary) -> str:
-    """The held-out quality readout of the best epoch and of the starting model (lines to
-    add to the final status; "" without independent held-out frames)."""
-    from ..train.denoiser import readout_line
-
-    lines = []
-    best = next((row for row in summary.history if row.get("epoch") == summary.best_epoch),
-                None)
-    if best and best.get("readout"):
-        lines.append(f"best epoch: {readout_line(best['readout'])}")
-    start = summary.start_validation or {}
-    if start.get("readout"):
-        lines.append(f"start: {readout_line(start['readout'])}")
-    return "".join(f"\n{line}" for line in lines)
-
-
 class TrainDenoiserWidget(TrainingData, TrainingDock):
     """Train a denoiser on exposure pairs, a simulated dataset or a dose series.
 
@@ -490,7 +474,7 @@ class TrainDenoiserWidget(TrainingData, TrainingDock):
             else:
                 text = f"done: {summary.epochs_done} epochs on {summary.device}; {best}"
                 show_info(f"Training {text}.")
-            text += _readout_lines(summary)
+            text += "".join(f"\n{line}" for line in summary.readout_lines())
         self.status.value = text
 
     # -- plot -----------------------------------------------------------------------------
