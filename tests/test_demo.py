@@ -86,6 +86,7 @@ def test_a_field_too_small_for_the_particle_is_refused_not_scored(tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "holds no particle worth scoring" in err
     assert "--size" in err
+    assert not (tmp_path / "small").exists()   # no empty folder left behind
 
 
 def test_demo_gui_without_a_display_is_refused_before_any_work(tmp_path, monkeypatch, capsys):

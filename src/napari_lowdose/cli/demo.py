@@ -190,12 +190,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise DemoError("--frames must be at least 2 (the curve needs several doses)")
     if args.size < 128:
         raise DemoError("--size must be at least 128 px")
-    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="lowdose-demo-"))
-    _check_folder(out, args.overwrite)
+    if args.out:
+        _check_folder(Path(args.out), args.overwrite)
     if args.gui and not _has_display():
         raise DemoError("--gui needs a display and there is none here (no DISPLAY); "
                         "leave out --gui, or run under xvfb-run")
-    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
     print(f"1. simulating {args.frames} frames of {args.size}² px (seed {args.seed}) …")
@@ -204,6 +203,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise DemoError(f"the simulated {args.size}² px field holds no particle worth "
                         f"scoring ({np.count_nonzero(series.mask)} px; too small for the "
                         "demo's particle and support): use a larger --size (256 px or more)")
+    # The folder is made only once there is something to write into it.
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="lowdose-demo-"))
+    out.mkdir(parents=True, exist_ok=True)
     paths = _write_series(series, out)
     print(f"wrote {paths['series']}, {paths['truth']} and {paths['dose']}")
 
