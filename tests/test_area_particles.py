@@ -220,3 +220,31 @@ def test_the_dock_draws_the_particle_chosen(make_napari_viewer, analysis):
     viewer.layers.selection.active = single
     assert combo.native.isHidden() and combo.value == ALL_PARTICLES
     assert set(plot.plotted_runs()) == {"synthetic", "single"}
+
+
+@pytest.mark.gui
+def test_an_exported_run_plots_again_when_its_masks_are_opened(make_napari_viewer, analysis,
+                                                                tmp_path):
+    """Export, close, reopen masks.tif in napari: the Area-vs-dose dock draws the run with
+    its particles, and the mask layer has its features row again."""
+    from napari_lowdose.widgets.area_plot import AreaPlotWidget
+    from napari_lowdose.workflows.segmentation import write_segmentation
+
+    masks = multi_particle_masks().astype(np.uint8)
+    write_segmentation(tmp_path / "run", pixel_size_A=(PIXEL_A, PIXEL_A),
+                       probabilities=masks.astype(np.float32), masks=masks,
+                       analysis=analysis, summary=analysis.summary(), label="exported",
+                       overwrite=False)
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(tmp_path / "run" / "masks.tif"), plugin="napari-lowdose")
+    assert layer.__class__.__name__ == "Labels"
+    assert layer.features["particles"].tolist() == [3]
+    plot = AreaPlotWidget(viewer)
+    viewer.window.add_dock_widget(plot)
+    dose, area = plot.plotted_runs()["exported"]
+    np.testing.assert_allclose(dose, DOSES)
+    np.testing.assert_allclose(area, analysis.area_nm2)
+    assert len(plot.particle_combo.choices) == 4
+    plot.particle_combo.value = "Particle 2"
+    np.testing.assert_allclose(plot.plotted_runs()["exported · particle 2"][1],
+                               analysis.particle(2).area_nm2)

@@ -284,3 +284,28 @@ def test_exported_masks_open_again_as_a_mask_layer(inputs, tmp_path):
     (_, _, prob_type), = napari_get_reader(str(out / "probability.tif"))(
         str(out / "probability.tif"))
     assert prob_type == "image"
+
+
+def test_reopened_masks_carry_their_run_s_curve_and_readouts(inputs, tmp_path):
+    """A run exported and opened again gives back what the Segment dock had shown: the
+    area-against-dose record (the same readouts as summary.json) and the features row."""
+    from napari_lowdose._reader import napari_get_reader
+    from napari_lowdose.analysis.area_record import analysis_from_record
+
+    out = tmp_path / "out"
+    assert _run(inputs, out) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    (_, kwargs, kind), = napari_get_reader(str(out / "masks.tif"))(str(out / "masks.tif"))
+    record = kwargs["metadata"]["lowdose"]["area_vs_dose"]
+    assert kind == "labels" and record["label"] == "tiny"
+    reopened = analysis_from_record(record)
+    assert reopened.dose_e_per_A2 == pytest.approx(np.geomspace(10, 1e3, N_FRAMES))
+    again = json.loads(json.dumps(reopened.summary(), default=str))
+    for key in ("visibility_dose_e_per_A2", "convergence_dose_e_per_A2",
+                "paper_dose_at_50pct_e_per_A2", "converged_area_px", "consensus_readout",
+                "over_segmented_frames"):
+        assert again[key] == summary[key], key
+    csv_rows = (out / "area_vs_dose.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[3]) for r in csv_rows] == list(reopened.area_px)
+    features = kwargs["features"]
+    assert features["run"] == ["tiny"] and features["frames_analysed"] == [N_FRAMES]

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from .errors import SeriesReadError
-from .io.layers import series_to_layer_data
+from .io.layers import AREA_RECORD_KEY, LOWDOSE_KEY, series_to_layer_data
 from .io.readers import SUPPORTED_SUFFIXES, read_series
 
 
@@ -26,6 +26,21 @@ def napari_get_reader(path):
         return None
 
     def read(_path):
-        return series_to_layer_data(series)
+        return [_with_features(layer) for layer in series_to_layer_data(series)]
 
     return read
+
+
+def _with_features(layer_data):
+    """A reopened mask layer gets its run's features row back (as the Segment dock sets it);
+    a record that cannot be read back is left out of the features, never fatal."""
+    from .analysis.area_record import features_from_record
+
+    data, kwargs, kind = layer_data
+    record = kwargs["metadata"][LOWDOSE_KEY].get(AREA_RECORD_KEY)
+    if kind == "labels" and record is not None:
+        try:
+            kwargs = {**kwargs, "features": features_from_record(record)}
+        except (KeyError, TypeError, ValueError):
+            pass
+    return data, kwargs, kind

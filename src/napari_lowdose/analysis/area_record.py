@@ -9,7 +9,12 @@ import numpy as np
 
 from .area_vs_dose import AreaAnalysis, table_blocks
 
-__all__ = ["analysis_from_record", "area_record", "consensus_from_record"]
+__all__ = ["ROSE_FEATURES", "analysis_from_record", "area_record", "consensus_from_record",
+           "features_from_record", "summary_features"]
+
+#: The Rose readout's columns of a mask layer's features (each particle's as
+#: ``particle_<k>_contrast``, ``particle_<k>_rose_dose_…``).
+ROSE_FEATURES = ("particle_contrast", "rose_dose_particle_e_per_A2", "rose_dose_1nm2_e_per_A2")
 
 
 def _finite(value) -> float | None:
@@ -127,3 +132,61 @@ def consensus_from_record(table: dict[str, Any], summary: dict[str, Any],
         for particle in particles
         if (rows := blocks.get(str(particle["particle"]))) is not None]
     return readout
+
+
+def summary_features(analysis: AreaAnalysis, f1: Any, label: str) -> dict[str, list]:
+    """The one-row ``features`` table (label 1) of a mask layer: the area summary, the
+    contrast and Rose doses (:data:`ROSE_FEATURES`) when measured, with each particle's
+    visibility, convergence and Rose doses when the consensus holds several
+    (``particle_<k>_…``; their per-frame rows are in the layer's area record)."""
+    summary = analysis.summary()
+
+    def value(key):
+        v = summary[key]
+        return np.nan if v is None else float(v)
+
+    features = {
+        "index": [1],
+        "run": [label],
+        "frames_analysed": [int(analysis.frame.size)],
+        "convergence_dose_e_per_A2": [value("convergence_dose_e_per_A2")],
+        "dose_at_50pct_e_per_A2": [value("dose_at_50pct_e_per_A2")],
+        "converged_area_px": [value("converged_area_px")],
+        "converged_area_nm2": [value("converged_area_nm2")],
+    }
+    if f1 is not None:
+        features["median_f1"] = [float(np.nanmedian(f1))]
+    rose = summary.get("rose") or {}
+    if rose:  # the whole field's contrast and Rose doses (summary.json's "rose")
+        for key in ROSE_FEATURES:
+            features[key] = [_number(rose.get(key))]
+    particles = summary.get("particles") or []
+    rose_particles = {entry["particle"]: entry for entry in rose.get("particles") or []}
+    if len(particles) > 1:  # each particle's doses (summary.json's "particles")
+        features["particles"] = [len(particles)]
+        for particle in particles:
+            number = particle["particle"]
+            for key in ("visibility_dose_e_per_A2", "convergence_dose_e_per_A2"):
+                features[f"particle_{number}_{key}"] = [_number(particle[key])]
+            if number in rose_particles:
+                for key in ROSE_FEATURES:
+                    name = key.removeprefix("particle_")
+                    features[f"particle_{number}_{name}"] = [
+                        _number(rose_particles[number].get(key))]
+    return features
+
+
+def _number(value) -> float:
+    return np.nan if value is None else float(value)
+
+
+def _number(value) -> float:
+    return np.nan if value is None else float(value)
+
+
+def features_from_record(record: dict[str, Any]) -> dict[str, list]:
+    """The mask layer's ``features`` row (:func:`summary_features`) of a stored record."""
+    f1 = record["table"].get("f1")
+    if f1 is not None:
+        f1 = np.array([np.nan if v is None else v for v in f1], dtype=float)
+    return summary_features(analysis_from_record(record), f1, str(record.get("label", "")))

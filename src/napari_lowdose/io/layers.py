@@ -8,6 +8,11 @@ Layer metadata layout (shared by every widget of the plugin)::
         "dose_hints": DoseHints.to_metadata(), "warnings": [...],
     }
     metadata["source_metadata"] = the file's own metadata
+
+A mask TIFF written by ``segment`` (or the Segment dock's export) opens as a Labels
+layer and carries its run's area-against-dose record back under
+``metadata["lowdose"]["area_vs_dose"]`` (:data:`AREA_RECORD_KEY`), so the Area-vs-dose
+dock draws an exported run again.
 """
 
 import math
@@ -18,6 +23,7 @@ from .series import Series
 from .units import length_to_angstrom_factor
 
 __all__ = [
+    "AREA_RECORD_KEY",
     "LOWDOSE_KEY",
     "image_layer_kwargs",
     "layer_frame_dose",
@@ -27,6 +33,9 @@ __all__ = [
 ]
 
 LOWDOSE_KEY = "lowdose"
+#: Key of a mask layer's area-against-dose record in ``metadata["lowdose"]`` (and in the
+#: napari-lowdose metadata of the mask TIFF it was exported to).
+AREA_RECORD_KEY = "area_vs_dose"
 
 
 def image_layer_kwargs(
@@ -71,6 +80,8 @@ def series_to_layer_data(series: Series) -> list[tuple[Any, dict[str, Any], str]
     own = (series.source_metadata or {}).get("napari-lowdose") or {}
     if own.get("layer_type") == "labels":  # masks this package wrote: back as a mask layer
         kwargs.pop("auto_contrast", None)
+        if isinstance(own.get(AREA_RECORD_KEY), dict):  # the run's curve, for the plot
+            lowdose[AREA_RECORD_KEY] = own[AREA_RECORD_KEY]
         return [(series.data, kwargs, "labels")]
     return [(series.data, kwargs, "image")]
 

@@ -40,7 +40,7 @@ from magicgui.widgets import ComboBox, Container, Label
 
 from ..analysis.area_record import analysis_from_record, area_record
 from ..analysis.area_vs_dose import AreaAnalysis, readout_text
-from ..io.layers import LOWDOSE_KEY
+from ..io.layers import AREA_RECORD_KEY, LOWDOSE_KEY
 from ..plots.area import ROSE_STYLES, draw_area_vs_dose, rose_doses
 from ._dose_overlay import show_frame_dose
 from ._plotting import new_canvas, style_axes, theme_colors
@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 #: Key of the area-against-dose record in ``metadata["lowdose"]`` of a mask layer.
-AREA_KEY = "area_vs_dose"
+AREA_KEY = AREA_RECORD_KEY
 CLICK_RADIUS_PX = 12.0
 #: The particle choice that draws the whole field.
 ALL_PARTICLES = "All particles"

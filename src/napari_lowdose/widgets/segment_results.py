@@ -9,6 +9,7 @@ from pathlib import Path
 import napari
 import numpy as np
 
+from ..analysis.area_record import ROSE_FEATURES, summary_features
 from ..io.layers import LOWDOSE_KEY, layer_frame_dose
 from ..io.tables import table_to_csv
 from ..workflows.segmentation import segmentation_record, write_segmentation
@@ -19,9 +20,6 @@ __all__ = ["ROSE_FEATURES", "done_frames", "output_layer_names", "output_layers"
 
 #: The sample the shipped models were trained on: left out of their short names.
 _SHIPPED_SAMPLE = "-au-ceo2"
-#: The Rose readout's columns of a mask layer's features (each particle's as
-#: ``particle_<k>_contrast``, ``particle_<k>_rose_dose_…``).
-ROSE_FEATURES = ("particle_contrast", "rose_dose_particle_e_per_A2", "rose_dose_1nm2_e_per_A2")
 
 
 def done_frames(probabilities3: np.ndarray) -> np.ndarray:
@@ -105,52 +103,6 @@ def output_layers(viewer, request):
     return prob_layer, mask_layer, True
 
 
-def summary_features(analysis, f1, label) -> dict:
-    """The one-row ``features`` table (label 1) of a mask layer: the area summary, the
-    contrast and Rose doses (:data:`ROSE_FEATURES`) when measured, with each particle's
-    visibility, convergence and Rose doses when the consensus holds several
-    (``particle_<k>_…``; their per-frame rows are in the layer's area record)."""
-    summary = analysis.summary()
-
-    def value(key):
-        v = summary[key]
-        return np.nan if v is None else float(v)
-
-    features = {
-        "index": [1],
-        "run": [label],
-        "frames_analysed": [int(analysis.frame.size)],
-        "convergence_dose_e_per_A2": [value("convergence_dose_e_per_A2")],
-        "dose_at_50pct_e_per_A2": [value("dose_at_50pct_e_per_A2")],
-        "converged_area_px": [value("converged_area_px")],
-        "converged_area_nm2": [value("converged_area_nm2")],
-    }
-    if f1 is not None:
-        features["median_f1"] = [float(np.nanmedian(f1))]
-    rose = summary.get("rose") or {}
-    if rose:  # the whole field's contrast and Rose doses (summary.json's "rose")
-        for key in ROSE_FEATURES:
-            features[key] = [_number(rose.get(key))]
-    particles = summary.get("particles") or []
-    rose_particles = {entry["particle"]: entry for entry in rose.get("particles") or []}
-    if len(particles) > 1:  # each particle's doses (summary.json's "particles")
-        features["particles"] = [len(particles)]
-        for particle in particles:
-            number = particle["particle"]
-            for key in ("visibility_dose_e_per_A2", "convergence_dose_e_per_A2"):
-                features[f"particle_{number}_{key}"] = [_number(particle[key])]
-            if number in rose_particles:
-                for key in ROSE_FEATURES:
-                    name = key.removeprefix("particle_")
-                    features[f"particle_{number}_{name}"] = [
-                        _number(rose_particles[number].get(key))]
-    return features
-
-
-def _number(value) -> float:
-    return np.nan if value is None else float(value)
-
-
 def write_run(folder, run, views, *, threshold: float, cleaning, model_name: str,
               overwrite: bool):
     """Write the ``segment`` command's files of the frames done (and f1_vs_dose.csv).
@@ -203,6 +155,7 @@ def write_run(folder, run, views, *, threshold: float, cleaning, model_name: str
         analysis=analysis,
         summary=summary,
         label=run.label,
+        f1=run.f1,
         overwrite=overwrite,
         extra_files=extra,
     )

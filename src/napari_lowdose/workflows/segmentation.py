@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..analysis.area_record import area_record
 from ..errors import LowdoseError
+from ..io.layers import AREA_RECORD_KEY
 from ..io.outputs import write_output_folder
 from ..io.tables import table_to_csv
 from ..io.units import pixel_sides_A
@@ -330,7 +332,7 @@ def segmentation_record(*, input_name: str, file_format: str,
 
 def write_segmentation(out: Path, *, pixel_size_A: tuple[float, float] | None,
                        probabilities: Any, masks: Any, analysis: Any, summary: dict,
-                       label: str, overwrite: bool,
+                       label: str, overwrite: bool, f1: Any = None,
                        extra_files: dict[str, Callable[[Path], Any]] | None = None
                        ) -> list[Path]:
     """Write the outputs of a segmentation run together (see :data:`SEGMENT_FILES`).
@@ -355,6 +357,8 @@ def write_segmentation(out: Path, *, pixel_size_A: tuple[float, float] | None,
         The curve's label in the plot.
     overwrite : bool
         Replace files in an existing folder.
+    f1 : array-like, optional
+        F1 of each analysed frame against a truth mask, kept in the masks' record.
     extra_files : dict, optional
         Name → writer of that path (e.g. ``f1_vs_dose.csv`` from the dock), written in the
         same all-or-nothing step.
@@ -379,9 +383,12 @@ def write_segmentation(out: Path, *, pixel_size_A: tuple[float, float] | None,
         }, overwrite=overwrite)
     doses = analysis.dose_e_per_A2
     figure = area_vs_dose_figure({label: analysis})
+    # The run's curve travels with its masks: reopened, they plot again (Area-vs-dose dock).
+    mask_metadata = {**MASK_TIFF_METADATA,
+                     AREA_RECORD_KEY: area_record(analysis, label=label, f1=f1)}
     return write_output_folder(out, {
         "masks.tif": lambda p: write_series_tiff(p, masks, pixel, dose_e_per_A2=doses,
-                                                 extra_metadata=MASK_TIFF_METADATA),
+                                                 extra_metadata=mask_metadata),
         "probability.tif": lambda p: write_series_tiff(p, probabilities, pixel,
                                                        dose_e_per_A2=doses),
         "area_vs_dose.csv": lambda p: p.write_text(table_to_csv(analysis.export_table())),
