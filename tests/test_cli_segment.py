@@ -309,3 +309,26 @@ def test_reopened_masks_carry_their_run_s_curve_and_readouts(inputs, tmp_path):
     assert [int(r.split(",")[3]) for r in csv_rows] == list(reopened.area_px)
     features = kwargs["features"]
     assert features["run"] == ["tiny"] and features["frames_analysed"] == [N_FRAMES]
+
+
+def test_masks_of_a_frame_range_reopen_over_their_own_frames(tmp_path):
+    """The dock exports only the frames it segmented: masks of frames 5–14 of a series
+    reopen shifted to frames 5–14 (translate), not over frames 0–9."""
+    from napari_lowdose._reader import napari_get_reader
+    from napari_lowdose.analysis import analyse_area_vs_dose
+    from napari_lowdose.workflows.segmentation import write_segmentation
+
+    doses = np.geomspace(10, 1e3, 20)
+    masks = np.zeros((10, SIZE, SIZE), np.uint8)
+    masks[:, 10:25, 12:30] = 1
+    frames = np.arange(5, 15)
+    analysis = analyse_area_vs_dose(masks.astype(bool), doses[frames], PIXEL_A, frames=frames,
+                                    series_dose_e_per_A2=doses)
+    write_segmentation(tmp_path / "range", pixel_size_A=(PIXEL_A, PIXEL_A),
+                       probabilities=masks.astype(np.float32), masks=masks,
+                       analysis=analysis, summary=analysis.summary(), label="range",
+                       overwrite=False)
+    path = str(tmp_path / "range" / "masks.tif")
+    (_, kwargs, kind), = napari_get_reader(path)(path)
+    assert kind == "labels" and tuple(kwargs["translate"]) == (5.0, 0.0, 0.0)
+    assert kwargs["metadata"]["lowdose"]["area_vs_dose"]["table"]["frame"] == list(range(5, 15))

@@ -82,8 +82,26 @@ def series_to_layer_data(series: Series) -> list[tuple[Any, dict[str, Any], str]
         kwargs.pop("auto_contrast", None)
         if isinstance(own.get(AREA_RECORD_KEY), dict):  # the run's curve, for the plot
             lowdose[AREA_RECORD_KEY] = own[AREA_RECORD_KEY]
+            first = _first_of_contiguous_frames(own[AREA_RECORD_KEY], series.data.ndim)
+            if first:  # a frame range: its masks over the series' own frames
+                kwargs["translate"] = (float(first), 0.0, 0.0)
         return [(series.data, kwargs, "labels")]
     return [(series.data, kwargs, "image")]
+
+
+def _first_of_contiguous_frames(record: dict[str, Any], ndim: int) -> int:
+    """The series index of a mask stack's first frame when its record numbers a contiguous
+    range of frames (0 otherwise: the stack starts at the series' first frame, or its
+    frames are not one range and cannot be placed)."""
+    frames = (record.get("table") or {}).get("frame")
+    if ndim != 3 or not isinstance(frames, list) or not frames:
+        return 0
+    try:
+        first = int(frames[0])
+        contiguous = [int(f) for f in frames] == list(range(first, first + len(frames)))
+    except (TypeError, ValueError):
+        return 0
+    return first if contiguous and first > 0 else 0
 
 
 def layer_frame_dose(metadata: dict[str, Any]) -> FrameDose | None:
