@@ -332,3 +332,22 @@ def test_masks_of_a_frame_range_reopen_over_their_own_frames(tmp_path):
     (_, kwargs, kind), = napari_get_reader(path)(path)
     assert kind == "labels" and tuple(kwargs["translate"]) == (5.0, 0.0, 0.0)
     assert kwargs["metadata"]["lowdose"]["area_vs_dose"]["table"]["frame"] == list(range(5, 15))
+
+
+def test_tiles_are_chosen_automatically_unless_given(inputs, tmp_path, capsys):
+    """--tile defaults to 'auto' (whole frames unless too large: here the same masks as
+    'none'); a side in px tiles the frames (exactness of the blend: test_tiling); a side
+    under 16 px or a word it does not know is a usage error naming the option."""
+    whole, tiled, auto = tmp_path / "whole", tmp_path / "tiled", tmp_path / "auto"
+    assert _run(inputs, whole, "--tile", "none") == 0
+    assert _run(inputs, tiled, "--tile", "32") == 0
+    assert _run(inputs, auto) == 0
+    masks = [np.asarray(read_series(d / "masks.tif").data) for d in (whole, tiled, auto)]
+    assert np.array_equal(masks[0], masks[2]) and masks[1].shape == masks[0].shape
+    capsys.readouterr()
+    for bad in ("8", "big"):
+        with pytest.raises(SystemExit) as exit_info:
+            _run(inputs, tmp_path / f"bad-{bad}", "--tile", bad)
+        assert exit_info.value.code == 2
+        assert "--tile" in capsys.readouterr().err
+        assert not (tmp_path / f"bad-{bad}").exists()

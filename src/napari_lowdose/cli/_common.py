@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import LowdoseError
 from ..io.dose import DOSE_SOURCES
 from ..io.dose_calibration import calibrate_frame_dose
+from ..models.tiling import AUTO_TILE_MAX_PIXELS, AUTO_TILE_PX
 from ..workflows.policies import GainError, detector_gain, expected_e_per_px
 
 __all__ = ["PROG", "CliError", "add_dose_options", "open_calibrated", "open_series",
@@ -46,6 +47,30 @@ def roi_argument(text: str) -> tuple[int, int, int, int]:
         return parse_roi(text)
     except CliError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+#: Smallest tile side ``--tile`` accepts, px.
+MIN_TILE_PX = 16
+#: ``--tile``'s words: tiles only for frames too large to fit (the default), or none.
+TILE_WORDS = {"auto": "auto", "none": None}
+TILE_HELP = ("tiles of PX with overlap (frames too large for memory); 'auto' (default): "
+             f"only frames over {AUTO_TILE_MAX_PIXELS // (1024 * 1024)} Mpx, in tiles of "
+             f"{AUTO_TILE_PX} px; 'none': whole frames always")
+
+
+def tile_argument(text: str) -> int | str | None:
+    """argparse ``type=`` of ``--tile``: ``auto``, ``none`` or a side in px (≥ 16)."""
+    word = text.strip().lower()
+    if word in TILE_WORDS:
+        return TILE_WORDS[word]
+    try:
+        side = int(word)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a tile side: give PX (≥ {MIN_TILE_PX}), 'auto' or 'none'") from None
+    if side < MIN_TILE_PX:
+        raise argparse.ArgumentTypeError(f"a tile must be at least {MIN_TILE_PX} px, got {side}")
+    return side
 
 
 def add_dose_options(parser: argparse.ArgumentParser) -> None:

@@ -23,11 +23,13 @@ from ..io.outputs import check_output_folder, result_array, write_output_folder
 from ..io.writers import write_series_tiff
 from ..provenance import package_versions
 from ._common import (
+    TILE_HELP,
     add_dose_options,
     open_calibrated,
     progress_bar,
     series_expected_e_per_px,
     series_gain,
+    tile_argument,
 )
 
 __all__ = ["DENOISE_FILES", "DenoiseError", "add_denoise_parser", "cmd_denoise", "parse_frames"]
@@ -76,8 +78,8 @@ def add_denoise_parser(sub: argparse._SubParsersAction) -> None:
     den.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, mps")
     den.add_argument("--frames", metavar="A:B", help="denoise frames A…B-1 only (default all)")
     den.add_argument("--batch-size", type=int, default=1, help="frames per batch (default 1)")
-    den.add_argument("--tile", type=int, metavar="PX",
-                     help="denoise in overlapping tiles of PX (frames too large for memory)")
+    den.add_argument("--tile", type=tile_argument, default="auto", metavar="PX|auto|none",
+                     help=TILE_HELP)
     den.add_argument("--out", type=Path, required=True, metavar="DIR",
                      help="writes " + " and ".join(DENOISE_FILES))
     den.add_argument("--overwrite", action="store_true", help="replace files in an existing DIR")
@@ -106,8 +108,6 @@ def cmd_denoise(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise DenoiseError("--batch-size must be at least 1")
-    if args.tile is not None and args.tile < 16:
-        raise DenoiseError("--tile must be at least 16 px")
     check_output_folder(args.out, overwrite=args.overwrite)
     device = select_device(args.device)
     model_path = resolve_denoiser(args.model)

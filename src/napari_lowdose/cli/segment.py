@@ -23,7 +23,14 @@ from ..workflows.segmentation import (
     with_rose,
     write_segmentation,
 )
-from ._common import PROG, add_dose_options, open_calibrated, progress_bar
+from ._common import (
+    PROG,
+    TILE_HELP,
+    add_dose_options,
+    open_calibrated,
+    progress_bar,
+    tile_argument,
+)
 
 __all__ = ["add_segment_parser", "cmd_segment", "threshold_option"]
 
@@ -56,8 +63,8 @@ def add_segment_parser(sub: argparse._SubParsersAction) -> None:
                           "size is known and within 4x of it; --match-sampling fails when "
                           "it cannot; much better away from 0.07-0.08 A/px on the "
                           "validation battery, docs/models.md)")
-    seg.add_argument("--tile", type=int, metavar="PX",
-                     help="predict in overlapping tiles of PX (frames too large for memory)")
+    seg.add_argument("--tile", type=tile_argument, default="auto", metavar="PX|auto|none",
+                     help=TILE_HELP)
     seg.add_argument("--out", type=Path, required=True, metavar="DIR",
                      help="writes " + ", ".join(SEGMENT_FILES))
     seg.add_argument("--overwrite", action="store_true", help="replace files in an existing DIR")
