@@ -158,3 +158,33 @@ def test_the_summary_says_when_a_score_is_below_the_readouts_precision():
     assert "inf dB" not in line and "nan" not in line
     assert line.count("not resolved") == 2  # the Gaussian (negative) and the denoiser
     assert "denoised" in line and "800 (" in line  # raw: 8000 / 100² × 10³
+
+
+def test_the_ratio_is_given_with_the_range_the_offset_s_error_allows(pair):
+    """The ratio to the Gaussian moves with the common offset of both MSEs: the readout
+    gives the range over ±1 standard error, which holds the true ratio (against the clean
+    image) on a small judged region, and is printed in the summary, the record and the
+    training log's line."""
+    from napari_lowdose.analysis.denoise_quality import ratio_interval
+    from napari_lowdose.train.denoiser import readout_line
+
+    clean, a, b = pair
+    box = (0, 64, 0, 64)  # a small region: a wide range
+    sigma = quality_readout(a, None, b, register=False, box=box).gaussian.sigma_px
+    gaussian = ndimage.gaussian_filter(a, sigma)
+    better = 0.7 * gaussian + 0.3 * clean  # truly 0.7² = 0.49× the Gaussian's MSE
+    readout = quality_readout(a, better, b, register=False, box=box)
+    low, high = readout.ratio_interval
+    cut = (slice(0, 64), slice(0, 64))
+    true_ratio = (np.mean((better - clean)[cut] ** 2)
+                  / np.mean((gaussian - clean)[cut] ** 2))
+    assert true_ratio == pytest.approx(0.49)
+    assert low < readout.ratio_to_gaussian < high and low < true_ratio < high
+    assert abs(readout.ratio_to_gaussian - true_ratio) > 0.05  # the point alone misleads
+    assert f"({low:.2f}–{high:.2f} within the offset's error)" in readout.summary()
+    record = readout.to_dict()
+    assert record["ratio_interval"] == [low, high]
+    assert f"({low:.2f}–{high:.2f}" in readout_line(record)
+    # No range when the Gaussian's MSE is within the error of zero.
+    assert ratio_interval(10.0, 50.0, 60.0) is None
+    assert ratio_interval(-5.0, 200.0, 10.0)[0] < 0 < ratio_interval(-5.0, 200.0, 10.0)[1]

@@ -160,6 +160,9 @@ def test_a_denoiser_fine_tuned_on_own_frames_is_described_by_its_readout_not_its
                           "readout": {"ratio_to_gaussian": 0.89}}}
     assert denoiser_score_text(own) == ("held-out 0.89× the best Gaussian's unbiased MSE "
                                         "(PSNR 16.52 dB against a second noisy exposure)")
+    own["validation"]["readout"]["ratio_interval"] = [0.35, 0.73]
+    assert denoiser_score_text(own).startswith(
+        "held-out 0.89× the best Gaussian's unbiased MSE (0.35–0.73 within its error)")
     clean = {"validation": {"psnr_db": 20.42, "input_psnr_db": 3.33}}
     assert denoiser_score_text(clean) == "validation PSNR 20.42 dB (input 3.33 dB)"
     assert denoiser_score_text({}) == ""

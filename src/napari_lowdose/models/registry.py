@@ -197,9 +197,13 @@ def denoiser_score_text(metadata: dict[str, Any]) -> str:
     """
     validation = metadata.get("validation") or {}
     psnr = validation.get("psnr_db")
-    ratio = (validation.get("readout") or {}).get("ratio_to_gaussian")
+    readout = validation.get("readout") or {}
+    ratio = readout.get("ratio_to_gaussian")
     if isinstance(ratio, int | float):
         text = f"held-out {float(ratio):.2f}× the best Gaussian's unbiased MSE"
+        interval = readout.get("ratio_interval")
+        if isinstance(interval, list | tuple) and len(interval) == 2:
+            text += f" ({float(interval[0]):.2f}–{float(interval[1]):.2f} within its error)"
         if isinstance(psnr, int | float):
             text += f" (PSNR {float(psnr):.2f} dB against a second noisy exposure)"
         return text

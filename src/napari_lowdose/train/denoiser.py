@@ -26,7 +26,13 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from ..analysis.denoise_quality import QualityReadout, average_readouts, quality_readout
+from ..analysis.denoise_quality import (
+    QualityReadout,
+    average_readouts,
+    interval_text,
+    quality_readout,
+    ratio_interval,
+)
 from ..analysis.image_quality import psnr, ssim
 from ..device import autocast_dtype, describe_device, select_device
 from ..models.checkpoint import CheckpointError, save_checkpoint
@@ -172,6 +178,10 @@ def readout_line(readout: dict[str, Any] | None) -> str:
     ratio = readout.get("ratio_to_gaussian")
     # A best Gaussian at or below zero (within the readout's error) gives no ratio.
     ratio_text = "no ratio" if ratio is None else f"{ratio:.2f}× Gaussian"
+    if ratio is not None:
+        ratio_text += interval_text(ratio_interval(
+            den["mse_normalised"], gauss["mse_normalised"],
+            readout["standard_error"] / readout["peak"] ** 2))
     return (f"held-out unbiased MSE ×10³: raw {1e3 * raw['mse_normalised']:.3g}, best "
             f"Gaussian (σ {gauss['sigma_px']:g} px) {1e3 * gauss['mse_normalised']:.3g}, "
             f"denoiser {1e3 * den['mse_normalised']:.3g} "
