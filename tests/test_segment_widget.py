@@ -344,3 +344,39 @@ def test_threaded_run_streams_and_finishes(setup, qtbot):
     assert np.isfinite(prob.data).all()
     assert widget.run_button.enabled and not widget.cancel_button.enabled
     assert mask.metadata[LOWDOSE_KEY][AREA_KEY]["table"]["frame"] == list(range(N_FRAMES))
+
+
+def test_a_run_of_another_model_file_of_the_same_name_starts_on_fresh_layers(
+        setup, model_file, tmp_path):
+    """Frames are added to the layers of earlier runs only for the same model file and
+    resampling: another file of the same name (or the same file retrained) gets layers of
+    its own, so its export never holds the first model's frames under its name."""
+    import torch
+
+    viewer, widget, _, _ = setup
+    widget.run()  # model A, every frame
+    prob, _ = _outputs(viewer)
+    assert np.isfinite(prob.data).all()
+    torch.manual_seed(1)
+    other = tmp_path / "elsewhere" / "tiny.safetensors"
+    other.parent.mkdir()
+    save_checkpoint(other, MSDNet(depth=3, width=2, kernel_size=3, max_dilation=2),
+                    arch="msdnet", metadata={"validation": {"f1": 0.5}})
+    widget.model_file.value = other
+    viewer.dims.set_current_step(0, 4)
+    widget.scope.value = "current"
+    widget.run()  # model B, one frame
+    prob, mask = _outputs(viewer)
+    done = np.isfinite(prob.data).reshape(N_FRAMES, -1).all(axis=1)
+    assert np.flatnonzero(done).tolist() == [4]
+    written = widget.export(tmp_path / "b")
+    from napari_lowdose.io.readers import read_series
+
+    assert read_series(tmp_path / "b" / "masks.tif").data.shape == (SIZE, SIZE)  # one frame
+    assert any(p.name == "summary.json" for p in written)
+    # The same file again: frames are added to its layers (frame 4 kept, frame 2 added).
+    viewer.dims.set_current_step(0, 2)
+    widget.run()
+    prob, _ = _outputs(viewer)
+    done = np.isfinite(prob.data).reshape(N_FRAMES, -1).all(axis=1)
+    assert np.flatnonzero(done).tolist() == [2, 4]

@@ -15,7 +15,7 @@ from ..io.tables import table_to_csv
 from ..workflows.segmentation import segmentation_record, write_segmentation
 from ._layers import layer_pixel_size_A
 
-__all__ = ["ROSE_FEATURES", "done_frames", "output_layer_names", "output_layers",
+__all__ = ["ROSE_FEATURES", "done_frames", "output_layer_names", "output_layers", "run_key",
            "short_model_name", "summary_features", "write_run"]
 
 #: The sample the shipped models were trained on: left out of their short names.
@@ -47,6 +47,24 @@ def output_layer_names(image_name: str, short_name: str) -> tuple[str, str]:
     return (f"{short_name} probability · {image_name}", f"{short_name} mask · {image_name}")
 
 
+def run_key(request) -> str:
+    """What makes a run's frames belong together: the model file (path, size, time of
+    change: a file retrained in place is another model) and the resampling.
+
+    Output layers are reused (frames added to those of earlier runs) only for the same
+    key; otherwise they are made anew, so that no frame of another model or resampling
+    is kept beside the new ones and exported as theirs.
+    """
+    path = Path(request.model_path)
+    try:
+        stat = path.stat()
+        stamp = f"{stat.st_size}:{stat.st_mtime_ns}"
+    except OSError:
+        stamp = "?"
+    zoom = getattr(request.sampling, "zoom", None)
+    return f"{path.resolve()}|{stamp}|zoom={zoom}"
+
+
 def output_layers(viewer, request):
     """(probability layer, mask layer, created) of a request's image and model.
 
@@ -54,17 +72,20 @@ def output_layers(viewer, request):
     ``"<model> mask · <image>"`` (Labels, 0 where not computed; see
     :func:`output_layer_names`: the model's short name first, so that two runs are told
     apart in the layer list), with the image's scale, translate, units and axis labels.
-    Layers of those names and of the image's shape are reused (created False); others
-    of those names are replaced.
+    Layers of those names, of the image's shape and of the same :func:`run_key` are
+    reused (created False); others of those names are replaced.
     """
     layer, shape = request.layer, tuple(request.data.shape)
     names = output_layer_names(layer.name, request.short_name)
     existing = [viewer.layers[n] if n in viewer.layers else None for n in names]
+    key = run_key(request)
     reuse = (
         isinstance(existing[0], napari.layers.Image)
         and isinstance(existing[1], napari.layers.Labels)
         and existing[0].data.shape == shape
         and existing[1].data.shape == shape
+        and all((old.metadata.get(LOWDOSE_KEY) or {}).get("run_key") == key
+                for old in existing)
     )
     if reuse:
         return existing[0], existing[1], False
@@ -73,6 +94,7 @@ def output_layers(viewer, request):
         "image": layer.name,
         "label": request.label,
         "model": str(request.model_path),
+        "run_key": key,
     }
     common = {
         "scale": tuple(layer.scale),
