@@ -176,3 +176,22 @@ def test_pairs_that_cannot_be_fitted_keep_the_table_and_plot(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["noise_fit.png", "noise_fits.csv"]
     rows = list(csv.DictReader((out / "noise_fits.csv").open()))
     assert len(rows) == 1 and rows[0]["ok"].lower() in ("false", "0")
+
+
+def test_a_region_over_structure_writes_no_noise_model_unless_allowed(particle_series, tmp_path,
+                                                                      capsys):
+    """The Detector-noise dock's rule: a rectangle that fails the vacuum check (a particle in
+    it biases c0, c3 and N0) gives the table and the plot, no noise model, one line and exit
+    status 1; --allow-non-vacuum writes the model and records that it failed."""
+    path, _, _ = particle_series
+    argv = ["fit-noise", str(path), "--roi", "0:128,0:128", "--counts-per-electron", "10",
+            "--model", "physical"]
+    out = tmp_path / "structure"
+    assert main([*argv, "--out", str(out)]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert "probably not pure vacuum" in error[-1] and "--allow-non-vacuum" in error[-1]
+    assert sorted(p.name for p in out.iterdir()) == ["noise_fit.png", "noise_fits.csv"]
+    forced = tmp_path / "forced"
+    assert main([*argv, "--out", str(forced), "--allow-non-vacuum"]) == 0
+    model = NoiseModel.from_json(forced / "noise_model.json")
+    assert "failed the vacuum check" in model.description

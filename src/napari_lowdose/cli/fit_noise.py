@@ -43,6 +43,10 @@ def add_fit_noise_parser(sub: argparse._SubParsersAction) -> None:
     fit.add_argument("--out", type=Path, required=True, metavar="DIR",
                      help="writes " + ", ".join(FIT_NOISE_FILES) + " here")
     fit.add_argument("--overwrite", action="store_true", help="replace files in an existing DIR")
+    fit.add_argument("--allow-non-vacuum", action="store_true",
+                     help="write the noise model even when the region fails the vacuum check "
+                          "(recorded in the model; by default only the table and plot are "
+                          "written and the exit status is 1)")
     add_dose_options(fit)
     fit.set_defaults(func=cmd_fit_noise)
 
@@ -192,14 +196,23 @@ def cmd_fit_noise(args: argparse.Namespace) -> int:
         "noise_fits.csv": lambda p: p.write_text(fit_table_csv(result), encoding="utf-8"),
         "noise_fit.png": lambda p: noise_fit_figure(result).savefig(p, format="png", dpi=110),
     }
+    description = f"{what}, {args.model} model, {spectrum} spectrum"
+    refused = source == "vacuum" and not check.passed
+    if refused and args.allow_non_vacuum:
+        description += f"; failed the vacuum check ({check.summary()}), saved anyway"
     try:
         model = NoiseModel.from_fit(result, name=f"fit of {series.path.name}",
-                                    description=f"{what}, {args.model} model, "
-                                                f"{spectrum} spectrum")
+                                    description=description)
     except NoFitError:
         # The table and the plot say why; they are written, the model is not.
         write_output_folder(out, files, overwrite=args.overwrite)
         raise CliError(_no_fit_message(result, out)) from None
+    if refused and not args.allow_non_vacuum:
+        # The dock's rule: a fit biased by structure is not saved as a noise model.
+        write_output_folder(out, files, overwrite=args.overwrite)
+        raise CliError(f"the region is probably not pure vacuum ({check.summary()}); no "
+                       f"noise model written, the fit table and plot are in {out} (choose a "
+                       "--roi over vacuum, or pass --allow-non-vacuum)")
     write_output_folder(out, {**files, "noise_model.json": model.to_json},
                         overwrite=args.overwrite)
     summary = result.summary()
