@@ -71,3 +71,25 @@ def test_result_array_is_in_memory_when_small_and_a_removed_scratch_file_when_la
         large[1] = 3
         assert large.sum() == 7 * 3 + 3 * 3
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_that_cannot_be_written_is_refused_before_any_work(tmp_path, monkeypatch):
+    """Read-only or not a folder: one sentence naming the folder, at the check (before a
+    long run), not a temporary file's name after it."""
+    import tempfile
+
+    from napari_lowdose.io.outputs import OutputNotWritableError, check_output_folder
+
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(OutputNotWritableError, match="a-file is not a folder"):
+        check_output_folder(tmp_path / "a-file" / "run")
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(OutputNotWritableError) as info:
+        check_output_folder(tmp_path / "new" / "run")
+    assert str(info.value) == (f"cannot write to {tmp_path / 'new' / 'run'} (made in "
+                               f"{tmp_path}): Read-only file system")
+    assert not (tmp_path / "new").exists()

@@ -339,3 +339,28 @@ def test_fine_tuning_starts_from_the_weights_of_a_trained_model(dataset, tmp_pat
                  "--crop", "32", "--base-channels", "8",
                  "--out", str(tmp_path / "y.safetensors")]) == 1
     assert "other settings" in capsys.readouterr().err
+
+
+def test_cli_train_into_a_folder_that_cannot_be_written_stops_before_training(
+        dataset, tmp_path, capsys, monkeypatch):
+    """Found before the first epoch (not after it, losing the epoch), in one line."""
+    import tempfile
+
+    from napari_lowdose.train import segmentation
+
+    epochs = []
+    real = segmentation.train_epochs
+    monkeypatch.setattr(segmentation, "train_epochs",
+                        lambda *a, **k: epochs.append(1) or real(*a, **k))
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    out = tmp_path / "ro" / "m.safetensors"
+    assert main(["train", "--data", str(dataset), "--arch", "unet", "--epochs", "1",
+                 "--crop", "32", "--out", str(out)]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.splitlines() == [f"napari-lowdose: error: cannot write to {out.parent} (made "
+                                  f"in {tmp_path}): Read-only file system"]
+    assert not epochs and not out.exists()

@@ -61,6 +61,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # the system refused a file (disk full, read-only, permission)
+        if args.debug:
+            raise
+        where = f": {err.filename}" if err.filename else ""
+        print(f"{PROG}: error: {err.strerror or one_line(err)}{where}", file=sys.stderr)
+        return 1
     except Exception as err:
         if args.debug:
             raise

@@ -21,7 +21,9 @@ from ..errors import LowdoseError
 __all__ = [
     "IN_MEMORY_LIMIT_BYTES",
     "OutputExistsError",
+    "OutputNotWritableError",
     "check_output_folder",
+    "check_writable",
     "result_array",
     "write_output_folder",
 ]
@@ -34,8 +36,41 @@ class OutputExistsError(LowdoseError):
     """The output folder already holds files and overwriting was not asked for."""
 
 
+class OutputNotWritableError(LowdoseError):
+    """The output folder (or the folder it would be made in) cannot be written."""
+
+
+def check_writable(folder: str | os.PathLike) -> None:
+    """Refuse at once a folder that cannot be written (read-only, no permission, not a
+    folder), before hours of work whose results could not be saved.
+
+    The folder need not exist: the nearest existing folder above it must let a file be
+    made (and removed) in it.
+
+    Raises
+    ------
+    OutputNotWritableError
+        Naming the folder and the system's reason.
+    """
+    target = Path(folder).absolute()
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputNotWritableError(f"cannot write to {target}: {existing} is not a folder")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".napari-lowdose-write-test-", dir=existing)
+        os.close(handle)
+        os.remove(probe)
+    except OSError as err:
+        where = "" if existing == target else f" (made in {existing})"
+        raise OutputNotWritableError(
+            f"cannot write to {target}{where}: {err.strerror or err}") from None
+
+
 def check_output_folder(out_dir: str | os.PathLike, *, overwrite: bool = False) -> None:
-    """Refuse a destination that is a file, or a folder with files when not overwriting.
+    """Refuse a destination that is a file, a folder with files when not overwriting, or a
+    folder that cannot be written (:func:`check_writable`).
 
     Call it before long work, so that a refusal comes at once; :func:`write_output_folder`
     checks again before it writes.
@@ -46,6 +81,7 @@ def check_output_folder(out_dir: str | os.PathLike, *, overwrite: bool = False) 
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise OutputExistsError(f"{out} already exists and is not empty; "
                                 "choose another folder or pass --overwrite")
+    check_writable(out)
 
 
 def write_output_folder(

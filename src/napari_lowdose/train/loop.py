@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..device import select_device
 from ..errors import LowdoseError
+from ..io.outputs import check_writable
 
 __all__ = [
     "STATE_SUFFIX",
@@ -258,6 +259,7 @@ def resume_or_start(out: Path, settings: Any, model: torch.nn.Module,
     (fine-tuning).
     """
     state_path = out.with_name(out.name + STATE_SUFFIX)
+    check_writable(out.parent)  # before the first epoch, not after it
     if resume and state_path.is_file():
         return state_path, load_state(state_path, settings, model, optimiser)
     if settings.init_from is not None:
