@@ -364,3 +364,21 @@ def test_cli_train_into_a_folder_that_cannot_be_written_stops_before_training(
     assert error.splitlines() == [f"napari-lowdose: error: cannot write to {out.parent} (made "
                                   f"in {tmp_path}): Read-only file system"]
     assert not epochs and not out.exists()
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("model.txt", "must end in .safetensors: model.txt"),
+    ("model.json", "not its .json sidecar"),
+])
+def test_cli_train_wants_a_model_file_the_other_commands_open(dataset, tmp_path, capsys, name,
+                                                              message):
+    """The rule of the Train dock: `segment --model` and the docks open *.safetensors only;
+    a name without an ending gets it."""
+    from napari_lowdose.models.checkpoint import model_output_path
+
+    assert main(["train", "--data", str(dataset), "--epochs", "1", "--crop", "32",
+                 "--out", str(tmp_path / name)]) == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and message in error
+    assert list(tmp_path.iterdir()) == []
+    assert model_output_path(tmp_path / "m") == tmp_path / "m.safetensors"

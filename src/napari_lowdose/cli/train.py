@@ -39,8 +39,8 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
                             "the shipped one on data matched to your detector); its "
                             "architecture settings are used")
     train.add_argument("--out", type=Path, required=True, metavar="MODEL",
-                       help="checkpoint file (.safetensors; MODEL.json and MODEL.state.pt "
-                            "are written beside it)")
+                       help="checkpoint file (.safetensors added if no ending; MODEL.json and "
+                            "MODEL.safetensors.state.pt are written beside it)")
     train.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
     train.add_argument("--crop", type=int, default=DEFAULTS.crop_px, metavar="PX",
                        help="side of the random training crops (default %(default)s; "
@@ -69,7 +69,7 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--loader-workers", type=int, default=0, metavar="N",
                        help="DataLoader worker processes (default 0)")
     train.add_argument("--restart", action="store_true",
-                       help="start afresh instead of resuming from MODEL.state.pt")
+                       help="start afresh instead of resuming from MODEL.safetensors.state.pt")
     msd = train.add_argument_group("MSD-net")
     msd.add_argument("--depth", type=int, help="layers (default 50)")
     msd.add_argument("--width", type=int, help="channels per layer (default 1)")
@@ -143,8 +143,10 @@ def _architecture_of_init(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train with a progress bar (process 0) and a line per epoch."""
+    from ..models.checkpoint import model_output_path
     from ..train.segmentation import train_segmentation
 
+    args.out = model_output_path(args.out)
     if args.val_crop == 0 and args.crop == 0:
         args.val_crop = None
     settings = settings_from_args(args)

@@ -63,8 +63,8 @@ def add_train_denoiser_parser(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--source", choices=["pairs", "simulated", "series", "own", "phantoms"],
                        required=True)
     train.add_argument("--out", type=Path, required=True, metavar="MODEL",
-                       help="checkpoint file (.safetensors; MODEL.json and MODEL.state.pt "
-                            "are written beside it)")
+                       help="checkpoint file (.safetensors added if no ending; MODEL.json and "
+                            "MODEL.safetensors.state.pt are written beside it)")
     pairs = train.add_argument_group("--source pairs")
     pairs.add_argument("--short", type=Path, metavar="SERIES",
                        help="short exposures (the dose options below apply to this file)")
@@ -141,7 +141,7 @@ def add_train_denoiser_parser(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--loader-workers", type=int, default=0, metavar="N",
                        help="DataLoader worker processes (default 0)")
     train.add_argument("--restart", action="store_true",
-                       help="start afresh instead of resuming from MODEL.state.pt")
+                       help="start afresh instead of resuming from MODEL.safetensors.state.pt")
     add_dose_options(train)
     train.set_defaults(func=cmd_train_denoiser)
 
@@ -257,11 +257,11 @@ def _own_datasets(args: argparse.Namespace, crop: int, notes: list[str]):
 
 def cmd_train_denoiser(args: argparse.Namespace) -> int:
     """Train a denoiser with a progress bar and a line per epoch."""
+    from ..models.checkpoint import model_output_path
     from ..train.denoiser import DenoiserSettings, readout_line, train_denoiser
 
     _check_source_options(args)
-    if args.out.suffix.lower() == ".json":
-        raise DenoiseError("--out must be the model file (.safetensors), not its .json sidecar")
+    args.out = model_output_path(args.out)
     notes: list[str] = []
     train, val = _datasets(args, notes)
     for note in notes:

@@ -44,11 +44,13 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "METADATA_KEY",
+    "MODEL_SUFFIX",
     "RESERVED_KEYS",
     "SEGMENTATION_ARCHITECTURES",
     "CheckpointError",
     "build_model",
     "load_checkpoint",
+    "model_output_path",
     "read_checkpoint_metadata",
     "save_checkpoint",
     "sidecar_path",
@@ -77,6 +79,30 @@ RESERVED_KEYS = ("format", "format_version", "arch", "config", "package_version"
 
 class CheckpointError(LowdoseError):
     """A model file cannot be written or read as a napari-lowdose model."""
+
+
+#: The ending of every model file (the loaders and file dialogs look for it).
+MODEL_SUFFIX = ".safetensors"
+
+
+def model_output_path(path: str | Path) -> Path:
+    """The model file a training run writes: ``path``, with :data:`MODEL_SUFFIX` added when it
+    has no ending; the one rule of the ``train``/``train-denoiser`` commands and the docks.
+
+    Raises
+    ------
+    CheckpointError
+        Another ending (``x.txt``, or the ``.json`` sidecar given by mistake): the segment
+        and denoise commands and the docks only open ``*.safetensors`` files.
+    """
+    out = Path(path)
+    if out.suffix == "":
+        return out.with_suffix(MODEL_SUFFIX)
+    if out.suffix.lower() != MODEL_SUFFIX:
+        hint = ", not its .json sidecar" if out.suffix.lower() == ".json" else ""
+        raise CheckpointError(f"the model file must end in {MODEL_SUFFIX}{hint}: {out.name} "
+                              f"(MODEL.json and MODEL{MODEL_SUFFIX}.state.pt go beside it)")
+    return out
 
 
 def build_model(arch: str, config: Mapping[str, Any]) -> nn.Module:

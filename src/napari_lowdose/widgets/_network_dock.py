@@ -17,6 +17,7 @@ import napari
 from magicgui.widgets import ComboBox, FileEdit, Label, PushButton
 
 from ..errors import LowdoseError, one_line
+from ..models.checkpoint import MODEL_SUFFIX
 from ._common import (
     DEVICE_CHOICES,
     DockContainer,
@@ -29,7 +30,6 @@ from ._settings import DockSettings
 
 __all__ = ["MODEL_SUFFIX", "REDRAW_INTERVAL_S", "NetworkDock", "RedrawThrottle"]
 
-MODEL_SUFFIX = ".safetensors"
 #: Seconds between two redraws of a dock's progress and layers while frames stream in.
 REDRAW_INTERVAL_S = 0.5
 

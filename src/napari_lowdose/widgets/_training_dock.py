@@ -20,6 +20,7 @@ from magicgui.widgets import Label, PushButton
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QObject, Signal
 
+from ..models.checkpoint import MODEL_SUFFIX
 from ._activity import ActivityBar
 from ._common import DockContainer, is_empty_path
 from ._plotting import new_canvas, theme_colors
@@ -30,7 +31,6 @@ __all__ = ["MODEL_SUFFIX", "RANDOM_WEIGHTS", "TrainingDock", "default_model_path
 
 #: "start from" choice for a network with fresh random weights.
 RANDOM_WEIGHTS = "random weights"
-MODEL_SUFFIX = ".safetensors"
 
 
 def default_model_path(dataset: str | Path, network: str) -> Path:

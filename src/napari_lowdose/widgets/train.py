@@ -31,7 +31,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from ..analysis.metrics import NO_TRUTH_PIXELS
 from ..device import DeviceError, select_device
 from ..errors import one_line
-from ..models.checkpoint import read_checkpoint_metadata
+from ..models.checkpoint import CheckpointError, model_output_path, read_checkpoint_metadata
 from ..models.registry import available_models, resolve_model
 from ..simulate.recipe import DatasetError, read_card
 from ..train.loop import TrainingError
@@ -338,11 +338,10 @@ class TrainWidget(TrainingDock):
         if is_empty_path(out):
             show_error(f"Choose an output model file ({MODEL_SUFFIX}).")
             return None
-        out = Path(out)
-        if out.suffix == "":
-            out = out.with_suffix(MODEL_SUFFIX)
-        elif out.suffix != MODEL_SUFFIX:
-            show_error(f"The output model file must end in {MODEL_SUFFIX}, not {out.suffix}.")
+        try:
+            out = model_output_path(out)
+        except CheckpointError as err:
+            show_error(f"{one_line(err)[0].upper()}{one_line(err)[1:]}.")
             return None
         try:
             settings = self.settings()

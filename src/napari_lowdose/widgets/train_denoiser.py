@@ -38,6 +38,7 @@ from magicgui.widgets import (
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..errors import LowdoseError, one_line
+from ..models.checkpoint import model_output_path
 from ..workflows.denoiser_training import DENOISER_TRAINING_DEFAULTS as DEFAULTS
 from ._common import DEVICE_CHOICES, device_description, heading, is_empty_path
 from ._layers import base_data, pick_image_layer
@@ -406,9 +407,7 @@ class TrainDenoiserWidget(TrainingData, TrainingDock):
             spec = self._source_spec()
             if is_empty_path(out):
                 raise ValueError(f"Choose an output model file ({MODEL_SUFFIX}).")
-            out = Path(out)
-            if out.suffix != MODEL_SUFFIX:
-                out = out.with_suffix(MODEL_SUFFIX)
+            out = model_output_path(out)
             select_device(self.device.value)
             settings = self.settings()
         except (LowdoseError, ValueError) as err:
