@@ -92,3 +92,35 @@ def test_an_existing_folder_of_other_files_is_refused(tmp_path, capsys):
     assert main(["simulate", "--out", str(tmp_path), *TINY_ARGS]) == 1
     assert "not a napari-lowdose dataset" in capsys.readouterr().err
     assert (tmp_path / "thesis.docx").read_text() == "precious"
+
+
+def test_the_noise_model_is_found_in_the_folder_fit_noise_wrote(tmp_path):
+    """`--mtf FOLDER` (fit-noise's --out) takes its noise_model.json; a folder without one,
+    or a file that is not a noise model, is named once in a line that says why."""
+    from napari_lowdose.cli.simulate import SimulateUsageError, noise_model_argument
+
+    model = NoiseModel(name="fitted", c0_range=(0.3, 0.31), c3_range=(2.0, 2.1),
+                       n0_range_e_per_px=(0.02, 0.03))
+    folder = tmp_path / "fit"
+    folder.mkdir()
+    model.to_json(folder / "noise_model.json")
+    assert noise_model_argument(str(folder)).name == "fitted"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SimulateUsageError, match="without a noise_model.json"):
+        noise_model_argument(str(empty))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    with pytest.raises(SimulateUsageError) as info:
+        noise_model_argument(str(bad))
+    assert str(info.value).count(str(bad)) == 1 and "not a valid JSON" in str(info.value)
+
+
+def test_train_says_what_is_wrong_with_data_that_is_not_a_dataset(tmp_path, capsys):
+    frames = tmp_path / "series.tif"
+    frames.write_bytes(b"II*\x00" + bytes(64))
+    for data, message in ((frames, "is a file, not a dataset"),
+                          (tmp_path / "nothing", "does not exist")):
+        assert main(["train", "--data", str(data), "--out", str(tmp_path / "m")]) == 1
+        error = capsys.readouterr().err.strip()
+        assert len(error.splitlines()) == 1 and message in error

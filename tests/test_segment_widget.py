@@ -289,6 +289,11 @@ def test_export_round_trip_and_no_silent_overwrite(setup, tmp_path):
     assert (out / "summary.json").stat().st_mtime_ns == stamp
     assert widget.export(out, overwrite=True) is not None
     assert (out / "summary.json").stat().st_mtime_ns != stamp
+    # A file chosen as the folder is left alone, even when replacing is allowed.
+    a_file = tmp_path / "series.tif"
+    a_file.write_text("keep")
+    assert widget.export(a_file, overwrite=True) is None
+    assert a_file.read_text() == "keep"
 
 
 def test_min_area_on_an_uncalibrated_image_warns_once_and_is_not_applied(setup, monkeypatch):

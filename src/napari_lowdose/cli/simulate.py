@@ -10,7 +10,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..errors import LowdoseError
+from ..errors import LowdoseError, one_line
 from ._common import progress_bar
 
 __all__ = ["add_simulate_parser", "cmd_simulate"]
@@ -45,14 +45,20 @@ def noise_model_argument(text: str):
     from ..noise.model import NoiseModel
     from ..noise.presets import preset
 
-    if text.lower().endswith(".json") or os.sep in text:
-        path = Path(text)
+    path = Path(text)
+    if path.is_dir():  # the folder fit-noise wrote: its noise model
+        if not (path / "noise_model.json").is_file():
+            raise SimulateUsageError(f"{text} is a folder without a noise_model.json (the file "
+                                     "napari-lowdose fit-noise writes)")
+        path = path / "noise_model.json"
+    if path.suffix.lower() == ".json" or os.sep in text or path.name != text:
         if not path.is_file():
             raise SimulateUsageError(f"noise model file {text} does not exist")
         try:
             return NoiseModel.from_json(path)
         except (OSError, ValueError, KeyError) as error:
-            raise SimulateUsageError(f"{text} is not a noise model file: {error}") from None
+            reason = one_line(error).removeprefix(f"{path}: ")
+            raise SimulateUsageError(f"{path} is not a noise model file: {reason}") from None
     try:
         return preset(text)
     except ValueError as error:

@@ -173,6 +173,9 @@ class DatasetRecipe:
 def read_card(path: str | os.PathLike) -> dict[str, Any]:
     """Read ``card.json`` of a dataset folder (or the card file itself)."""
     path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path} does not exist; give a dataset folder made with "
+                           "'napari-lowdose simulate'")
     card_path = path / "card.json" if path.is_dir() else path
     if not card_path.is_file():
         raise DatasetError(f"{path} has no dataset card (card.json); make a dataset with "
@@ -180,6 +183,9 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
+        if not path.is_dir() and card_path.suffix.lower() != ".json":
+            raise DatasetError(f"{path} is a file, not a dataset: give a dataset folder made "
+                               "with 'napari-lowdose simulate'") from error
         raise DatasetError(f"cannot read dataset card {card_path}: {error}") from error
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
         raise DatasetError(f"{card_path} is not a napari-lowdose dataset card")

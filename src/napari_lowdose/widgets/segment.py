@@ -424,7 +424,10 @@ class SegmentWidget(SegmentRun, SegmentAnalysis, NetworkDock):
             show_error("Nothing to export: segment a series with a per-frame dose first.")
             return None
         folder = Path(folder)
-        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        if folder.exists() and not folder.is_dir():
+            show_error(f"Nothing written: {folder} is a file; choose a folder for the export.")
+            return None
+        if folder.exists() and any(folder.iterdir()):
             if overwrite is None:
                 overwrite = self._confirm_overwrite(folder)
             if not overwrite:
