@@ -382,3 +382,19 @@ def test_cli_train_wants_a_model_file_the_other_commands_open(dataset, tmp_path,
     assert len(error.splitlines()) == 1 and message in error
     assert list(tmp_path.iterdir()) == []
     assert model_output_path(tmp_path / "m") == tmp_path / "m.safetensors"
+
+
+def test_epochs_of_the_same_score_are_told_apart_by_the_loss():
+    """Two epochs of F1 0 (early in a run): the one with the lower validation loss is kept,
+    not merely the first."""
+    import math
+
+    from napari_lowdose.train.loop import LoopState, Validation
+
+    state = LoopState(0, -math.inf)
+    assert state.improved_by(Validation(0.0, tiebreak=-0.598))
+    state.best_score, state.best_tiebreak = 0.0, -0.598
+    assert state.improved_by(Validation(0.0, tiebreak=-0.354))
+    assert not state.improved_by(Validation(0.0, tiebreak=-0.7))
+    assert state.improved_by(Validation(0.1, tiebreak=-5.0))
+    assert not state.improved_by(Validation(-0.1, tiebreak=0.0))

@@ -205,13 +205,22 @@ class LoopState:
     """Where a run stands: epochs done, best validation score and epoch, history.
 
     ``best_score`` is stored under the state file's ``best_f1`` key for both
-    trainers (the denoiser's is a PSNR in dB).
+    trainers (the denoiser's is a PSNR in dB); ``best_tiebreak`` is the best epoch's
+    :attr:`Validation.tiebreak`.
     """
 
     epoch: int
     best_score: float
     best_epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    best_tiebreak: float = -math.inf
+
+    def improved_by(self, validation: Validation) -> bool:
+        """Whether ``validation`` beats the best epoch: a higher score, or the same score
+        and a higher tiebreak (e.g. two epochs of F1 0 early on: the lower loss wins)."""
+        if validation.score != self.best_score:
+            return validation.score > self.best_score
+        return validation.tiebreak > self.best_tiebreak
 
 
 def save_state(path: Path, model: torch.nn.Module, optimiser: torch.optim.Optimizer,
@@ -223,6 +232,7 @@ def save_state(path: Path, model: torch.nn.Module, optimiser: torch.optim.Optimi
         "optimiser": optimiser.state_dict(),
         "best_f1": state.best_score,
         "best_epoch": state.best_epoch,
+        "best_tiebreak": state.best_tiebreak,
         "history": state.history,
         "settings": settings.to_dict(),
     }
@@ -246,7 +256,8 @@ def load_state(path: Path, settings: RunSettings, model: torch.nn.Module,
     model.load_state_dict(record["model"])
     optimiser.load_state_dict(record["optimiser"])
     return LoopState(int(record["epoch"]), float(record["best_f1"]),
-                     int(record["best_epoch"]), list(record["history"]))
+                     int(record["best_epoch"]), list(record["history"]),
+                     float(record.get("best_tiebreak", -math.inf)))
 
 
 def resume_or_start(out: Path, settings: Any, model: torch.nn.Module,
@@ -278,6 +289,8 @@ class Validation:
 
     score: float
     details: Any = None
+    #: Decides between epochs of the same score (higher wins); e.g. minus the loss.
+    tiebreak: float = -math.inf
 
 
 class EpochHooks(Protocol):
@@ -358,9 +371,10 @@ def train_epochs(
             break
         validation = hooks.validate()
         train_loss = mean_over_ranks(loss_sum, n_batches, context)
-        is_best = validation.score > state.best_score
+        is_best = state.improved_by(validation)
         if is_best:
             state.best_score, state.best_epoch = validation.score, epoch + 1
+            state.best_tiebreak = validation.tiebreak
         result = hooks.epoch_result(epoch + 1, train_loss, validation,
                                     time.perf_counter() - t0, is_best)
         state.history.append(result.to_dict())

@@ -302,7 +302,8 @@ class _Hooks:
             score = -val_loss
         else:
             score = threshold_f1 if self.settings.select_by == "calibrated" else counts.f1
-        return Validation(score, (val_loss, counts, threshold, threshold_f1, f1_by_threshold))
+        return Validation(score, (val_loss, counts, threshold, threshold_f1, f1_by_threshold),
+                          tiebreak=-val_loss)
 
     def epoch_result(self, epoch: int, train_loss: float, validation: Validation,
                      seconds: float, best: bool) -> EpochResult:
