@@ -197,7 +197,7 @@ def test_train_denoiser_on_phantoms_alone_and_mixed(tmp_path):
     (["--source", "phantoms", "--phantoms", "0"], "at least 1"),
     (["--source", "simulated", "--data", "DS", "--series", "x.tif"], "does not apply"),
     (["--source", "series", "--series", "x.tif", "--dose-range", "1,2"], "applies to --source"),
-    (["--source", "simulated", "--data", "NO_SUCH_DATASET"], "card"),
+    (["--source", "simulated", "--data", "NO_SUCH_DATASET"], "does not exist"),
 ])
 def test_train_denoiser_usage_errors_are_one_line(tmp_path, capsys, argv, expected):
     out = tmp_path / "m.safetensors"

@@ -351,3 +351,25 @@ def test_tiles_are_chosen_automatically_unless_given(inputs, tmp_path, capsys):
         assert exit_info.value.code == 2
         assert "--tile" in capsys.readouterr().err
         assert not (tmp_path / f"bad-{bad}").exists()
+
+
+def test_a_frame_range_segments_only_those_frames(inputs, tmp_path, capsys):
+    """--frames A:B: the network sees only frames A…B-1 (a few frames of a long series), the
+    outputs hold them with their series numbers, and the cumulative dose counts the frames
+    before A; the same frames as a whole run's."""
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert _run(inputs, whole) == 0
+    assert _run(inputs, part, "--frames", "1:4") == 0
+    masks = np.asarray(read_series(part / "masks.tif").data)
+    assert masks.shape == (3, SIZE, SIZE)
+    np.testing.assert_array_equal(masks, np.asarray(read_series(whole / "masks.tif").data)[1:4])
+    summary = json.loads((part / "summary.json").read_text())
+    assert summary["run"]["frames"] == [1, 2, 3]
+    rows = [r.split(",") for r in (part / "area_vs_dose.csv").read_text().splitlines()[1:]]
+    doses = np.geomspace(10, 1e3, N_FRAMES)
+    assert [int(r[0]) for r in rows] == [1, 2, 3]
+    np.testing.assert_allclose([float(r[2]) for r in rows], np.cumsum(doses)[1:4])
+    capsys.readouterr()
+    assert _run(inputs, tmp_path / "bad", "--frames", "4:9") == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "reaches past" in error

@@ -18,14 +18,40 @@ from ..models.tiling import AUTO_TILE_MAX_PIXELS, AUTO_TILE_PX
 from ..workflows.policies import GainError, detector_gain, expected_e_per_px
 
 __all__ = ["PROG", "CliError", "add_dose_options", "open_calibrated", "open_series",
-           "parse_roi", "progress_bar", "roi_argument", "series_expected_e_per_px",
-           "series_gain"]
+           "parse_frames", "parse_roi", "progress_bar", "roi_argument",
+           "series_expected_e_per_px", "series_gain", "tile_argument"]
 
 PROG = "napari-lowdose"
 
 
 class CliError(LowdoseError):
     """A usage error detected after argument parsing."""
+
+
+def parse_frames(text: str, n_frames: int) -> range:
+    """Frames ``"A:B"`` (end exclusive, either side may be empty, negatives from the end).
+
+    Raises
+    ------
+    CliError
+        Not of the form ``A:B``, a bound beyond the series, or an empty selection.
+    """
+    try:
+        start_text, stop_text = text.split(":")
+        start = int(start_text) if start_text.strip() else None
+        stop = int(stop_text) if stop_text.strip() else None
+    except ValueError:
+        raise CliError(
+            f"--frames {text!r} must look like A:B (e.g. 0:100, 10:, :-1)"
+        ) from None
+    for bound in (start, stop):
+        if bound is not None and not -n_frames <= bound <= n_frames:
+            raise CliError(f"--frames {text} reaches past the series' {n_frames} frame(s) "
+                               f"(0…{n_frames - 1}; the end is exclusive)")
+    frames = range(n_frames)[slice(start, stop)]
+    if len(frames) == 0:
+        raise CliError(f"--frames {text} selects no frame of the {n_frames} in the series")
+    return frames
 
 
 def parse_roi(text: str) -> tuple[int, int, int, int]:

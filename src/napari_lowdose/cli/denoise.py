@@ -26,6 +26,7 @@ from ._common import (
     TILE_HELP,
     add_dose_options,
     open_calibrated,
+    parse_frames,
     progress_bar,
     series_expected_e_per_px,
     series_gain,
@@ -39,32 +40,6 @@ DENOISE_FILES = ("denoised.tif", "denoise.json")
 
 class DenoiseError(LowdoseError):
     """Denoising or denoiser training cannot run as asked."""
-
-
-def parse_frames(text: str, n_frames: int) -> range:
-    """Frames ``"A:B"`` (end exclusive, either side may be empty, negatives from the end).
-
-    Raises
-    ------
-    DenoiseError
-        Not of the form ``A:B``, a bound beyond the series, or an empty selection.
-    """
-    try:
-        start_text, stop_text = text.split(":")
-        start = int(start_text) if start_text.strip() else None
-        stop = int(stop_text) if stop_text.strip() else None
-    except ValueError:
-        raise DenoiseError(
-            f"--frames {text!r} must look like A:B (e.g. 0:100, 10:, :-1)"
-        ) from None
-    for bound in (start, stop):
-        if bound is not None and not -n_frames <= bound <= n_frames:
-            raise DenoiseError(f"--frames {text} reaches past the series' {n_frames} frame(s) "
-                               f"(0…{n_frames - 1}; the end is exclusive)")
-    frames = range(n_frames)[slice(start, stop)]
-    if len(frames) == 0:
-        raise DenoiseError(f"--frames {text} selects no frame of the {n_frames} in the series")
-    return frames
 
 
 def add_denoise_parser(sub: argparse._SubParsersAction) -> None:

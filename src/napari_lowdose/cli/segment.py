@@ -28,6 +28,7 @@ from ._common import (
     TILE_HELP,
     add_dose_options,
     open_calibrated,
+    parse_frames,
     progress_bar,
     tile_argument,
 )
@@ -56,6 +57,9 @@ def add_segment_parser(sub: argparse._SubParsersAction) -> None:
     clean.add_argument("--min-area-nm2", type=float, default=0.0, metavar="A",
                        help="drop regions smaller than A nm² (needs the pixel size)")
     seg.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, mps")
+    seg.add_argument("--frames", metavar="A:B",
+                     help="segment frames A…B-1 only (default all; the dose received before "
+                          "frame A still counts in the cumulative dose)")
     seg.add_argument("--batch-size", type=int, default=1, help="frames per batch (default 1)")
     seg.add_argument("--match-sampling", action=argparse.BooleanOptionalAction, default=None,
                      help="resample each frame to the model's training pixel size for the "
@@ -120,18 +124,22 @@ def cmd_segment(args: argparse.Namespace) -> int:
     zoom = sampling.zoom
     print(f"network input: {sampling.note}")
     frames = series.data if series.data.ndim == 3 else series.data[None]
+    selected = (range(len(frames)) if args.frames is None
+                else parse_frames(args.frames, len(frames)))
+    shape = (len(selected), *frames.shape[-2:])
     with contextlib.ExitStack() as stack:
         # A large series keeps its results in scratch files, not in memory.
-        probabilities = stack.enter_context(result_array(frames.shape, np.float32, args.out))
-        masks = stack.enter_context(result_array(frames.shape, np.uint8, args.out))
-        bar = progress_bar(len(frames), unit="frame", desc="segment")
+        probabilities = stack.enter_context(result_array(shape, np.float32, args.out))
+        masks = stack.enter_context(result_array(shape, np.uint8, args.out))
+        bar = progress_bar(len(selected), unit="frame", desc="segment")
         try:
             for index, probability in predict_probabilities(
                 model, frames, device=device, batch_size=args.batch_size, tile_px=args.tile,
-                zoom=zoom,
+                zoom=zoom, frame_indices=list(selected),
             ):
-                probabilities[index] = probability
-                masks[index] = probability_mask(probability, args.threshold, cleaning)
+                row = index - selected.start
+                probabilities[row] = probability
+                masks[row] = probability_mask(probability, args.threshold, cleaning)
                 bar.update(1)
         finally:
             bar.close()
@@ -144,18 +152,22 @@ def cmd_segment(args: argparse.Namespace) -> int:
             dose_detail="" if dose is None else dose.detail, model_name=str(args.model),
             model_path=model_path, model_metadata=metadata, threshold=args.threshold,
             cleaning=cleaning, device=describe_device(device), sampling=sampling)
+        record["frames"] = list(selected)
         if dose is None:
-            area_px = [int(np.count_nonzero(masks[i])) for i in range(len(frames))]
-            summary = {"area_vs_dose": NO_DOSE_REASON, "n_frames": len(frames),
+            area_px = [int(np.count_nonzero(masks[i])) for i in range(len(selected))]
+            summary = {"area_vs_dose": NO_DOSE_REASON, "n_frames": len(selected),
                        "area_px": area_px, "run": record}
             written = write_segmentation(args.out, pixel_size_A=series.pixel_size_A,
                                          probabilities=probabilities, masks=masks,
                                          analysis=None, summary=summary, label="",
                                          overwrite=args.overwrite)
-            print(f"{len(frames)} frames segmented; no area against dose ({NO_DOSE_REASON})")
+            print(f"{len(selected)} frames segmented; no area against dose ({NO_DOSE_REASON})")
             print(f"wrote {', '.join(SEGMENT_FILES_WITHOUT_DOSE)} to {written[0].parent}")
             return 0
-        analysis = analyse_area_vs_dose(masks, dose.dose_e_per_A2, pixel_size)
+        # Series frame numbers, and the dose received before the first frame segmented.
+        analysis = analyse_area_vs_dose(masks, dose.dose_e_per_A2[selected.start:selected.stop],
+                                        pixel_size, frames=np.asarray(selected),
+                                        series_dose_e_per_A2=dose.dose_e_per_A2)
         # Contrast and Rose doses of the whole field and of each particle (the dock's rule).
         analysis = with_rose(frames, analysis, series.pixel_size_A)
         summary = {**analysis.summary(), "run": record}
