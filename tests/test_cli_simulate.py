@@ -124,3 +124,20 @@ def test_train_says_what_is_wrong_with_data_that_is_not_a_dataset(tmp_path, caps
         assert main(["train", "--data", str(data), "--out", str(tmp_path / "m")]) == 1
         error = capsys.readouterr().err.strip()
         assert len(error.splitlines()) == 1 and message in error
+
+
+def test_an_implausible_noise_model_is_named_before_it_is_used(tmp_path, capsys):
+    """A million electrons of readout noise per pixel (a unit or typing error) is used,
+    but not silently."""
+    from napari_lowdose.cli.simulate import noise_model_argument
+
+    odd = NoiseModel(name="typo", c0_range=(0.3, 0.31), c3_range=(2.0, 2.1),
+                     n0_range_e_per_px=(1e6, 1e7))
+    assert odd.implausible() == ["readout noise N0 up to 1e+07 e⁻/px (Table 3 and direct "
+                                 "detectors: 0.001–0.015)"]
+    path = odd.to_json(tmp_path / "odd.json")
+    assert noise_model_argument(str(path)).name == "typo"
+    assert "N0 up to 1e+07" in capsys.readouterr().err
+    from napari_lowdose.noise.presets import PRESETS
+
+    assert all(not model.implausible() for model in PRESETS.values())

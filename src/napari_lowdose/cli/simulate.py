@@ -55,10 +55,14 @@ def noise_model_argument(text: str):
         if not path.is_file():
             raise SimulateUsageError(f"noise model file {text} does not exist")
         try:
-            return NoiseModel.from_json(path)
+            model = NoiseModel.from_json(path)
         except (OSError, ValueError, KeyError) as error:
             reason = one_line(error).removeprefix(f"{path}: ")
             raise SimulateUsageError(f"{path} is not a noise model file: {reason}") from None
+        for note in model.implausible():
+            print(f"napari-lowdose: warning: {path}: {note}: is this the detector you mean?",
+                  file=sys.stderr)
+        return model
     try:
         return preset(text)
     except ValueError as error:

@@ -47,6 +47,13 @@ __all__ = [
 ]
 
 SOURCES: tuple[str, ...] = ("preset", "fit", "training", "user")
+#: Beyond these a detector is implausible (a unit or typing error, or a fit of structure):
+#: c0 is the MTF's high-frequency floor (Eq. 1: 0 < c0 ≤ 1);
+#: Table 3's c3 lie in 1–5 and the fitted OneView's near 2; the readout noise N0 of Table 3
+#: and of direct detectors is 0.001–0.015 e⁻/px.
+PLAUSIBLE_C0_MAX = 1.0
+PLAUSIBLE_C3_MAX = 20.0
+PLAUSIBLE_N0_MAX_E_PER_PX = 1.0
 #: What a fitted model's spectra were taken of (:attr:`NoiseFitResult.noise_source`).
 NOISE_SOURCES: tuple[str, ...] = ("vacuum", "pairs")
 
@@ -397,6 +404,23 @@ class NoiseModel:
         return NoiseDraw(c0=vals[0], c3=vals[1], n0_e_per_px=vals[2])
 
     # -- serialisation ------------------------------------------------------
+
+    def implausible(self) -> list[str]:
+        """Why the model's values are unlikely for a detector (empty when they are not).
+
+        Warnings, not errors: a model is still used, but a value like N0 = 10⁶ e⁻/px (a
+        unit or typing error) is named before a dataset is simulated with it.
+        """
+        notes = []
+        if self.c0_range[1] > PLAUSIBLE_C0_MAX:
+            notes.append(f"c0 up to {self.c0_range[1]:g} (the MTF's floor is at most "
+                         f"{PLAUSIBLE_C0_MAX:g}, Eq. 1)")
+        if self.c3_range[1] > PLAUSIBLE_C3_MAX:
+            notes.append(f"c3 up to {self.c3_range[1]:g} (Table 3: 1–5)")
+        if self.n0_range_e_per_px[1] > PLAUSIBLE_N0_MAX_E_PER_PX:
+            notes.append(f"readout noise N0 up to {self.n0_range_e_per_px[1]:g} e⁻/px (Table 3 "
+                         "and direct detectors: 0.001–0.015)")
+        return notes
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN written as ``None``)."""

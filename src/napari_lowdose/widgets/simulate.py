@@ -32,7 +32,7 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..errors import one_line
 from ..io.layers import LOWDOSE_KEY
@@ -268,6 +268,10 @@ class SimulateWidget(SimulateDataset, DockContainer):
         except (ValueError, OSError) as err:
             show_error(f"Noise model: {err}")
             return None
+        notes = model.implausible()
+        if notes:
+            show_warning(f"Noise model '{model.name}': {'; '.join(notes)}: is this the detector "
+                         "you mean?")
         return recipe, model
 
     # -- preview --------------------------------------------------------------------------
