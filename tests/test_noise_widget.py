@@ -75,6 +75,9 @@ def test_series_fit_plots_and_saves(viewer_and_widget, tmp_path):
     model = NoiseModel.from_json(saved)
     assert model.n0_e_per_px == pytest.approx(0.5, rel=0.3)
     assert model.model_kind == "physical"
+    # Where it was fitted, as fit-noise records it.
+    assert model.description == "ROI (10, 106, 10, 106), physical model, power spectrum"
+    assert model.name.startswith("fit of ")
     table = widget.save_table(tmp_path / "fit.csv")
     with open(table, newline="") as fh:
         rows = list(csv.DictReader(fh))

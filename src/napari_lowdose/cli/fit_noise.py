@@ -155,7 +155,7 @@ def cmd_fit_noise(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..noise import NoiseModel, fit_spectra, fit_table_csv, radial_spectrum
-    from ..noise.model import NoFitError
+    from ..noise.model import NoFitError, fit_description, fitted_model_name
     from ..noise.vacuum import vacuum_check
     from ..plots.noise import noise_fit_figure
 
@@ -196,12 +196,12 @@ def cmd_fit_noise(args: argparse.Namespace) -> int:
         "noise_fits.csv": lambda p: p.write_text(fit_table_csv(result), encoding="utf-8"),
         "noise_fit.png": lambda p: noise_fit_figure(result).savefig(p, format="png", dpi=110),
     }
-    description = f"{what}, {args.model} model, {spectrum} spectrum"
+    description = fit_description(what, result)
     refused = source == "vacuum" and not check.passed
     if refused and args.allow_non_vacuum:
         description += f"; failed the vacuum check ({check.summary()}), saved anyway"
     try:
-        model = NoiseModel.from_fit(result, name=f"fit of {series.path.name}",
+        model = NoiseModel.from_fit(result, name=fitted_model_name(series.path.name),
                                     description=description)
     except NoFitError:
         # The table and the plot say why; they are written, the model is not.

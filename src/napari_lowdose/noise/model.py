@@ -43,6 +43,8 @@ __all__ = [
     "NoFitError",
     "NoiseDraw",
     "NoiseModel",
+    "fit_description",
+    "fitted_model_name",
     "training_model_from_fit",
 ]
 
@@ -468,6 +470,17 @@ class NoiseModel:
             return cls.from_dict(data)
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from exc
+
+
+def fitted_model_name(source: str) -> str:
+    """The name of a noise model fitted to ``source`` (a file or a layer): ``fit of …``."""
+    return f"fit of {source}"
+
+
+def fit_description(what: str, result: NoiseFitResult) -> str:
+    """What a fitted model was fitted to and how, e.g. ``ROI (0, 64, 0, 64), paper model,
+    magnitude spectrum``: ``fit-noise`` and the Detector-noise dock write the same."""
+    return f"{what}, {result.model} model, {result.spectrum_kind} spectrum"
 
 
 def training_model_from_fit(

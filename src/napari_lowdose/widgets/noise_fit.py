@@ -171,6 +171,8 @@ class NoiseFitWidget(NoiseFitRun, NoiseFitPlots, NoiseFitSave, DockContainer):
     def _on_layer_changed(self, _value=None):
         self.result = self.check = None
         self.frame_result = self.frame_check = None
+        # What each fit was fitted to, for the saved model's description.
+        self.result_what = self.frame_what = ""
         self._update_buttons()
         self._update_plots()
         self.status.value = "no fit yet"
@@ -319,7 +321,7 @@ class NoiseFitWidget(NoiseFitRun, NoiseFitPlots, NoiseFitSave, DockContainer):
             "layer": layer, "roi": roi, "n_frames": n_frames, "dose": dose,
             "sampling": sampling, "model": self.model.value,
             "kind": "power" if self.model.value == "physical" else self.spectrum.value,
-            "source": "vacuum",
+            "source": "vacuum", "what": f"ROI {tuple(int(v) for v in roi)}",
         }
 
     def _pair_inputs(self, layer):
@@ -345,6 +347,8 @@ class NoiseFitWidget(NoiseFitRun, NoiseFitPlots, NoiseFitSave, DockContainer):
             "gain": gain, "gain_text": why, "sampling": _square_sampling_A(layer),
             "model": self.model.value, "source": "pairs",
             "kind": "power" if self.model.value == "physical" else self.spectrum.value,
+            "what": (f"{len(index)} frame pairs of '{layer.name}'" if other is None
+                     else f"{len(index)} frame pairs of '{layer.name}' and '{other.name}'"),
         }
 
     @staticmethod
@@ -392,6 +396,7 @@ class NoiseFitWidget(NoiseFitRun, NoiseFitPlots, NoiseFitSave, DockContainer):
             show_error(f"{_failed(err, f'Noise fit of frame {index}')}")
             return None
         self.frame_result, self.frame_check = result, check
+        self.frame_what = f"{inputs['what']}, frame {index}"
         self._frame_result_index = index
         self._report(result, check, f"frame {index}")
         return result
@@ -410,6 +415,7 @@ class NoiseFitWidget(NoiseFitRun, NoiseFitPlots, NoiseFitSave, DockContainer):
             show_error(f"{_failed(err, f'Noise fit of frame pair {chosen[0]}')}")
             return None
         self.frame_result, self.frame_check = result, check
+        self.frame_what = f"frame pair {chosen[0]} of '{inputs['layer'].name}'"
         self._frame_result_index = 0
         self._report(result, check, f"frame pair {chosen[0]}")
         return result

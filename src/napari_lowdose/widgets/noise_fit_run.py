@@ -68,6 +68,7 @@ class NoiseFitRun:
         if inputs is None:
             return
         self._cancelled = False
+        self._series_what = inputs["what"]
         self.progress_bar.max = inputs["n_frames"] + 1
         self.progress_bar.value = 0
         self.progress_text.value = f"reading frame 0 of {inputs['n_frames']} …"
@@ -132,6 +133,7 @@ class NoiseFitRun:
         self.progress_text.value = (f"done: {int(np.count_nonzero(result.ok))} of "
                                     f"{result.n_frames} {rows} fitted")
         self.result, self.check = result, check
+        self.result_what = self._series_what
         self.frame_result = self.frame_check = None
         self._report(result, check, "series")
 

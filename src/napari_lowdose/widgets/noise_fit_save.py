@@ -12,7 +12,7 @@ from napari.utils.notifications import show_error, show_info
 from ..errors import LowdoseError, one_line
 from ..io.writers import atomic_write_text
 from ..noise.fit_result import NoiseFitResult, fit_table_csv
-from ..noise.model import NoiseModel
+from ..noise.model import NoiseModel, fit_description, fitted_model_name
 from ..noise.vacuum import VacuumCheck
 
 
@@ -28,6 +28,11 @@ class NoiseFitSave:
         if self.frame_result is not None:
             return self.frame_result, self.frame_check
         raise LowdoseError("no noise fit to save: fit the current frame or the series first")
+
+    def _saved_what(self) -> str:
+        """What the saved fit was fitted to (the region or the pairs, as fit-noise says)."""
+        what = self.result_what if self.result is not None else self.frame_what
+        return what or "a region of the layer"
 
     def _saved_result(self) -> NoiseFitResult:
         return self._saved()[0]
@@ -46,9 +51,10 @@ class NoiseFitSave:
             raise LowdoseError(f"the rectangle is probably not pure vacuum ({check.summary()}):"
                                " fit a rectangle over vacuum first")
         layer = self.layer
-        name = f"fitted from {layer.name}" if layer is not None else "fitted"
+        name = fitted_model_name(layer.name) if layer is not None else "fitted"
         try:
-            model = NoiseModel.from_fit(result, name=name)
+            model = NoiseModel.from_fit(result, name=name,
+                                        description=fit_description(self._saved_what(), result))
         except ValueError as err:
             raise LowdoseError(str(err)) from err
         return Path(model.to_json(path))
