@@ -84,3 +84,22 @@ def test_every_dock_of_the_manifest_is_importable_from_the_widgets_package():
         assert getattr(widgets, name) is _dock_classes().get(name, getattr(widgets, name))
     with pytest.raises(AttributeError):
         widgets.NotADock  # noqa: B018
+
+
+@pytest.mark.parametrize("name", CONTROL_DOCKS)
+def test_a_long_status_line_wraps_instead_of_widening_the_dock(make_napari_viewer, name):
+    """A long status, file name or readout in any text line of a dock wraps: the dock does
+    not grow to the text's width (6 000 px for this one unwrapped) and push its buttons out of
+    view."""
+    from magicgui.widgets import Label
+    from qtpy.QtWidgets import QApplication
+
+    viewer = make_napari_viewer(show=True)
+    widget = _dock_classes()[name](viewer)
+    viewer.window.add_dock_widget(widget, name=name)
+    labels = [w for w in widget if isinstance(w, Label)]
+    assert labels
+    for label in labels:
+        label.value = "a very long status line " * 40
+    QApplication.processEvents()
+    assert widget.content.minimumSizeHint().width() < 1000

@@ -78,6 +78,13 @@ class DockContainer(Container):
         self._undock = _WatchUndock(scroll, self)
         scroll.installEventFilter(self._undock)
 
+    def insert(self, key: int, widget) -> None:
+        """Add a control; a text line (:class:`magicgui.widgets.Label`) wraps, so that a long
+        status or file name never widens the dock (and pushes its buttons out of view)."""
+        super().insert(key, widget)
+        if isinstance(widget, Label):
+            widget.native.setWordWrap(True)
+
     def on_closed(self) -> None:
         """The dock was closed (taken out of the window): stop its work. Each dock with
         background work overrides this; what is done so far is kept, as with Cancel."""

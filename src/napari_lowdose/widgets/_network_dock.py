@@ -130,8 +130,6 @@ class NetworkDock(DockContainer):
             self.layer_combo.value = layer
 
     def _connect_model_rows(self) -> None:
-        for label in (self.model_info, self.device_info):
-            label.native.setWordWrap(True)
         self.model.changed.connect(self._on_model_changed)
         self.model_file.changed.connect(self._on_model_changed)
         self.device.changed.connect(self._on_device_changed)

@@ -186,8 +186,6 @@ class DenoiseWidget(LayerRun, QualityRows, LiveScope, WatchMode, NetworkDock):
                 self.reset_button,
             ]
         )
-        for label in (self.dose_info, self.gain_info, self.tile_info, self.status):
-            label.native.setWordWrap(True)
 
         self._connect_model_rows()
         self.layer_combo.changed.connect(self._on_layer_changed)

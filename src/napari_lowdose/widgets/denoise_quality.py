@@ -38,7 +38,6 @@ class QualityRows:
             "--reference of 'napari-lowdose denoise'.")
         self.reference_combo.value = None
         self.quality = Label(label="quality", value="")
-        self.quality.native.setWordWrap(True)
         return [self.reference_combo, self.quality]
 
     def _reference_layers(self, _widget=None):

@@ -110,7 +110,6 @@ class WatchMode:
             box.changed.connect(self._on_calibration_edited)
         self.watch_button = PushButton(text=WATCH_TEXT)
         self.watch_status = Label(label="watch", value="not watching")
-        self.watch_status.native.setWordWrap(True)
         self._watch_inputs = [
             self.camera_folder,
             self.output_folder,

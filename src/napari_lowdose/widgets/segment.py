@@ -177,7 +177,6 @@ class SegmentWidget(SegmentRun, SegmentAnalysis, NetworkDock):
         })
         self.append(self.reset_button)
         self._inputs.append(self.reset_button)
-        self.status.native.setWordWrap(True)
         self._connect_model_rows()
         self.layer_combo.changed.connect(self._on_layer_changed)
         self.scope.changed.connect(self._on_scope_changed)

@@ -166,8 +166,6 @@ class TrainWidget(TrainingDock):
                 self.reset_button,
             ]
         )
-        for label in (self.card_info, self.init_info, self.device_info, self.status):
-            label.native.setWordWrap(True)
         self._build_plot()
 
         self.data_dir.changed.connect(self._on_data_changed)
