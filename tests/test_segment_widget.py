@@ -385,3 +385,32 @@ def test_a_run_of_another_model_file_of_the_same_name_starts_on_fresh_layers(
     prob, _ = _outputs(viewer)
     done = np.isfinite(prob.data).reshape(N_FRAMES, -1).all(axis=1)
     assert np.flatnonzero(done).tolist() == [2, 4]
+
+
+def test_a_long_series_keeps_only_the_frames_segmented_in_memory(setup, monkeypatch, tmp_path):
+    """Output layers too large for memory hold one compressed chunk per frame segmented
+    (frames_array): a few frames of a long series cost a few frames. Same results, analysis,
+    re-threshold and export as plain arrays."""
+    from napari_lowdose.io.readers import read_series
+    from napari_lowdose.widgets import segment_results
+
+    viewer, widget, _, _ = setup
+    widget.run()
+    plain_prob, plain_mask = (np.array(layer.data) for layer in _outputs(viewer))
+    for layer in _outputs(viewer):
+        viewer.layers.remove(layer)
+    monkeypatch.setattr(segment_results, "DENSE_LAYERS_MAX_BYTES", 5)
+    widget.scope.value = "range"
+    widget.range_from.value, widget.range_to.value = 2, 4
+    widget.run()
+    prob, mask = _outputs(viewer)
+    assert not isinstance(prob.data, np.ndarray) and not isinstance(mask.data, np.ndarray)
+    assert prob.data.store is not None and len(prob.data.shape) == 3
+    np.testing.assert_array_equal(np.asarray(prob.data[[2, 3, 4]]), plain_prob[2:5])
+    np.testing.assert_array_equal(np.asarray(mask.data[[2, 3, 4]]), plain_mask[2:5])
+    assert np.isnan(prob.data[0]).all() and not mask.data[7].any()
+    assert mask.metadata[LOWDOSE_KEY][AREA_KEY]["table"]["frame"] == [2, 3, 4]
+    widget.threshold.value = 0.2  # re-threshold the frames done
+    np.testing.assert_array_equal(np.asarray(mask.data[3]), (plain_prob[3] >= 0.2))
+    written = widget.export(tmp_path / "out")
+    assert written and read_series(tmp_path / "out" / "masks.tif").data.shape == (3, SIZE, SIZE)

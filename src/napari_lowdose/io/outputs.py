@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +25,7 @@ __all__ = [
     "OutputNotWritableError",
     "check_output_folder",
     "check_writable",
+    "frames_array",
     "result_array",
     "write_output_folder",
 ]
@@ -131,6 +133,43 @@ def write_output_folder(
         return written
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def frames_array(shape: tuple[int, ...], dtype: "np.typing.DTypeLike", fill: float | int, *,
+                 in_memory_limit_bytes: int | None = None) -> Any:
+    """An array of per-frame results that only takes memory for the frames written.
+
+    Small (at most ``in_memory_limit_bytes``, default :data:`IN_MEMORY_LIMIT_BYTES`): a
+    plain array filled with ``fill``. Larger (the results of a few frames of a long
+    series): a zarr array in memory, one compressed chunk per frame, where a frame never
+    written costs nothing and reads as ``fill``; napari shows it as any array, and
+    ``a[i] = frame``, ``a[i]`` and ``a[list_of_frames]`` work as on numpy.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(frames, y, x)`` (or ``(y, x)``).
+    dtype : dtype
+        The results' type.
+    fill : scalar
+        The value of a frame not written (NaN for probabilities, 0 for masks).
+    in_memory_limit_bytes : int, optional
+        Largest plain array.
+
+    Returns
+    -------
+    numpy.ndarray or zarr.Array
+    """
+    dtype = np.dtype(dtype)
+    limit = IN_MEMORY_LIMIT_BYTES if in_memory_limit_bytes is None else in_memory_limit_bytes
+    n_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(shape) < 3 or n_bytes <= limit:
+        return np.full(shape, fill, dtype=dtype)
+    import zarr
+
+    return zarr.create_array(store=zarr.storage.MemoryStore(), shape=tuple(shape),
+                             chunks=(1,) * (len(shape) - 2) + tuple(shape[-2:]), dtype=dtype,
+                             fill_value=fill)
 
 
 @contextlib.contextmanager
