@@ -507,3 +507,22 @@ def test_the_dihedral_average_runs_as_the_command_does(setup, model_file):
     again = viewer.layers[OUTPUT]
     assert again.metadata[LOWDOSE_KEY]["denoised"]["dihedral_average"] is False
     assert not np.allclose(np.asarray(again.data), averaged)
+
+
+def test_a_long_series_keeps_only_the_frames_denoised_in_memory(setup, model_file,
+                                                                  monkeypatch):
+    """An output layer too large for memory holds one chunk per frame denoised: the same
+    values, and the frames not denoised read as NaN."""
+    from napari_lowdose.widgets import _layers
+
+    viewer, widget, image = setup
+    monkeypatch.setattr(_layers, "DENSE_LAYER_MAX_BYTES", 1)
+    viewer.dims.set_current_step(0, 2)
+    widget.scope.value = "current"
+    widget.run()
+    out = viewer.layers[OUTPUT]
+    assert not isinstance(out.data, np.ndarray) and out.data.dtype == np.float32
+    expected = _expected(model_file, np.array(image.data), [2])
+    np.testing.assert_allclose(out.data[2], expected[2], rtol=1e-5, atol=1e-5)
+    assert np.isnan(out.data[0]).all() and np.isnan(out.data[N_FRAMES - 1]).all()
+    assert out.metadata[LOWDOSE_KEY]["denoised"]["frames_done"] == [2]

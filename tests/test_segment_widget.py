@@ -392,14 +392,14 @@ def test_a_long_series_keeps_only_the_frames_segmented_in_memory(setup, monkeypa
     (frames_array): a few frames of a long series cost a few frames. Same results, analysis,
     re-threshold and export as plain arrays."""
     from napari_lowdose.io.readers import read_series
-    from napari_lowdose.widgets import segment_results
+    from napari_lowdose.widgets import _layers
 
     viewer, widget, _, _ = setup
     widget.run()
     plain_prob, plain_mask = (np.array(layer.data) for layer in _outputs(viewer))
     for layer in _outputs(viewer):
         viewer.layers.remove(layer)
-    monkeypatch.setattr(segment_results, "DENSE_LAYERS_MAX_BYTES", 5)
+    monkeypatch.setattr(_layers, "DENSE_LAYER_MAX_BYTES", 1)
     widget.scope.value = "range"
     widget.range_from.value, widget.range_to.value = 2, 4
     widget.run()

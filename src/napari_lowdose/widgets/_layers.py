@@ -11,16 +11,31 @@ import numpy as np
 
 from ..errors import LowdoseError, one_line
 from ..io.layers import LOWDOSE_KEY, layer_frame_dose, pixel_size_A_from_scale
+from ..io.outputs import frames_array
 from ..io.units import electrons_per_pixel
 from ..workflows.policies import detector_gain
 
 __all__ = [
+    "DENSE_LAYER_MAX_BYTES",
+    "blank_output",
     "pick_image_layer",
     "base_data",
     "layer_counts_per_electron",
     "layer_expected_e_per_px",
     "layer_pixel_size_A",
 ]
+
+
+#: An output layer (probabilities, masks, denoised frames) larger than this keeps only the
+#: frames computed in memory (:func:`napari_lowdose.io.outputs.frames_array`): a few frames
+#: of a 200-frame series of 1024² px no longer take 1 GB before the first one is done.
+DENSE_LAYER_MAX_BYTES = 200 * 1024 * 1024
+
+
+def blank_output(shape: tuple[int, ...], dtype, fill):
+    """The data of a new output layer of a dock: ``fill`` in every frame, memory only for the
+    frames written once it is over :data:`DENSE_LAYER_MAX_BYTES`."""
+    return frames_array(shape, dtype, fill, in_memory_limit_bytes=DENSE_LAYER_MAX_BYTES)
 
 
 def base_data(layer):

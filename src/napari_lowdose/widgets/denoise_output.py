@@ -16,6 +16,7 @@ import numpy as np
 
 from ..io.layers import LOWDOSE_KEY
 from ._display import display_limits
+from ._layers import blank_output
 
 __all__ = [
     "DENOISED_KEY",
@@ -86,7 +87,7 @@ def prepare_output(viewer, request, n_frames: int) -> SimpleNamespace:
             viewer.layers.remove(name)
         lowdose = dict((layer.metadata or {}).get(LOWDOSE_KEY) or {})
         out = viewer.add_image(
-            np.full(shape, np.nan, dtype=np.float32),
+            blank_output(shape, np.float32, np.nan),  # memory only for the frames done
             name=name,
             contrast_limits=(0.0, 1.0),
             colormap=getattr(layer.colormap, "name", "gray"),

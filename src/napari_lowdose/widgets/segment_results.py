@@ -11,18 +11,13 @@ import numpy as np
 
 from ..analysis.area_record import ROSE_FEATURES, summary_features
 from ..io.layers import LOWDOSE_KEY, layer_frame_dose
-from ..io.outputs import frames_array
 from ..io.tables import table_to_csv
 from ..workflows.segmentation import segmentation_record, write_segmentation
-from ._layers import layer_pixel_size_A
+from ._layers import blank_output, layer_pixel_size_A
 
 __all__ = ["ROSE_FEATURES", "done_frames", "output_layer_names", "output_layers", "run_key",
            "short_model_name", "summary_features", "write_run"]
 
-#: Output layers (probabilities and masks together) larger than this keep only the frames
-#: segmented in memory (:func:`napari_lowdose.io.outputs.frames_array`): a few frames of a
-#: 200-frame series of 1024² px no longer take 1 GB before the first frame is done.
-DENSE_LAYERS_MAX_BYTES = 256 * 1024 * 1024
 #: The sample the shipped models were trained on: left out of their short names.
 _SHIPPED_SAMPLE = "-au-ceo2"
 
@@ -118,9 +113,8 @@ def output_layers(viewer, request):
         if old is not None:
             viewer.layers.remove(old)
     # A few frames of a long series: the frames not segmented take no memory.
-    limit = DENSE_LAYERS_MAX_BYTES * 4 // 5  # float32 probabilities: 4/5 of the two arrays
     prob_layer = viewer.add_image(
-        frames_array(shape, np.float32, np.nan, in_memory_limit_bytes=limit),
+        blank_output(shape, np.float32, np.nan),
         name=names[0],
         colormap="magma",
         contrast_limits=(0.0, 1.0),
@@ -130,7 +124,7 @@ def output_layers(viewer, request):
         **common,
     )
     mask_layer = viewer.add_labels(
-        frames_array(shape, np.uint8, 0, in_memory_limit_bytes=limit // 4),
+        blank_output(shape, np.uint8, 0),
         name=names[1],
         opacity=0.4,
         metadata={LOWDOSE_KEY: dict(record, kind="mask")},
