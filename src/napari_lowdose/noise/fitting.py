@@ -40,6 +40,7 @@ from .spectrum_models import MODEL_KINDS, ModelKind
 __all__ = [
     "C0_BOUNDS",
     "C3_BOUNDS",
+    "NON_FINITE_MESSAGE",
     "fit_noise",
     "fit_noise_frame",
     "fit_spectra",
@@ -47,6 +48,9 @@ __all__ = [
 
 C0_BOUNDS: tuple[float, float] = (0.01, 1.5)
 C3_BOUNDS: tuple[float, float] = (0.5, 10.0)
+#: The message of a frame whose region holds NaN/inf pixels (left out of the fit and of the
+#: vacuum check).
+NON_FINITE_MESSAGE = "non-finite spectrum (NaN/inf pixels in the region)"
 
 
 def _frame_dose(
@@ -154,7 +158,7 @@ def fit_spectra(
 
     finite = np.all(np.isfinite(y), axis=1)
     positive = finite & np.all(y > 0, axis=1)
-    message[~finite] = "non-finite spectrum (NaN/inf pixels in the region)"
+    message[~finite] = NON_FINITE_MESSAGE
     message[finite & ~positive] = "spectrum not positive (constant or empty region)"
     if n_k < 6:
         message[:] = f"too few frequency rings to fit ({n_k} < 6)"

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import LowdoseError
+from .fitting import C0_BOUNDS, C3_BOUNDS
 from .model_io import frame_column, noise_model_kwargs, noise_model_to_dict, write_json_atomic
 from .spectrum import SPECTRUM_KINDS
 from .spectrum_models import MODEL_KINDS
@@ -49,12 +50,12 @@ __all__ = [
 ]
 
 SOURCES: tuple[str, ...] = ("preset", "fit", "training", "user")
-#: Beyond these a detector is implausible (a unit or typing error, or a fit of structure):
-#: c0 is the MTF's high-frequency floor (Eq. 1: 0 < c0 ≤ 1);
-#: Table 3's c3 lie in 1–5 and the fitted OneView's near 2; the readout noise N0 of Table 3
-#: and of direct detectors is 0.001–0.015 e⁻/px.
-PLAUSIBLE_C0_MAX = 1.0
-PLAUSIBLE_C3_MAX = 20.0
+#: Beyond these a detector is implausible (a unit or typing error): c0 and c3 beyond the
+#: bounds a fit can reach (:data:`.fitting.C0_BOUNDS`, :data:`.fitting.C3_BOUNDS`; Table 3's
+#: c0 0.2–0.9, c3 1–5), a readout noise N0 above 1 e⁻/px (Table 3 and direct detectors:
+#: 0.001–0.015 e⁻/px).
+PLAUSIBLE_C0_MAX = C0_BOUNDS[1]
+PLAUSIBLE_C3_MAX = C3_BOUNDS[1]
 PLAUSIBLE_N0_MAX_E_PER_PX = 1.0
 #: What a fitted model's spectra were taken of (:attr:`NoiseFitResult.noise_source`).
 NOISE_SOURCES: tuple[str, ...] = ("vacuum", "pairs")
@@ -415,10 +416,11 @@ class NoiseModel:
         """
         notes = []
         if self.c0_range[1] > PLAUSIBLE_C0_MAX:
-            notes.append(f"c0 up to {self.c0_range[1]:g} (the MTF's floor is at most "
-                         f"{PLAUSIBLE_C0_MAX:g}, Eq. 1)")
+            notes.append(f"c0 up to {self.c0_range[1]:g} (a fit reaches at most "
+                         f"{PLAUSIBLE_C0_MAX:g}; Table 3: 0.2–0.9)")
         if self.c3_range[1] > PLAUSIBLE_C3_MAX:
-            notes.append(f"c3 up to {self.c3_range[1]:g} (Table 3: 1–5)")
+            notes.append(f"c3 up to {self.c3_range[1]:g} (a fit reaches at most "
+                         f"{PLAUSIBLE_C3_MAX:g}; Table 3: 1–5)")
         if self.n0_range_e_per_px[1] > PLAUSIBLE_N0_MAX_E_PER_PX:
             notes.append(f"readout noise N0 up to {self.n0_range_e_per_px[1]:g} e⁻/px (Table 3 "
                          "and direct detectors: 0.001–0.015)")

@@ -44,7 +44,7 @@ import numpy as np
 from scipy import special
 
 from .fit_result import NoiseFitResult
-from .fitting import fit_spectra
+from .fitting import NON_FINITE_MESSAGE, fit_spectra
 from .spectrum import radial_spectrum
 
 __all__ = [
@@ -161,22 +161,32 @@ class VacuumCheck:
         readout noise dominates) still looks like vacuum; that flag is the fit's ``ok``.
     median_r2 : float
         Median R² of the fitted frames (for the record; not used to decide).
+    left_out : ndarray of bool, optional
+        Frames not judged: their region holds NaN or infinite pixels (a damaged frame says
+        nothing about what the region shows, and is left out of the fit too).
     """
 
     scatter: np.ndarray
     limit: float
     frame_ok: np.ndarray
     median_r2: float
+    left_out: np.ndarray | None = None
+
+    @property
+    def _judged(self) -> np.ndarray:
+        if self.left_out is None:
+            return np.ones(self.frame_ok.shape, dtype=bool)
+        return ~np.asarray(self.left_out, dtype=bool)
 
     @property
     def n_frames(self) -> int:
-        """Number of frames checked."""
-        return int(self.frame_ok.size)
+        """Number of frames checked (those with NaN/inf pixels left out)."""
+        return int(np.count_nonzero(self._judged))
 
     @property
     def n_ok(self) -> int:
         """Frames that passed."""
-        return int(np.count_nonzero(self.frame_ok))
+        return int(np.count_nonzero(self.frame_ok & self._judged))
 
     @property
     def passed(self) -> bool:
@@ -241,7 +251,10 @@ def vacuum_check(result: NoiseFitResult, ring_counts: np.ndarray) -> VacuumCheck
     r2 = np.asarray(result.r2, dtype=np.float64)
     r2 = r2[np.isfinite(r2)]
     median_r2 = float(np.median(r2)) if r2.size else math.nan
-    return VacuumCheck(scatter=scatter, limit=limit, frame_ok=frame_ok, median_r2=median_r2)
+    left_out = np.array([str(m).startswith(NON_FINITE_MESSAGE) for m in result.message],
+                        dtype=bool)
+    return VacuumCheck(scatter=scatter, limit=limit, frame_ok=frame_ok, median_r2=median_r2,
+                       left_out=left_out)
 
 
 # -- the most vacuum-like corner ------------------------------------------------------------
