@@ -70,7 +70,11 @@ def test_fine_tuning_on_two_files_starts_from_the_shipped_denoiser(field, tmp_pa
     meta = registry.load_denoiser(out)[1]
     settings = meta["training"]["settings"]
     assert settings["init_from"] == registry.DEFAULT_DENOISER and settings["loss"] == "l2"
-    assert meta["source"]["kind"] == "series" and meta["source"]["whole_pixel"]
+    # The field's pairs, with phantom pairs mixed in one for one (the default).
+    field_source, phantoms = meta["source"]["sources"]
+    assert meta["source"]["kind"] == "mixed" and phantoms["kind"] == "phantoms"
+    assert field_source["kind"] == "series" and field_source["whole_pixel"]
+    assert phantoms["n_items"] == field_source["n_items"]
     readout = meta["validation"]["readout"]
     assert readout["ratio_to_gaussian"] > 0 and readout["raw"]["mse_normalised"] > 0
     assert meta["history"][0]["readout"]["gaussian"]["sigma_px"] > 0
@@ -82,6 +86,28 @@ def test_fine_tuning_on_two_files_starts_from_the_shipped_denoiser(field, tmp_pa
                  str(tmp_path / "judged")]) == 0
     err = capsys.readouterr().err
     assert "the denoiser was trained on" in err and "optimistic" in err
+
+
+def test_phantom_pairs_are_mixed_into_the_field_s_training_items_only(field):
+    """One field over-fits in a few epochs: phantom pairs (clean targets, doses around the
+    field's) are mixed into the training items; validation stays on the held-out field."""
+    from napari_lowdose.train.denoise_phantoms import MixedPairs
+    from napari_lowdose.train.loop import TrainingError
+
+    stack = np.stack([field["a"], field["b"]])
+    alone, val = field_datasets(stack, crop_px=16, val_fraction=0.25, seed=0)
+    mixed, val_mixed = field_datasets(stack, crop_px=16, val_fraction=0.25, seed=0,
+                                      phantom_share=0.5)
+    assert isinstance(mixed, MixedPairs) and not isinstance(alone, MixedPairs)
+    field_part, phantoms = mixed.sources
+    assert len(phantoms) == round(0.5 * len(alone)) and len(mixed) == len(alone) + len(phantoms)
+    low, high = alone.describe()["trained_e_per_px_range"]
+    assert phantoms.e_per_px_range == pytest.approx((low / 2, 2 * high))
+    noisy, target, e = phantoms[0]
+    assert noisy.shape == target.shape == (1, 16, 16) and float(e) > 0
+    assert val_mixed.box == val.box and len(val_mixed) == len(val)
+    with pytest.raises(TrainingError, match="at least 0"):
+        field_datasets(stack, crop_px=16, val_fraction=0.25, phantom_share=-1)
 
 
 def test_fine_tuning_refuses_files_of_other_fields(field, tmp_path, capsys):

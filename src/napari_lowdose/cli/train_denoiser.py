@@ -104,6 +104,11 @@ def add_train_denoiser_parser(sub: argparse._SubParsersAction) -> None:
     own.add_argument("--frames", type=Path, nargs="+", metavar="FILE",
                      help="a dose series, or two or more files of the same field (one frame "
                           "or series each, same size)")
+    own.add_argument("--phantom-share", type=float, default=defaults.own_phantom_share,
+                     metavar="F",
+                     help="simulated phantom pairs mixed into each epoch per pair crop of "
+                          "the field (keeps one field from over-fitting; 0: the field "
+                          "alone; default %(default)s)")
     own.add_argument("--val-fraction", type=float, default=defaults.own_val_fraction,
                      metavar="F",
                      help="share of the field's rows (the bottom ones) held out for "
@@ -248,7 +253,7 @@ def _own_datasets(args: argparse.Namespace, crop: int, notes: list[str]):
     stack, e_per_px = stack_exposures(stacks, doses)
     train, val = field_datasets(stack, crop_px=crop, val_fraction=args.val_fraction,
                                 crops_per_pair=args.crops_per_pair, expected_e_per_px=e_per_px,
-                                counts_per_electron=gains[0],
+                                counts_per_electron=gains[0], phantom_share=args.phantom_share,
                                 max_frame_gap=args.max_frame_gap, seed=args.seed)
     notes.append(f"{stack.shape[0]} exposures of the field; rows {val.box[0]}…{val.box[1] - 1} "
                  "held out for validation")

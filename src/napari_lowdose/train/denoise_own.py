@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .denoise_measured import Noise2NoiseSeries
+from .denoise_phantoms import MixedPairs, PhantomPairs
 from .denoise_sources import as_frames
 from .loop import TrainingError
 
@@ -26,8 +27,9 @@ def field_datasets(
     crop_px: int,
     val_fraction: float = 0.25,
     crops_per_pair: int | None = None,
+    phantom_share: float = 0.0,
     **kwargs: Any,
-) -> tuple[Noise2NoiseSeries, Noise2NoiseSeries]:
+) -> tuple[Any, Noise2NoiseSeries]:
     """Noise2Noise on the user's own field: train on one part, validate on the rest.
 
     The frames (a dose series, or two or more independent exposures of the same field
@@ -49,6 +51,12 @@ def field_datasets(
         Share of the rows held out (0 < f < 1).
     crops_per_pair : int, optional
         Training crops per pair and epoch (default 4 × the crops that fit the part).
+    phantom_share : float, optional
+        Simulated phantom pairs (:class:`.denoise_phantoms.PhantomPairs`: clean targets,
+        the ``WIDE`` detectors with excess noise, doses from half to twice the field's)
+        mixed into each epoch, per item of the field: one field over-fits within a few
+        epochs, the phantoms keep the denoiser general (0: the field alone). Validation is
+        on the held-out part of the field only.
     **kwargs
         ``expected_e_per_px``, ``counts_per_electron``, ``max_frame_gap``, ``seed``.
 
@@ -74,6 +82,14 @@ def field_datasets(
                               whole_pixel=True, rows=(0, split), **kwargs)
     val = Noise2NoiseSeries(stack, crop_px=None, crops_per_pair=1, augment=False,
                             whole_pixel=True, rows=(split, height), **kwargs)
+    if phantom_share < 0:
+        raise TrainingError(f"the phantom share must be at least 0, got {phantom_share}")
+    n_phantoms = int(round(phantom_share * len(train)))
+    if n_phantoms:
+        low, high = (float(v) for v in train.describe()["trained_e_per_px_range"])
+        phantoms = PhantomPairs(n_phantoms, e_per_px_range=(low / 2, 2 * high),
+                                crop_px=crop_px, seed=int(kwargs.get("seed", 0)) + 1)
+        return MixedPairs([train, phantoms]), val
     return train, val
 
 

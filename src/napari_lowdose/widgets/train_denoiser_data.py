@@ -160,6 +160,7 @@ class TrainingData:
         train, val = field_datasets(
             stack, crop_px=spec["crop"], val_fraction=spec["val_fraction"],
             expected_e_per_px=e_per_px, counts_per_electron=gain,
+            phantom_share=DEFAULTS.own_phantom_share,
             max_frame_gap=DEFAULTS.max_frame_gap, seed=DEFAULTS.seed)
         notes.append(f"{stack.shape[0]} exposures of the field; rows {val.box[0]}…"
                      f"{val.box[1] - 1} held out for validation")

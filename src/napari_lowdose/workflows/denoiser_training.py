@@ -40,6 +40,9 @@ class DenoiserTrainingDefaults:
         Cap on the steps of one epoch (None: one pass over the items).
     own_val_fraction : float
         Fine-tuning on the user's own field: share of its rows held out for validation.
+    own_phantom_share : float
+        Fine-tuning on the user's own field: phantom pairs mixed in per item of the field
+        (:func:`napari_lowdose.train.denoise_own.field_datasets`; docs/models.md).
     phantoms : int
         Phantom source: phantom items per epoch.
     """
@@ -55,6 +58,7 @@ class DenoiserTrainingDefaults:
     clean_cache: int = 512
     steps_per_epoch: int | None = None
     own_val_fraction: float = 0.25
+    own_phantom_share: float = 1.0
     phantoms: int = 2048
 
 
