@@ -217,7 +217,7 @@ def ratio_interval(denoised_mse: float, gaussian_mse: float, standard_error: flo
     (:attr:`QualityReadout.standard_error`): the ratio ``(d + c) / (g + c)`` for
     ``c`` within ±1 standard error. On a small or nearly flat field that range can be
     much wider than the difference ``d − g`` (which the offset does not affect), e.g. on
-    the real OneView pair's held-out half 0.66× reads as 0.35–0.73.
+    the real OneView pair's held-out half 0.61× reads as 0.35–0.73.
 
     Parameters
     ----------
