@@ -217,7 +217,9 @@ def test_own_field_fine_tunes_the_shipped_denoiser_on_the_selected_layers(widget
     meta = load_denoiser(tmp_path / "den.safetensors")[1]
     assert meta["training"]["settings"]["init_from"] == DEFAULT_DENOISER
     held_out = meta["validation"]["set"]["rows"]
-    assert meta["source"]["rows"] == [0, held_out[0]] and held_out == [48, 64]
+    field, phantoms = meta["source"]["sources"]  # phantom pairs mixed in, as the command
+    assert phantoms["kind"] == "phantoms" and phantoms["n_items"] == field["n_items"]
+    assert field["rows"] == [0, held_out[0]] and held_out == [48, 64]
     assert meta["validation"]["readout"]["n_pairs"] == 2
     assert meta["history"][0]["readout"]["ratio_to_gaussian"] > 0
     # The final status keeps the held-out readouts (best epoch, and the starting model).
