@@ -9,9 +9,9 @@ from napari_lowdose.analysis.denoise_quality import (
     noise_variance_from_pair,
     psnr_from_mse,
     quality_readout,
-    series_quality,
     unbiased_mse,
 )
+from napari_lowdose.analysis.denoise_quality_runs import series_quality
 
 
 def _field(shape=(256, 256), seed=0) -> np.ndarray:

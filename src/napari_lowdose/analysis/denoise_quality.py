@@ -19,6 +19,9 @@ included, the same for both frames),
 ``A``'s dose, the denoiser's output units (:func:`napari_lowdose.models.denoising.
 denoise_frames` returns the input's units).
 
+A run's frames (each against the next, or against a reference exposure) are judged by
+:mod:`.denoise_quality_runs`.
+
 Registration: ``B`` is moved onto ``A`` by whole pixels
 (:func:`~.registration.register_whole_pixels`, the rule of the noise fit from
 pairs), never interpolated, which would shrink its noise and bias the readout.
@@ -49,18 +52,14 @@ from .registration import overlap, register_whole_pixels
 __all__ = [
     "GAUSSIAN_SIGMAS_PX",
     "interval_text",
-    "NOT_JUDGED",
     "check_independent",
     "QualityReadout",
     "Score",
-    "average_readouts",
     "best_gaussian",
     "noise_variance_from_pair",
     "psnr_from_mse",
     "quality_readout",
     "ratio_interval",
-    "run_quality",
-    "series_quality",
     "unbiased_mse",
 ]
 
@@ -418,121 +417,3 @@ def _sum_rho2(difference: np.ndarray, max_lag_px: int = 8) -> float:
     lags = np.r_[0:max_lag_px + 1, -max_lag_px:0]
     window = rho[np.ix_(lags % d.shape[0], lags % d.shape[1])]
     return float(max(1.0, np.sum(window**2)))
-
-
-def series_quality(raw_frames: Any, denoised_frames: Any | None, *,
-                   peaks: Sequence[float] | None = None, max_pairs: int = 8,
-                   dose_tolerance: float = 0.25, register: bool = True
-                   ) -> QualityReadout | None:
-    """The readout of a series: each frame judged against the next, averaged.
-
-    Consecutive frames whose doses (means) agree within ``dose_tolerance`` make the
-    pairs (frame ``i`` against frame ``i + 1``); at most ``max_pairs``, spread over the
-    series. MSEs are averaged in normalised units (each pair divided by its own
-    ``peak²``) and reported in those of the first pair's peak.
-
-    Parameters
-    ----------
-    raw_frames : array-like, shape (n, y, x)
-        The noisy frames.
-    denoised_frames : array-like, shape (n, y, x), or None
-        Their denoised estimates, in the same units.
-    peaks : sequence of float, optional
-        Expected counts per vacuum pixel of every frame (default their means).
-    max_pairs : int, optional
-        Pairs scored at most.
-    dose_tolerance : float, optional
-        Largest relative dose difference of a pair.
-    register : bool, optional
-        Register the frames of each pair (whole pixels).
-
-    Returns
-    -------
-    QualityReadout or None
-        None when no two consecutive frames have similar doses.
-    """
-    n = len(raw_frames)
-    means = [float(np.mean(raw_frames[i])) for i in range(n)]
-    usable = [i for i in range(n - 1)
-              if means[i] > 0 and means[i + 1] > 0
-              and abs(means[i] - means[i + 1]) <= dose_tolerance * max(means[i], means[i + 1])]
-    if not usable:
-        return None
-    if len(usable) > max_pairs:
-        usable = [usable[k] for k in np.linspace(0, len(usable) - 1, max_pairs).round()
-                  .astype(int)]
-    readouts = [quality_readout(raw_frames[i],
-                                None if denoised_frames is None else denoised_frames[i],
-                                raw_frames[i + 1], register=register,
-                                peak=None if peaks is None else float(peaks[i]))
-                for i in usable]
-    return average_readouts(readouts)
-
-
-def average_readouts(readouts: Sequence[QualityReadout]) -> QualityReadout:
-    """Readouts of several pairs averaged in normalised units (reported at the first
-    one's peak; the Gaussian σ is their median)."""
-    first = readouts[0]
-    top = first.peak
-
-    def mean_score(scores: list[Score], sigma: float | None = None) -> Score:
-        normalised = float(np.mean([s.mse_normalised for s in scores]))
-        return _score(normalised * top**2, top, sigma)
-
-    sigmas = [r.gaussian.sigma_px for r in readouts]
-    gaussian = mean_score([r.gaussian for r in readouts], float(np.median(sigmas)))
-    den = (None if first.denoised is None
-           else mean_score([r.denoised for r in readouts if r.denoised is not None]))
-    ratio = None if den is None or gaussian.mse <= 0 else den.mse / gaussian.mse
-    errors = [r.standard_error / r.peak**2 for r in readouts]
-    error = float(np.sqrt(np.sum(np.square(errors)))) / len(readouts) * top**2
-    return QualityReadout(mean_score([r.raw for r in readouts]), gaussian, den, ratio,
-                          float(np.mean([r.noise_variance / r.peak**2 for r in readouts]))
-                          * top**2, top, first.shift_px,
-                          float(np.mean([r.dose_ratio for r in readouts])),
-                          int(sum(r.n_px for r in readouts)),
-                          int(sum(r.n_pairs for r in readouts)), standard_error=error)
-
-
-#: Why a run has no quality readout (no second frame to judge it against).
-NOT_JUDGED = ("not judged: no second exposure of the field (a reference frame) and no two "
-              "consecutive frames of similar dose")
-
-
-def run_quality(raw_frames: Any, denoised_frames: Any, *, reference: Any | None = None,
-                peaks: Sequence[float] | None = None, max_pairs: int = 4
-                ) -> tuple[QualityReadout | None, str]:
-    """The readout of a denoising run, wherever a second independent frame exists.
-
-    With ``reference`` (an independent exposure of the same field), up to ``max_pairs``
-    frames spread over the run are each judged against it; without, consecutive frames
-    of similar dose are judged against each other (:func:`series_quality`).
-
-    Parameters
-    ----------
-    raw_frames, denoised_frames : array-like, shape (n, y, x)
-        The frames denoised and the results, same units.
-    reference : array-like, shape (y, x), optional
-        An independent exposure of the field (same detector and units).
-    peaks : sequence of float, optional
-        Expected counts per vacuum pixel of every frame (default their means).
-    max_pairs : int, optional
-        Frames judged at most.
-
-    Returns
-    -------
-    (QualityReadout or None, str)
-        The readout (None when no second frame exists) and against what it was made.
-    """
-    n = len(raw_frames)
-    if reference is None:
-        if n < 2:
-            return None, ""
-        return (series_quality(raw_frames, denoised_frames, peaks=peaks, max_pairs=max_pairs),
-                "the next frame of the series (consecutive frames of similar dose)")
-    ref = _image(np.asarray(reference), "reference")
-    chosen = sorted(set(np.linspace(0, n - 1, min(n, max_pairs)).round().astype(int).tolist()))
-    readouts = [quality_readout(raw_frames[i], denoised_frames[i], ref,
-                                peak=None if peaks is None else float(peaks[i]))
-                for i in chosen]
-    return average_readouts(readouts), "the reference exposure"

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..analysis.denoise_quality import NOT_JUDGED
+from ..analysis.denoise_quality_runs import NOT_JUDGED
 from ..errors import LowdoseError
 from ..io.outputs import check_output_folder, result_array, write_output_folder
 from ..io.writers import write_series_tiff
@@ -165,7 +165,7 @@ def _quality(frames, denoised, selected: range, e_per_px, gain: float, reference
     """The quality readout of the run (:func:`~napari_lowdose.analysis.denoise_quality.
     run_quality`): against ``--reference``, or frame against next frame."""
 
-    from ..analysis.denoise_quality import run_quality
+    from ..analysis.denoise_quality_runs import run_quality
 
     raw = [frames[i] for i in selected]
     peaks = None if e_per_px is None else [float(e_per_px[i]) * gain for i in selected]

@@ -155,7 +155,8 @@ def cmd_fit_noise(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..noise import NoiseModel, fit_spectra, fit_table_csv, radial_spectrum
-    from ..noise.model import NoFitError, fit_description, fitted_model_name
+    from ..noise.fitted_model import fit_description, fitted_model_name
+    from ..noise.model import NoFitError
     from ..noise.vacuum import vacuum_check
     from ..plots.noise import noise_fit_figure
 

@@ -19,8 +19,9 @@ Pure numpy/scipy; importable without Qt or napari.
 """
 
 from .fit_result import NoiseFitResult, fit_table_csv
+from .fitted_model import training_model_from_fit
 from .fitting import C0_BOUNDS, C3_BOUNDS, fit_noise, fit_noise_frame, fit_spectra
-from .model import NoiseDraw, NoiseModel, training_model_from_fit
+from .model import NoiseDraw, NoiseModel
 from .mtf import mtf_normalised, normalised_frequency_grid
 from .presets import PRESETS, preset
 from .readout import Eq2PlotData, ReadoutFit, eq2_plot_data, fit_readout_noise

@@ -28,11 +28,11 @@ from torch.utils.data import Dataset
 
 from ..analysis.denoise_quality import (
     QualityReadout,
-    average_readouts,
     interval_text,
     quality_readout,
     ratio_interval,
 )
+from ..analysis.denoise_quality_runs import average_readouts
 from ..analysis.image_quality import psnr, ssim
 from ..device import autocast_dtype, describe_device, select_device
 from ..models.checkpoint import CheckpointError, save_checkpoint

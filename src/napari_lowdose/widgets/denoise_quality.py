@@ -12,7 +12,7 @@ readout, as ``denoise.json`` does for ``napari-lowdose denoise --reference``.
 import numpy as np
 from magicgui.widgets import ComboBox, Label
 
-from ..analysis.denoise_quality import NOT_JUDGED
+from ..analysis.denoise_quality_runs import NOT_JUDGED
 from ..errors import one_line
 from ..io.layers import LOWDOSE_KEY
 from ._layers import base_data
@@ -73,7 +73,7 @@ class QualityRows:
         self.quality.value = "judging…"
 
         def task():
-            from ..analysis.denoise_quality import run_quality
+            from ..analysis.denoise_quality_runs import run_quality
 
             return run_quality(raw, denoised, reference=reference, peaks=peaks)
 

@@ -12,7 +12,8 @@ from napari.utils.notifications import show_error, show_info
 from ..errors import LowdoseError, one_line
 from ..io.writers import atomic_write_text
 from ..noise.fit_result import NoiseFitResult, fit_table_csv
-from ..noise.model import NoiseModel, fit_description, fitted_model_name
+from ..noise.fitted_model import fit_description, fitted_model_name
+from ..noise.model import NoiseModel
 from ..noise.vacuum import VacuumCheck
 
 
