@@ -1,5 +1,8 @@
 """Small helpers shared by the dock widgets (napari-side glue only)."""
 
+import atexit
+import weakref
+
 import numpy as np
 from magicgui.widgets import Container, Label
 from qtpy.QtCore import QEvent, QObject, Qt
@@ -9,6 +12,33 @@ from ..errors import one_line
 
 #: Share of the screen's height a dock keeps for its controls before it scrolls.
 DOCK_SCREEN_SHARE = 0.55
+
+#: Docks alive, so that those never docked are deleted before Qt goes at exit.
+_LIVE_DOCKS: "weakref.WeakSet[DockContainer]" = weakref.WeakSet()
+_EXIT_HOOK: list[bool] = []
+
+
+def _delete_undocked_at_exit() -> None:
+    """Delete the Qt widgets of docks never docked (made in a script or a notebook) while
+    the Qt application still exists: left to Python's last garbage collection, they were
+    destroyed after it, and the interpreter ended with a segmentation fault in about one run
+    of three. Docked ones belong to the window, which deletes them itself."""
+    try:
+        from qtpy import sip
+
+        delete = sip.delete
+    except ImportError:  # PySide
+        try:
+            import shiboken6 as shiboken
+        except ImportError:
+            import shiboken2 as shiboken
+        delete = shiboken.delete
+    for dock in list(_LIVE_DOCKS):
+        try:
+            if dock.native.parent() is None:
+                delete(dock.native)
+        except RuntimeError:  # already deleted by Qt
+            pass
 
 
 class _FitScroll(QObject):
@@ -77,6 +107,10 @@ class DockContainer(Container):
         self.content.installEventFilter(self._fit)
         self._undock = _WatchUndock(scroll, self)
         scroll.installEventFilter(self._undock)
+        _LIVE_DOCKS.add(self)
+        if not _EXIT_HOOK:  # after napari's own (exit hooks run last registered first)
+            atexit.register(_delete_undocked_at_exit)
+            _EXIT_HOOK.append(True)
 
     def insert(self, key: int, widget) -> None:
         """Add a control; a text line (:class:`magicgui.widgets.Label`) wraps, so that a long
