@@ -2,8 +2,9 @@
 
 Every dock that works on dose series calls :func:`show_frame_dose` when it opens: the
 viewer's text overlay then reads, for the selected (else the first) image layer that
-has a per-frame dose, ``frame 12 · 240 e⁻/Å² · cumulative 1300 e⁻/Å² · 1.35 e⁻/px``, and
-follows the frame slider (short enough for a 1366-px-wide screen). Idempotent: a viewer
+has a per-frame dose, ``frame 12 · 240 e⁻/Å² · 1.35 e⁻/px`` over ``cumulative 1300 e⁻/Å²``,
+and follows the frame slider (two short lines: one long line was cut off where docks
+narrow the canvas). Idempotent: a viewer
 gets one overlay however many docks call it.
 """
 
@@ -20,7 +21,8 @@ _INSTALLED: "weakref.WeakSet" = weakref.WeakSet()
 
 
 def frame_dose_text(layer, frame: int, *, named: bool = False) -> str:
-    """One line for ``frame`` of ``layer``: its dose, cumulative dose and e⁻/px; "" if none.
+    """Two lines for ``frame`` of ``layer``: its dose and e⁻/px, then the cumulative dose;
+    "" if none.
 
     Parameters
     ----------
@@ -38,12 +40,12 @@ def frame_dose_text(layer, frame: int, *, named: bool = False) -> str:
     if dose is None or not 0 <= frame < dose.n_frames:
         return ""
     value = float(dose.dose_e_per_A2[frame])
-    text = (f"{layer.name + ' · ' if named else ''}frame {frame} · {value:.4g} e⁻/Å² · cumulative "
-            f"{float(dose.cumulative_dose_e_per_A2[frame]):.4g} e⁻/Å²")
+    text = f"{layer.name + ' · ' if named else ''}frame {frame} · {value:.4g} e⁻/Å²"
     pixel = layer_pixel_size_A(layer)
     if pixel is not None:
         text += f" · {float(electrons_per_pixel(value, pixel)):.3g} e⁻/px"
-    return text
+    # Two short lines: a canvas narrowed by docks cut one long line off (a value lost).
+    return f"{text}\ncumulative {float(dose.cumulative_dose_e_per_A2[frame]):.4g} e⁻/Å²"
 
 
 def _text_overlay(viewer):
