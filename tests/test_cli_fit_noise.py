@@ -109,7 +109,7 @@ def test_an_existing_output_folder_needs_overwrite(vacuum_series, tmp_path, caps
 # -- frame pairs (no vacuum) ------------------------------------------------------------
 @pytest.fixture(scope="module")
 def particle_series(tmp_path_factory):
-    from test_noise_pairs import drifting_series
+    from noise_data import drifting_series
 
     folder = tmp_path_factory.mktemp("pairs")
     frames = drifting_series([2000.0] * 4)

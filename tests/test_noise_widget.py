@@ -471,7 +471,7 @@ def test_add_vacuum_rectangle_bad_inputs(make_napari_viewer, monkeypatch):
 def test_frame_pairs_need_no_vacuum(make_napari_viewer):
     """Noise source 'frame pairs': a particle filling the field, consecutive frames, and a
     second layer (frame i with frame i); no vacuum rectangle."""
-    from test_noise_pairs import GAIN, drifting_series
+    from noise_data import GAIN, drifting_series
 
     viewer = make_napari_viewer()
     frames = drifting_series([2000.0] * 4)
