@@ -78,3 +78,34 @@ def test_console_script_runs(real_formats):
     assert result.returncode == 0
     assert "10 Å/px" in result.stdout
     assert "rate_x_exposure" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["segment", "denoise"])
+@pytest.mark.parametrize("name", ["emd_example_image.emd",
+                                  "tiff_test_loading_image_saved_with_DM.tif",
+                                  "tia_old_64x64_TEM_images_acquire.emi"])
+def test_single_images_of_every_kind_go_through_the_main_commands(real_formats, tmp_path,
+                                                                  command, name):
+    """A single image in an HDF5 file (EMD) used to stop segment and denoise with 'internal
+    error: Indexing with None'; every single-image format is one frame now."""
+    from napari_lowdose.io.readers import read_series
+
+    out = tmp_path / "out"
+    argv = [command, str(real_formats / name), "--device", "cpu", "--out", str(out)]
+    if command == "segment":
+        argv += ["--no-match-sampling"]
+    assert main(argv) == 0
+    written = out / ("masks.tif" if command == "segment" else "denoised.tif")
+    assert read_series(written).data.shape == REAL_FILES[name][0]
+
+
+def test_a_single_hdf5_image_is_one_frame():
+    import h5py
+    import numpy as np
+
+    from napari_lowdose.io.series import as_frame_stack
+
+    with h5py.File("in-memory", "w", driver="core", backing_store=False) as handle:
+        dataset = handle.create_dataset("image", data=np.arange(12.0).reshape(3, 4))
+        stack = as_frame_stack(dataset)
+        assert stack.shape == (1, 3, 4) and stack[0, 2, 3] == 11.0

@@ -95,7 +95,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
         raise DenoiseError("the input is a single image; --frames can only select 0:1")
     e_per_px, how = series_expected_e_per_px(series)
     gain = series_gain(args, series)
-    frames = series.data if not single else series.data[None]
+    frames = series.frames
     first_mean = (None if e_per_px is not None or not len(selected)
                   else float(np.mean(np.asarray(frames[selected[0]], dtype=np.float64))))
     reference = read_reference(args, frames, selected)  # a bad one fails now, not after

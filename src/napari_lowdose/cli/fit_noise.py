@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io.outputs import check_output_folder, write_output_folder
+from ..io.series import as_frame_stack
 from ..io.units import pixel_area_A2
 from ._common import PROG, CliError, add_dose_options, open_calibrated, roi_argument
 
@@ -61,7 +62,7 @@ def _roi_stack(data: Any, roi: tuple[int, int, int, int]):
 
     _check_roi(data.shape[-2:], roi)
     y0, y1, x0, x1 = roi
-    frames = data if data.ndim == 3 else data[None]
+    frames = as_frame_stack(data)
     stack = np.empty((frames.shape[0], y1 - y0, x1 - x0), dtype=np.float32)
     for i in range(frames.shape[0]):
         stack[i] = np.asarray(frames[i, y0:y1, x0:x1])
@@ -86,10 +87,10 @@ def _pair_frames(args: argparse.Namespace, series) -> tuple[list[tuple[Any, Any]
     from ..noise.pairs import series_pairs
     from ._common import open_series
 
-    data = series.data if series.data.ndim == 3 else series.data[None]
+    data = series.frames
     if args.pair_with is not None:
         other = open_series(args, args.pair_with, calibrated=False).data
-        other = other if other.ndim == 3 else other[None]
+        other = as_frame_stack(other)
         if other.shape != data.shape:
             raise CliError(f"--pair-with {args.pair_with.name} holds {other.shape} px frames, "
                            f"{args.series.name} {data.shape}: pairs need the same frames")

@@ -123,7 +123,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     sampling = sampling_plan(series.pixel_size_A, metadata, match=args.match_sampling)
     zoom = sampling.zoom
     print(f"network input: {sampling.note}")
-    frames = series.data if series.data.ndim == 3 else series.data[None]
+    frames = series.frames
     selected = (range(len(frames)) if args.frames is None
                 else parse_frames(args.frames, len(frames)))
     shape = (len(selected), *frames.shape[-2:])

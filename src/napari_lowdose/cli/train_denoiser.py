@@ -218,7 +218,7 @@ def _datasets(args: argparse.Namespace, notes: list[str]):
     if args.source == "own":
         return _own_datasets(args, crop, notes)
     opened = open_series(args, args.series, calibrated=True)
-    frames = opened.data if opened.data.ndim == 3 else opened.data[None]
+    frames = opened.frames
     if frames.shape[0] < 2:
         raise DenoiseError(f"{args.series} has {frames.shape[0]} frame; Noise2Noise needs "
                            "at least 2")

@@ -10,7 +10,7 @@ from ..errors import LowdoseError
 from .dose import FrameDose
 from .units import pixel_area_A2
 
-__all__ = ["BadPixelsError", "DoseHints", "Series", "check_finite_frames"]
+__all__ = ["BadPixelsError", "DoseHints", "Series", "as_frame_stack", "check_finite_frames"]
 
 
 class BadPixelsError(LowdoseError):
@@ -101,6 +101,18 @@ class DoseHints:
         }
 
 
+def as_frame_stack(data: Any) -> Any:
+    """``data`` as ``(frames, y, x)``: 3-D data as it is (lazy arrays stay lazy), a 2-D image
+    as one frame. An HDF5 dataset (EMD files) does not take ``[None]``: a single image is
+    read instead (one frame fits in memory)."""
+    if data.ndim == 3:
+        return data
+    try:
+        return data[None]
+    except (TypeError, ValueError, IndexError):
+        return np.asarray(data)[None]
+
+
 @dataclass
 class Series:
     """A TEM image or image series opened from a file.
@@ -144,6 +156,12 @@ class Series:
     def n_frames(self) -> int:
         """Number of frames (1 for a single image)."""
         return int(self.data.shape[0]) if self.data.ndim == 3 else 1
+
+    @property
+    def frames(self) -> Any:
+        """The data as ``(frames, y, x)``: a series as it is (lazy), a single image as one
+        frame (read: not every lazy array, e.g. an HDF5 dataset, takes a new axis)."""
+        return as_frame_stack(self.data)
 
     @property
     def frame_shape(self) -> tuple[int, int]:
