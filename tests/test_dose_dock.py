@@ -123,7 +123,36 @@ def test_settings_are_remembered_and_reset(make_napari_viewer, tmp_path):
         "lowdose": {"dose_hints": {"counts_per_electron": 3.0}}})
     assert again.layer is stated and again.counts_per_electron.value == 3.0  # the file's
     again.reset_button.changed.emit(None)
-    assert again.source.value == "auto" and again.counts_per_electron.value == 0
+    # The remembered inputs are the defaults again; the selected file still states its gain.
+    assert again.source.value == "auto" and again.counts_per_electron.value == 3.0
+    plain = again._viewer.add_image(_frames(2), name="plain")
+    again.layer_combo.value = plain
+    assert again.counts_per_electron.value == 0
+
+
+def test_a_file_s_gain_never_becomes_another_file_s(make_napari_viewer):
+    """A file that states its gain shows it; a file that states none gets the user's own
+    gain back, never the previous file's (it silently gave the TIA file the OneView's 44
+    counts/e⁻), in this session or the next."""
+    viewer = make_napari_viewer()
+    widget = DoseCalibrationWidget(viewer, use_thread=False)
+    widget.counts_per_electron.value = 0.0  # no gain of the user's own
+    oneview = viewer.add_image(_frames(2), name="oneview", metadata={
+        "lowdose": {"dose_hints": {"counts_per_electron": 44.0}}})
+    assert widget.layer is oneview and widget.counts_per_electron.value == 44.0
+    tia = viewer.add_image(_frames(2), name="tia")
+    widget.layer_combo.value = tia
+    assert widget.counts_per_electron.value == 0.0
+    next_session = DoseCalibrationWidget(make_napari_viewer(), use_thread=False)
+    assert next_session.counts_per_electron.value == 0.0
+    # The user's own gain is theirs: kept for files that state none, remembered.
+    widget.counts_per_electron.value = 12.0
+    widget.layer_combo.value = oneview
+    assert widget.counts_per_electron.value == 44.0
+    widget.layer_combo.value = tia
+    assert widget.counts_per_electron.value == 12.0
+    assert DoseCalibrationWidget(make_napari_viewer(),
+                                 use_thread=False).counts_per_electron.value == 12.0
 
 
 def test_the_files_gain_gives_the_files_calibration_and_a_changed_gain_the_counts(

@@ -10,6 +10,7 @@ dock's name, restored when the dock opens, saved on every change, and forgotten 
 each test its own file).
 """
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable
@@ -107,6 +108,16 @@ class DockSettings:
         for key, widget in self.widgets.items():
             widget.changed.connect(lambda _value=None, key=key: self._changed(key))
         return self
+
+    @contextlib.contextmanager
+    def not_remembered(self):
+        """Set widget values that are not the user's own (e.g. what a file states): they are
+        shown but not stored."""
+        previous, self._restoring = self._restoring, True
+        try:
+            yield
+        finally:
+            self._restoring = previous
 
     def _changed(self, key: str) -> None:
         if not self._restoring:

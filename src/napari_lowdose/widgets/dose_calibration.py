@@ -121,6 +121,11 @@ class DoseCalibrationWidget(DockContainer):
             "counts_per_electron": self.counts_per_electron,
         }).connect()
         self.reset_button.changed.connect(self.reset_settings)
+        # The gain box shows the selected file's own gain when it states one; the user's
+        # own gain (typed, remembered) comes back for a file that states none.
+        self._user_gain = float(self.counts_per_electron.value)
+        self._gain_from_file = False
+        self.counts_per_electron.changed.connect(self._on_gain_edited)
         self._pick_layer()
         self._on_layer_changed()
         show_frame_dose(viewer)
@@ -129,6 +134,8 @@ class DoseCalibrationWidget(DockContainer):
         """Give the remembered inputs their defaults back (and forget the stored values)."""
         if self._worker is None:
             self.dock_settings.reset()
+            self._user_gain = float(self.dock_settings.defaults["counts_per_electron"])
+            self._on_layer_changed()  # the selected file's own gain, if it states one
 
     # -- choices --------------------------------------------------------------------------
     def _image_layers(self, _widget=None):
@@ -166,9 +173,29 @@ class DoseCalibrationWidget(DockContainer):
             self.pixel_size.value = 0 if pixel is None else pixel[1]
             self.dose_rate.value = hints.get("dose_rate_e_per_A2_s") or 0
             self.exposure.value = hints.get("exposure_time_s") or 0
-            if hints.get("counts_per_electron"):  # else the user's (remembered) gain
-                self.counts_per_electron.value = hints["counts_per_electron"]
+            self._show_gain(hints.get("counts_per_electron"))
         self._update_status()
+
+    def _show_gain(self, stated: float | None) -> None:
+        """The file's gain when it states one (shown, not remembered as the user's); else the
+        user's own gain, never another file's."""
+        value = float(stated) if stated else (self._user_gain if self._gain_from_file
+                                              else None)
+        if value is None:
+            return
+        with self.dock_settings.not_remembered():
+            self._setting_gain = True
+            try:
+                self.counts_per_electron.value = value
+            finally:
+                self._setting_gain = False
+        self._gain_from_file = bool(stated)
+
+    def _on_gain_edited(self, _value=None) -> None:
+        if getattr(self, "_setting_gain", False) or self.dock_settings.restoring:
+            return
+        self._user_gain = float(self.counts_per_electron.value)
+        self._gain_from_file = False
 
     def _update_status(self):
         layer = self.layer
