@@ -373,3 +373,25 @@ def test_a_frame_range_segments_only_those_frames(inputs, tmp_path, capsys):
     assert _run(inputs, tmp_path / "bad", "--frames", "4:9") == 1
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "reaches past" in error
+
+
+def test_evaluate_refuses_an_image_given_as_the_truth(inputs, tmp_path, capsys):
+    """The series itself (or any micrograph) given as --truth gave plausible-looking F1;
+    it is refused in one line, before the existing table is even looked at, and nothing is
+    replaced. A frame range's table keeps its series frame numbers."""
+    folder, series, truth, _ = inputs
+    out = tmp_path / "run"
+    assert _run(inputs, out, "--frames", "2:5") == 0
+    assert main(["evaluate", str(out), "--truth", str(truth)]) == 0
+    table = (out / "f1_vs_dose.csv").read_text()
+    assert [line.split(",")[0] for line in table.splitlines()[1:]] == ["2", "3", "4"]
+    counts = write_series_tiff(tmp_path / "counts.tif", np.random.default_rng(0).integers(
+        0, 4000, (SIZE, SIZE)).astype(np.uint16), PIXEL_A)
+    for wrong, message in ((series, "fractional values"), (counts, "distinct values")):
+        capsys.readouterr()
+        assert main(["evaluate", str(out), "--truth", str(wrong), "--overwrite"]) == 1
+        error = capsys.readouterr().err.strip()
+        assert len(error.splitlines()) == 1 and "is not a mask" in error and message in error
+        assert main(["evaluate", str(out), "--truth", str(wrong)]) == 1
+        assert "is not a mask" in capsys.readouterr().err  # not "exists; pass --overwrite"
+    assert (out / "f1_vs_dose.csv").read_text() == table

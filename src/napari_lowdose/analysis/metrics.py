@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "MAX_TRUTH_LABELS",
+    "truth_mask",
     "CALIBRATION_THRESHOLDS",
     "NO_TRUTH_PIXELS",
     "BinaryCounts",
@@ -70,6 +72,41 @@ class BinaryCounts:
     def recall(self) -> float:
         """``TP / (TP + FN)`` (1.0 with no true pixels)."""
         return 1.0 if self.tp + self.fn == 0 else self.tp / (self.tp + self.fn)
+
+
+#: A truth mask with more distinct values than this is an image, not a mask or labels.
+MAX_TRUTH_LABELS = 256
+
+
+def truth_mask(values: Any, name: str = "the truth") -> np.ndarray:
+    """A truth mask as booleans (> 0 inside), refusing what is an image and not a mask.
+
+    A mask is boolean, or whole numbers ≥ 0 (0 outside; 1, or one label per particle,
+    inside) with at most :data:`MAX_TRUTH_LABELS` distinct values. A micrograph given by
+    mistake (fractional or negative values, or thousands of grey levels) would give
+    plausible-looking F1 values; it is refused instead.
+
+    Raises
+    ------
+    ValueError
+        Naming what makes ``values`` not a mask.
+    """
+    array = np.asarray(values)
+    if array.dtype == bool:
+        return array
+    if not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"{name} is not a mask (values of type {array.dtype})")
+    if not np.isfinite(array).all() or (array < 0).any():
+        raise ValueError(f"{name} is not a mask: it has negative or NaN values")
+    if np.issubdtype(array.dtype, np.floating) and not np.array_equal(array, np.round(array)):
+        raise ValueError(f"{name} is not a mask: it has fractional values (an image?); give "
+                         "a mask with 0 outside and 1 (or a label per particle) inside")
+    distinct = np.unique(array).size
+    if distinct > MAX_TRUTH_LABELS:
+        raise ValueError(f"{name} is not a mask: it has {distinct} distinct values (an "
+                         f"image?); a mask has 0 outside and 1 (or at most "
+                         f"{MAX_TRUTH_LABELS - 1} labels) inside")
+    return array > 0
 
 
 def _as_bool(values: Any) -> Any:

@@ -26,6 +26,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..analysis.area_vs_dose import f1_per_frame
+    from ..analysis.metrics import truth_mask
     from ..io.readers import read_series
 
     masks_path = args.folder / "masks.tif"
@@ -33,10 +34,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise SegmentError(f"{args.folder} holds no masks.tif; run 'napari-lowdose segment' "
                            "first")
     target = args.folder / "f1_vs_dose.csv"
+    try:  # the truth first: a wrong file is said so, whatever the folder holds
+        truth = truth_mask(read_series(args.truth).data, f"--truth {args.truth.name}")
+    except ValueError as err:
+        raise SegmentError(str(err)) from None
     if target.exists() and not args.overwrite:
         raise SegmentError(f"{target} exists; pass --overwrite to replace it")
     masks_series = read_series(masks_path)
-    truth = np.asarray(read_series(args.truth).data)
     masks = np.asarray(masks_series.data)
     if masks.ndim == 2:
         masks = masks[None]
@@ -52,7 +56,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     dose = masks_series.frame_dose
     doses = (dose.dose_e_per_A2 if dose is not None
              else np.full(masks.shape[0], np.nan))
-    atomic_write_text(target, table_to_csv({"frame": np.arange(masks.shape[0]),
+    atomic_write_text(target, table_to_csv({"frame": _series_frames(args.folder, masks.shape[0]),
                                             "dose_e_per_A2": doses, "f1": f1}))
     print(f"F1 {np.nanmin(f1):.3f}–{np.nanmax(f1):.3f} over {len(f1)} frames; wrote {target}")
     return 0
+
+
+def _series_frames(folder: Path, n: int):
+    """The series frame numbers of the ``n`` masks (``segment --frames`` records them in
+    summary.json); 0…n-1 when not recorded."""
+    import json
+
+    import numpy as np
+
+    try:
+        frames = json.loads((folder / "summary.json").read_text(encoding="utf-8"))["run"]["frames"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return np.arange(n)
+    return np.asarray(frames) if isinstance(frames, list) and len(frames) == n else np.arange(n)
