@@ -395,3 +395,17 @@ def test_evaluate_refuses_an_image_given_as_the_truth(inputs, tmp_path, capsys):
         assert main(["evaluate", str(out), "--truth", str(wrong)]) == 1
         assert "is not a mask" in capsys.readouterr().err  # not "exists; pass --overwrite"
     assert (out / "f1_vs_dose.csv").read_text() == table
+
+
+def test_replacing_a_run_leaves_no_table_of_the_previous_masks(inputs, tmp_path):
+    """segment --overwrite over an evaluated folder: the old f1_vs_dose.csv (F1 of the
+    previous masks) goes; a file of the user's own stays."""
+    _, _, truth, _ = inputs
+    out = tmp_path / "run"
+    assert _run(inputs, out) == 0
+    assert main(["evaluate", str(out), "--truth", str(truth)]) == 0
+    (out / "notes.txt").write_text("mine")
+    assert _run(inputs, out, "--frames", "1:3", "--overwrite") == 0
+    assert not (out / "f1_vs_dose.csv").exists()
+    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "masks.tif").is_file()

@@ -11,7 +11,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,7 @@ def write_output_folder(
     files: Mapping[str, Callable[[Path], object]],
     *,
     overwrite: bool = False,
+    stale: Iterable[str] = (),
 ) -> list[Path]:
     """Write ``files`` into ``out_dir`` together.
 
@@ -102,6 +103,10 @@ def write_output_folder(
         File name → function that writes that file to the path it is given.
     overwrite : bool
         Replace files in a folder that is not empty (other files are kept).
+    stale : iterable of str, optional
+        Names of files an earlier run of the same kind wrote and this one does not (e.g. a
+        table made from the previous masks): removed when replacing, so that nothing left
+        in the folder describes other results.
 
     Returns
     -------
@@ -130,6 +135,9 @@ def write_output_folder(
         for name in files:
             os.replace(staging / name, out / name)
             written.append(out / name)
+        for name in stale:
+            if name not in files and Path(name).name == name:
+                (out / name).unlink(missing_ok=True)
         return written
     finally:
         shutil.rmtree(staging, ignore_errors=True)

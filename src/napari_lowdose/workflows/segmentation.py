@@ -26,6 +26,7 @@ __all__ = [
     "MAX_SAMPLING_ZOOM",
     "PAPER_THRESHOLD",
     "SEGMENT_FILES",
+    "SEGMENT_FOLDER_FILES",
     "SamplingPlan",
     "SegmentError",
     "inference_zoom",
@@ -46,6 +47,9 @@ SEGMENT_FILES = ("masks.tif", "probability.tif", "area_vs_dose.csv", "summary.js
 MASK_TIFF_METADATA = {"layer_type": "labels"}
 #: What ``segment`` writes for a series without a per-frame dose (no curve, no readouts).
 SEGMENT_FILES_WITHOUT_DOSE = ("masks.tif", "probability.tif", "summary.json")
+#: Every file a segmentation folder can hold (``evaluate`` and the dock add
+#: ``f1_vs_dose.csv``): those a new run does not write are removed when it replaces one.
+SEGMENT_FOLDER_FILES = (*SEGMENT_FILES, "f1_vs_dose.csv")
 #: Why there is no curve then, as printed and recorded.
 NO_DOSE_REASON = ("the area-against-dose curve and its readouts need the dose of every "
                   "frame: give --dose dose.csv, --dose-rate with --exposure-s, or "
@@ -380,7 +384,7 @@ def write_segmentation(out: Path, *, pixel_size_A: tuple[float, float] | None,
             "summary.json": lambda p: p.write_text(json.dumps(summary, indent=2,
                                                               default=str)),
             **(extra_files or {}),
-        }, overwrite=overwrite)
+        }, overwrite=overwrite, stale=SEGMENT_FOLDER_FILES)
     doses = analysis.dose_e_per_A2
     figure = area_vs_dose_figure({label: analysis})
     # The run's curve travels with its masks: reopened, they plot again (Area-vs-dose dock).
@@ -396,4 +400,4 @@ def write_segmentation(out: Path, *, pixel_size_A: tuple[float, float] | None,
         "area_vs_dose.png": lambda p: figure.savefig(p, format="png", dpi=110),
         "area_vs_dose.svg": lambda p: figure.savefig(p, format="svg"),
         **(extra_files or {}),
-    }, overwrite=overwrite)
+    }, overwrite=overwrite, stale=SEGMENT_FOLDER_FILES)
