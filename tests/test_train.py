@@ -169,6 +169,19 @@ def test_calibrate_command_writes_the_threshold_and_keeps_the_weights(dataset, t
         assert torch.equal(value, after.state_dict()[key])
     assert meta["calibration"]["threshold"] == meta["validation"]["calibrated_threshold"]
     assert meta["training"] == meta_before["training"]  # provenance kept
+    # What it replaced is said and kept; a small validation set is warned about.
+    previous = meta["calibration"]["previous"]
+    assert previous["threshold"] == meta_before["validation"]["calibrated_threshold"]
+    assert meta["calibration"]["n_images"] < 16 and meta["calibration"]["warnings"]
+    # An existing --out is not replaced without --overwrite.
+    capsys.readouterr()
+    assert main(["calibrate", str(model_file), "--data", str(dataset), "--device", "cpu",
+                 "--out", str(out)]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["calibrate", str(model_file), "--data", str(dataset), "--device", "cpu",
+                 "--out", str(out), "--overwrite"]) == 0
+    printed = capsys.readouterr()
+    assert "replaced: threshold" in printed.out and "validation image(s)" in printed.err
     # same data, same crops as training's validation: the same F1 table
     assert meta["validation"]["f1_by_threshold"] == pytest.approx(
         meta_before["validation"]["f1_by_threshold"])

@@ -7,6 +7,7 @@ metadata for ``segment --threshold model``.
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 from ._common import progress_bar
@@ -29,6 +30,9 @@ def add_calibrate_parser(sub: argparse._SubParsersAction) -> None:
                      help="dataset folder made by 'napari-lowdose simulate'")
     cal.add_argument("--out", type=Path, metavar="MODEL_OUT",
                      help="write the calibrated model here (default: replace MODEL)")
+    cal.add_argument("--overwrite", action="store_true",
+                     help="replace an existing MODEL_OUT (MODEL itself is replaced when no "
+                          "--out is given)")
     cal.add_argument("--device", default="auto",
                      help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:N or mps")
     cal.add_argument("--val-crop", type=int, metavar="PX",
@@ -49,6 +53,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise TrainUsageError("--val-crop must be at least 0")
     if args.out is not None and args.out.suffix.lower() == ".json":
         raise TrainUsageError("--out is the model file (.safetensors), not its .json sidecar")
+    if (args.out is not None and args.out.exists() and not args.overwrite
+            and args.out.resolve() != args.model.resolve()):
+        raise TrainUsageError(f"{args.out} exists; pass --overwrite to replace it")
     crop = None if args.val_crop is None else (args.val_crop or None)
     bar = progress_bar(None, unit="image", desc="calibrate")
 
@@ -66,4 +73,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     print(f"F1 by threshold ({record['n_images']} validation images): {table}")
     print(f"{args.out or args.model}: calibrated threshold {record['threshold']:.2f} "
           f"(validation F1 {record['f1']:.4f})")
+    previous = record.get("previous")
+    if previous:
+        f1 = previous.get("f1")
+        f1_text = "" if f1 is None else f" (F1 {f1:.4f}"
+        f1_text += (f" on {previous['n_images']} images)" if previous.get("n_images")
+                    else ")" if f1_text else "")
+        print(f"replaced: threshold {previous['threshold']:.2f}{f1_text} from "
+              f"{previous.get('dataset')} (kept in the model's calibration record)")
+    for warning in record.get("warnings") or []:
+        print(f"napari-lowdose: warning: {warning}", file=sys.stderr)
     return 0

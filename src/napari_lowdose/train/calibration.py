@@ -32,7 +32,12 @@ from ..provenance import training_versions
 from .data import SegmentationDataset
 from .loop import TrainingError
 
-__all__ = ["calibrate_threshold"]
+__all__ = ["MIN_CALIBRATION_IMAGES", "calibrate_threshold"]
+
+#: Fewer validation images than this give a threshold that rests on a handful of
+#: particles: it is still recorded, with a warning (the shipped models were calibrated on
+#: thousands).
+MIN_CALIBRATION_IMAGES = 16
 
 
 def calibrate_threshold(
@@ -110,9 +115,17 @@ def calibrate_threshold(
     threshold, f1, table = best_threshold(grid)
     if threshold is None:
         raise TrainingError(f"{data}: {NO_TRUTH_PIXELS}; no threshold can be calibrated")
+    previous = metadata.get("calibration") or _training_calibration(validation)
+    warnings = []
+    if len(val_set) < MIN_CALIBRATION_IMAGES:
+        warnings.append(f"the threshold rests on {len(val_set)} validation image(s) (fewer "
+                        f"than {MIN_CALIBRATION_IMAGES}); use a larger dataset of the "
+                        "conditions you segment")
     record = {"threshold": threshold, "f1": f1, "f1_by_threshold": table,
               "dataset": str(data.resolve()), "n_images": len(val_set), "crop_px": crop,
-              "device": describe_device(target), **training_versions()}
+              "device": describe_device(target), "warnings": warnings,
+              # what it replaced, to go back to (the record of a model is all it keeps)
+              "previous": _short_calibration(previous), **training_versions()}
     validation.update(f1_by_threshold=table, calibrated_threshold=threshold,
                       calibrated_f1=f1)
     document = {k: v for k, v in metadata.items() if k not in RESERVED_KEYS}
@@ -120,3 +133,19 @@ def calibrate_threshold(
     save_checkpoint(Path(out) if out is not None else model_file, model.cpu(),
                     arch=metadata["arch"], metadata=document)
     return record
+
+
+def _training_calibration(validation: dict[str, Any]) -> dict[str, Any] | None:
+    """The threshold training calibrated (validation metadata), as a calibration record."""
+    if validation.get("calibrated_threshold") is None:
+        return None
+    return {"threshold": validation["calibrated_threshold"],
+            "f1": validation.get("calibrated_f1"), "dataset": "its training validation",
+            "n_images": validation.get("n_images")}
+
+
+def _short_calibration(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Threshold, F1, dataset and number of images of a calibration record (None: none)."""
+    if not record:
+        return None
+    return {key: record.get(key) for key in ("threshold", "f1", "dataset", "n_images")}
