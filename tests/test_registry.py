@@ -47,6 +47,12 @@ def test_cli_models_describes_a_model_file(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["config"]["depth"] == 3
     assert main(["models", "no-such-model"]) == 1
     assert "neither a shipped model" in capsys.readouterr().err
+    # --json without a name: every shipped model's record, by name (it printed text)
+    assert main(["models", "--json"]) == 0
+    shipped = json.loads(capsys.readouterr().out)
+    assert set(shipped) == set(registry.available_models()) | set(
+        registry.available_denoisers())
+    assert shipped[registry.DEFAULT_MODEL]["arch"] in ("msdnet", "unet")
 
 
 @pytest.mark.parametrize("name", list(registry.SHIPPED_MODELS))

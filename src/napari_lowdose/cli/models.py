@@ -77,10 +77,14 @@ def cmd_models(args: argparse.Namespace) -> int:
             expected = ", ".join([*SHIPPED_MODELS, *SHIPPED_DENOISERS])
             print(f"no shipped models are installed (expected: {expected})")
             return 0
-        for name in names:
-            print(_describe(name, read_checkpoint_metadata(resolve_model(name))))
-        for name in denoisers:
-            print(_describe(name, read_checkpoint_metadata(resolve_denoiser(name))))
+        shipped = {**{name: read_checkpoint_metadata(resolve_model(name)) for name in names},
+                   **{name: read_checkpoint_metadata(resolve_denoiser(name))
+                      for name in denoisers}}
+        if args.json:  # every shipped model's full record, by name
+            print(json.dumps(shipped, indent=2))
+            return 0
+        for name, metadata in shipped.items():
+            print(_describe(name, metadata))
         return 0
     if str(args.model) in SHIPPED_DENOISERS:
         metadata = read_checkpoint_metadata(resolve_denoiser(args.model))
