@@ -277,6 +277,27 @@ def test_iter_ready_stops_on_idle_timeout(tmp_path):
     assert list(watcher.iter_ready(should_stop=lambda: True)) == []
 
 
+def test_an_empty_file_left_as_it_is_does_not_hold_the_idle_timeout(tmp_path):
+    """A 0-byte frame a camera program gave up on kept `watch --idle-timeout-s` running for
+    ever; a file that keeps growing still does."""
+    np.save(tmp_path / "frame_1.npy", image(1))
+    (tmp_path / "frame_2.npy").write_bytes(b"")
+    watcher = FolderWatcher(tmp_path, settle_s=0.02, poll_s=0.01)
+    t0_s = time.monotonic()
+    got = list(watcher.iter_ready(timeout_s=0.2))
+    assert [p.name for p in got] == ["frame_1.npy"] and time.monotonic() - t0_s < 3.0
+    assert [p.name for p in watcher.pending] == ["frame_2.npy"]  # still not delivered
+    clock = FakeClock()
+    growing = FolderWatcher(tmp_path, settle_s=0.02, clock=clock, existing="skip")
+    (tmp_path / "frame_3.npy").write_bytes(b"\x93NUMPY")
+    growing.poll()
+    clock.advance(5.0)
+    assert growing.n_changing(1.0) == 0 and growing.n_pending == 1
+    (tmp_path / "frame_3.npy").write_bytes(b"\x93NUMPY more")
+    growing.poll()
+    assert growing.n_changing(1.0) == 1
+
+
 # ---------------------------------------------------------------------------
 # reading
 

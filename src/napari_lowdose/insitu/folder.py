@@ -301,6 +301,16 @@ class FolderWatcher:
         """Number of files seen but not ready yet."""
         return len(self._pending)
 
+    def n_changing(self, within_s: float) -> int:
+        """Pending files that changed (appeared, grew) in the last ``within_s`` seconds.
+
+        What an idle timeout waits for: a file still being written. An empty file left
+        unchanged (a writer that gave up, a placeholder) is pending forever but is not
+        activity, so it cannot keep an unattended watch running for ever.
+        """
+        now = self.clock()
+        return sum(now - cand.stable_since < within_s for cand in self._pending.values())
+
     def wants(self, name: str) -> bool:
         """True when a file of this name would be watched.
 
@@ -376,8 +386,9 @@ class FolderWatcher:
         should_stop : callable or None
             Checked before every poll; the generator ends when it returns True.
         timeout_s : float or None
-            Idle timeout: end once no file has become ready, and none is being
-            written, for this many seconds. None waits until ``should_stop``.
+            Idle timeout: end once no file has become ready, and none has changed, for
+            this many seconds (an empty file left as it is does not hold the watch). None
+            waits until ``should_stop``.
 
         Yields
         ------
@@ -389,7 +400,8 @@ class FolderWatcher:
             ready = self.poll()
             now = self.clock()
             yield from ready
-            if ready or self._pending:
+            if ready or (self._pending and timeout_s is not None
+                          and self.n_changing(timeout_s)):
                 last_activity = now
             elif timeout_s is not None and now - last_activity >= timeout_s:
                 return

@@ -147,8 +147,9 @@ class WatchSession:
         Parameters
         ----------
         idle_timeout_s : float or None
-            End once there has been nothing to do, and no file being written,
-            for this many seconds. None runs until stopped.
+            End once there has been nothing to do, and no file has changed (been
+            written to), for this many seconds; an empty file left as it is does not
+            hold the watch. None runs until stopped.
 
         Returns
         -------
@@ -169,8 +170,9 @@ class WatchSession:
         Parameters
         ----------
         idle_timeout_s : float or None
-            End once there has been nothing to do, and no file being written,
-            for this many seconds. None runs until stopped.
+            End once there has been nothing to do, and no file has changed (been
+            written to), for this many seconds; an empty file left as it is does not
+            hold the watch. None runs until stopped.
         idle_yield_s : float or None
             While waiting for files, yield a heartbeat event (``path`` None)
             this often, so a GUI can refresh the counters and stop the worker.
@@ -192,7 +194,8 @@ class WatchSession:
                 next_poll = now + poll_s
                 self._queue.extend(new)
                 self._stats.files_ready += len(new)
-                if new or self.watcher.n_pending:
+                if new or (idle_timeout_s is not None
+                           and self.watcher.n_changing(idle_timeout_s)):
                     last_activity = now
                 self._stats.max_backlog = max(self._stats.max_backlog, self._backlog())
             if self._current is None and self._queue:
