@@ -266,7 +266,8 @@ def test_a_series_with_neither_dose_nor_gain_is_warned_about(inputs, tmp_path, c
                  "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "no dose and no detector gain: the counts are taken as electrons" in err
-    assert "from their mean counts ÷ the gain" in err and "outside the 0.05…100" in err
+    assert "first frame's mean counts ÷ the gain" in err and "outside the 0.05…100" in err
+    assert "1 of 1 frame" not in err
     record = json.loads((out / "denoise.json").read_text())
     assert len(record["warnings"]) == 2
     assert main(["denoise", str(bare), "--model", str(trained), "--device", "cpu",

@@ -329,10 +329,14 @@ def dose_warnings(metadata: dict[str, Any], e_per_px: Sequence[float] | None, *,
                 f"so the denoiser sees ~{estimate[0]:.3g} e⁻/px; give the gain (counts per "
                 "e⁻) or calibrate the dose")
     outside = outside_training_range(metadata, estimate)
-    if outside:
-        warnings.append(outside if e_per_px is not None else
-                        outside.replace("have doses", "have (from their mean counts ÷ the "
-                                        "gain) doses", 1))
+    if outside and e_per_px is not None:
+        warnings.append(outside)
+    elif outside:  # one frame's mean stands for the run: say so, not "1 of 1 frame(s)"
+        trained = metadata["source"]["trained_e_per_px_range"]
+        warnings.append(f"the frames' noise level, estimated from the first frame's mean "
+                        f"counts ÷ the gain ({estimate[0]:.3g} e⁻/px), lies outside the "
+                        f"{float(trained[0]):.3g}…{float(trained[1]):.3g} e⁻/px the "
+                        "denoiser was trained on; its results may be worse than the input")
     return warnings
 
 
