@@ -61,6 +61,27 @@ def test_de_movie_dose_from_rate_and_frame_time(real_formats):
     np.testing.assert_allclose(series.frame_dose.dose_e_per_A2, expected, rtol=1e-9)
     assert series.dose_hints.counts_per_electron == 51
     assert any("negative pixel size" in w for w in series.warnings)
+    # What the info file says otherwise is not hidden: its pixel size (0.1 × 0.2 nm) and
+    # that the frames are the patterns of an 8 × 4 scan.
+    assert any("info file 1 × 2 Å/px" in w for w in series.warnings)
+    assert any("8 × 4 scan" in w and "4D-STEM" in w for w in series.warnings)
+
+
+def test_a_de_movie_without_a_header_pixel_size_takes_the_info_file_s(tmp_path,
+                                                                      real_formats):
+    """The info file's pixel size, named as the source (it was labelled the MRC header's)."""
+    import shutil
+
+    import mrcfile
+
+    movie = tmp_path / "run_movie.mrc"
+    shutil.copy(real_formats / "mrc_20241021_00405_movie.mrc", movie)
+    shutil.copy(real_formats / "mrc_20241021_00405_info.txt", tmp_path / "run_info.txt")
+    with mrcfile.open(movie, mode="r+") as handle:
+        handle.voxel_size = 0.0
+    series = read_series(movie)
+    assert series.pixel_size_A == pytest.approx((2.0, 1.0))
+    assert series.pixel_size_source == "Direct Electron info file 'Specimen Pixel Size'"
 
 
 # -- files we write ourselves -------------------------------------------------------------

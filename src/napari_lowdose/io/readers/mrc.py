@@ -96,19 +96,36 @@ def read_mrc(path: str | Path) -> Series:
         if dose.size == shape[0] and np.all(dose > 0):
             hints.frame_dose_e_per_A2 = dose
             hints.frame_dose_key = f"{exttyp} extended header 'Dose' (e⁻/m²)"
+    source = "MRC header cell/grid" if pixel_size else ""
     info_path = _de_info_path(path)
     if info_path is not None:
         info = _read_de_info(info_path)
         meta["de_info_file"] = info_path.name
         meta["de_info"] = info
+        stated = _de_pixel_size(info, [] if pixel_size else warn)
+        if pixel_size is None and stated is not None:
+            pixel_size, source = stated, "Direct Electron info file 'Specimen Pixel Size'"
+        elif stated is not None and not np.allclose(stated, pixel_size, rtol=0.01):
+            warn.append(f"the MRC header gives {_sides(pixel_size)} Å/px, the Direct Electron "
+                        f"info file {_sides(stated)} Å/px ('Specimen Pixel Size'): the "
+                        "header's is used; set the pixel size if the info file is right (the "
+                        "dose per Å² follows it)")
         _de_dose_hints(info, pixel_size, hints)
-        if pixel_size is None:
-            pixel_size = _de_pixel_size(info, warn)
+        scan = [_float_or_none(info.get(f"Scan - Size {axis}")) for axis in ("X", "Y")]
+        if all(scan) and scan[0] * scan[1] > 1:
+            warn.append(f"the info file states a {scan[0]:g} × {scan[1]:g} scan: the frames "
+                        "are its diffraction patterns (4D-STEM), not a dose series of one "
+                        "field")
     series = Series(
         _to_frames(data), pixel_size, "MRC" + (" (Direct Electron)" if info_path else ""), path,
-        "MRC header cell/grid" if pixel_size else "", meta, hints, warnings=warn,
+        source, meta, hints, warnings=warn,
     )
     return _finish(series)
+
+
+def _sides(pixel_size_A: tuple[float, float]) -> str:
+    y, x = (float(v) for v in pixel_size_A)
+    return f"{x:.4g}" if math.isclose(x, y, rel_tol=1e-3) else f"{x:.4g} × {y:.4g}"
 
 
 def _float_or_none(text: str | None) -> float | None:
