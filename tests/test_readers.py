@@ -247,3 +247,31 @@ def test_a_compressed_tiff_read_lazily_is_closed_when_its_arrays_go(tmp_path):
         gc.collect()
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)], \
         [str(w.message) for w in caught]
+
+
+@pytest.mark.parametrize(("names", "shape", "pixel_A"), [
+    (("R_x", "R_y"), (3, 5), (2.0, 1.0)),   # stored x first: shown transposed
+    (("R_y", "R_x"), (5, 3), (1.0, 2.0)),   # stored y first: as it is
+    (("", ""), (5, 3), (1.0, 2.0)),         # unnamed: as it is
+])
+def test_a_berkeley_emd_is_shown_as_its_dims_name_the_axes(tmp_path, names, shape, pixel_A):
+    """py4DSTEM writes (R_x, R_y): the first axis is x. Shown as stored, the image was
+    transposed (and its pixel sizes swapped)."""
+    import h5py
+
+    data = np.arange(15, dtype=np.float32).reshape(5, 3)
+    path = tmp_path / "image.emd"
+    with h5py.File(path, "w") as handle:
+        handle.attrs["version_major"] = 0
+        group = handle.create_group("data/image")
+        group.attrs["emd_group_type"] = 1
+        group.create_dataset("data", data=data)
+        for axis, (name, step) in enumerate(zip(names, (1.0, 2.0), strict=True), start=1):
+            dim = group.create_dataset(f"dim{axis}", data=np.arange(data.shape[axis - 1]) * step)
+            dim.attrs["name"], dim.attrs["units"] = name, "[n_m]"
+    series = read_series(path)
+    image = np.asarray(series.data)
+    assert image.shape == shape
+    expected = data.T if shape == (3, 5) else data
+    np.testing.assert_array_equal(image, expected)
+    assert series.pixel_size_A == pytest.approx(tuple(10 * v for v in pixel_A))

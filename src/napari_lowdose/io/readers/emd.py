@@ -8,6 +8,7 @@ the pixel size through their ``dim`` vectors, Velox files through the
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -75,20 +76,33 @@ def _read_berkeley(h5: Any, path: Path) -> Series:
                      normalise_unit(dim.attrs.get("units", ""))))
     warn: list[str] = []
     step = [float(v[1] - v[0]) if v is not None and len(v) > 1 else math.nan for v, _, _ in dims]
-    pixel_size = _pixel_size((step[-2], step[-1]), (dims[-2][2], dims[-1][2]), warn,
+    # The dims name their axes: (…, x, y) is stored x first (py4DSTEM's R_x, R_y); napari's
+    # last two axes are (y, x), so such data are shown transposed, as their dims say.
+    x_first = (_axis_letter(dims[-2][1]), _axis_letter(dims[-1][1])) == ("x", "y")
+    rows, cols = (-1, -2) if x_first else (-2, -1)
+    pixel_size = _pixel_size((step[rows], step[cols]), (dims[rows][2], dims[cols][2]), warn,
                              "EMD dim vectors")
     data = da.from_array(dset, chunks=(1,) * (dset.ndim - 2) + tuple(dset.shape[-2:]))
-    if dset.ndim == 2:
+    if x_first:
+        data = data.swapaxes(-1, -2)
+    elif dset.ndim == 2:
         data = dset  # h5py dataset: napari slices it lazily
     meta = {
         "emd_group": group.name,
         "dataset": dset.name,
         "dims": [{"name": n, "units": u} for _, n, u in dims],
+        "transposed": bool(x_first),
         "root_attrs": _jsonable(dict(h5.attrs)),
     }
     return Series(_to_frames(data), pixel_size, "EMD (Berkeley/NCEM)", path,
                   f"{group.name} dim vectors" if pixel_size else "", meta, DoseHints(),
                   warnings=warn)
+
+
+def _axis_letter(name: Any) -> str:
+    """'x' or 'y' for a dim named x, y, R_x, Q_y, … (any case); '' otherwise."""
+    match = re.search(r"(?:^|[_\s])([xy])$", str(name).strip().lower())
+    return match.group(1) if match else ""
 
 
 def _read_velox(h5: Any, path: Path) -> Series:
