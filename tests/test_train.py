@@ -199,6 +199,9 @@ def test_calibrate_command_writes_the_threshold_and_keeps_the_weights(dataset, t
                                metadata={})
     assert main(["calibrate", str(denoiser), "--data", str(dataset), "--device", "cpu"]) == 1
     assert "not a segmentation network" in capsys.readouterr().err
+    # a shipped model's name: it says how to calibrate a copy (not "does not exist")
+    assert main(["calibrate", "unet-au-ceo2-low", "--data", str(dataset)]) == 1
+    assert "is a shipped model: copy its file" in capsys.readouterr().err
 
 
 def _without_val_particles(dataset, out):

@@ -53,6 +53,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise TrainUsageError("--val-crop must be at least 0")
     if args.out is not None and args.out.suffix.lower() == ".json":
         raise TrainUsageError("--out is the model file (.safetensors), not its .json sidecar")
+    if not args.model.exists():
+        from ..models.registry import SHIPPED_MODELS, resolve_model
+
+        if str(args.model) in SHIPPED_MODELS:
+            raise TrainUsageError(
+                f"calibrate writes into a model file; {args.model} is a shipped model: copy "
+                f"its file ({resolve_model(str(args.model))}) and calibrate the copy")
     if (args.out is not None and args.out.exists() and not args.overwrite
             and args.out.resolve() != args.model.resolve()):
         raise TrainUsageError(f"{args.out} exists; pass --overwrite to replace it")
