@@ -149,3 +149,29 @@ def test_frame_denoiser_takes_dose_and_pixel_size_from_file_or_options():
     assert from_file.expected_e_per_px({"dose_e_per_A2": None, "pixel_size_A": None}) is None
     fixed = FrameDenoiser(model, "cpu", dose_e_per_A2=100.0, pixel_size_A=0.1)
     assert fixed.expected_e_per_px({"dose_e_per_A2": 8.0}) == pytest.approx(1.0)
+
+
+def test_sigterm_ends_a_watch_as_ctrl_c_does(denoiser_file, tmp_path):
+    """A job queue or service manager stops a watch with SIGTERM: the log is closed and the
+    summary printed (it ended with no summary)."""
+    import signal
+    import subprocess
+    import sys
+
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    write_series_tiff(folder / "frame_1.tif", _frames(1, 0)[0], PIXEL_A)
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "napari_lowdose.cli", "watch", str(folder), "--model",
+         str(denoiser_file), "--out", str(out), "--device", "cpu", "--settle-s", "0.1",
+         "--dose-e-per-A2", str(DOSE), "--pixel-size-A", str(PIXEL_A)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / LOG_FILE).is_file() or len(_log_rows(out)) < 1:
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    stdout, _ = process.communicate(timeout=60)
+    assert process.returncode == 0
+    assert stdout.startswith("stopped: ") and "wrote 1 denoised file(s)" in stdout

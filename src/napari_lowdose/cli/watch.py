@@ -10,7 +10,9 @@ and makes the exit status 1.
 """
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -105,6 +107,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
           f"{describe_device(processor.device)}; Ctrl-C stops", file=sys.stderr)
     next_report = time.monotonic() + args.report_s
     interrupted = False
+    # A service manager or a job queue stops a watch with SIGTERM: the same clean end as
+    # Ctrl-C (the files and the log closed, the summary printed).
+    previous_handler = _stop_on_sigterm()
     try:
         for event in session.run_iter(idle_timeout_s=args.idle_timeout_s, idle_yield_s=1.0):
             if event.failed:
@@ -120,7 +125,20 @@ def cmd_watch(args: argparse.Namespace) -> int:
         interrupted = True
     finally:
         output.close()
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
     stats = session.stats
     print(f"{'stopped: ' if interrupted else ''}{stats.summary()}; wrote "
           f"{len(output.written)} denoised file(s) and {output.log_path.name} to {args.out}")
     return 1 if stats.failures else 0
+
+
+def _stop_on_sigterm():
+    """Make SIGTERM raise KeyboardInterrupt (main thread only); return the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(_signum, _frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, stop)
