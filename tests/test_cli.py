@@ -109,3 +109,10 @@ def test_a_single_hdf5_image_is_one_frame():
         dataset = handle.create_dataset("image", data=np.arange(12.0).reshape(3, 4))
         stack = as_frame_stack(dataset)
         assert stack.shape == (1, 3, 4) and stack[0, 2, 3] == 11.0
+
+
+def test_the_dose_from_counts_of_a_single_hdf5_image(real_formats, capsys):
+    """The counts dose read the frames as data[None], which an HDF5 dataset refuses."""
+    assert main(["info", str(real_formats / "emd_example_image.emd"), "--dose-source",
+                 "counts", "--counts-per-electron", "2", "--pixel-size-A", "1"]) == 0
+    assert "dose:        " in capsys.readouterr().out

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import DoseCalibrationError
 from .dose import DOSE_SOURCES, FrameDose, resolve_frame_dose
-from .series import check_finite_frames
+from .series import as_frame_stack, check_finite_frames
 
 __all__ = ["OPEN_READ_LIMIT_PX", "calibrate_frame_dose", "iter_frame_mean_counts",
            "open_time_dose"]
@@ -39,7 +39,7 @@ def iter_frame_mean_counts(
     Reads one frame at a time, so a memory-mapped or dask series never has to
     fit in memory; a caller can stop between frames.
     """
-    frames = data if data.ndim == 3 else data[None]
+    frames = as_frame_stack(data)
     y0, y1, x0, x1 = roi if roi is not None else (0, frames.shape[-2], 0, frames.shape[-1])
     if not (0 <= y0 < y1 <= frames.shape[-2] and 0 <= x0 < x1 <= frames.shape[-1]):
         raise DoseCalibrationError(

@@ -44,6 +44,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..analysis.registration import shift_image
+from ..io.series import as_frame_stack
 from ..models.normalisation import per_frame_e_per_px
 from .loop import TrainingError
 
@@ -65,7 +66,7 @@ def as_frames(data: Any, name: str) -> Any:
     if not (hasattr(data, "shape") and hasattr(data, "__getitem__")):
         data = np.asarray(data)
     if len(data.shape) == 2:
-        data = data[None]
+        data = as_frame_stack(data)
     if len(data.shape) != 3 or min(data.shape) < 1:
         raise TrainingError(f"{name} must be a (frames, y, x) stack or one (y, x) frame, "
                             f"got shape {tuple(data.shape)}")

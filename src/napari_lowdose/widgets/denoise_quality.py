@@ -15,6 +15,7 @@ from magicgui.widgets import ComboBox, Label
 from ..analysis.denoise_quality_runs import NOT_JUDGED
 from ..errors import one_line
 from ..io.layers import LOWDOSE_KEY
+from ..io.series import as_frame_stack
 from ._layers import base_data
 from ._workers import run_task
 from .denoise_output import DENOISED_KEY, stack
@@ -65,7 +66,7 @@ class QualityRows:
             self.quality.value = (f"not possible: the independent frame is {reference.shape}, "
                                   f"the frames {tuple(request.data.shape[-2:])}")
             return
-        data = request.data if request.data.ndim == 3 else request.data[None]
+        data = as_frame_stack(request.data)
         raw = [data[i] for i in done]
         denoised = [np.array(stack(run)[i]) for i in done]
         peaks = (None if request.expected is None

@@ -20,6 +20,7 @@ from ..analysis.area_vs_dose import analyse_area_vs_dose, f1_per_frame
 from ..analysis.masks import MaskCleaning, probability_mask
 from ..errors import LowdoseError, one_line
 from ..io.layers import LOWDOSE_KEY, layer_frame_dose
+from ..io.series import as_frame_stack
 from ..workflows.segmentation import with_rose
 from ._common import shown_frame
 from ._layers import base_data, layer_pixel_size_A
@@ -190,7 +191,7 @@ class SegmentAnalysis:
             return None
         image = base_data(run.image)
         try:  # contrast and Rose doses: the command's rule (workflows.segmentation)
-            analysis = with_rose(image if image.ndim == 3 else image[None], analysis,
+            analysis = with_rose(as_frame_stack(image), analysis,
                                  layer_pixel_size_A(run.image))
         except (OSError, ValueError) as err:
             warning(f"Rose criterion: the frames of '{run.image.name}' could not be read "
