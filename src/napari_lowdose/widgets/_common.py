@@ -24,15 +24,9 @@ def _delete_undocked_at_exit() -> None:
     destroyed after it, and the interpreter ended with a segmentation fault in about one run
     of three. Docked ones belong to the window, which deletes them itself."""
     try:
-        from qtpy import sip
-
-        delete = sip.delete
+        from qtpy.sip import delete
     except ImportError:  # PySide
-        try:
-            import shiboken6 as shiboken
-        except ImportError:
-            import shiboken2 as shiboken
-        delete = shiboken.delete
+        from qtpy.shiboken import delete
     for dock in list(_LIVE_DOCKS):
         try:
             if dock.native.parent() is None:

@@ -76,8 +76,7 @@ class DockSettings:
         """Give the widgets their stored values; return the keys restored."""
         store = settings_store()
         restored = []
-        self._restoring = True
-        try:
+        with self.not_remembered():
             for key, widget in self.widgets.items():
                 text = store.value(self._key(key))
                 if text is None:
@@ -88,8 +87,6 @@ class DockSettings:
                 except Exception:  # noqa: BLE001 - a stale value: keep the default
                     continue
                 restored.append(key)
-        finally:
-            self._restoring = False
         return restored
 
     def save(self, keys: Iterable[str] | None = None) -> None:
@@ -128,12 +125,9 @@ class DockSettings:
         store = settings_store()
         store.remove(self.dock)
         store.sync()
-        self._restoring = True
-        try:
+        with self.not_remembered():
             for key, widget in self.widgets.items():
                 try:
                     widget.value = self.defaults[key]
                 except Exception:  # noqa: BLE001 - e.g. a choice list that changed
                     continue
-        finally:
-            self._restoring = False

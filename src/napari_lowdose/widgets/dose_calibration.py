@@ -124,7 +124,6 @@ class DoseCalibrationWidget(DockContainer):
         # The gain box shows the selected file's own gain when it states one; the user's
         # own gain (typed, remembered) comes back for a file that states none.
         self._user_gain = float(self.counts_per_electron.value)
-        self._gain_from_file = False
         self.counts_per_electron.changed.connect(self._on_gain_edited)
         self._pick_layer()
         self._on_layer_changed()
@@ -179,23 +178,12 @@ class DoseCalibrationWidget(DockContainer):
     def _show_gain(self, stated: float | None) -> None:
         """The file's gain when it states one (shown, not remembered as the user's); else the
         user's own gain, never another file's."""
-        value = float(stated) if stated else (self._user_gain if self._gain_from_file
-                                              else None)
-        if value is None:
-            return
         with self.dock_settings.not_remembered():
-            self._setting_gain = True
-            try:
-                self.counts_per_electron.value = value
-            finally:
-                self._setting_gain = False
-        self._gain_from_file = bool(stated)
+            self.counts_per_electron.value = float(stated) if stated else self._user_gain
 
     def _on_gain_edited(self, _value=None) -> None:
-        if getattr(self, "_setting_gain", False) or self.dock_settings.restoring:
-            return
-        self._user_gain = float(self.counts_per_electron.value)
-        self._gain_from_file = False
+        if not self.dock_settings.restoring:  # the user's own value
+            self._user_gain = float(self.counts_per_electron.value)
 
     def _update_status(self):
         layer = self.layer

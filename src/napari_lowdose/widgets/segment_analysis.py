@@ -15,7 +15,7 @@ dock.
 import numpy as np
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from ..analysis.area_record import area_record
+from ..analysis.area_record import area_record, summary_features
 from ..analysis.area_vs_dose import analyse_area_vs_dose, f1_per_frame
 from ..analysis.masks import MaskCleaning, probability_mask
 from ..errors import LowdoseError, one_line
@@ -25,7 +25,7 @@ from ..workflows.segmentation import with_rose
 from ._common import shown_frame
 from ._layers import base_data, layer_pixel_size_A
 from .area_plot import AREA_KEY, AreaPlotWidget, refresh_area_plots, show_area_dock
-from .segment_results import done_frames, summary_features
+from .segment_results import done_frames
 
 __all__ = ["RETHRESHOLD_DELAY_MS", "SegmentAnalysis"]
 
@@ -92,8 +92,9 @@ class SegmentAnalysis:
             return
         prob, mask = self._views()
         index = shown_frame(self._viewer, self._run.mask_layer, prob.shape[0])
-        if np.isfinite(prob[index]).all():
-            mask[index] = self._mask_of(prob[index], self._run)
+        frame = prob[index]  # read once (a frame-chunked layer decompresses each read)
+        if np.isfinite(frame).all():
+            mask[index] = self._mask_of(frame, self._run)
             self._run.mask_layer.refresh()
         self._rethreshold_timer().start()
 
@@ -129,7 +130,7 @@ class SegmentAnalysis:
         if done.size:
             self._run.mask_layer.refresh()
         if self._worker is None:
-            self.update_analysis()
+            self.update_analysis(done=done)
 
     def _truth(self, n_frames: int, shape_yx):
         layer = self.truth_combo.value
@@ -144,10 +145,11 @@ class SegmentAnalysis:
             return None
         return truth if truth.ndim in (2, 3) else None
 
-    def update_analysis(self, *, quiet: bool = False):
+    def update_analysis(self, *, quiet: bool = False, done=None):
         """Area (and F1) against dose of the frames done → the mask layer and the plot.
 
         ``quiet``: no notification (after a failed run, whose message is the one shown).
+        ``done``: the frames done when the caller has just found them (not scanned again).
         """
         if quiet:
             def silent(_message):
@@ -160,7 +162,7 @@ class SegmentAnalysis:
             return None
         run = self._run
         prob, mask = self._views(run)
-        done = done_frames(prob)
+        done = done_frames(prob) if done is None else done
         lowdose = dict(run.mask_layer.metadata.get(LOWDOSE_KEY, {}))
         lowdose["threshold"] = float(self.threshold.value)
         lowdose["mask_cleaning"] = self.mask_cleaning(run.image).to_dict()

@@ -9,13 +9,13 @@ from pathlib import Path
 import napari
 import numpy as np
 
-from ..analysis.area_record import ROSE_FEATURES, summary_features
+from ..analysis.area_record import summary_features
 from ..io.layers import LOWDOSE_KEY, layer_frame_dose
 from ..io.tables import table_to_csv
 from ..workflows.segmentation import segmentation_record, write_segmentation
 from ._layers import blank_output, layer_pixel_size_A
 
-__all__ = ["ROSE_FEATURES", "done_frames", "output_layer_names", "output_layers", "run_key",
+__all__ = ["done_frames", "output_layer_names", "output_layers", "run_key",
            "short_model_name", "summary_features", "write_run"]
 
 #: The sample the shipped models were trained on: left out of their short names.
