@@ -110,8 +110,8 @@ class DockContainer(Container):
         """Add a control; a text line (:class:`magicgui.widgets.Label`) wraps, so that a long
         status or file name never widens the dock (and pushes its buttons out of view)."""
         super().insert(key, widget)
-        if isinstance(widget, Label):
-            widget.native.setWordWrap(True)
+        if isinstance(widget, Label) and not getattr(widget, "is_heading", False):
+            widget.native.setWordWrap(True)  # (a short bold heading stays on one line)
 
     def on_closed(self) -> None:
         """The dock was closed (taken out of the window): stop its work. Each dock with
@@ -129,8 +129,10 @@ class DockContainer(Container):
 
 
 def heading(text: str) -> Label:
-    """A bold section heading of a dock."""
-    return Label(value=f"<b>{text}</b>")
+    """A bold section heading of a dock (never wrapped)."""
+    label = Label(value=f"<b>{text}</b>")
+    label.is_heading = True
+    return label
 
 
 def rectangle_roi_px(shapes_layer, image_layer) -> tuple[int, int, int, int]:
